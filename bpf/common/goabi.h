@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// Go's internal register ABI on amd64 (ABIInternal, Go >= 1.17).
+//
+// Integer arguments and results travel in RAX, RBX, RCX, RDI, RSI, R8, R9,
+// R10, R11, in that order; a struct or interface argument takes one register
+// per word. R14 always holds the current goroutine's g.
+#pragma once
+
+#define GO_ARG1(regs) ((regs)->ax)
+#define GO_ARG2(regs) ((regs)->bx)
+#define GO_ARG3(regs) ((regs)->cx)
+#define GO_ARG4(regs) ((regs)->di)
+#define GO_ARG5(regs) ((regs)->si)
+#define GO_ARG6(regs) ((regs)->r8)
+#define GO_G(regs) ((regs)->r14)
+
+// A Go string header.
+struct go_string {
+	__u64 ptr;
+	__s64 len;
+};
+
+// A Go slice header.
+struct go_slice {
+	__u64 ptr;
+	__s64 len;
+	__s64 cap;
+};
+
+// A Go interface value: type word (itab or type pointer) and data pointer.
+struct go_iface {
+	__u64 tab;
+	__u64 data;
+};
+
+static __always_inline __u64 read_u64(__u64 addr)
+{
+	__u64 v = 0;
+
+	bpf_probe_read_user(&v, sizeof(v), (void *)addr);
+	return v;
+}
+
+// Copy at most cap bytes of the Go string whose header is at hdr_addr into
+// dst. Returns the number of bytes copied and sets *cut when the string was
+// longer than cap.
+static __always_inline __u16 read_go_string(char *dst, __u64 cap, __u64 hdr_addr, __u8 *cut, __u8 bit)
+{
+	struct go_string s = {};
+
+	if (bpf_probe_read_user(&s, sizeof(s), (void *)hdr_addr) || s.len <= 0 || !s.ptr)
+		return 0;
+	__u64 n = s.len;
+	if (n > cap) {
+		n = cap;
+		*cut |= bit;
+	}
+	// Keep clang from folding this second check into the first: the
+	// verifier needs to see n bounded right before the read.
+	barrier_var(n);
+	if (n > cap)
+		return 0;
+	if (bpf_probe_read_user(dst, n, (void *)s.ptr))
+		return 0;
+	return n;
+}

@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// Maps shared by every probe. Each object declares them so that its programs
+// can reference them; at load time user space replaces them with one instance
+// owned by the agent, so all probes write into the same ring buffer.
+#pragma once
+
+#include "common/event.h"
+
+// Counters of things user space must know were lost, indexed by enum counter.
+enum counter {
+	// bpf_ringbuf_reserve failed: the reader fell behind and the record was dropped.
+	COUNTER_RINGBUF_FULL = 0,
+	// A return probe found no matching entry (attached while a request was in flight).
+	COUNTER_NO_ENTRY = 1,
+	// The in-flight table was full and an entry could not be recorded.
+	COUNTER_INFLIGHT_FULL = 2,
+	// Reading the traced process's memory failed.
+	COUNTER_READ_FAILED = 3,
+	COUNTER_MAX = 8,
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	// Resized by user space before load.
+	__uint(max_entries, 1 << 22);
+} events SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, COUNTER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+// Ring buffer fill level, in bytes, past which a record wakes the reader.
+// Below it records are written without a wakeup and the reader polls, which
+// spares the traced thread the cost of an IPI on every request.
+volatile const __u64 wakeup_threshold = 1 << 20;
+
+static __always_inline void count(enum counter c)
+{
+	__u32 key = c;
+	__u64 *v = bpf_map_lookup_elem(&counters, &key);
+
+	if (v)
+		*v += 1;
+}
+
+static __always_inline __u64 wakeup_flags(void)
+{
+	if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > wakeup_threshold)
+		return BPF_RB_FORCE_WAKEUP;
+	return BPF_RB_NO_WAKEUP;
+}
+
+static __always_inline void fill_header(struct event_header *hdr, enum event_type type)
+{
+	hdr->type = type;
+	hdr->flags = 0;
+	hdr->pad = 0;
+	hdr->pid = bpf_get_current_pid_tgid() >> 32;
+	hdr->ts_ns = bpf_ktime_get_ns();
+}

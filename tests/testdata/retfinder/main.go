@@ -1,0 +1,51 @@
+// Command retfinder is a fixture for the probes/gobin and probes/offsets
+// tests. It is built by those tests (normally and stripped) and never run by
+// them: its only job is to contain a function with several return paths and
+// to link the net/http server so that its types appear in DWARF.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+)
+
+// classify has four return statements on purpose. It must stay a real
+// function (not inlined) so that the tests can find it in the symbol and
+// pcln tables and count one RET per return path.
+//
+//go:noinline
+func classify(s string) (int, error) {
+	if s == "" {
+		return 0, fmt.Errorf("empty input")
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return -1, fmt.Errorf("parsing %q: %w", s, err)
+	}
+	if n < 0 {
+		return -n * 3, nil
+	}
+	return n * 2, nil
+}
+
+func main() {
+	// Serving only on request keeps the program harmless when run by hand
+	// while still forcing the linker to keep the whole net/http server,
+	// whose struct layouts the offsets tests read back from DWARF.
+	if len(os.Args) > 2 && os.Args[1] == "serve" {
+		http.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintln(w, r.Method, r.URL.Path)
+		})
+		if err := http.ListenAndServe(os.Args[2], nil); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	for _, a := range os.Args[1:] {
+		n, err := classify(a)
+		fmt.Println(n, err)
+	}
+}
