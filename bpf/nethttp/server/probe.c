@@ -45,12 +45,22 @@ volatile const __u64 off_netfd_laddr;
 volatile const __u64 off_tcpaddr_ip;
 volatile const __u64 off_tcpaddr_port;
 
-// Addresses of the itabs that identify concrete types behind interfaces
-// (go:itab.*net/http.response,net/http.ResponseWriter and
-// go:itab.*net.TCPConn,net.Conn). Zero when the binary has no symbol table:
-// then fields behind those interfaces are not read, rather than guessed.
-volatile const __u64 itab_response;
-volatile const __u64 itab_tcpconn;
+// Concrete types behind interfaces are recognised by their itab's first
+// method, whose address pclntab gives even in a stripped binary: an
+// interface's methods are sorted by name, so fun[0] of a ResponseWriter itab
+// is Header and fun[0] of a net.Conn itab is Close. These are the addresses
+// of net/http.(*response).Header and net.(*TCPConn).Close; zero disables the
+// reads that depend on them rather than guessing.
+volatile const __u64 response_header_fn;
+volatile const __u64 tcpconn_close_fn;
+
+// Offset of fun[0] in runtime.itab (inter, _type, hash + padding) on amd64.
+#define ITAB_FUN0 24
+
+static __always_inline bool itab_is(__u64 tab, __u64 fun0)
+{
+	return fun0 && tab && read_u64(tab + ITAB_FUN0) == fun0;
+}
 
 struct inflight {
 	__u64 start_ns;
@@ -96,8 +106,6 @@ int serve_http_enter(struct pt_regs *ctx)
 // response.conn.rwc (a net.Conn holding *net.TCPConn) .fd.laddr (*net.TCPAddr).
 static __always_inline void read_local_addr(struct http_server_event *e, __u64 resp)
 {
-	if (!itab_tcpconn)
-		return;
 	__u64 conn = read_u64(resp + off_resp_conn);
 	if (!conn)
 		return;
@@ -105,7 +113,8 @@ static __always_inline void read_local_addr(struct http_server_event *e, __u64 r
 		e->info |= HTTP_INFO_TLS;
 
 	struct go_iface rwc = {};
-	if (bpf_probe_read_user(&rwc, sizeof(rwc), (void *)(conn + off_conn_rwc)) || rwc.tab != itab_tcpconn)
+	if (bpf_probe_read_user(&rwc, sizeof(rwc), (void *)(conn + off_conn_rwc)) ||
+	    !itab_is(rwc.tab, tcpconn_close_fn))
 		return;
 	__u64 fd = read_u64(rwc.data + off_netconn_fd);
 	if (!fd)
@@ -162,7 +171,7 @@ int serve_http_return(struct pt_regs *ctx)
 	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 
-	if (itab_response && in.resp_tab == itab_response) {
+	if (itab_is(in.resp_tab, response_header_fn)) {
 		e->status = read_u64(in.resp + off_resp_status);
 		e->resp_written = read_u64(in.resp + off_resp_written);
 		e->info |= HTTP_INFO_RESPONSE_KNOWN;

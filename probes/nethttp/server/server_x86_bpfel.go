@@ -22,8 +22,6 @@ const (
 	serverProgServeHttpEnter     = "serve_http_enter"
 	serverProgServeHttpReturn    = "serve_http_return"
 	serverVarHasPattern          = "has_pattern"
-	serverVarItabResponse        = "itab_response"
-	serverVarItabTcpconn         = "itab_tcpconn"
 	serverVarOffConnRwc          = "off_conn_rwc"
 	serverVarOffConnTlsState     = "off_conn_tls_state"
 	serverVarOffG_goid           = "off_g_goid"
@@ -44,6 +42,8 @@ const (
 	serverVarOffTcpaddrPort      = "off_tcpaddr_port"
 	serverVarOffUrlPath          = "off_url_path"
 	serverVarOffUrlRawQuery      = "off_url_raw_query"
+	serverVarResponseHeaderFn    = "response_header_fn"
+	serverVarTcpconnCloseFn      = "tcpconn_close_fn"
 	serverVarWakeupThreshold     = "wakeup_threshold"
 )
 
@@ -107,8 +107,6 @@ type serverMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverVariableSpecs struct {
 	HasPattern          *ebpf.VariableSpec `ebpf:"has_pattern"`
-	ItabResponse        *ebpf.VariableSpec `ebpf:"itab_response"`
-	ItabTcpconn         *ebpf.VariableSpec `ebpf:"itab_tcpconn"`
 	OffConnRwc          *ebpf.VariableSpec `ebpf:"off_conn_rwc"`
 	OffConnTlsState     *ebpf.VariableSpec `ebpf:"off_conn_tls_state"`
 	OffG_goid           *ebpf.VariableSpec `ebpf:"off_g_goid"`
@@ -129,6 +127,8 @@ type serverVariableSpecs struct {
 	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffUrlPath          *ebpf.VariableSpec `ebpf:"off_url_path"`
 	OffUrlRawQuery      *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
+	ResponseHeaderFn    *ebpf.VariableSpec `ebpf:"response_header_fn"`
+	TcpconnCloseFn      *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
 	WakeupThreshold     *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
@@ -170,8 +170,6 @@ func (m *serverMaps) Close() error {
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverVariables struct {
 	HasPattern          *ebpf.Variable `ebpf:"has_pattern"`
-	ItabResponse        *ebpf.Variable `ebpf:"itab_response"`
-	ItabTcpconn         *ebpf.Variable `ebpf:"itab_tcpconn"`
 	OffConnRwc          *ebpf.Variable `ebpf:"off_conn_rwc"`
 	OffConnTlsState     *ebpf.Variable `ebpf:"off_conn_tls_state"`
 	OffG_goid           *ebpf.Variable `ebpf:"off_g_goid"`
@@ -192,6 +190,8 @@ type serverVariables struct {
 	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffUrlPath          *ebpf.Variable `ebpf:"off_url_path"`
 	OffUrlRawQuery      *ebpf.Variable `ebpf:"off_url_raw_query"`
+	ResponseHeaderFn    *ebpf.Variable `ebpf:"response_header_fn"`
+	TcpconnCloseFn      *ebpf.Variable `ebpf:"tcpconn_close_fn"`
 	WakeupThreshold     *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 

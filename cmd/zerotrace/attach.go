@@ -1,0 +1,311 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
+
+	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/export"
+	"github.com/zerotrace/zerotrace/probes"
+	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/session"
+)
+
+type attachOptions struct {
+	pids          []int
+	output        string
+	otlpEndpoint  string
+	serviceName   string
+	logLevel      string
+	statsInterval time.Duration
+	queueLen      int
+}
+
+func newAttachCommand() *cobra.Command {
+	o := &attachOptions{}
+	cmd := &cobra.Command{
+		Use:   "attach --pid PID [--pid PID ...]",
+		Short: "Trace running processes until interrupted",
+		Long: "Attach probes to running Go processes and export a span for every request they\n" +
+			"handle, until SIGINT or SIGTERM; then detach and exit.\n\n" +
+			"Spans go to an OTLP/HTTP endpoint when --otlp-endpoint or OTEL_EXPORTER_OTLP_ENDPOINT\n" +
+			"(or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set, and to stdout as text or JSON lines.",
+		Example: "  zerotrace attach --pid 4242\n" +
+			"  zerotrace attach --pid 4242 --output json > spans.jsonl\n" +
+			"  zerotrace attach --pid 4242 --otlp-endpoint http://localhost:4318",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runAttach(cmd.Context(), o, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	f := cmd.Flags()
+	f.IntSliceVar(&o.pids, "pid", nil, "process to trace (repeatable)")
+	f.StringVarP(&o.output, "output", "o", "", "stdout format: text, json or none (default text, or none when an OTLP endpoint is set)")
+	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP endpoint, e.g. http://localhost:4318 (default from OTEL_EXPORTER_OTLP_*)")
+	f.StringVar(&o.serviceName, "service-name", "", "service.name of the traced processes (default OTEL_SERVICE_NAME, else the executable name)")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
+	f.DurationVar(&o.statsInterval, "stats-interval", 30*time.Second, "how often to report lost events on stderr (0 disables)")
+	f.IntVar(&o.queueLen, "queue", 16384, "events and spans buffered between pipeline stages before dropping")
+	_ = cmd.MarkFlagRequired("pid")
+	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "none"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("pid", completePIDs)
+	return cmd
+}
+
+// completePIDs offers the PIDs of running processes with their names.
+func completePIDs(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+	entries, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range entries {
+		name := e.Name()
+		if name == "" || name[0] < '1' || name[0] > '9' {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + name + "/comm")
+		if err != nil {
+			continue
+		}
+		out = append(out, name+"\t"+strings.TrimSpace(string(comm)))
+	}
+	return out, cobra.ShellCompDirectiveNoFileComp
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("invalid --log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+// fail prints one line per error and returns the exit error for main.
+func fail(stderr io.Writer, errs ...error) error {
+	for _, err := range errs {
+		fmt.Fprintln(stderr, "zerotrace:", err)
+	}
+	return &exitError{code: 1}
+}
+
+func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) error {
+	level, err := parseLevel(o.logLevel)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	otlpEndpoint := o.otlpEndpoint
+	otlpFromEnv := os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
+	output := o.output
+	if output == "" {
+		output = "text"
+		if otlpEndpoint != "" || otlpFromEnv {
+			output = "none"
+		}
+	}
+	if output != "text" && output != "json" && output != "none" {
+		return fail(stderr, fmt.Errorf("invalid --output %q: want text, json or none", output))
+	}
+	if otlpEndpoint != "" {
+		if _, err := export.OTLPEndpointURL(otlpEndpoint); err != nil {
+			return fail(stderr, err)
+		}
+	}
+	serviceName := o.serviceName
+	if serviceName == "" {
+		serviceName = os.Getenv("OTEL_SERVICE_NAME")
+	}
+
+	// Check everything before touching any process, so that a bad input
+	// leaves nothing attached half-way.
+	if err := probes.CheckPrivileges(); err != nil {
+		return fail(stderr, err)
+	}
+	if err := probes.CheckKernel(); err != nil {
+		return fail(stderr, err)
+	}
+	var plans []*session.Plan
+	var errs []error
+	seen := map[int]bool{}
+	for _, pid := range o.pids {
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		p, err := session.Prepare(pid)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		plans = append(plans, p)
+	}
+	defer func() {
+		for _, p := range plans {
+			p.Target.Close()
+		}
+	}()
+	if len(errs) > 0 {
+		return fail(stderr, errs...)
+	}
+
+	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
+	if err := rlimit.RemoveMemlock(); err != nil {
+		log.Debug("could not raise RLIMIT_MEMLOCK", "err", err)
+	}
+	shared, err := events.LoadShared(events.DefaultRingSize)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer shared.Close()
+
+	var sinks []export.Sink
+	var otlp *export.OTLP
+	if otlpEndpoint != "" || otlpFromEnv {
+		otlp, err = export.NewOTLP(ctx, log, otlpEndpoint)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		sinks = append(sinks, otlp)
+	}
+	switch output {
+	case "text":
+		sinks = append(sinks, export.NewText(stdout))
+	case "json":
+		sinks = append(sinks, export.NewJSONLines(stdout))
+	}
+
+	corr := correlate.New(log)
+	var attached []*session.Attached
+	detachAll := func() {
+		for _, a := range attached {
+			if err := a.Detach(); err != nil {
+				log.Error("detaching", "target", a.Plan.Target.String(), "err", err)
+			}
+		}
+		attached = nil
+	}
+	for _, p := range plans {
+		a, err := session.Attach(p, shared)
+		if err != nil {
+			detachAll()
+			return fail(stderr, err)
+		}
+		attached = append(attached, a)
+		corr.Register(correlate.NewProcess(uint32(p.Target.PID), p.Target.Exe, serviceName, p.Target.Bin.GoVersion))
+		fmt.Fprintln(stderr, "zerotrace:", a.Summary)
+	}
+
+	clock := events.NewClock()
+	reader, err := events.NewReader(shared, o.queueLen, clock, log)
+	if err != nil {
+		detachAll()
+		return fail(stderr, err)
+	}
+	fan := export.NewFanout(log, o.queueLen, sinks...)
+	spans := make(chan *correlate.Span, o.queueLen)
+
+	readCtx, stopReading := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var readErr error
+	wg.Add(3)
+	go func() { defer wg.Done(); readErr = reader.Run(readCtx) }()
+	go func() { defer wg.Done(); corr.Run(reader.Events(), spans) }()
+	go func() { defer wg.Done(); fan.Run(spans, 10*time.Second) }()
+
+	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	exited := watchExits(plans, log)
+
+	rep := &reporter{log: log, shared: shared, reader: reader, corr: corr, fan: fan, otlp: otlp}
+	var tick <-chan time.Time
+	if o.statsInterval > 0 {
+		t := time.NewTicker(o.statsInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+wait:
+	for {
+		select {
+		case <-sigCtx.Done():
+			fmt.Fprintln(stderr, "zerotrace: detaching")
+			break wait
+		case <-exited:
+			fmt.Fprintln(stderr, "zerotrace: every traced process has exited; detaching")
+			break wait
+		case <-tick:
+			rep.reportLoss(false)
+		}
+	}
+	// A second signal while flushing means: stop now.
+	stopSignals()
+	go func() {
+		c := make(chan os.Signal, 1)
+		signal.Notify(c, syscall.SIGINT, syscall.SIGTERM)
+		<-c
+		fmt.Fprintln(stderr, "zerotrace: interrupted again; exiting without flushing")
+		os.Exit(130)
+	}()
+
+	// Detach first so that nothing new arrives, then drain the ring
+	// buffer, and let the pipeline flush stage by stage.
+	detachAll()
+	stopReading()
+	wg.Wait()
+	if readErr != nil {
+		log.Error("ring buffer reader stopped", "err", readErr)
+	}
+	rep.reportLoss(true)
+	return nil
+}
+
+// watchExits returns a channel closed when every planned process has exited.
+// It uses pidfds, which become readable when the process exits.
+func watchExits(plans []*session.Plan, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	var fds []unix.PollFd
+	for _, p := range plans {
+		fd, err := unix.PidfdOpen(p.Target.PID, 0)
+		if err != nil {
+			log.Debug("cannot watch process exit", "pid", p.Target.PID, "err", err)
+			return make(chan struct{}) // never closes: run until a signal
+		}
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
+	go func() {
+		defer close(done)
+		remaining := len(fds)
+		for remaining > 0 {
+			n, err := unix.Poll(fds, -1)
+			if err != nil {
+				if errors.Is(err, unix.EINTR) {
+					continue
+				}
+				return
+			}
+			if n == 0 {
+				continue
+			}
+			for i := range fds {
+				if fds[i].Fd >= 0 && fds[i].Revents != 0 {
+					log.Info("traced process exited", "pid", plans[i].Target.PID)
+					unix.Close(int(fds[i].Fd))
+					fds[i].Fd = -1 // poll ignores negative fds
+					remaining--
+				}
+			}
+		}
+	}()
+	return done
+}

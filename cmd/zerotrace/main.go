@@ -1,0 +1,76 @@
+// Command zerotrace traces running Go services with eBPF, with no code
+// change and no restart, and exports OpenTelemetry spans.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+
+	"github.com/spf13/cobra"
+
+	"github.com/zerotrace/zerotrace/correlate"
+)
+
+// version is set at build time with -ldflags "-X main.version=…"; without it
+// the VCS revision recorded by the go command is used.
+var version = ""
+
+func agentVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				return "dev-" + s.Value[:12]
+			}
+		}
+	}
+	return "dev"
+}
+
+// exitError carries the exit status for main; its message was already shown.
+type exitError struct{ code int }
+
+func (e *exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func newRootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "zerotrace",
+		Short: "Zero-instrumentation tracing of running services with eBPF",
+		Long: "zerotrace attaches eBPF probes to running processes and turns what they do into\n" +
+			"OpenTelemetry traces, with no code change and no restart.",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newAttachCommand(), newVersionCommand())
+	return root
+}
+
+func newVersionCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the version of zerotrace",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintf(cmd.OutOrStdout(), "zerotrace %s (%s, %s/%s)\n", agentVersion(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+		},
+	}
+}
+
+func main() {
+	correlate.Version = agentVersion()
+	err := newRootCommand().Execute()
+	if err == nil {
+		return
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		os.Exit(ee.code)
+	}
+	fmt.Fprintln(os.Stderr, "zerotrace:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,76 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strings"
+
+	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/export"
+	"github.com/zerotrace/zerotrace/probes/events"
+)
+
+// reporter tells the user what was traced and, above all, what was lost,
+// wherever in the pipeline that happened.
+type reporter struct {
+	log      *slog.Logger
+	shared   *events.Shared
+	reader   *events.Reader
+	corr     *correlate.Correlator
+	fan      *export.Fanout
+	otlp     *export.OTLP
+	lastLoss string
+}
+
+// loss describes every non-zero loss counter, "" when nothing was lost.
+func (r *reporter) loss() string {
+	var parts []string
+	add := func(name string, n uint64) {
+		if n > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", name, n))
+		}
+	}
+	if kc, err := r.shared.Counters(); err == nil {
+		add("kernel_ringbuf_full", kc[events.CounterRingbufFull])
+		add("kernel_inflight_full", kc[events.CounterInflightFull])
+		add("kernel_read_failed", kc[events.CounterReadFailed])
+	}
+	rs := r.reader.Stats()
+	add("event_queue_full", rs.QueueFull.Load())
+	add("decode_errors", rs.DecodeErrors.Load())
+	add("unknown_process", r.corr.Stats().UnknownProcess.Load())
+	for _, s := range r.fan.Stats() {
+		add(s.Name+"_queue_full", s.Dropped.Load())
+		add(s.Name+"_failed", s.Failed.Load())
+	}
+	if r.otlp != nil {
+		add("otlp_export_failed", r.otlp.Failed())
+	}
+	return strings.Join(parts, " ")
+}
+
+// reportLoss logs losses when they changed since the last report; final
+// also prints the totals.
+func (r *reporter) reportLoss(final bool) {
+	loss := r.loss()
+	if loss != "" && loss != r.lastLoss {
+		r.log.Warn("events lost", "counts", loss)
+	}
+	r.lastLoss = loss
+	if !final {
+		return
+	}
+	line := fmt.Sprintf("zerotrace: traced %d requests, %d spans", r.reader.Stats().Records.Load(), r.corr.Stats().Spans.Load())
+	if r.otlp != nil {
+		line += fmt.Sprintf(", %d exported over OTLP", r.otlp.Exported())
+	}
+	if kc, err := r.shared.Counters(); err == nil && kc[events.CounterNoEntry] > 0 {
+		line += fmt.Sprintf(", %d requests already in flight at attach", kc[events.CounterNoEntry])
+	}
+	if loss == "" {
+		line += ", nothing lost"
+	} else {
+		line += "; lost: " + loss
+	}
+	r.log.Info(strings.TrimPrefix(line, "zerotrace: "))
+}

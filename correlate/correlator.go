@@ -1,0 +1,98 @@
+package correlate
+
+import (
+	crand "crypto/rand"
+	"encoding/binary"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+)
+
+// Stats counts what the correlator did, for the agent's loss report.
+type Stats struct {
+	Events         atomic.Uint64 // events received
+	Spans          atomic.Uint64 // spans emitted
+	UnknownProcess atomic.Uint64 // events from a PID that was never registered, dropped
+}
+
+// Correlator builds spans from events. Run it in one goroutine; Register
+// may be called from any goroutine.
+type Correlator struct {
+	log   *slog.Logger
+	mu    sync.RWMutex
+	procs map[uint32]*Process
+	rng   *rand.ChaCha8
+	stats Stats
+}
+
+// New returns a Correlator that knows no process yet.
+func New(log *slog.Logger) *Correlator {
+	var seed [32]byte
+	_, _ = crand.Read(seed[:]) // never fails on Linux
+	return &Correlator{
+		log:   log,
+		procs: make(map[uint32]*Process),
+		rng:   rand.NewChaCha8(seed),
+	}
+}
+
+// Register makes events from p.PID attributable to p.
+func (c *Correlator) Register(p *Process) {
+	c.mu.Lock()
+	c.procs[p.PID] = p
+	c.mu.Unlock()
+}
+
+// Stats returns the correlator's counters.
+func (c *Correlator) Stats() *Stats { return &c.stats }
+
+// Run turns every event from in into spans sent to out, and closes out when
+// in is closed. Sends to out block: the stage after the correlator is the
+// exporters' fan-out, which never blocks.
+func (c *Correlator) Run(in <-chan Event, out chan<- *Span) {
+	defer close(out)
+	for ev := range in {
+		c.stats.Events.Add(1)
+		if s := c.Handle(ev); s != nil {
+			c.stats.Spans.Add(1)
+			out <- s
+		}
+	}
+}
+
+// Handle builds the span for one event, or returns nil when the event
+// produces none.
+func (c *Correlator) Handle(ev Event) *Span {
+	c.mu.RLock()
+	p := c.procs[ev.ProcessID()]
+	c.mu.RUnlock()
+	if p == nil {
+		if c.stats.UnknownProcess.Add(1) == 1 {
+			c.log.Warn("dropping events from an unregistered process", "pid", ev.ProcessID())
+		}
+		return nil
+	}
+	switch e := ev.(type) {
+	case *HTTPServerRequest:
+		s := httpServerSpan(e)
+		s.Process = p
+		c.newIDs(s)
+		return s
+	}
+	return nil
+}
+
+func (c *Correlator) newIDs(s *Span) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], c.rng.Uint64())
+	copy(s.TraceID[:8], b[:])
+	binary.LittleEndian.PutUint64(b[:], c.rng.Uint64())
+	copy(s.TraceID[8:], b[:])
+	for !s.SpanID.IsValid() {
+		binary.LittleEndian.PutUint64(s.SpanID[:], c.rng.Uint64())
+	}
+	if !s.TraceID.IsValid() {
+		s.TraceID[0] = 1
+	}
+}

@@ -1,0 +1,76 @@
+package correlate
+
+import (
+	"os"
+	"strconv"
+
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// Process describes a traced process. Its resource attributes travel with
+// every span the process produces.
+type Process struct {
+	PID            uint32
+	ServiceName    string
+	ExecutableName string
+	ExecutablePath string
+	RuntimeVersion string // the Go version the binary was built with
+	HostName       string
+
+	resource []attribute.KeyValue
+}
+
+// SDK identification, reported as telemetry.sdk.* on every resource.
+const (
+	SDKName     = "zerotrace"
+	SDKLanguage = "go"
+)
+
+// Version is the agent's version, set at build time by cmd.
+var Version = "dev"
+
+// NewProcess fills in a Process and computes its resource attributes once.
+// An empty serviceName defaults to the executable name.
+func NewProcess(pid uint32, exePath, serviceName, runtimeVersion string) *Process {
+	name := exePath
+	for i := len(name) - 1; i >= 0; i-- {
+		if name[i] == '/' {
+			name = name[i+1:]
+			break
+		}
+	}
+	if serviceName == "" {
+		serviceName = name
+	}
+	host, _ := os.Hostname()
+	p := &Process{
+		PID:            pid,
+		ServiceName:    serviceName,
+		ExecutableName: name,
+		ExecutablePath: exePath,
+		RuntimeVersion: runtimeVersion,
+		HostName:       host,
+	}
+	p.resource = []attribute.KeyValue{
+		attribute.String("service.name", p.ServiceName),
+		attribute.Int("process.pid", int(pid)),
+		attribute.String("process.executable.name", p.ExecutableName),
+		attribute.String("process.executable.path", p.ExecutablePath),
+		attribute.String("process.runtime.name", "go"),
+		attribute.String("process.runtime.version", p.RuntimeVersion),
+		attribute.String("host.name", p.HostName),
+		attribute.String("telemetry.sdk.name", SDKName),
+		attribute.String("telemetry.sdk.language", SDKLanguage),
+		attribute.String("telemetry.sdk.version", Version),
+	}
+	return p
+}
+
+// Resource returns the process's resource attributes. The slice is shared:
+// callers must not modify it.
+func (p *Process) Resource() []attribute.KeyValue { return p.resource }
+
+// String names the process for logs.
+func (p *Process) String() string {
+	return p.ExecutableName + "[" + strconv.Itoa(int(p.PID)) + "]"
+}

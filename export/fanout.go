@@ -1,0 +1,131 @@
+package export
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/zerotrace/zerotrace/correlate"
+)
+
+// Sink receives batches of finished spans.
+type Sink interface {
+	// Name identifies the sink in logs and statistics.
+	Name() string
+	// Export delivers a batch. It may block; the Fanout calls it from the
+	// sink's own goroutine.
+	Export(ctx context.Context, spans []*correlate.Span) error
+	// Shutdown flushes what the sink still holds and releases it.
+	Shutdown(ctx context.Context) error
+}
+
+// SinkStats counts what happened to the spans given to one sink.
+type SinkStats struct {
+	Name      string
+	Delivered atomic.Uint64 // spans the sink accepted
+	Dropped   atomic.Uint64 // spans dropped because the sink's queue was full
+	Failed    atomic.Uint64 // spans the sink reported it could not deliver
+}
+
+type sinkQueue struct {
+	sink  Sink
+	ch    chan *correlate.Span
+	stats *SinkStats
+}
+
+// Fanout copies every span to each sink through a bounded queue.
+type Fanout struct {
+	log    *slog.Logger
+	queues []*sinkQueue
+}
+
+// maxBatch bounds how many spans a sink gets in one Export call.
+const maxBatch = 512
+
+// NewFanout builds a fan-out with a queue of queueLen spans per sink.
+func NewFanout(log *slog.Logger, queueLen int, sinks ...Sink) *Fanout {
+	f := &Fanout{log: log}
+	for _, s := range sinks {
+		f.queues = append(f.queues, &sinkQueue{
+			sink:  s,
+			ch:    make(chan *correlate.Span, queueLen),
+			stats: &SinkStats{Name: s.Name()},
+		})
+	}
+	return f
+}
+
+// Stats returns one entry per sink.
+func (f *Fanout) Stats() []*SinkStats {
+	out := make([]*SinkStats, len(f.queues))
+	for i, q := range f.queues {
+		out[i] = q.stats
+	}
+	return out
+}
+
+// Run distributes spans from in until it is closed, then lets every sink
+// finish its queue and shuts the sinks down, giving them until
+// shutdownTimeout to flush.
+func (f *Fanout) Run(in <-chan *correlate.Span, shutdownTimeout time.Duration) {
+	var wg sync.WaitGroup
+	for _, q := range f.queues {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.drain(q)
+		}()
+	}
+	for s := range in {
+		for _, q := range f.queues {
+			select {
+			case q.ch <- s:
+			default:
+				if q.stats.Dropped.Add(1) == 1 {
+					f.log.Warn("span queue full: dropping spans", "sink", q.stats.Name)
+				}
+			}
+		}
+	}
+	for _, q := range f.queues {
+		close(q.ch)
+	}
+	wg.Wait()
+
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	for _, q := range f.queues {
+		if err := q.sink.Shutdown(ctx); err != nil {
+			f.log.Error("flushing spans at shutdown", "sink", q.stats.Name, "err", err)
+		}
+	}
+}
+
+// drain feeds one sink in batches: it waits for one span, then takes
+// whatever else is already queued.
+func (f *Fanout) drain(q *sinkQueue) {
+	batch := make([]*correlate.Span, 0, maxBatch)
+	for s := range q.ch {
+		batch = append(batch[:0], s)
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case s, ok := <-q.ch:
+				if !ok {
+					break more
+				}
+				batch = append(batch, s)
+			default:
+				break more
+			}
+		}
+		if err := q.sink.Export(context.Background(), batch); err != nil {
+			q.stats.Failed.Add(uint64(len(batch)))
+			f.log.Debug("export failed", "sink", q.stats.Name, "err", err)
+			continue
+		}
+		q.stats.Delivered.Add(uint64(len(batch)))
+	}
+}

@@ -1,0 +1,124 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/cilium/ebpf/ringbuf"
+
+	"github.com/zerotrace/zerotrace/correlate"
+)
+
+// ReaderStats counts what the reader saw and lost.
+type ReaderStats struct {
+	Records      atomic.Uint64 // records read from the ring buffer
+	QueueFull    atomic.Uint64 // decoded events dropped because the queue was full
+	DecodeErrors atomic.Uint64 // records that could not be decoded
+}
+
+// Reader drains the shared ring buffer into a bounded queue of events.
+//
+// Probes write without waking the reader (see wakeup_flags in
+// bpf/common/maps.h) unless the buffer fills up, so the reader polls every
+// PollInterval. It never blocks on the queue's consumer: when the queue is
+// full the event is dropped and counted, so a slow exporter can never stall
+// the ring buffer and, through it, make the kernel drop records unseen.
+type Reader struct {
+	rd    *ringbuf.Reader
+	out   chan correlate.Event
+	clock *Clock
+	log   *slog.Logger
+	poll  time.Duration
+	stats ReaderStats
+}
+
+// PollInterval is how often the reader looks at the ring buffer when no
+// wakeup came.
+const PollInterval = 20 * time.Millisecond
+
+// NewReader opens a reader on the shared ring buffer with a queue of
+// queueLen events.
+func NewReader(s *Shared, queueLen int, clock *Clock, log *slog.Logger) (*Reader, error) {
+	rd, err := ringbuf.NewReader(s.objs.Events)
+	if err != nil {
+		return nil, fmt.Errorf("opening the ring buffer reader: %w", err)
+	}
+	return &Reader{
+		rd:    rd,
+		out:   make(chan correlate.Event, queueLen),
+		clock: clock,
+		log:   log,
+		poll:  PollInterval,
+	}, nil
+}
+
+// Events is the queue of decoded events. It is closed when Run returns.
+func (r *Reader) Events() <-chan correlate.Event { return r.out }
+
+// Stats returns the reader's counters.
+func (r *Reader) Stats() *ReaderStats { return &r.stats }
+
+// Run reads until ctx is cancelled, then drains what is left in the ring
+// buffer and closes the queue. Cancel ctx only after the probes are
+// detached, so that nothing arrives after the final drain.
+func (r *Reader) Run(ctx context.Context) error {
+	defer close(r.out)
+	defer r.rd.Close()
+
+	var rec ringbuf.Record
+	lastSync := time.Now()
+	stopping := false
+	for {
+		if !stopping && ctx.Err() != nil {
+			stopping = true
+		}
+		if stopping {
+			// A deadline in the past makes ReadInto return everything that
+			// is in the buffer and then ErrDeadlineExceeded.
+			r.rd.SetDeadline(time.Unix(1, 0))
+		} else {
+			r.rd.SetDeadline(time.Now().Add(r.poll))
+		}
+		err := r.rd.ReadInto(&rec)
+		switch {
+		case err == nil:
+			r.handle(rec.RawSample)
+			continue
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			if stopping {
+				return nil
+			}
+		case errors.Is(err, ringbuf.ErrClosed):
+			return nil
+		default:
+			return fmt.Errorf("reading the ring buffer: %w", err)
+		}
+		if time.Since(lastSync) > 10*time.Second {
+			r.clock.Sync()
+			lastSync = time.Now()
+		}
+	}
+}
+
+func (r *Reader) handle(raw []byte) {
+	r.stats.Records.Add(1)
+	ev, err := Decode(raw, r.clock)
+	if err != nil {
+		if r.stats.DecodeErrors.Add(1) == 1 {
+			r.log.Warn("undecodable ring buffer record (further ones are only counted)", "err", err)
+		}
+		return
+	}
+	select {
+	case r.out <- ev:
+	default:
+		if r.stats.QueueFull.Add(1) == 1 {
+			r.log.Warn("event queue full: dropping events (the exporters are not keeping up)")
+		}
+	}
+}

@@ -1,0 +1,98 @@
+package events
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+)
+
+// Counter indexes the kernel-side loss counters (enum counter in
+// bpf/common/maps.h).
+type Counter int
+
+// Kernel-side counters.
+const (
+	CounterRingbufFull  Counter = 0
+	CounterNoEntry      Counter = 1
+	CounterInflightFull Counter = 2
+	CounterReadFailed   Counter = 3
+	numCounters                 = 8
+)
+
+// String names the counter in logs and metrics.
+func (c Counter) String() string {
+	switch c {
+	case CounterRingbufFull:
+		return "ringbuf_full"
+	case CounterNoEntry:
+		return "return_without_entry"
+	case CounterInflightFull:
+		return "inflight_table_full"
+	case CounterReadFailed:
+		return "read_failed"
+	}
+	return fmt.Sprintf("counter_%d", int(c))
+}
+
+// Shared holds the one ring buffer and counters map that all probes write to.
+type Shared struct {
+	objs      commonObjects
+	threshold uint64
+}
+
+// DefaultRingSize is the ring buffer size in bytes: room for about 4,000
+// HTTP records, a few hundred milliseconds of a busy service.
+const DefaultRingSize = 4 << 20
+
+// LoadShared creates the shared maps. ringSize must be a power of two
+// multiple of the page size.
+func LoadShared(ringSize int) (*Shared, error) {
+	spec, err := loadCommon()
+	if err != nil {
+		return nil, fmt.Errorf("loading shared map spec: %w", err)
+	}
+	spec.Maps["events"].MaxEntries = uint32(ringSize)
+	s := &Shared{threshold: uint64(ringSize / 4)}
+	if err := spec.LoadAndAssign(&s.objs.commonMaps, nil); err != nil {
+		return nil, fmt.Errorf("creating the ring buffer and counters: %w", err)
+	}
+	return s, nil
+}
+
+// Replacements returns the map replacements a probe collection needs so
+// that its programs write into the shared maps.
+func (s *Shared) Replacements() map[string]*ebpf.Map {
+	return map[string]*ebpf.Map{
+		"events":   s.objs.Events,
+		"counters": s.objs.Counters,
+	}
+}
+
+// WakeupThreshold is the value every probe must get for its
+// wakeup_threshold constant: the fill level past which records wake the reader.
+func (s *Shared) WakeupThreshold() uint64 { return s.threshold }
+
+// Counters sums the per-CPU kernel counters.
+func (s *Shared) Counters() (map[Counter]uint64, error) {
+	out := make(map[Counter]uint64, numCounters)
+	var perCPU []uint64
+	for c := Counter(0); c < numCounters; c++ {
+		if err := s.objs.Counters.Lookup(uint32(c), &perCPU); err != nil {
+			return nil, fmt.Errorf("reading counter %s: %w", c, err)
+		}
+		var sum uint64
+		for _, v := range perCPU {
+			sum += v
+		}
+		if sum != 0 {
+			out[c] = sum
+		}
+	}
+	return out, nil
+}
+
+// Close releases the maps.
+func (s *Shared) Close() error {
+	return errors.Join(s.objs.Events.Close(), s.objs.Counters.Close())
+}

@@ -1,0 +1,130 @@
+package probes
+
+import (
+	"debug/elf"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/zerotrace/zerotrace/probes/gobin"
+	"github.com/zerotrace/zerotrace/probes/offsets"
+)
+
+// Target is a running process to trace and what was learnt about its binary.
+type Target struct {
+	PID int
+	// Exe is the executable's path as the process sees it, for messages.
+	Exe string
+	// ProbePath is the path uprobes are attached through. /proc/PID/exe
+	// resolves to the very inode the process runs, even across mount
+	// namespaces and after the file was replaced on disk.
+	ProbePath string
+	Bin       *gobin.Binary
+	Offsets   offsets.Set
+	// LoadBias is what to add to an address from the binary to get its
+	// address in the running process: zero unless it is a PIE.
+	LoadBias uint64
+}
+
+// ErrNoProcess is returned for a PID with no running process.
+var ErrNoProcess = errors.New("no such process")
+
+// OpenTarget inspects the process pid. Errors name the PID and executable
+// and say what is wrong in one line.
+func OpenTarget(pid int) (*Target, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("pid %d: not a valid process id", pid)
+	}
+	procExe := "/proc/" + strconv.Itoa(pid) + "/exe"
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err != nil {
+		return nil, fmt.Errorf("pid %d: %w", pid, ErrNoProcess)
+	}
+	exe, err := os.Readlink(procExe)
+	if err != nil {
+		switch {
+		case errors.Is(err, fs.ErrPermission):
+			return nil, fmt.Errorf("pid %d: cannot read %s: permission denied (tracing another user's process needs root or CAP_SYS_PTRACE)", pid, procExe)
+		case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ESRCH):
+			// Kernel threads have no executable; a process that just
+			// exited looks the same.
+			return nil, fmt.Errorf("pid %d: has no executable (a kernel thread or a process that exited)", pid)
+		}
+		return nil, fmt.Errorf("pid %d: reading %s: %w", pid, procExe, err)
+	}
+	bin, err := gobin.Open(procExe)
+	if err != nil {
+		if errors.Is(err, gobin.ErrNotGo) {
+			return nil, fmt.Errorf("pid %d (%s): not a Go binary; only Go programs can be traced with uprobes", pid, exe)
+		}
+		return nil, fmt.Errorf("pid %d (%s): %w", pid, exe, err)
+	}
+	bias, err := loadBias(pid, procExe)
+	if err != nil {
+		bin.Close()
+		return nil, fmt.Errorf("pid %d (%s): %w", pid, exe, err)
+	}
+	return &Target{PID: pid, Exe: exe, ProbePath: procExe, Bin: bin, LoadBias: bias}, nil
+}
+
+// loadBias finds where a position-independent executable was loaded, from
+// the first mapping of the executable in /proc/PID/maps.
+func loadBias(pid int, exePath string) (uint64, error) {
+	f, err := elf.Open(exePath)
+	if err != nil {
+		return 0, fmt.Errorf("reading ELF header: %w", err)
+	}
+	defer f.Close()
+	if f.Type != elf.ET_DYN {
+		return 0, nil
+	}
+	var minVaddr uint64 = math.MaxUint64
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_LOAD && p.Vaddr < minVaddr {
+			minVaddr = p.Vaddr &^ (uint64(os.Getpagesize()) - 1)
+		}
+	}
+	st, err := os.Stat(exePath)
+	if err != nil {
+		return 0, err
+	}
+	ino := st.Sys().(*syscall.Stat_t).Ino
+	maps, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/maps")
+	if err != nil {
+		return 0, fmt.Errorf("reading memory map: %w", err)
+	}
+	// Lines: "start-end perms offset dev inode path".
+	for _, line := range strings.Split(string(maps), "\n") {
+		fields := strings.Fields(line)
+		if len(fields) < 6 || fields[2] != "00000000" || fields[4] != strconv.FormatUint(ino, 10) {
+			continue
+		}
+		startStr, _, _ := strings.Cut(fields[0], "-")
+		start, err := strconv.ParseUint(startStr, 16, 64)
+		if err != nil {
+			continue
+		}
+		return start - minVaddr, nil
+	}
+	return 0, fmt.Errorf("position-independent executable not found in /proc/%d/maps", pid)
+}
+
+// RuntimeAddr converts an address from the binary to the running process.
+func (t *Target) RuntimeAddr(addr uint64) uint64 { return addr + t.LoadBias }
+
+// String names the target in messages.
+func (t *Target) String() string {
+	return fmt.Sprintf("pid %d (%s)", t.PID, t.Exe)
+}
+
+// Close releases the binary.
+func (t *Target) Close() error {
+	if t.Bin == nil {
+		return nil
+	}
+	return t.Bin.Close()
+}

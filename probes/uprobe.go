@@ -1,0 +1,93 @@
+package probes
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+)
+
+// Uprobe declares one probed Go function: its entry program, and its return
+// program, which is attached as a uprobe on every RET instruction of the
+// function. Uretprobes are never used on Go code: they replace the return
+// address on the goroutine stack, and the runtime crashes when it moves
+// that stack ("unknown caller pc").
+type Uprobe struct {
+	// Symbol is the function's name in the Go symbol table, such as
+	// "net/http.serverHandler.ServeHTTP".
+	Symbol string
+	Entry  *ebpf.Program // nil when only the returns are probed
+	Return *ebpf.Program // nil when only the entry is probed
+	// Optional probes are skipped when the symbol is absent.
+	Optional bool
+}
+
+// Attachment is the set of links one instrumentation holds on one process.
+type Attachment struct {
+	links   []link.Link
+	Entries int // entry uprobes attached
+	Returns int // uprobes attached at RET instructions
+	Skipped []string
+}
+
+// AttachUprobes attaches every uprobe in ups to t's process only. It attaches
+// all or nothing: on any error the links made so far are closed.
+func AttachUprobes(t *Target, ups []Uprobe) (*Attachment, error) {
+	ex, err := link.OpenExecutable(t.ProbePath)
+	if err != nil {
+		return nil, fmt.Errorf("%s: opening executable: %w", t, err)
+	}
+	a := &Attachment{}
+	for _, u := range ups {
+		if err := a.attach(t, ex, u); err != nil {
+			_ = a.Close()
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+func (a *Attachment) attach(t *Target, ex *link.Executable, u Uprobe) error {
+	fn, err := t.Bin.Func(u.Symbol)
+	if err != nil {
+		if u.Optional {
+			a.Skipped = append(a.Skipped, u.Symbol)
+			return nil
+		}
+		return fmt.Errorf("%s: %w", t, err)
+	}
+	if u.Entry != nil {
+		l, err := ex.Uprobe(u.Symbol, u.Entry, &link.UprobeOptions{Address: fn.Offset, PID: t.PID})
+		if err != nil {
+			return fmt.Errorf("%s: attaching uprobe to %s: %w", t, u.Symbol, err)
+		}
+		a.links = append(a.links, l)
+		a.Entries++
+	}
+	if u.Return != nil {
+		rets, err := t.Bin.RetOffsets(fn)
+		if err != nil {
+			return fmt.Errorf("%s: finding the returns of %s: %w", t, u.Symbol, err)
+		}
+		for _, off := range rets {
+			l, err := ex.Uprobe(u.Symbol, u.Return, &link.UprobeOptions{Address: off, PID: t.PID})
+			if err != nil {
+				return fmt.Errorf("%s: attaching uprobe to the RET of %s at file offset %#x: %w", t, u.Symbol, off, err)
+			}
+			a.links = append(a.links, l)
+			a.Returns++
+		}
+	}
+	return nil
+}
+
+// Close detaches every link.
+func (a *Attachment) Close() error {
+	var errs []error
+	for _, l := range a.links {
+		errs = append(errs, l.Close())
+	}
+	a.links = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,126 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zerotrace/zerotrace/export"
+)
+
+// agent is a running `zerotrace attach`.
+type agent struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	stdout bytes.Buffer
+	stderr bytes.Buffer
+	done   chan struct{}
+	err    error
+}
+
+// lockedWriter lets the test read a buffer while the process writes to it.
+type lockedWriter struct {
+	mu  *sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Write(p)
+}
+
+// startAgent runs zerotrace with args and waits until it says it attached.
+func startAgent(t testing.TB, bin string, env []string, args ...string) *agent {
+	t.Helper()
+	a := &agent{t: t, done: make(chan struct{})}
+	a.cmd = exec.Command(bin, args...)
+	a.cmd.Env = append(a.cmd.Environ(), env...)
+	a.cmd.Stdout = lockedWriter{&a.mu, &a.stdout}
+	a.cmd.Stderr = lockedWriter{&a.mu, &a.stderr}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatalf("starting zerotrace: %v", err)
+	}
+	go func() {
+		a.err = a.cmd.Wait()
+		close(a.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-a.done:
+		default:
+			_ = a.cmd.Process.Kill()
+			<-a.done
+		}
+		if t.Failed() {
+			t.Logf("zerotrace stderr:\n%s", a.Stderr())
+		}
+	})
+	deadline := time.After(30 * time.Second)
+	for !strings.Contains(a.Stderr(), "attached to") {
+		select {
+		case <-a.done:
+			t.Fatalf("zerotrace exited before attaching (%v):\n%s", a.err, a.Stderr())
+		case <-deadline:
+			t.Fatalf("zerotrace did not attach within 30s:\n%s", a.Stderr())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return a
+}
+
+func (a *agent) Stderr() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stderr.String()
+}
+
+func (a *agent) Stdout() string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stdout.String()
+}
+
+// stop sends SIGINT and requires a clean exit.
+func (a *agent) stop() {
+	a.t.Helper()
+	_ = a.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-a.done:
+	case <-time.After(30 * time.Second):
+		_ = a.cmd.Process.Kill()
+		a.t.Fatalf("zerotrace did not exit within 30s of SIGINT:\n%s", a.Stderr())
+	}
+	if a.err != nil {
+		a.t.Fatalf("zerotrace exited with %v:\n%s", a.err, a.Stderr())
+	}
+}
+
+// jsonSpans parses the agent's stdout as JSON lines; every line must parse.
+func (a *agent) jsonSpans() []export.JSONSpan {
+	a.t.Helper()
+	var out []export.JSONSpan
+	sc := bufio.NewScanner(strings.NewReader(a.Stdout()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var s export.JSONSpan
+		dec := json.NewDecoder(bytes.NewReader(sc.Bytes()))
+		dec.UseNumber()
+		if err := dec.Decode(&s); err != nil {
+			a.t.Fatalf("stdout line is not a JSON span: %v: %q", err, sc.Text())
+		}
+		if _, err := dec.Token(); err != io.EOF {
+			a.t.Fatalf("stdout line has trailing data: %q", sc.Text())
+		}
+		out = append(out, s)
+	}
+	return out
+}
