@@ -3,9 +3,12 @@ package export
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
+	"math"
 	"strconv"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -29,14 +32,21 @@ type JSONSpan struct {
 	Attributes    map[string]any `json:"attributes"`
 }
 
-// JSONLines writes one JSON object per span and line.
+// JSONLines writes one JSON object per span and line. The encoding is done
+// by hand into a reused buffer: at tens of thousands of spans per second,
+// reflection-based encoding would cost the host more CPU than the probes.
 type JSONLines struct {
-	w *bufio.Writer
+	w         *bufio.Writer
+	buf       []byte
+	resources map[*correlate.Process][]byte
 }
 
 // NewJSONLines writes to w.
 func NewJSONLines(w io.Writer) *JSONLines {
-	return &JSONLines{w: bufio.NewWriterSize(w, 64<<10)}
+	return &JSONLines{
+		w:         bufio.NewWriterSize(w, 64<<10),
+		resources: make(map[*correlate.Process][]byte),
+	}
 }
 
 // Name implements Sink.
@@ -44,10 +54,9 @@ func (*JSONLines) Name() string { return "json" }
 
 // Export implements Sink.
 func (j *JSONLines) Export(_ context.Context, spans []*correlate.Span) error {
-	enc := json.NewEncoder(j.w)
-	enc.SetEscapeHTML(false)
 	for _, s := range spans {
-		if err := enc.Encode(ToJSON(s)); err != nil {
+		j.buf = j.appendSpan(j.buf[:0], s)
+		if _, err := j.w.Write(j.buf); err != nil {
 			return err
 		}
 	}
@@ -56,6 +65,113 @@ func (j *JSONLines) Export(_ context.Context, spans []*correlate.Span) error {
 
 // Shutdown implements Sink.
 func (j *JSONLines) Shutdown(context.Context) error { return j.w.Flush() }
+
+func (j *JSONLines) appendSpan(b []byte, s *correlate.Span) []byte {
+	b = append(b, `{"trace_id":"`...)
+	b = hex.AppendEncode(b, s.TraceID[:])
+	b = append(b, `","span_id":"`...)
+	b = hex.AppendEncode(b, s.SpanID[:])
+	b = append(b, `","parent_span_id":"`...)
+	if s.ParentSpanID.IsValid() {
+		b = hex.AppendEncode(b, s.ParentSpanID[:])
+	}
+	b = append(b, `","name":`...)
+	b = appendString(b, s.Name)
+	b = append(b, `,"kind":"`...)
+	b = append(b, KindName(s.Kind)...)
+	b = append(b, `","start_unix_nano":`...)
+	b = strconv.AppendInt(b, s.Start.UnixNano(), 10)
+	b = append(b, `,"end_unix_nano":`...)
+	b = strconv.AppendInt(b, s.End.UnixNano(), 10)
+	b = append(b, `,"status_code":"`...)
+	b = append(b, StatusName(s.Status)...)
+	b = append(b, '"')
+	if s.StatusMsg != "" {
+		b = append(b, `,"status_message":`...)
+		b = appendString(b, s.StatusMsg)
+	}
+	b = append(b, `,"resource":`...)
+	if s.Process != nil {
+		res, ok := j.resources[s.Process]
+		if !ok {
+			res = appendAttrs(nil, s.Process.Resource())
+			j.resources[s.Process] = res
+		}
+		b = append(b, res...)
+	} else {
+		b = append(b, "{}"...)
+	}
+	b = append(b, `,"attributes":`...)
+	b = appendAttrs(b, s.Attributes)
+	return append(b, "}\n"...)
+}
+
+func appendAttrs(b []byte, kvs []attribute.KeyValue) []byte {
+	b = append(b, '{')
+	for i, kv := range kvs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, string(kv.Key))
+		b = append(b, ':')
+		b = appendValue(b, kv.Value)
+	}
+	return append(b, '}')
+}
+
+func appendValue(b []byte, v attribute.Value) []byte {
+	switch v.Type() {
+	case attribute.STRING:
+		return appendString(b, v.AsString())
+	case attribute.INT64:
+		return strconv.AppendInt(b, v.AsInt64(), 10)
+	case attribute.BOOL:
+		return strconv.AppendBool(b, v.AsBool())
+	case attribute.FLOAT64:
+		f := v.AsFloat64()
+		if math.IsInf(f, 0) || math.IsNaN(f) {
+			return appendString(b, strconv.FormatFloat(f, 'g', -1, 64))
+		}
+		return strconv.AppendFloat(b, f, 'g', -1, 64)
+	}
+	// Slices are rare: let encoding/json do them.
+	enc, err := json.Marshal(v.AsInterface())
+	if err != nil {
+		return appendString(b, v.Emit())
+	}
+	return append(b, enc...)
+}
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
+// encoding/json does, so every line stays valid JSON whatever a traced
+// process sent.
+func appendString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
 
 // ToJSON converts a span to its JSON form.
 func ToJSON(s *correlate.Span) JSONSpan {

@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -159,10 +162,10 @@ func (o *OTLP) Export(ctx context.Context, spans []*correlate.Span) error {
 			})
 			sctx = trace.ContextWithRemoteSpanContext(sctx, parent)
 		}
-		_, span := t.Start(sctx, s.Name,
+		_, span := t.Start(sctx, validUTF8(s.Name),
 			trace.WithTimestamp(s.Start),
 			trace.WithSpanKind(s.Kind),
-			trace.WithAttributes(s.Attributes...),
+			trace.WithAttributes(validAttrs(s.Attributes)...),
 		)
 		if s.Status != 0 {
 			span.SetStatus(s.Status, s.StatusMsg)
@@ -170,6 +173,31 @@ func (o *OTLP) Export(ctx context.Context, spans []*correlate.Span) error {
 		span.End(trace.WithTimestamp(s.End))
 	}
 	return nil
+}
+
+// validAttrs makes sure every string is UTF-8: the protobuf encoder rejects
+// the whole batch otherwise. Decoding already guarantees it; this keeps one
+// bad value from costing a batch should another source forget.
+func validAttrs(kvs []attribute.KeyValue) []attribute.KeyValue {
+	for i, kv := range kvs {
+		if kv.Value.Type() == attribute.STRING && !utf8.ValidString(kv.Value.AsString()) {
+			fixed := slices.Clone(kvs)
+			for j := i; j < len(fixed); j++ {
+				if fixed[j].Value.Type() == attribute.STRING {
+					fixed[j] = fixed[j].Key.String(validUTF8(fixed[j].Value.AsString()))
+				}
+			}
+			return fixed
+		}
+	}
+	return kvs
+}
+
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // Shutdown implements Sink: it flushes every provider, then closes the

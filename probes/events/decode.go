@@ -3,6 +3,8 @@ package events
 import (
 	"fmt"
 	"net/netip"
+	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/zerotrace/zerotrace/correlate"
@@ -96,7 +98,10 @@ func decodeHTTPServer(e *commonHttpServerEvent, clock *Clock) *correlate.HTTPSer
 	return r
 }
 
-// cString copies the first n bytes of a fixed-size C char array.
+// cString copies the first n bytes of a fixed-size C char array. Bytes that
+// are not UTF-8 (a percent-decoded path may hold anything, and truncation
+// can split a character) become U+FFFD: exporters need valid strings, and
+// OTLP's protobuf encoding rejects a whole batch over one bad one.
 func cString(b []int8, n uint16) string {
 	if int(n) > len(b) {
 		n = uint16(len(b))
@@ -104,5 +109,9 @@ func cString(b []int8, n uint16) string {
 	if n == 0 {
 		return ""
 	}
-	return string(unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n))
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&b[0])), n)
+	if !utf8.Valid(raw) {
+		return strings.ToValidUTF8(string(raw), "\uFFFD")
+	}
+	return string(raw)
 }
