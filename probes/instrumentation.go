@@ -1,6 +1,8 @@
 package probes
 
 import (
+	"github.com/cilium/ebpf"
+
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 )
@@ -14,8 +16,10 @@ type Instrumentation interface {
 	Fields() (required, optional []offsets.Field)
 	// Applies tells whether the target's binary contains the library.
 	Applies(t *Target) bool
-	// Load loads its programs for t (whose Offsets are resolved), writing
-	// into the shared ring buffer.
+	// Spec returns its programs and maps with every constant set for t
+	// (whose Offsets are resolved), ready to load.
+	Spec(t *Target, shared *events.Shared) (*ebpf.CollectionSpec, error)
+	// Load loads its programs for t, writing into the shared ring buffer.
 	Load(t *Target, shared *events.Shared) (Loaded, error)
 }
 

@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"testing"
 	"time"
@@ -69,17 +70,22 @@ func checkServerSpans(t *testing.T, source string, spans []observed, reqs []*req
 	if len(spans) != len(reqs) {
 		t.Errorf("%s: got %d spans, want exactly %d", source, len(spans), len(reqs))
 	}
-	byQuery := map[string]observed{}
+	byID := map[string]observed{}
 	for _, s := range spans {
-		q := s.Attrs["url.query"]
-		if _, dup := byQuery[q]; dup {
-			t.Errorf("%s: two spans for the request with query %q", source, q)
+		q, err := url.ParseQuery(s.Attrs["url.query"])
+		id := q.Get("req")
+		if err != nil || id == "" {
+			t.Errorf("%s: span %q with url.query %q does not belong to a test request", source, s.Name, s.Attrs["url.query"])
+			continue
 		}
-		byQuery[q] = s
+		if _, dup := byID[id]; dup {
+			t.Errorf("%s: two spans for request %s", source, id)
+		}
+		byID[id] = s
 	}
 	host, port, _ := net.SplitHostPort(want.addr)
 	for _, r := range reqs {
-		s, ok := byQuery[r.query()]
+		s, ok := byID[strconv.Itoa(r.ID)]
 		if !ok {
 			t.Errorf("%s: no span for request %d (%s %s)", source, r.ID, r.Method, r.Path)
 			continue

@@ -8,6 +8,7 @@ import (
 	"debug/buildinfo"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,7 +50,9 @@ func goVersionOf(t *testing.T, bin string) string {
 // traceSampleApp runs the whole path for one build of the sample app: start
 // it, attach, send n requests, detach, and check the spans in the JSON
 // output and, when j is not nil, in Jaeger.
-func traceSampleApp(t *testing.T, j *jaeger.Jaeger, app string, n int) {
+// offsetsFrom is what the agent must say about where the struct offsets
+// came from ("dwarf" or "table").
+func traceSampleApp(t *testing.T, j *jaeger.Jaeger, app string, n int, offsetsFrom string) {
 	zt := testenv.BuildZerotrace(t)
 	cmd, addr := testenv.StartSampleApp(t, app)
 	service := fmt.Sprintf("e2e-%s-%d", filepath.Base(app), time.Now().UnixNano())
@@ -58,6 +61,9 @@ func traceSampleApp(t *testing.T, j *jaeger.Jaeger, app string, n int) {
 		args = append(args, "--otlp-endpoint", j.OTLPEndpoint())
 	}
 	a := startAgent(t, zt, nil, args...)
+	if !strings.Contains(a.Stderr(), "offsets from "+offsetsFrom) {
+		t.Errorf("the agent did not take offsets from %s:\n%s", offsetsFrom, a.Stderr())
+	}
 
 	reqs := mixedRequests(n)
 	send(t, addr, reqs)
@@ -88,14 +94,14 @@ func traceSampleApp(t *testing.T, j *jaeger.Jaeger, app string, n int) {
 func TestHTTPServerSpans(t *testing.T) {
 	testenv.RequireRoot(t)
 	j := jaeger.Start(t)
-	traceSampleApp(t, j, testenv.BuildSampleApp(t), 120)
+	traceSampleApp(t, j, testenv.BuildSampleApp(t), 120, "dwarf")
 }
 
 // TestHTTPServerSpansGo127 does the same for a service built with Go 1.27,
 // whose struct offsets come from its DWARF.
 func TestHTTPServerSpansGo127(t *testing.T) {
 	testenv.RequireRoot(t)
-	traceSampleApp(t, nil, testenv.BuildSampleAppWith(t, "go1.27.3", ""), 36)
+	traceSampleApp(t, nil, testenv.BuildSampleAppWith(t, "go1.27.3", ""), 36, "dwarf")
 }
 
 // TestHTTPServerSpansStripped traces binaries built without symbol table
@@ -109,7 +115,7 @@ func TestHTTPServerSpansStripped(t *testing.T) {
 			name = "default"
 		}
 		t.Run(name, func(t *testing.T) {
-			traceSampleApp(t, nil, testenv.BuildSampleAppWith(t, tc, "-s -w"), 36)
+			traceSampleApp(t, nil, testenv.BuildSampleAppWith(t, tc, "-s -w"), 36, "table")
 		})
 	}
 }

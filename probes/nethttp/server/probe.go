@@ -70,8 +70,8 @@ func (Instrumentation) Applies(t *probes.Target) bool {
 	return err == nil
 }
 
-// Load implements probes.Instrumentation.
-func (Instrumentation) Load(t *probes.Target, shared *events.Shared) (probes.Loaded, error) {
+// Spec implements probes.Instrumentation.
+func (Instrumentation) Spec(t *probes.Target, shared *events.Shared) (*ebpf.CollectionSpec, error) {
 	spec, err := loadServer()
 	if err != nil {
 		return nil, fmt.Errorf("net/http server: %w", err)
@@ -82,6 +82,15 @@ func (Instrumentation) Load(t *probes.Target, shared *events.Shared) (probes.Loa
 	}
 	if err := setConstants(&specs.serverVariableSpecs, t, shared); err != nil {
 		return nil, fmt.Errorf("%s: net/http server: %w", t, err)
+	}
+	return spec, nil
+}
+
+// Load implements probes.Instrumentation.
+func (in Instrumentation) Load(t *probes.Target, shared *events.Shared) (probes.Loaded, error) {
+	spec, err := in.Spec(t, shared)
+	if err != nil {
+		return nil, err
 	}
 	var objs serverObjects
 	opts := &ebpf.CollectionOptions{MapReplacements: shared.Replacements()}

@@ -1,0 +1,336 @@
+// Package gobin inspects a Go executable on disk: where its functions are,
+// where they return, and how its structs are laid out. It only reads the file
+// (ELF, pclntab, symbol table, DWARF) and never loads BPF, so it works without
+// privileges and is safe to unit test.
+//
+// Only linux/amd64 executables are supported: the RET finder decodes x86-64
+// machine code and the probes read the amd64 Go register ABI.
+package gobin
+
+import (
+	"debug/buildinfo"
+	"debug/dwarf"
+	"debug/elf"
+	"debug/gosym"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+)
+
+var (
+	// ErrNotELF is returned by Open when the file is not an ELF object.
+	ErrNotELF = errors.New("not an ELF file")
+	// ErrNotGo is returned by Open when the file is an ELF object without Go
+	// build information, such as a C program.
+	ErrNotGo = errors.New("not a Go binary")
+	// ErrUnsupportedArch is returned by Open for executables built for an
+	// architecture other than amd64.
+	ErrUnsupportedArch = errors.New("unsupported architecture")
+	// ErrNoFunc is returned by Binary.Func when the pcln table has no function
+	// of that name, typically because the linker dropped it as dead code or
+	// the compiler inlined every call to it.
+	ErrNoFunc = errors.New("function not found")
+	// ErrNoRet is returned by Binary.RetOffsets for a function that never
+	// returns to its caller: it ends in a tail call or a panic.
+	ErrNoRet = errors.New("no RET instruction")
+	// ErrNoDWARF is returned by Binary.FieldOffset when the binary carries no
+	// debug information (built with -ldflags=-w or stripped afterwards).
+	ErrNoDWARF = errors.New("binary has no DWARF")
+	// ErrNoType is returned by Binary.FieldOffset when DWARF describes no
+	// struct type of that name.
+	ErrNoType = errors.New("struct type not found in DWARF")
+	// ErrNoField is returned by Binary.FieldOffset when the struct exists but
+	// has no field of that name, e.g. a field added in a later Go release.
+	ErrNoField = errors.New("struct field not found in DWARF")
+)
+
+// Binary is an opened Go executable. Its methods may be called from several
+// goroutines; the tables they need are parsed on first use and then cached.
+type Binary struct {
+	// Path is the file name given to Open.
+	Path string
+	// GoVersion is the toolchain that built the binary as recorded in its
+	// build information, e.g. "go1.26.8".
+	GoVersion string
+	// HasDWARF reports whether the binary carries DWARF debug information,
+	// the preferred source of struct field offsets.
+	HasDWARF bool
+	// HasSymtab reports whether the binary still has its .symtab section,
+	// which -ldflags=-s and strip(1) remove.
+	HasSymtab bool
+
+	file *os.File
+	elf  *elf.File
+
+	// Each table is built at most once, on first use, because parsing the
+	// pcln table or walking DWARF of a large service costs milliseconds to
+	// seconds and many callers need only one of them.
+	pcln    func() (*pclnIndex, error)
+	symbols func() (map[string]uint64, error)
+	structs func() (map[string]map[string]uint64, error)
+}
+
+// Open opens the Go executable at path. The error wraps ErrNotELF, ErrNotGo or
+// ErrUnsupportedArch when the file is not something the tracer can probe.
+func Open(path string) (*Binary, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	b, err := newBinary(path, f)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBinary(path string, f *os.File) (*Binary, error) {
+	ef, err := elf.NewFile(f)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w: %v", path, ErrNotELF, err)
+	}
+	if ef.Machine != elf.EM_X86_64 || ef.Class != elf.ELFCLASS64 {
+		return nil, fmt.Errorf("opening %s: %w: %s %s (only amd64 is supported)",
+			path, ErrUnsupportedArch, ef.Class, ef.Machine)
+	}
+	info, err := buildinfo.Read(f)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w: %v", path, ErrNotGo, err)
+	}
+	b := &Binary{
+		Path:      path,
+		GoVersion: info.GoVersion,
+		HasDWARF:  ef.Section(".debug_info") != nil || ef.Section(".zdebug_info") != nil,
+		HasSymtab: ef.Section(".symtab") != nil,
+		file:      f,
+		elf:       ef,
+	}
+	b.pcln = sync.OnceValues(b.loadPcln)
+	b.symbols = sync.OnceValues(b.loadSymbols)
+	b.structs = sync.OnceValues(b.loadStructs)
+	return b, nil
+}
+
+// Close releases the underlying file.
+func (b *Binary) Close() error {
+	return b.file.Close()
+}
+
+// Func describes one function of the binary as the uprobe attach code needs
+// it.
+type Func struct {
+	// Name is the fully qualified Go name, e.g. "net/http.serverHandler.ServeHTTP".
+	Name string
+	// Addr is the virtual address of the first instruction.
+	Addr uint64
+	// End is the virtual address just past the function, which is where the
+	// next function starts: it includes the alignment padding after the code.
+	End uint64
+	// Offset is the file offset of Addr, which is what a uprobe is attached at.
+	Offset uint64
+}
+
+// Func looks up a function by its fully qualified name. It reads the pcln
+// table, which the Go runtime itself needs and which therefore survives
+// -ldflags='-s -w' and strip(1). The error wraps ErrNoFunc when the function
+// is absent.
+func (b *Binary) Func(name string) (Func, error) {
+	idx, err := b.pcln()
+	if err != nil {
+		return Func{}, err
+	}
+	fn, ok := idx.byName[name]
+	if !ok {
+		return Func{}, fmt.Errorf("looking up %s in %s: %w", name, b.Path, ErrNoFunc)
+	}
+	off, err := b.FileOffset(fn.Entry)
+	if err != nil {
+		return Func{}, fmt.Errorf("looking up %s in %s: %w", name, b.Path, err)
+	}
+	return Func{Name: name, Addr: fn.Entry, End: fn.End, Offset: off}, nil
+}
+
+// FileOffset translates a virtual address into the file offset that holds
+// it, using the PT_LOAD program header that maps the address. Addresses in
+// zero-filled memory (bss) have no file offset and are an error.
+func (b *Binary) FileOffset(vaddr uint64) (uint64, error) {
+	for _, p := range b.elf.Progs {
+		if p.Type != elf.PT_LOAD || vaddr < p.Vaddr || vaddr-p.Vaddr >= p.Memsz {
+			continue
+		}
+		if vaddr-p.Vaddr >= p.Filesz {
+			return 0, fmt.Errorf("address %#x of %s is in zero-filled memory, not in the file", vaddr, b.Path)
+		}
+		return p.Off + (vaddr - p.Vaddr), nil
+	}
+	return 0, fmt.Errorf("address %#x is not in any loadable segment of %s", vaddr, b.Path)
+}
+
+// Symbol returns the virtual address of a symbol from .symtab, for data the
+// pcln table does not describe such as itabs
+// ("go:itab.*net/http.response,net/http.ResponseWriter"). It reports false
+// when the binary is stripped or has no such symbol.
+func (b *Binary) Symbol(name string) (uint64, bool) {
+	syms, err := b.symbols()
+	if err != nil {
+		return 0, false
+	}
+	addr, ok := syms[name]
+	return addr, ok
+}
+
+func (b *Binary) loadSymbols() (map[string]uint64, error) {
+	syms, err := b.elf.Symbols()
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]uint64, len(syms))
+	for _, s := range syms {
+		if s.Name == "" || s.Section == elf.SHN_UNDEF {
+			continue
+		}
+		if _, dup := m[s.Name]; !dup {
+			m[s.Name] = s.Value
+		}
+	}
+	return m, nil
+}
+
+// FieldOffset returns the byte offset of field within the struct typeName
+// (e.g. "net/http.Request", "runtime.g", "internal/poll.FD"), as recorded in
+// the binary's DWARF. The error wraps ErrNoDWARF, ErrNoType or ErrNoField so
+// callers can tell a stripped binary from a layout change.
+func (b *Binary) FieldOffset(typeName, field string) (uint64, error) {
+	if !b.HasDWARF {
+		return 0, fmt.Errorf("offset of %s.%s in %s: %w", typeName, field, b.Path, ErrNoDWARF)
+	}
+	structs, err := b.structs()
+	if err != nil {
+		return 0, fmt.Errorf("offset of %s.%s in %s: %w", typeName, field, b.Path, err)
+	}
+	fields, ok := structs[typeName]
+	if !ok {
+		return 0, fmt.Errorf("offset of %s.%s in %s: %w: %s", typeName, field, b.Path, ErrNoType, typeName)
+	}
+	off, ok := fields[field]
+	if !ok {
+		return 0, fmt.Errorf("offset of %s.%s in %s: %w: %s has no field %s", typeName, field, b.Path, ErrNoField, typeName, field)
+	}
+	return off, nil
+}
+
+// loadStructs walks DWARF once and indexes every named struct by its fields,
+// because a probe asks for a dozen fields and a walk of a large service's
+// DWARF is the expensive part.
+func (b *Binary) loadStructs() (map[string]map[string]uint64, error) {
+	d, err := b.elf.DWARF()
+	if err != nil {
+		return nil, fmt.Errorf("reading DWARF: %w", err)
+	}
+	structs := make(map[string]map[string]uint64)
+	r := d.Reader()
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return nil, fmt.Errorf("reading DWARF: %w", err)
+		}
+		if e == nil {
+			return structs, nil
+		}
+		if e.Tag != dwarf.TagStructType || !e.Children {
+			continue
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		fields, err := readMembers(r)
+		if err != nil {
+			return nil, fmt.Errorf("reading DWARF struct %q: %w", name, err)
+		}
+		// The Go linker emits each type once; should a name repeat (e.g. a
+		// binary linking C code with a same-named struct), the first, Go's,
+		// wins.
+		if _, dup := structs[name]; name != "" && !dup {
+			structs[name] = fields
+		}
+	}
+}
+
+// readMembers consumes the children of a struct entry and returns the byte
+// offset of each named member.
+func readMembers(r *dwarf.Reader) (map[string]uint64, error) {
+	fields := make(map[string]uint64)
+	for {
+		e, err := r.Next()
+		if err != nil {
+			return nil, err
+		}
+		if e == nil || e.Tag == 0 {
+			return fields, nil
+		}
+		if e.Children {
+			r.SkipChildren()
+		}
+		if e.Tag != dwarf.TagMember {
+			continue
+		}
+		name, _ := e.Val(dwarf.AttrName).(string)
+		off, err := memberOffset(e)
+		if err != nil {
+			return nil, fmt.Errorf("field %q: %w", name, err)
+		}
+		fields[name] = off
+	}
+}
+
+// memberOffset decodes DW_AT_data_member_location. Go writes a constant;
+// older producers wrote a DW_OP_plus_uconst expression, which is accepted too
+// so that a C struct in the same binary does not make the walk fail.
+func memberOffset(e *dwarf.Entry) (uint64, error) {
+	switch v := e.Val(dwarf.AttrDataMemberLoc).(type) {
+	case int64:
+		if v < 0 {
+			return 0, fmt.Errorf("negative member offset %d", v)
+		}
+		return uint64(v), nil
+	case []byte:
+		const opPlusUconst = 0x23
+		if len(v) < 2 || v[0] != opPlusUconst {
+			return 0, fmt.Errorf("unsupported member location expression % x", v)
+		}
+		off, n := uleb128(v[1:])
+		if n != len(v)-1 {
+			return 0, fmt.Errorf("malformed member location expression % x", v)
+		}
+		return off, nil
+	case nil:
+		// Union members and the first field of some producers omit the
+		// attribute: the member starts at offset 0.
+		return 0, nil
+	default:
+		return 0, fmt.Errorf("unsupported member location of type %T", v)
+	}
+}
+
+func uleb128(b []byte) (uint64, int) {
+	var v uint64
+	var shift uint
+	for i, c := range b {
+		if shift >= 64 {
+			return 0, 0
+		}
+		v |= uint64(c&0x7f) << shift
+		shift += 7
+		if c&0x80 == 0 {
+			return v, i + 1
+		}
+	}
+	return 0, 0
+}
+
+// pclnIndex is the parsed pcln table with a name index, since gosym only
+// offers a linear LookupFunc.
+type pclnIndex struct {
+	table  *gosym.Table
+	byName map[string]*gosym.Func
+}

@@ -1,0 +1,141 @@
+// Package verifier loads every BPF program of zerotrace through the kernel's
+// verifier, one program at a time, for real target binaries, and prints a
+// table of the results. Set ZEROTRACE_VERIFIER_REPORT to a path to also get
+// the table as JSON (the kernel matrix collects it from each guest).
+package verifier
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/rlimit"
+
+	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/session"
+	"github.com/zerotrace/zerotrace/tests/internal/testenv"
+)
+
+// Result is one program's verdict.
+type Result struct {
+	Instrumentation string `json:"instrumentation"`
+	Program         string `json:"program"`
+	Target          string `json:"target"`
+	Status          string `json:"status"` // "loaded" or "rejected"
+	Instructions    int    `json:"instructions,omitempty"`
+	Reason          string `json:"reason,omitempty"`
+}
+
+var processed = regexp.MustCompile(`processed (\d+) insns`)
+
+func TestVerifierAcceptsEveryProgram(t *testing.T) {
+	testenv.RequireRoot(t)
+	if err := rlimit.RemoveMemlock(); err != nil {
+		t.Logf("RLIMIT_MEMLOCK: %v", err)
+	}
+	shared, err := events.LoadShared(events.DefaultRingSize)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shared.Close()
+
+	// A normal build exercises every branch; a stripped one loads with the
+	// type-check constants at zero, which prunes code differently.
+	builds := map[string]string{
+		"sampleapp":          testenv.BuildSampleApp(t),
+		"sampleapp-stripped": testenv.BuildSampleAppWith(t, "", "-s -w"),
+	}
+	var results []Result
+	names := make([]string, 0, len(builds))
+	for name := range builds {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		cmd, _ := testenv.StartSampleApp(t, builds[name])
+		plan, err := session.Prepare(cmd.Process.Pid)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		for _, in := range session.All {
+			spec, err := in.Spec(plan.Target, shared)
+			if err != nil {
+				t.Fatalf("%s: %s: %v", name, in.Name(), err)
+			}
+			for _, prog := range sortedPrograms(spec) {
+				results = append(results, loadOne(t, in.Name(), prog, name, spec, shared))
+			}
+		}
+		plan.Target.Close()
+	}
+	report(t, results)
+}
+
+func sortedPrograms(spec *ebpf.CollectionSpec) []string {
+	var names []string
+	for n := range spec.Programs {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// loadOne loads a single program (and the maps it uses) from spec.
+func loadOne(t *testing.T, inst, prog, target string, spec *ebpf.CollectionSpec, shared *events.Shared) Result {
+	one := spec.Copy()
+	for n := range one.Programs {
+		if n != prog {
+			delete(one.Programs, n)
+		}
+	}
+	r := Result{Instrumentation: inst, Program: prog, Target: target}
+	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{
+		MapReplacements: shared.Replacements(),
+		Programs:        ebpf.ProgramOptions{LogLevel: ebpf.LogLevelStats},
+	})
+	if err != nil {
+		r.Status = "rejected"
+		var ve *ebpf.VerifierError
+		if errors.As(err, &ve) {
+			r.Reason = strings.Join(ve.Log[max(0, len(ve.Log)-5):], " | ")
+		} else {
+			r.Reason = err.Error()
+		}
+		t.Errorf("%s: %s for %s rejected: %v", inst, prog, target, err)
+		return r
+	}
+	defer coll.Close()
+	r.Status = "loaded"
+	if m := processed.FindStringSubmatch(coll.Programs[prog].VerifierLog); m != nil {
+		fmt.Sscan(m[1], &r.Instructions)
+	}
+	return r
+}
+
+func report(t *testing.T, results []Result) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-18s %-22s %-20s %-9s %s\n", "instrumentation", "program", "target", "status", "insns processed / reason")
+	for _, r := range results {
+		detail := fmt.Sprint(r.Instructions)
+		if r.Status != "loaded" {
+			detail = r.Reason
+		}
+		fmt.Fprintf(&b, "%-18s %-22s %-20s %-9s %s\n", r.Instrumentation, r.Program, r.Target, r.Status, detail)
+	}
+	t.Log("verifier results:\n" + b.String())
+	if path := os.Getenv("ZEROTRACE_VERIFIER_REPORT"); path != "" {
+		data, _ := json.MarshalIndent(results, "", "  ")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Errorf("writing %s: %v", path, err)
+		}
+	}
+	if len(results) == 0 {
+		t.Fatal("no program was loaded")
+	}
+}
