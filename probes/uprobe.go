@@ -33,6 +33,11 @@ type Attachment struct {
 
 // AttachUprobes attaches every uprobe in ups to t's process only. It attaches
 // all or nothing: on any error the links made so far are closed.
+//
+// Return probes go in before the entry probe, and Close takes them out
+// after it. In the windows in between, a return may come without its entry
+// (it is counted and ignored) but an entry never lacks its return, which
+// would leave state behind in the in-flight table.
 func AttachUprobes(t *Target, ups []Uprobe) (*Attachment, error) {
 	ex, err := link.OpenExecutable(t.ProbePath)
 	if err != nil {
@@ -57,14 +62,6 @@ func (a *Attachment) attach(t *Target, ex *link.Executable, u Uprobe) error {
 		}
 		return fmt.Errorf("%s: %w", t, err)
 	}
-	if u.Entry != nil {
-		l, err := ex.Uprobe(u.Symbol, u.Entry, &link.UprobeOptions{Address: fn.Offset, PID: t.PID})
-		if err != nil {
-			return fmt.Errorf("%s: attaching uprobe to %s: %w", t, u.Symbol, err)
-		}
-		a.links = append(a.links, l)
-		a.Entries++
-	}
 	if u.Return != nil {
 		rets, err := t.Bin.RetOffsets(fn)
 		if err != nil {
@@ -79,14 +76,22 @@ func (a *Attachment) attach(t *Target, ex *link.Executable, u Uprobe) error {
 			a.Returns++
 		}
 	}
+	if u.Entry != nil {
+		l, err := ex.Uprobe(u.Symbol, u.Entry, &link.UprobeOptions{Address: fn.Offset, PID: t.PID})
+		if err != nil {
+			return fmt.Errorf("%s: attaching uprobe to %s: %w", t, u.Symbol, err)
+		}
+		a.links = append(a.links, l)
+		a.Entries++
+	}
 	return nil
 }
 
-// Close detaches every link.
+// Close detaches every link, in the reverse order of attaching.
 func (a *Attachment) Close() error {
 	var errs []error
-	for _, l := range a.links {
-		errs = append(errs, l.Close())
+	for i := len(a.links) - 1; i >= 0; i-- {
+		errs = append(errs, a.links[i].Close())
 	}
 	a.links = nil
 	return errors.Join(errs...)

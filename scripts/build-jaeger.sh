@@ -49,8 +49,9 @@ start=$SECONDS
 tmp="$bin.tmp.$$"
 trap 'rm -f "$tmp"' EXIT
 # GOWORK=off: a go.work somewhere above must not pull this module into a
-# workspace with the root module. GOFLAGS is cleared for the same reason a
-# caller's -mod or -tags setting would not apply to this module.
+# workspace with the root module. GOFLAGS is replaced so that a caller's -mod,
+# -tags or -race meant for the root module does not leak into this build;
+# -buildvcs=false because the module has no VCS stamp worth embedding.
 (cd "$tools" && GOWORK=off GOFLAGS=-buildvcs=false go build -trimpath -o "$tmp" github.com/jaegertracing/jaeger/cmd/jaeger)
 # Rename into place so that a reader never sees a half-written binary.
 mv -f "$tmp" "$bin"

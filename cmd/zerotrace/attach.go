@@ -186,31 +186,12 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		sinks = append(sinks, export.NewJSONLines(stdout))
 	}
 
+	// Build and start the whole pipeline before attaching, so that the
+	// ring buffer is drained from the first event on.
 	corr := correlate.New(log)
-	var attached []*session.Attached
-	detachAll := func() {
-		for _, a := range attached {
-			if err := a.Detach(); err != nil {
-				log.Error("detaching", "target", a.Plan.Target.String(), "err", err)
-			}
-		}
-		attached = nil
-	}
-	for _, p := range plans {
-		a, err := session.Attach(p, shared)
-		if err != nil {
-			detachAll()
-			return fail(stderr, err)
-		}
-		attached = append(attached, a)
-		corr.Register(correlate.NewProcess(uint32(p.Target.PID), p.Target.Exe, serviceName, p.Target.Bin.GoVersion))
-		fmt.Fprintln(stderr, "zerotrace:", a.Summary)
-	}
-
 	clock := events.NewClock()
 	reader, err := events.NewReader(shared, o.queueLen, clock, log)
 	if err != nil {
-		detachAll()
 		return fail(stderr, err)
 	}
 	fan := export.NewFanout(log, o.queueLen, sinks...)
@@ -223,6 +204,37 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	go func() { defer wg.Done(); readErr = reader.Run(readCtx) }()
 	go func() { defer wg.Done(); corr.Run(reader.Events(), spans) }()
 	go func() { defer wg.Done(); fan.Run(spans, 10*time.Second) }()
+	// stopPipeline drains what is left and flushes the exporters; call it
+	// once nothing is attached any more.
+	stopPipeline := func() {
+		stopReading()
+		wg.Wait()
+		if readErr != nil {
+			log.Error("ring buffer reader stopped", "err", readErr)
+		}
+	}
+
+	var attached []*session.Attached
+	detachAll := func() {
+		for _, a := range attached {
+			if err := a.Detach(); err != nil {
+				log.Error("detaching", "target", a.Plan.Target.String(), "err", err)
+			}
+		}
+		attached = nil
+	}
+	for _, p := range plans {
+		// Register first: events can arrive as soon as the probes are in.
+		corr.Register(correlate.NewProcess(uint32(p.Target.PID), p.Target.Exe, serviceName, p.Target.Bin.GoVersion))
+		a, err := session.Attach(p, shared)
+		if err != nil {
+			detachAll()
+			stopPipeline()
+			return fail(stderr, err)
+		}
+		attached = append(attached, a)
+		fmt.Fprintln(stderr, "zerotrace:", a.Summary)
+	}
 
 	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stopSignals()
@@ -261,11 +273,7 @@ wait:
 	// Detach first so that nothing new arrives, then drain the ring
 	// buffer, and let the pipeline flush stage by stage.
 	detachAll()
-	stopReading()
-	wg.Wait()
-	if readErr != nil {
-		log.Error("ring buffer reader stopped", "err", readErr)
-	}
+	stopPipeline()
 	rep.reportLoss(true)
 	return nil
 }

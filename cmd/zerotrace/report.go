@@ -65,7 +65,9 @@ func (r *reporter) reportLoss(final bool) {
 		line += fmt.Sprintf(", %d exported over OTLP", r.otlp.Exported())
 	}
 	if kc, err := r.shared.Counters(); err == nil && kc[events.CounterNoEntry] > 0 {
-		line += fmt.Sprintf(", %d requests already in flight at attach", kc[events.CounterNoEntry])
+		// Requests that began before the entry probe was in, or ended
+		// after it was out: not traced, by design, and not a loss.
+		r.log.Debug("returns without an entry (attach and detach windows)", "count", kc[events.CounterNoEntry])
 	}
 	if loss == "" {
 		line += ", nothing lost"

@@ -64,6 +64,7 @@ static __always_inline bool itab_is(__u64 tab, __u64 fun0)
 
 struct inflight {
 	__u64 start_ns;
+	__u64 goid;
 	__u64 req;
 	__u64 resp_tab;
 	__u64 resp;
@@ -73,7 +74,7 @@ struct inflight {
 // entries whose return never comes (a handler that panics) age out instead
 // of filling the table.
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct inflight);
@@ -84,15 +85,20 @@ int serve_http_enter(struct pt_regs *ctx)
 {
 	__u64 g = GO_G(ctx);
 	__u64 req = GO_ARG4(ctx);
+	__u64 goid = read_u64(g + off_g_goid);
 	struct inflight *cur = bpf_map_lookup_elem(&server_inflight, &g);
 
 	// The prologue may call morestack and jump back to the first
-	// instruction, which fires this probe a second time for the same call.
-	if (cur && cur->req == req)
+	// instruction, which fires this probe a second time for the same call:
+	// same goroutine, same request. A g struct reused by a new goroutine
+	// has another goid, so a stale entry left by a handler that panicked
+	// is replaced, not mistaken for this call.
+	if (cur && cur->req == req && cur->goid == goid)
 		return 0;
 
 	struct inflight in = {
 		.start_ns = bpf_ktime_get_ns(),
+		.goid = goid,
 		.req = req,
 		.resp_tab = GO_ARG2(ctx),
 		.resp = GO_ARG3(ctx),
@@ -158,7 +164,7 @@ int serve_http_return(struct pt_regs *ctx)
 	}
 	fill_header(&e->hdr, EVENT_HTTP_SERVER);
 	e->start_ns = in.start_ns;
-	e->goid = read_u64(g + off_g_goid);
+	e->goid = in.goid;
 	e->content_length = read_u64(in.req + off_req_content_length);
 	e->proto_major = read_u64(in.req + off_req_proto_major);
 	e->proto_minor = read_u64(in.req + off_req_proto_minor);

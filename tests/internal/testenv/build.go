@@ -229,7 +229,11 @@ func buildSampleApp(root, dir, out, goToolchain, ldflags string) error {
 // goModVersion turns a GOVERSION value ("go1.27.3", "go1.26rc1",
 // "go1.27.3 X:nocoverageredesign") into a version for a go.mod go line.
 func goModVersion(goversion string) string {
-	v, ok := strings.CutPrefix(strings.Fields(goversion + " ")[0], "go")
+	fields := strings.Fields(goversion)
+	if len(fields) == 0 {
+		return ""
+	}
+	v, ok := strings.CutPrefix(fields[0], "go")
 	if !ok || v == "" || v[0] < '0' || v[0] > '9' {
 		return ""
 	}

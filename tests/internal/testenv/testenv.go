@@ -30,13 +30,20 @@ const RequireRootEnv = "ZEROTRACE_REQUIRE_ROOT"
 // ZEROTRACE_REQUIRE_ROOT=1 the test fails instead of skipping.
 func RequireRoot(t testing.TB) {
 	t.Helper()
-	if os.Geteuid() == 0 {
+	requireRoot(t, os.Geteuid())
+}
+
+// requireRoot is RequireRoot with the effective uid as a parameter, so that
+// the non-root paths can be tested as root.
+func requireRoot(t testing.TB, euid int) {
+	t.Helper()
+	if euid == 0 {
 		return
 	}
 	if os.Getenv(RequireRootEnv) == "1" {
-		t.Fatalf("this test needs root (eBPF, uprobes) but runs as uid %d, and %s=1 forbids skipping it", os.Geteuid(), RequireRootEnv)
+		t.Fatalf("this test needs root (eBPF, uprobes) but runs as uid %d, and %s=1 forbids skipping it", euid, RequireRootEnv)
 	}
-	t.Skipf("skipping: this test needs root (eBPF, uprobes) but runs as uid %d; run the tests as root (set %s=1 to make this a failure instead)", os.Geteuid(), RequireRootEnv)
+	t.Skipf("skipping: this test needs root (eBPF, uprobes) but runs as uid %d; run the tests as root (set %s=1 to make this a failure instead)", euid, RequireRootEnv)
 }
 
 // RepoRoot returns the absolute path of the repository root: the nearest

@@ -1,0 +1,256 @@
+// Command gen-offsets regenerates probes/offsets/table.json, the struct field
+// offsets used for binaries that carry no DWARF.
+//
+// For each Go version it builds a small reference program with that exact
+// toolchain (GOTOOLCHAIN=<version>; the go command downloads it once and
+// caches it) and reads the offset of every field in offsets.All from the
+// program's DWARF. Entries for versions not rebuilt are kept, so adding a
+// release is one command:
+//
+//	go run ./scripts/gen-offsets -versions go1.27.4
+//
+// Without -versions it rebuilds the default list plus every version already
+// in the table, which is what to run after adding a field. Run it from the
+// module root.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"go/version"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/zerotrace/zerotrace/probes/gobin"
+	"github.com/zerotrace/zerotrace/probes/offsets"
+)
+
+// defaultVersions are the releases verified to be downloadable here.
+var defaultVersions = []string{
+	"go1.26.0", "go1.26.1", "go1.26.2", "go1.26.3", "go1.26.4",
+	"go1.26.5", "go1.26.6", "go1.26.7", "go1.26.8",
+	"go1.27.0", "go1.27.1", "go1.27.2", "go1.27.3",
+}
+
+// referenceProgram links every type that offsets.All mentions. The linker
+// keeps whatever main can reach, whatever the run-time condition, so the
+// server code and with it net/http.response, net/http.conn, net.netFD and
+// internal/poll.FD end up in DWARF. When All gains fields of a package this
+// program does not use yet (an HTTP client, database/sql), use it here.
+const referenceProgram = `// Reference program for scripts/gen-offsets: built, never run.
+package main
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		return
+	}
+	u, err := url.Parse(os.Args[1])
+	if err != nil {
+		panic(err)
+	}
+	addr, err := net.ResolveTCPAddr("tcp", u.Host)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println(addr.IP, addr.Port)
+	panic(http.ListenAndServe(u.Host, nil))
+}
+`
+
+func main() {
+	versionsFlag := flag.String("versions", "", "comma-separated Go versions to (re)build, e.g. go1.26.8,go1.27.3 (default: "+strings.Join(defaultVersions, ",")+" plus every version already in the table)")
+	out := flag.String("o", "probes/offsets/table.json", "table to update")
+	replace := flag.Bool("replace", false, "drop table entries for versions not built in this run")
+	flag.Parse()
+	if flag.NArg() != 0 {
+		fmt.Fprintln(os.Stderr, "gen-offsets: unexpected arguments:", flag.Args())
+		flag.Usage()
+		os.Exit(2)
+	}
+	if err := run(*versionsFlag, *out, *replace); err != nil {
+		fmt.Fprintln(os.Stderr, "gen-offsets:", err)
+		os.Exit(1)
+	}
+}
+
+func run(versionsFlag, out string, replace bool) error {
+	table := offsets.Table{}
+	if data, err := os.ReadFile(out); err == nil {
+		if table, err = offsets.DecodeTable(data); err != nil {
+			return fmt.Errorf("reading %s: %w", out, err)
+		}
+		if table == nil {
+			table = offsets.Table{}
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+
+	var versions []string
+	if versionsFlag != "" {
+		for v := range strings.SplitSeq(versionsFlag, ",") {
+			if v = strings.TrimSpace(v); v != "" {
+				versions = append(versions, v)
+			}
+		}
+	} else {
+		versions = slices.Concat(defaultVersions, table.Versions())
+	}
+	for _, v := range versions {
+		// Only exact releases can be selected with GOTOOLCHAIN and looked
+		// up by the exact build info a target reports.
+		if !strings.HasPrefix(v, "go") || !version.IsValid(v) {
+			return fmt.Errorf("%q is not a Go release name such as go1.26.8", v)
+		}
+	}
+	slices.SortFunc(versions, version.Compare)
+	versions = slices.Compact(versions)
+
+	work, err := os.MkdirTemp("", "gen-offsets-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	if replace {
+		table = offsets.Table{}
+	}
+	for _, v := range versions {
+		fields, missing, err := measure(work, v)
+		if err != nil {
+			return fmt.Errorf("%s: %w", v, err)
+		}
+		table[v] = fields
+		note := ""
+		if len(missing) > 0 {
+			note = " (not in this version: " + strings.Join(missing, ", ") + ")"
+		}
+		fmt.Fprintf(os.Stderr, "%s: %d fields%s\n", v, len(fields), note)
+	}
+
+	data, err := table.Encode()
+	if err != nil {
+		return err
+	}
+	if err := writeFile(out, data); err != nil {
+		return err
+	}
+	reportChanges(table)
+	return nil
+}
+
+// measure builds the reference program with toolchain v and reads every
+// field of offsets.All from its DWARF. Fields that the struct lacks in this
+// version are returned as missing; a missing struct means the reference
+// program no longer links it, which is a bug to fix rather than to record.
+func measure(work, v string) (map[string]uint64, []string, error) {
+	dir := filepath.Join(work, v)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	goMod := fmt.Sprintf("module zerotrace.invalid/offsetsref\n\ngo %s\n", strings.TrimPrefix(version.Lang(v), "go"))
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(goMod), 0o644); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(referenceProgram), 0o644); err != nil {
+		return nil, nil, err
+	}
+	bin := filepath.Join(dir, "ref")
+	cmd := exec.Command("go", "build", "-o", bin, ".")
+	cmd.Dir = dir
+	// Offsets are recorded for linux/amd64, the only target the probes
+	// support; cgo is off so that no C toolchain is needed and nothing but
+	// the Go toolchain version can change the result.
+	cmd.Env = append(os.Environ(), "GOTOOLCHAIN="+v, "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-buildvcs=false")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return nil, nil, fmt.Errorf("building reference program: %w\n%s", err, msg)
+	}
+
+	b, err := gobin.Open(bin)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer b.Close()
+	// A go command that ignored GOTOOLCHAIN would silently record the
+	// local toolchain's layout under another version's name.
+	if b.GoVersion != v {
+		return nil, nil, fmt.Errorf("reference program was built by %s, want %s", b.GoVersion, v)
+	}
+	fields := make(map[string]uint64)
+	var missing []string
+	for _, f := range offsets.All() {
+		off, err := b.FieldOffset(f.Struct, f.Name)
+		switch {
+		case errors.Is(err, gobin.ErrNoField):
+			missing = append(missing, f.String())
+		case err != nil:
+			return nil, nil, err
+		default:
+			fields[f.String()] = off
+		}
+	}
+	return fields, missing, nil
+}
+
+// writeFile replaces path atomically so an interrupted run never leaves a
+// truncated table behind for go:embed to pick up.
+func writeFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".table-*.json")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// reportChanges prints the fields whose offset is not the same in every
+// version of the table: the layout changes that make the table necessary,
+// and the first thing to look at when a probe misreads a new release.
+func reportChanges(table offsets.Table) {
+	versions := table.Versions()
+	for _, f := range offsets.All() {
+		key := f.String()
+		var parts []string
+		prev, prevOK := uint64(0), false
+		changed := false
+		for i, v := range versions {
+			off, ok := table[v][key]
+			if i == 0 || ok != prevOK || off != prev {
+				if i > 0 {
+					changed = true
+				}
+				if ok {
+					parts = append(parts, fmt.Sprintf("%s+ %d", v, off))
+				} else {
+					parts = append(parts, fmt.Sprintf("%s+ absent", v))
+				}
+			}
+			prev, prevOK = off, ok
+		}
+		if changed {
+			fmt.Fprintf(os.Stderr, "layout change: %s: %s\n", key, strings.Join(parts, ", "))
+		}
+	}
+}

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian 12 machine that has only Go for zerotrace's builds
+# and tests: Debian packages (BPF toolchain, QEMU for kernel-matrix tests, load
+# generator), the tracefs and bpffs mounts the agent and tests need, and the
+# Jaeger binary the end-to-end tests export to.
+#
+# Idempotent and quick when there is nothing to do: packages are installed
+# (and apt-get update run) only when one is missing, mounts are made only
+# when absent, and Jaeger is rebuilt only when stale. Prints one line per
+# step; on failure prints the failing command's output and exits non-zero.
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+# clang-19/llvm-19: bpf2go compiles the BPF C (there is no plain "clang").
+# libbpf-dev: bpf_helpers.h and friends. bpftool: vmlinux.h and inspection.
+# qemu-system-x86, cpio: booting other kernels for the kernel-matrix tests.
+# wrk: load for benchmarks. iproute2: ss, ip and tc for network tests.
+packages=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio wrk iproute2)
+
+step() { printf 'setup: %-10s %s\n' "$1:" "$2"; }
+die() {
+	printf 'setup: FAILED: %s\n' "$*" >&2
+	exit 1
+}
+
+# Runs a command with its output captured, showing the output only when the
+# command fails, so that a successful run stays one line per step.
+quiet() {
+	local log
+	log="$(mktemp)"
+	if ! "$@" >"$log" 2>&1; then
+		cat "$log" >&2
+		rm -f "$log"
+		return 1
+	fi
+	rm -f "$log"
+}
+
+[[ $(id -u) -eq 0 ]] || die "must run as root (installs packages, mounts filesystems)"
+command -v go >/dev/null || die "go is not on PATH"
+step go "$(go version)"
+
+missing=()
+for p in "${packages[@]}"; do
+	# dpkg-query fails for unknown packages; "install ok installed" is the
+	# only status that means usable (not e.g. "deinstall ok config-files").
+	if [[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" != "install ok installed" ]]; then
+		missing+=("$p")
+	fi
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+	step packages "all installed (${packages[*]})"
+else
+	step packages "installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	# Wait for a concurrent apt/dpkg instead of failing on its lock.
+	apt_opts=(-o DPkg::Lock::Timeout=300)
+	quiet apt-get "${apt_opts[@]}" update || die "apt-get update failed"
+	quiet apt-get "${apt_opts[@]}" install -y --no-install-recommends "${missing[@]}" ||
+		die "apt-get install ${missing[*]} failed"
+	for p in "${missing[@]}"; do
+		[[ "$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)" == "install ok installed" ]] ||
+			die "package $p is still not installed after apt-get install"
+	done
+	step packages "installed ${missing[*]}"
+fi
+
+# mount_fs TYPE DIR NAME: mounts a pseudo-filesystem of TYPE at DIR unless a
+# filesystem of that type is already mounted there. Neither tracefs nor bpffs
+# is mounted at boot on these machines.
+mount_fs() {
+	local type=$1 dir=$2 name=$3
+	if awk -v d="$dir" -v t="$type" '$2 == d && $3 == t { found = 1 } END { exit !found }' /proc/mounts; then
+		step "$name" "already mounted at $dir"
+		return
+	fi
+	mkdir -p "$dir"
+	quiet mount -t "$type" "$type" "$dir" || die "mount -t $type $dir failed"
+	step "$name" "mounted at $dir"
+}
+mount_fs tracefs /sys/kernel/tracing tracefs
+mount_fs bpf /sys/fs/bpf bpffs
+
+# build-jaeger.sh prints progress on stderr and the binary path on stdout.
+jaeger_log="$(mktemp)"
+if ! jaeger_bin="$("$repo/scripts/build-jaeger.sh" 2>"$jaeger_log")"; then
+	cat "$jaeger_log" >&2
+	rm -f "$jaeger_log"
+	die "scripts/build-jaeger.sh failed"
+fi
+step jaeger "$jaeger_bin ($(tail -n 1 "$jaeger_log" | sed 's/^jaeger: //'))"
+rm -f "$jaeger_log"
+
+step done "ready"

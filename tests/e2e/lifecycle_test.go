@@ -1,0 +1,382 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zerotrace/zerotrace/tests/internal/testenv"
+)
+
+// bpfObject is a program or link as bpftool lists it.
+type bpfObject struct {
+	ID     int    `json:"id"`
+	Name   string `json:"name"`
+	ProgID int    `json:"prog_id"`
+}
+
+// bpftool lists the kernel's BPF programs or links ("prog" or "link").
+func bpftool(t testing.TB, kind string) []bpfObject {
+	t.Helper()
+	out, err := exec.Command("bpftool", "-j", kind, "show").Output()
+	if err != nil {
+		t.Fatalf("bpftool %s show: %v (bpftool is installed by scripts/setup.sh)", kind, err)
+	}
+	var objs []bpfObject
+	if err := json.Unmarshal(out, &objs); err != nil {
+		t.Fatalf("parsing bpftool %s show: %v", kind, err)
+	}
+	return objs
+}
+
+// heldIDs reads the IDs of the BPF objects a process holds open from
+// /proc/PID/fdinfo: key is "prog_id" or "link_id".
+func heldIDs(t testing.TB, pid int, key string) map[int]bool {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatalf("reading %s: %v", dir, err)
+	}
+	ids := map[int]bool{}
+	for _, e := range entries {
+		data, err := os.ReadFile(dir + "/" + e.Name())
+		if err != nil {
+			continue // closed meanwhile
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if v, ok := strings.CutPrefix(line, key+":"); ok {
+				var id int
+				if _, err := fmt.Sscan(strings.TrimSpace(v), &id); err == nil {
+					ids[id] = true
+				}
+			}
+		}
+	}
+	return ids
+}
+
+// agentObjects returns the programs and links the agent holds, and checks
+// that they are the ones expected while attached.
+func agentObjects(t *testing.T, a *agent) (progs, links map[int]bpfObject) {
+	t.Helper()
+	pid := a.cmd.Process.Pid
+	progIDs, linkIDs := heldIDs(t, pid, "prog_id"), heldIDs(t, pid, "link_id")
+	progs, links = map[int]bpfObject{}, map[int]bpfObject{}
+	names := map[string]bool{}
+	for _, p := range bpftool(t, "prog") {
+		if progIDs[p.ID] {
+			progs[p.ID] = p
+			names[p.Name] = true
+		}
+	}
+	for _, l := range bpftool(t, "link") {
+		if linkIDs[l.ID] {
+			links[l.ID] = l
+		}
+	}
+	// bpftool shows the full names, from BTF.
+	for _, want := range []string{"serve_http_enter", "serve_http_return"} {
+		if !names[want] {
+			t.Errorf("while attached, the agent holds no program %q (it holds %v)", want, names)
+		}
+	}
+	if len(links) < 2 {
+		t.Errorf("while attached, the agent holds %d links, want at least an entry and a return uprobe", len(links))
+	}
+	return progs, links
+}
+
+// waitGone waits until none of the programs and links exists any more: the
+// kernel releases them asynchronously once their last reference is closed.
+func waitGone(t *testing.T, what string, progs, links map[int]bpfObject) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var left []string
+		for _, p := range bpftool(t, "prog") {
+			if _, ok := progs[p.ID]; ok {
+				left = append(left, fmt.Sprintf("prog %d %s", p.ID, p.Name))
+			}
+		}
+		for _, l := range bpftool(t, "link") {
+			if _, ok := links[l.ID]; ok {
+				left = append(left, fmt.Sprintf("link %d", l.ID))
+			}
+		}
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: still loaded 10s later: %s", what, strings.Join(left, ", "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func bpffsEntries(t *testing.T) []string {
+	entries, err := os.ReadDir("/sys/fs/bpf")
+	if err != nil {
+		return nil // not mounted: nothing can be pinned there
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func getOK(c *http.Client, url string) error {
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// load sends requests from two keep-alive clients until stopped.
+type load struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	ok, fail atomic.Int64
+	mu       sync.Mutex
+	errs     []string
+}
+
+func startLoad(addr string) *load {
+	l := &load{stop: make(chan struct{})}
+	for range 2 {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			c := &http.Client{Timeout: 5 * time.Second}
+			deadline := time.Now().Add(5 * time.Minute) // bounded whatever happens
+			for time.Now().Before(deadline) {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				if err := getOK(c, "http://"+addr+"/hello"); err != nil {
+					l.fail.Add(1)
+					l.mu.Lock()
+					if len(l.errs) < 5 {
+						l.errs = append(l.errs, err.Error())
+					}
+					l.mu.Unlock()
+					continue
+				}
+				l.ok.Add(1)
+			}
+		}()
+	}
+	return l
+}
+
+func (l *load) finish() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
+
+// TestDetachLeavesNothing attaches and detaches 20 times while the service
+// is under load: no request may fail, the service must survive, and every
+// program and link must be gone after each detach.
+func TestDetachLeavesNothing(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	cmd, addr := testenv.StartSampleApp(t, testenv.BuildSampleApp(t))
+	pid := cmd.Process.Pid
+	pinnedBefore := bpffsEntries(t)
+
+	l := startLoad(addr)
+	for i := range 20 {
+		a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(pid), "--output", "json")
+		progs, links := agentObjects(t, a)
+		time.Sleep(150 * time.Millisecond)
+		a.stop()
+		waitGone(t, fmt.Sprintf("cycle %d, after detach", i), progs, links)
+		// The load never stops, so an attached agent must have seen some
+		// of it: otherwise the probes did not work in this cycle.
+		if len(a.jsonSpans()) == 0 {
+			t.Errorf("cycle %d: no span while attached under load", i)
+		}
+	}
+	l.finish()
+	if n := l.fail.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed during attach/detach cycles: %v", n, n+l.ok.Load(), l.errs)
+	}
+	if l.ok.Load() == 0 {
+		t.Errorf("no request succeeded during the cycles")
+	}
+	if !alive(pid) {
+		t.Fatalf("the service died during attach/detach cycles")
+	}
+	if err := getOK(http.DefaultClient, "http://"+addr+"/hello"); err != nil {
+		t.Errorf("the service does not serve after the cycles: %v", err)
+	}
+	if after := bpffsEntries(t); strings.Join(after, ",") != strings.Join(pinnedBefore, ",") {
+		t.Errorf("bpffs changed: before %v, after %v", pinnedBefore, after)
+	}
+}
+
+// TestKill9 kills the agent without warning: the service keeps serving, the
+// kernel drops everything the agent held, and the next attach works.
+func TestKill9(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	cmd, addr := testenv.StartSampleApp(t, testenv.BuildSampleApp(t))
+	pid := cmd.Process.Pid
+	pinnedBefore := bpffsEntries(t)
+
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(pid), "--output", "json")
+	progs, links := agentObjects(t, a)
+	l := startLoad(addr)
+	time.Sleep(300 * time.Millisecond)
+	if err := a.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-a.done
+	time.Sleep(300 * time.Millisecond)
+	l.finish()
+	if n := l.fail.Load(); n != 0 {
+		t.Errorf("%d requests failed around kill -9: %v", n, l.errs)
+	}
+	if !alive(pid) {
+		t.Fatal("the service died when the agent was killed")
+	}
+	waitGone(t, "after kill -9", progs, links)
+	if after := bpffsEntries(t); strings.Join(after, ",") != strings.Join(pinnedBefore, ",") {
+		t.Errorf("bpffs changed: before %v, after %v", pinnedBefore, after)
+	}
+
+	// The next attach starts from a clean slate and works.
+	b := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(pid), "--output", "json")
+	reqs := mixedRequests(12)
+	send(t, addr, reqs)
+	b.stop()
+	if got := len(b.jsonSpans()); got != len(reqs) {
+		t.Errorf("after kill -9, the next attach produced %d spans for %d requests", got, len(reqs))
+	}
+}
+
+// runAgent runs zerotrace to completion and returns its exit code and output.
+func runAgent(t *testing.T, cmd *exec.Cmd) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("zerotrace %v did not exit within 30s", cmd.Args)
+	}
+	return cmd.ProcessState.ExitCode(), stdout.String(), stderr.String()
+}
+
+// TestBadInputs checks that each bad input gets one clear line on stderr, a
+// non-zero exit, and leaves nothing attached.
+func TestBadInputs(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	app, addr := testenv.StartSampleApp(t, testenv.BuildSampleApp(t))
+
+	sleeper := exec.Command("sleep", "60")
+	if err := sleeper.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+
+	// A stripped binary that claims a Go version nobody has offsets for.
+	unknown := unknownVersionBinary(t)
+	unknownApp, _ := testenv.StartSampleApp(t, unknown)
+
+	nobody := exec.Command(zt, "attach", "--pid", fmt.Sprint(app.Process.Pid))
+	nobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+
+	cases := []struct {
+		name string
+		cmd  *exec.Cmd
+		want []string
+	}{
+		{"no such pid", exec.Command(zt, "attach", "--pid", "999999999"), []string{"pid 999999999", "no such process"}},
+		{"not a go binary", exec.Command(zt, "attach", "--pid", fmt.Sprint(sleeper.Process.Pid)), []string{"not a Go binary", "sleep"}},
+		{"unknown go version", exec.Command(zt, "attach", "--pid", fmt.Sprint(unknownApp.Process.Pid)), []string{"go1.99.9", "no DWARF"}},
+		{"not root", nobody, []string{"missing capabilities", "CAP_BPF", "CAP_PERFMON"}},
+		{"bad output", exec.Command(zt, "attach", "--pid", fmt.Sprint(app.Process.Pid), "--output", "xml"), []string{"--output", "xml"}},
+		{"one bad pid among good ones", exec.Command(zt, "attach", "--pid", fmt.Sprint(app.Process.Pid), "--pid", "999999999"), []string{"no such process"}},
+		{"bad endpoint", exec.Command(zt, "attach", "--pid", fmt.Sprint(app.Process.Pid), "--otlp-endpoint", "ftp://x"), []string{"invalid OTLP endpoint"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runAgent(t, tc.cmd)
+			if code == 0 {
+				t.Errorf("exit code 0, want non-zero")
+			}
+			if stdout != "" {
+				t.Errorf("stdout is not empty: %q", stdout)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if len(lines) != 1 {
+				t.Errorf("want exactly one line on stderr, got %d:\n%s", len(lines), stderr)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("stderr lacks %q:\n%s", w, stderr)
+				}
+			}
+			if strings.Contains(stderr, "attached to") {
+				t.Errorf("something was attached:\n%s", stderr)
+			}
+		})
+	}
+	if err := getOK(http.DefaultClient, "http://"+addr+"/hello"); err != nil {
+		t.Errorf("the service does not serve after the bad attaches: %v", err)
+	}
+}
+
+// unknownVersionBinary makes a stripped sample app (no DWARF) whose build
+// info claims go1.99.9, by rewriting the version string in place.
+func unknownVersionBinary(t *testing.T) string {
+	t.Helper()
+	src := testenv.BuildSampleAppWith(t, "", "-s -w")
+	data, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := []byte(goVersionOf(t, src))
+	fake := []byte("go1.99.9")
+	if len(v) != len(fake) {
+		t.Fatalf("cannot rewrite Go version %q to %q in place", v, fake)
+	}
+	data = bytes.ReplaceAll(data, v, fake)
+	dst := t.TempDir() + "/sampleapp-go1.99.9"
+	if err := os.WriteFile(dst, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if got := goVersionOf(t, dst); got != string(fake) {
+		t.Fatalf("rewritten binary reports %q", got)
+	}
+	return dst
+}

@@ -1,0 +1,168 @@
+// Command sampleapp is a plain net/http service that zerotrace's end-to-end
+// tests and benchmarks attach to. It uses only the standard library, so it
+// can be built with any Go toolchain from 1.22 on (method and wildcard
+// patterns in http.ServeMux) and with any linker flags.
+//
+// It prints exactly one line, "listening on HOST:PORT", to stdout once its
+// listener is bound, then serves until SIGTERM or SIGINT and shuts down
+// gracefully. Routes:
+//
+//	GET  /hello       200 "hello"
+//	GET  /users/{id}  200 {"id":"<id>","name":"user <id>"}
+//	POST /items       201 {"length":<request body length>}
+//	GET  /fail        500
+//	GET  /slow?ms=N   sleeps N ms (at most 5000), then 200
+//	GET  /bench       200 "ok" (trivial handler for benchmarks)
+//
+// Anything else gets the mux's 404 (or 405 for a known path with another
+// method).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+const (
+	// maxSlow bounds /slow so that a typo in a test cannot park a request
+	// (and the graceful shutdown waiting for it) for long.
+	maxSlow = 5 * time.Second
+	// maxItemBody bounds /items bodies; tests send a few MiB at most.
+	maxItemBody = 64 << 20
+	// shutdownTimeout exceeds maxSlow so in-flight /slow requests complete.
+	shutdownTimeout = maxSlow + 3*time.Second
+)
+
+func main() {
+	addr := flag.String("addr", "127.0.0.1:0", "address to listen on (port 0 picks a free port)")
+	flag.Parse()
+	log.SetPrefix("sampleapp: ")
+	log.SetFlags(0)
+	if err := run(*addr); err != nil {
+		log.Fatal(err)
+	}
+}
+
+func run(addr string) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           newMux(),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	// The port is known only once bound: tests read this line to find it,
+	// so it is printed after Listen and before serving.
+	fmt.Printf("listening on %s\n", ln.Addr())
+
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+
+	select {
+	case err := <-serveErr:
+		return err
+	case <-ctx.Done():
+	}
+	stop() // a second signal now kills the process the default way
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+func newMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /hello", hello)
+	mux.HandleFunc("GET /users/{id}", user)
+	mux.HandleFunc("POST /items", createItem)
+	mux.HandleFunc("GET /fail", fail)
+	mux.HandleFunc("GET /slow", slow)
+	mux.HandleFunc("GET /bench", bench)
+	return mux
+}
+
+func hello(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	io.WriteString(w, "hello")
+}
+
+func user(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "name": "user " + id})
+}
+
+func createItem(w http.ResponseWriter, r *http.Request) {
+	n, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxItemBody))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			http.Error(w, "body too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "reading body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]int64{"length": n})
+}
+
+func fail(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, "intentional failure", http.StatusInternalServerError)
+}
+
+func slow(w http.ResponseWriter, r *http.Request) {
+	var d time.Duration
+	if s := r.URL.Query().Get("ms"); s != "" {
+		ms, err := strconv.Atoi(s)
+		if err != nil || ms < 0 {
+			http.Error(w, "ms must be a non-negative integer", http.StatusBadRequest)
+			return
+		}
+		// Clamp before converting: a huge ms would overflow Duration.
+		d = time.Duration(min(ms, int(maxSlow/time.Millisecond))) * time.Millisecond
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-r.Context().Done():
+		// The client went away: nobody reads the answer.
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintf(w, "slept %d ms", d.Milliseconds())
+}
+
+func bench(w http.ResponseWriter, _ *http.Request) {
+	io.WriteString(w, "ok")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(body, '\n'))
+}
