@@ -13,7 +13,9 @@ LDFLAGS   := -X main.version=$(VERSION)
 # The privileged tests fail instead of skipping when they lack root.
 TESTENV   := ZEROTRACE_REQUIRE_ROOT=1
 # The test timeout covers building Jaeger and the sample apps once.
-TESTFLAGS ?= -count=1 -timeout 40m
+# -p 1: privileged tests of different packages load programs with the same
+# names and share fixed ports; running packages one at a time keeps them apart.
+TESTFLAGS ?= -count=1 -p 1 -timeout 40m
 
 .PHONY: all build demo generate check-generate vmlinux setup vet test test-unit test-e2e bench vmtest check clean
 
