@@ -23,35 +23,16 @@ const (
 	tcpConnClose   = "net.(*TCPConn).Close"
 )
 
-func field(s, n string) offsets.Field { return offsets.Field{Struct: s, Name: n} }
-
-var (
-	gGoid              = field("runtime.g", "goid")
-	reqMethod          = field("net/http.Request", "Method")
-	reqURL             = field("net/http.Request", "URL")
-	reqProtoMajor      = field("net/http.Request", "ProtoMajor")
-	reqProtoMinor      = field("net/http.Request", "ProtoMinor")
-	reqContentLength   = field("net/http.Request", "ContentLength")
-	reqHost            = field("net/http.Request", "Host")
-	reqRemoteAddr      = field("net/http.Request", "RemoteAddr")
-	reqPattern         = field("net/http.Request", "Pattern")
-	urlPath            = field("net/url.URL", "Path")
-	urlRawQuery        = field("net/url.URL", "RawQuery")
-	respConn           = field("net/http.response", "conn")
-	respStatus         = field("net/http.response", "status")
-	respWritten        = field("net/http.response", "written")
-	connRwc            = field("net/http.conn", "rwc")
-	connTLSState       = field("net/http.conn", "tlsState")
-	netConnFd          = field("net.conn", "fd")
-	netFDLaddr         = field("net.netFD", "laddr")
-	tcpAddrIP          = field("net.TCPAddr", "IP")
-	tcpAddrPort        = field("net.TCPAddr", "Port")
-	requiredFieldsList = []offsets.Field{
-		gGoid, reqMethod, reqURL, reqProtoMajor, reqProtoMinor, reqContentLength, reqHost,
-		reqRemoteAddr, urlPath, urlRawQuery, respConn, respStatus, respWritten, connRwc,
-		connTLSState, netConnFd, netFDLaddr, tcpAddrIP, tcpAddrPort,
-	}
-)
+// requiredFields are the struct fields the programs read.
+var requiredFields = []offsets.Field{
+	offsets.GoroutineID,
+	offsets.RequestMethod, offsets.RequestURL, offsets.RequestProtoMajor, offsets.RequestProtoMinor,
+	offsets.RequestContentLength, offsets.RequestHost, offsets.RequestRemoteAddr,
+	offsets.URLPath, offsets.URLRawQuery,
+	offsets.ResponseConn, offsets.ResponseStatus, offsets.ResponseWritten,
+	offsets.HTTPConnRWC, offsets.HTTPConnTLSState,
+	offsets.NetConnFD, offsets.NetFDLaddr, offsets.TCPAddrIP, offsets.TCPAddrPort,
+}
 
 // Instrumentation is the net/http server instrumentation.
 type Instrumentation struct{}
@@ -61,7 +42,7 @@ func (Instrumentation) Name() string { return "net/http server" }
 
 // Fields implements probes.Instrumentation. Request.Pattern exists since Go 1.23.
 func (Instrumentation) Fields() (required, optional []offsets.Field) {
-	return requiredFieldsList, []offsets.Field{reqPattern}
+	return requiredFields, []offsets.Field{offsets.RequestPattern}
 }
 
 // Applies implements probes.Instrumentation.
@@ -105,7 +86,7 @@ func setConstants(v *serverVariableSpecs, t *probes.Target, shared *events.Share
 		o, _ := t.Offsets.Get(f)
 		return o
 	}
-	pattern, hasPattern := t.Offsets.Get(reqPattern)
+	pattern, hasPattern := t.Offsets.Get(offsets.RequestPattern)
 	var flag uint8
 	if hasPattern {
 		flag = 1
@@ -123,27 +104,27 @@ func setConstants(v *serverVariableSpecs, t *probes.Target, shared *events.Share
 		v   *ebpf.VariableSpec
 		val any
 	}{
-		{v.OffG_goid, off(gGoid)},
-		{v.OffReqMethod, off(reqMethod)},
-		{v.OffReqUrl, off(reqURL)},
-		{v.OffReqProtoMajor, off(reqProtoMajor)},
-		{v.OffReqProtoMinor, off(reqProtoMinor)},
-		{v.OffReqContentLength, off(reqContentLength)},
-		{v.OffReqHost, off(reqHost)},
-		{v.OffReqRemoteAddr, off(reqRemoteAddr)},
+		{v.OffG_goid, off(offsets.GoroutineID)},
+		{v.OffReqMethod, off(offsets.RequestMethod)},
+		{v.OffReqUrl, off(offsets.RequestURL)},
+		{v.OffReqProtoMajor, off(offsets.RequestProtoMajor)},
+		{v.OffReqProtoMinor, off(offsets.RequestProtoMinor)},
+		{v.OffReqContentLength, off(offsets.RequestContentLength)},
+		{v.OffReqHost, off(offsets.RequestHost)},
+		{v.OffReqRemoteAddr, off(offsets.RequestRemoteAddr)},
 		{v.OffReqPattern, pattern},
 		{v.HasPattern, flag},
-		{v.OffUrlPath, off(urlPath)},
-		{v.OffUrlRawQuery, off(urlRawQuery)},
-		{v.OffRespConn, off(respConn)},
-		{v.OffRespStatus, off(respStatus)},
-		{v.OffRespWritten, off(respWritten)},
-		{v.OffConnRwc, off(connRwc)},
-		{v.OffConnTlsState, off(connTLSState)},
-		{v.OffNetconnFd, off(netConnFd)},
-		{v.OffNetfdLaddr, off(netFDLaddr)},
-		{v.OffTcpaddrIp, off(tcpAddrIP)},
-		{v.OffTcpaddrPort, off(tcpAddrPort)},
+		{v.OffUrlPath, off(offsets.URLPath)},
+		{v.OffUrlRawQuery, off(offsets.URLRawQuery)},
+		{v.OffRespConn, off(offsets.ResponseConn)},
+		{v.OffRespStatus, off(offsets.ResponseStatus)},
+		{v.OffRespWritten, off(offsets.ResponseWritten)},
+		{v.OffConnRwc, off(offsets.HTTPConnRWC)},
+		{v.OffConnTlsState, off(offsets.HTTPConnTLSState)},
+		{v.OffNetconnFd, off(offsets.NetConnFD)},
+		{v.OffNetfdLaddr, off(offsets.NetFDLaddr)},
+		{v.OffTcpaddrIp, off(offsets.TCPAddrIP)},
+		{v.OffTcpaddrPort, off(offsets.TCPAddrPort)},
 		{v.ResponseHeaderFn, respHeader},
 		{v.TcpconnCloseFn, connClose},
 		{v.WakeupThreshold, shared.WakeupThreshold()},
