@@ -177,3 +177,17 @@ func TestRunClosesOutput(t *testing.T) {
 		t.Errorf("got %d spans with %d distinct ids", n, len(ids))
 	}
 }
+
+func BenchmarkHTTPServerSpan(b *testing.B) {
+	c := newTestCorrelator()
+	c.Register(NewProcess(1, "/x", "", "go1.26.8"))
+	r := &HTTPServerRequest{
+		PID: 1, Method: "GET", Path: "/users/7", RawQuery: "page=2", Host: "localhost:8080",
+		Pattern: "GET /users/{id}", RemoteAddr: "127.0.0.1:40000", ProtoMajor: 1, ProtoMinor: 1,
+		ResponseKnown: true, Status: 200, Local: netip.MustParseAddrPort("127.0.0.1:8080"),
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Handle(r)
+	}
+}

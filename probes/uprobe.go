@@ -77,7 +77,11 @@ func (a *Attachment) attach(t *Target, ex *link.Executable, u Uprobe) error {
 		}
 	}
 	if u.Entry != nil {
-		l, err := ex.Uprobe(u.Symbol, u.Entry, &link.UprobeOptions{Address: fn.Offset, PID: t.PID})
+		entry, err := t.Bin.EntryOffset(fn)
+		if err != nil {
+			return fmt.Errorf("%s: %w", t, err)
+		}
+		l, err := ex.Uprobe(u.Symbol, u.Entry, &link.UprobeOptions{Address: entry, PID: t.PID})
 		if err != nil {
 			return fmt.Errorf("%s: attaching uprobe to %s: %w", t, u.Symbol, err)
 		}

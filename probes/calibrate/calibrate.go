@@ -14,20 +14,26 @@ import (
 	"github.com/zerotrace/zerotrace/probes/gobin"
 )
 
-// target is the probed function. It must not be inlined, so that every
-// call executes its first instruction.
+// leaf must not be inlined, so that every call executes its first
+// instruction. It is a leaf: no stack check, so its first instruction is an
+// ordinary one, which the kernel single-steps out of line.
 //
 //go:noinline
-func target(x uint64) uint64 { return x*31 + 7 }
+func leaf(x uint64) uint64 { return x*31 + 7 }
 
-// targetSymbol is target's name in this binary's symbol table.
-const targetSymbol = "github.com/zerotrace/zerotrace/probes/calibrate.target"
+// framed calls leaf, so it starts with a stack-bound check whose jump the
+// kernel emulates in place (see gobin.EntryOffset).
+//
+//go:noinline
+func framed(x uint64) uint64 { return leaf(x) + 1 }
+
+const framedSymbol = "github.com/zerotrace/zerotrace/probes/calibrate.framed"
 
 func loop(n int) time.Duration {
 	var acc uint64
 	start := time.Now()
 	for i := range n {
-		acc += target(uint64(i))
+		acc += framed(uint64(i))
 	}
 	d := time.Since(start)
 	if acc == 42 {
@@ -36,10 +42,23 @@ func loop(n int) time.Duration {
 	return d
 }
 
-// UprobeHit returns the cost of one hit of a uprobe running an empty BPF
-// program, measured as the difference per call between calls with and
-// without the probe attached, n calls each, on this process.
-func UprobeHit(n int) (time.Duration, error) {
+// Costs are the measured costs of one uprobe hit running an empty program.
+type Costs struct {
+	// SingleStep is a probe on an instruction executed out of line, such
+	// as a function's first instruction or a RET.
+	SingleStep time.Duration
+	// Emulated is a probe on a jump the kernel emulates, where zerotrace
+	// puts its entry probes.
+	Emulated time.Duration
+	// Return is a probe on a RET instruction, where zerotrace puts its
+	// return probes.
+	Return time.Duration
+}
+
+// UprobeHit measures, on this process, the extra time per call of a
+// function with an empty uprobe program attached at its first instruction
+// and at its stack-check jump, n calls each.
+func UprobeHit(n int) (Costs, error) {
 	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:    ebpf.Kprobe, // uprobes use the kprobe program type
 		License: "Dual BSD/GPL",
@@ -49,33 +68,63 @@ func UprobeHit(n int) (time.Duration, error) {
 		},
 	})
 	if err != nil {
-		return 0, fmt.Errorf("loading an empty program: %w", err)
+		return Costs{}, fmt.Errorf("loading an empty program: %w", err)
 	}
 	defer prog.Close()
 
 	bin, err := gobin.Open("/proc/self/exe")
 	if err != nil {
-		return 0, err
+		return Costs{}, err
 	}
 	defer bin.Close()
-	fn, err := bin.Func(targetSymbol)
+	fn, err := bin.Func(framedSymbol)
 	if err != nil {
-		return 0, err
+		return Costs{}, err
+	}
+	jump, err := bin.EntryOffset(fn)
+	if err != nil {
+		return Costs{}, err
+	}
+	if jump == fn.Offset {
+		return Costs{}, fmt.Errorf("calibration function %s has no stack-check jump", framedSymbol)
 	}
 	ex, err := link.OpenExecutable("/proc/self/exe")
 	if err != nil {
-		return 0, err
+		return Costs{}, err
+	}
+	probed := func(off uint64) (time.Duration, error) {
+		l, err := ex.Uprobe(framedSymbol, prog, &link.UprobeOptions{Address: off, PID: os.Getpid()})
+		if err != nil {
+			return 0, fmt.Errorf("attaching the calibration uprobe: %w", err)
+		}
+		defer l.Close()
+		return loop(n), nil
 	}
 
 	loop(n / 10) // warm up
 	bare := loop(n)
-	l, err := ex.Uprobe(targetSymbol, prog, &link.UprobeOptions{Address: fn.Offset, PID: os.Getpid()})
+	first, err := probed(fn.Offset)
 	if err != nil {
-		return 0, fmt.Errorf("attaching the calibration uprobe: %w", err)
+		return Costs{}, err
 	}
-	probed := loop(n)
-	if err := l.Close(); err != nil {
-		return 0, err
+	atJump, err := probed(jump)
+	if err != nil {
+		return Costs{}, err
 	}
-	return (probed - bare) / time.Duration(n), nil
+	rets, err := bin.RetOffsets(fn)
+	if err != nil {
+		return Costs{}, err
+	}
+	if len(rets) != 1 {
+		return Costs{}, fmt.Errorf("calibration function %s has %d RETs, want 1", framedSymbol, len(rets))
+	}
+	atRet, err := probed(rets[0])
+	if err != nil {
+		return Costs{}, err
+	}
+	return Costs{
+		SingleStep: (first - bare) / time.Duration(n),
+		Emulated:   (atJump - bare) / time.Duration(n),
+		Return:     (atRet - bare) / time.Duration(n),
+	}, nil
 }

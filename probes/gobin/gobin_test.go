@@ -447,3 +447,56 @@ func BenchmarkFieldOffsetCached(b *testing.B) {
 		}
 	}
 }
+
+func TestEntryOffset(t *testing.T) {
+	b := openFixture(t, variants[1])
+	// ServeHTTP has a frame and so a stack check: the probe goes on its JLS,
+	// a few bytes in, where the byte is a conditional jump opcode.
+	fn, err := b.Func("net/http.serverHandler.ServeHTTP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, err := b.EntryOffset(fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off <= fn.Offset || off > fn.Offset+16 {
+		t.Fatalf("entry offset %#x, want a few bytes after the function's first byte %#x", off, fn.Offset)
+	}
+	f, err := os.Open(b.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	op := make([]byte, 2)
+	if _, err := f.ReadAt(op, int64(off)); err != nil {
+		t.Fatal(err)
+	}
+	if op[0] != 0x76 && !(op[0] == 0x0f && op[1] == 0x86) {
+		t.Errorf("byte at the entry offset is % x, want JBE (76 or 0f 86)", op)
+	}
+}
+
+func TestStackCheckJump(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		code []byte
+		off  uint64
+		ok   bool
+	}{
+		// CMPQ SP, 0x10(R14); JBE +0x20
+		{"small frame", []byte{0x49, 0x3b, 0x66, 0x10, 0x76, 0x20}, 4, true},
+		// LEAQ -0x100(SP), R12; CMPQ R12, 0x10(R14); JBE near
+		{"large frame", []byte{0x4c, 0x8d, 0xa4, 0x24, 0x00, 0xff, 0xff, 0xff, 0x4d, 0x3b, 0x66, 0x10, 0x0f, 0x86, 0x10, 0x00, 0x00, 0x00}, 12, true},
+		// MOVQ AX, BX: a leaf without a stack check.
+		{"leaf", []byte{0x48, 0x89, 0xc3, 0xc3}, 0, false},
+		// CMPQ SP, 0x10(R14) followed by something other than JBE.
+		{"no jump", []byte{0x49, 0x3b, 0x66, 0x10, 0x90}, 0, false},
+		{"truncated", []byte{0x49, 0x3b}, 0, false},
+	} {
+		off, ok := stackCheckJump(tc.code)
+		if ok != tc.ok || off != tc.off {
+			t.Errorf("%s: got %d, %v; want %d, %v", tc.name, off, ok, tc.off, tc.ok)
+		}
+	}
+}

@@ -52,7 +52,7 @@ func main() {
 }
 
 func run() error {
-	hit, err := calibrate.UprobeHit(2_000_000)
+	costs, err := calibrate.UprobeHit(1_000_000)
 	if err != nil {
 		return fmt.Errorf("measuring a bare uprobe hit: %w", err)
 	}
@@ -97,7 +97,7 @@ func run() error {
 		p50:  (base1.p50 + base2.p50) / 2, p99: (base1.p99 + base2.p99) / 2,
 		mean: (base1.mean + base2.mean) / 2, rps: (base1.rps + base2.rps) / 2,
 	}
-	printReport(hit, []phase{base1, traced, base2}, baseline, traced, spans, agentErr.String())
+	printReport(costs, []phase{base1, traced, base2}, baseline, traced, spans, agentErr.String())
 	if spans != traced.requests {
 		return fmt.Errorf("%d requests were sent while attached but %d spans were delivered", traced.requests, spans)
 	}
@@ -262,7 +262,7 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
-func printReport(hit time.Duration, phases []phase, base, traced phase, spans int, agentLog string) {
+func printReport(costs calibrate.Costs, phases []phase, base, traced phase, spans int, agentLog string) {
 	var uts syscall.Utsname
 	_ = syscall.Uname(&uts)
 	release := make([]byte, 0, len(uts.Release))
@@ -273,7 +273,10 @@ func printReport(hit time.Duration, phases []phase, base, traced phase, spans in
 		release = append(release, byte(c))
 	}
 	fmt.Printf("machine: %d cores, %s, Linux %s, %s\n", runtime.NumCPU(), cpuModel(), release, runtime.Version())
-	fmt.Printf("bare uprobe hit: %s\n\n", us(hit))
+	hit := costs.SingleStep
+	fmt.Printf("bare uprobe hit: %s on an ordinary instruction (single-stepped), %s on an emulated jump, %s on a RET\n",
+		us(costs.SingleStep), us(costs.Emulated), us(costs.Return))
+	fmt.Printf("zerotrace per request: entry probe on an emulated jump + 1 RET probe = %s expected\n\n", us(costs.Emulated+costs.Return))
 	fmt.Printf("%-26s %12s %12s %12s %14s\n", "phase", "seq p50", "seq p99", "seq mean", fmt.Sprintf("req/s (%d cl)", *clients))
 	for _, p := range append(phases, base) {
 		fmt.Printf("%-26s %12s %12s %12s %14.0f\n", p.name, us(p.p50), us(p.p99), us(p.mean), p.rps)
