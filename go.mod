@@ -13,6 +13,7 @@ require (
 	golang.org/x/arch v0.33.0
 	golang.org/x/sys v0.50.0
 	google.golang.org/protobuf v1.36.12
+	gopkg.in/yaml.v3 v3.0.1
 )
 
 require (
