@@ -41,14 +41,11 @@ static __always_inline __u64 read_u64(__u64 addr)
 	return v;
 }
 
-// Copy at most cap bytes of the Go string whose header is at hdr_addr into
-// dst. Returns the number of bytes copied and sets *cut when the string was
-// longer than cap.
-static __always_inline __u16 read_go_string(char *dst, __u64 cap, __u64 hdr_addr, __u8 *cut, __u8 bit)
+// Copy at most cap bytes of the Go string s into dst. Returns the number of
+// bytes copied and sets bit in *cut when s was longer than cap.
+static __always_inline __u16 copy_go_string(char *dst, __u64 cap, struct go_string s, __u8 *cut, __u8 bit)
 {
-	struct go_string s = {};
-
-	if (bpf_probe_read_user(&s, sizeof(s), (void *)hdr_addr) || s.len <= 0 || !s.ptr)
+	if (s.len <= 0 || !s.ptr)
 		return 0;
 	__u64 n = s.len;
 	if (n > cap) {

@@ -108,39 +108,128 @@ int serve_http_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-// Read the local address of the connection behind an HTTP/1.x response:
-// response.conn.rwc (a net.Conn holding *net.TCPConn) .fd.laddr (*net.TCPAddr).
-static __always_inline void read_local_addr(struct http_server_event *e, __u64 resp)
-{
-	__u64 conn = read_u64(resp + off_resp_conn);
-	if (!conn)
-		return;
-	if (read_u64(conn + off_conn_tls_state))
-		e->info |= HTTP_INFO_TLS;
+// Sizes of the struct prefixes copied in one read each (set from Go to the
+// end of the last field used, so that no read goes past the object).
+volatile const __u64 req_read_size;
+volatile const __u64 url_read_size;
+volatile const __u64 resp_read_size;
+volatile const __u64 conn_read_size;
 
-	struct go_iface rwc = {};
-	if (bpf_probe_read_user(&rwc, sizeof(rwc), (void *)(conn + off_conn_rwc)) ||
-	    !itab_is(rwc.tab, tcpconn_close_fn))
-		return;
+#define SCRATCH_REQ 512
+#define SCRATCH_SMALL 256
+
+// Per-CPU copies of the structs a return reads. Every field is then taken
+// from the copy: one bpf_probe_read_user per struct instead of one per
+// field, which matters because each read of user memory costs about as much
+// as the rest of the program.
+struct scratch {
+	__u8 req[SCRATCH_REQ];
+	__u8 url[SCRATCH_SMALL];
+	__u8 resp[SCRATCH_SMALL];
+	__u8 conn[SCRATCH_SMALL];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} server_scratch SEC(".maps");
+
+// A field of a copied struct. The offset is a load-time constant, which the
+// verifier sees as such; the check only keeps a bad offset inside the buffer.
+#define FIELD(buf, off, type) \
+	(*(type *)((buf) + ((off) <= sizeof(buf) - sizeof(type) ? (off) : 0)))
+
+// Copy the first size bytes of the struct at addr into buf.
+#define COPY(buf, size, addr) \
+	bpf_probe_read_user((buf), (size) < sizeof(buf) ? (size) : sizeof(buf), (void *)(addr))
+
+// Local address of a connection, cached by the net/http.conn pointer and
+// the net.Conn behind it: it is the same for every request of a keep-alive
+// connection, and finding it takes four dependent reads.
+struct conn_key {
+	__u64 conn;
+	__u64 rwc;
+};
+
+struct local_addr {
+	__u8 ip[16];
+	__u16 port;
+	__u8 ip_len;
+	__u8 pad[5];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct conn_key);
+	__type(value, struct local_addr);
+} server_local_addrs SEC(".maps");
+
+// Find the local address behind net/http.conn.rwc (a net.Conn holding a
+// *net.TCPConn): .fd (*netFD) .laddr (*net.TCPAddr) .IP/.Port.
+static __always_inline bool lookup_local_addr(struct local_addr *out, struct go_iface rwc)
+{
 	__u64 fd = read_u64(rwc.data + off_netconn_fd);
 	if (!fd)
-		return;
+		return false;
 	struct go_iface laddr = {};
 	if (bpf_probe_read_user(&laddr, sizeof(laddr), (void *)(fd + off_netfd_laddr)) || !laddr.data)
-		return;
-	struct go_slice ip = {};
-	if (bpf_probe_read_user(&ip, sizeof(ip), (void *)(laddr.data + off_tcpaddr_ip)))
-		return;
-	if (ip.len != 4 && ip.len != 16)
-		return;
-	__u64 n = ip.len;
+		return false;
+	struct {
+		struct go_slice ip;
+		__s64 port;
+	} tcp = {};
+	// IP and Port are adjacent in net.TCPAddr on every Go version we know;
+	// otherwise read them apart.
+	if (off_tcpaddr_port == off_tcpaddr_ip + sizeof(struct go_slice)) {
+		if (bpf_probe_read_user(&tcp, sizeof(tcp), (void *)(laddr.data + off_tcpaddr_ip)))
+			return false;
+	} else {
+		if (bpf_probe_read_user(&tcp.ip, sizeof(tcp.ip), (void *)(laddr.data + off_tcpaddr_ip)))
+			return false;
+		tcp.port = read_u64(laddr.data + off_tcpaddr_port);
+	}
+	if (tcp.ip.len != 4 && tcp.ip.len != 16)
+		return false;
+	__u64 n = tcp.ip.len;
 	barrier_var(n);
-	if (n > sizeof(e->local_ip))
+	if (n > sizeof(out->ip))
+		return false;
+	if (bpf_probe_read_user(out->ip, n, (void *)tcp.ip.ptr))
+		return false;
+	out->ip_len = n;
+	out->port = tcp.port;
+	return true;
+}
+
+static __always_inline void read_conn(struct http_server_event *e, struct scratch *s, __u64 conn)
+{
+	if (!conn || COPY(s->conn, conn_read_size, conn))
 		return;
-	if (bpf_probe_read_user(e->local_ip, n, (void *)ip.ptr))
+	if (FIELD(s->conn, off_conn_tls_state, __u64))
+		e->info |= HTTP_INFO_TLS;
+	struct go_iface rwc = {
+		.tab = FIELD(s->conn, off_conn_rwc, __u64),
+		.data = FIELD(s->conn, off_conn_rwc + 8, __u64),
+	};
+	if (!itab_is(rwc.tab, tcpconn_close_fn))
 		return;
-	e->local_ip_len = n;
-	e->local_port = read_u64(laddr.data + off_tcpaddr_port);
+
+	struct conn_key key = {.conn = conn, .rwc = rwc.data};
+	struct local_addr *cached = bpf_map_lookup_elem(&server_local_addrs, &key);
+	struct local_addr addr = {};
+	if (cached) {
+		addr = *cached;
+	} else {
+		if (!lookup_local_addr(&addr, rwc))
+			return;
+		bpf_map_update_elem(&server_local_addrs, &key, &addr, BPF_ANY);
+	}
+	__builtin_memcpy(e->local_ip, addr.ip, sizeof(e->local_ip));
+	e->local_ip_len = addr.ip_len;
+	e->local_port = addr.port;
 	e->info |= HTTP_INFO_LOCAL_ADDR;
 }
 
@@ -157,6 +246,15 @@ int serve_http_return(struct pt_regs *ctx)
 	struct inflight in = *found;
 	bpf_map_delete_elem(&server_inflight, &g);
 
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&server_scratch, &zero);
+	if (!s)
+		return 0;
+	if (COPY(s->req, req_read_size, in.req)) {
+		count(COUNTER_READ_FAILED);
+		return 0;
+	}
+
 	struct http_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
@@ -165,9 +263,9 @@ int serve_http_return(struct pt_regs *ctx)
 	fill_header(&e->hdr, EVENT_HTTP_SERVER);
 	e->start_ns = in.start_ns;
 	e->goid = in.goid;
-	e->content_length = read_u64(in.req + off_req_content_length);
-	e->proto_major = read_u64(in.req + off_req_proto_major);
-	e->proto_minor = read_u64(in.req + off_req_proto_minor);
+	e->content_length = FIELD(s->req, off_req_content_length, __s64);
+	e->proto_major = FIELD(s->req, off_req_proto_major, __s64);
+	e->proto_minor = FIELD(s->req, off_req_proto_minor, __s64);
 	e->status = 0;
 	e->resp_written = 0;
 	e->local_port = 0;
@@ -177,31 +275,33 @@ int serve_http_return(struct pt_regs *ctx)
 	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
 
-	if (itab_is(in.resp_tab, response_header_fn)) {
-		e->status = read_u64(in.resp + off_resp_status);
-		e->resp_written = read_u64(in.resp + off_resp_written);
+	if (itab_is(in.resp_tab, response_header_fn) && !COPY(s->resp, resp_read_size, in.resp)) {
+		e->status = FIELD(s->resp, off_resp_status, __s64);
+		e->resp_written = FIELD(s->resp, off_resp_written, __s64);
 		e->info |= HTTP_INFO_RESPONSE_KNOWN;
-		read_local_addr(e, in.resp);
+		read_conn(e, s, FIELD(s->resp, off_resp_conn, __u64));
 	}
 
-	e->method_len = read_go_string(e->method, sizeof(e->method), in.req + off_req_method,
-				       &e->truncated, HTTP_TRUNC_METHOD);
-	e->host_len = read_go_string(e->host, sizeof(e->host), in.req + off_req_host,
-				     &e->truncated, HTTP_TRUNC_HOST);
-	e->remote_len = read_go_string(e->remote, sizeof(e->remote), in.req + off_req_remote_addr,
-				       &e->truncated, HTTP_TRUNC_REMOTE);
+	struct go_string str;
+	str = FIELD(s->req, off_req_method, struct go_string);
+	e->method_len = copy_go_string(e->method, sizeof(e->method), str, &e->truncated, HTTP_TRUNC_METHOD);
+	str = FIELD(s->req, off_req_host, struct go_string);
+	e->host_len = copy_go_string(e->host, sizeof(e->host), str, &e->truncated, HTTP_TRUNC_HOST);
+	str = FIELD(s->req, off_req_remote_addr, struct go_string);
+	e->remote_len = copy_go_string(e->remote, sizeof(e->remote), str, &e->truncated, HTTP_TRUNC_REMOTE);
 	e->pattern_len = 0;
-	if (has_pattern)
-		e->pattern_len = read_go_string(e->pattern, sizeof(e->pattern), in.req + off_req_pattern,
-						&e->truncated, HTTP_TRUNC_PATTERN);
+	if (has_pattern) {
+		str = FIELD(s->req, off_req_pattern, struct go_string);
+		e->pattern_len = copy_go_string(e->pattern, sizeof(e->pattern), str, &e->truncated, HTTP_TRUNC_PATTERN);
+	}
 	e->path_len = 0;
 	e->query_len = 0;
-	__u64 url = read_u64(in.req + off_req_url);
-	if (url) {
-		e->path_len = read_go_string(e->path, sizeof(e->path), url + off_url_path,
-					     &e->truncated, HTTP_TRUNC_PATH);
-		e->query_len = read_go_string(e->query, sizeof(e->query), url + off_url_raw_query,
-					      &e->truncated, HTTP_TRUNC_QUERY);
+	__u64 url = FIELD(s->req, off_req_url, __u64);
+	if (url && !COPY(s->url, url_read_size, url)) {
+		str = FIELD(s->url, off_url_path, struct go_string);
+		e->path_len = copy_go_string(e->path, sizeof(e->path), str, &e->truncated, HTTP_TRUNC_PATH);
+		str = FIELD(s->url, off_url_raw_query, struct go_string);
+		e->query_len = copy_go_string(e->query, sizeof(e->query), str, &e->truncated, HTTP_TRUNC_QUERY);
 	}
 	if (e->truncated)
 		e->hdr.flags |= EVENT_FLAG_TRUNCATED;

@@ -91,6 +91,10 @@ func setConstants(v *serverVariableSpecs, t *probes.Target, shared *events.Share
 	if hasPattern {
 		flag = 1
 	}
+	sizes, err := readSizes(t)
+	if err != nil {
+		return err
+	}
 	// An address of zero disables the reads that depend on it.
 	var respHeader, connClose uint64
 	if fn, err := t.Bin.Func(responseHeader); err == nil {
@@ -128,6 +132,10 @@ func setConstants(v *serverVariableSpecs, t *probes.Target, shared *events.Share
 		{v.ResponseHeaderFn, respHeader},
 		{v.TcpconnCloseFn, connClose},
 		{v.WakeupThreshold, shared.WakeupThreshold()},
+		{v.ReqReadSize, sizes.req},
+		{v.UrlReadSize, sizes.url},
+		{v.RespReadSize, sizes.resp},
+		{v.ConnReadSize, sizes.conn},
 	}
 	for _, s := range sets {
 		if err := s.v.Set(s.val); err != nil {
@@ -135,6 +143,55 @@ func setConstants(v *serverVariableSpecs, t *probes.Target, shared *events.Share
 		}
 	}
 	return nil
+}
+
+// prefixSizes are how many leading bytes of each struct the return program
+// copies in one read: up to the end of the last field it uses.
+type prefixSizes struct{ req, url, resp, conn uint64 }
+
+// Capacities of the per-CPU copies in probe.c (struct scratch).
+const (
+	scratchReq   = 512
+	scratchSmall = 256
+)
+
+func readSizes(t *probes.Target) (prefixSizes, error) {
+	end := func(limit uint64, fields map[offsets.Field]uint64) (uint64, error) {
+		var n uint64
+		for f, size := range fields {
+			off, ok := t.Offsets.Get(f)
+			if !ok {
+				continue // optional and absent
+			}
+			n = max(n, off+size)
+		}
+		if n > limit {
+			return 0, fmt.Errorf("struct prefix of %d bytes does not fit the probe's %d-byte copy", n, limit)
+		}
+		return n, nil
+	}
+	const ptr, str, iface = 8, 16, 16
+	var s prefixSizes
+	var err error
+	if s.req, err = end(scratchReq, map[offsets.Field]uint64{
+		offsets.RequestMethod: str, offsets.RequestURL: ptr, offsets.RequestProtoMajor: 8,
+		offsets.RequestProtoMinor: 8, offsets.RequestContentLength: 8, offsets.RequestHost: str,
+		offsets.RequestRemoteAddr: str, offsets.RequestPattern: str,
+	}); err != nil {
+		return s, fmt.Errorf("net/http.Request: %w", err)
+	}
+	if s.url, err = end(scratchSmall, map[offsets.Field]uint64{offsets.URLPath: str, offsets.URLRawQuery: str}); err != nil {
+		return s, fmt.Errorf("net/url.URL: %w", err)
+	}
+	if s.resp, err = end(scratchSmall, map[offsets.Field]uint64{
+		offsets.ResponseConn: ptr, offsets.ResponseStatus: 8, offsets.ResponseWritten: 8,
+	}); err != nil {
+		return s, fmt.Errorf("net/http.response: %w", err)
+	}
+	if s.conn, err = end(scratchSmall, map[offsets.Field]uint64{offsets.HTTPConnRWC: iface, offsets.HTTPConnTLSState: ptr}); err != nil {
+		return s, fmt.Errorf("net/http.conn: %w", err)
+	}
+	return s, nil
 }
 
 type loaded struct{ objs serverObjects }

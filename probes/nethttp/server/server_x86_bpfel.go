@@ -19,8 +19,11 @@ const (
 	serverMapCounters            = "counters"
 	serverMapEvents              = "events"
 	serverMapServerInflight      = "server_inflight"
+	serverMapServerLocalAddrs    = "server_local_addrs"
+	serverMapServerScratch       = "server_scratch"
 	serverProgServeHttpEnter     = "serve_http_enter"
 	serverProgServeHttpReturn    = "serve_http_return"
+	serverVarConnReadSize        = "conn_read_size"
 	serverVarHasPattern          = "has_pattern"
 	serverVarOffConnRwc          = "off_conn_rwc"
 	serverVarOffConnTlsState     = "off_conn_tls_state"
@@ -42,8 +45,11 @@ const (
 	serverVarOffTcpaddrPort      = "off_tcpaddr_port"
 	serverVarOffUrlPath          = "off_url_path"
 	serverVarOffUrlRawQuery      = "off_url_raw_query"
+	serverVarReqReadSize         = "req_read_size"
+	serverVarRespReadSize        = "resp_read_size"
 	serverVarResponseHeaderFn    = "response_header_fn"
 	serverVarTcpconnCloseFn      = "tcpconn_close_fn"
+	serverVarUrlReadSize         = "url_read_size"
 	serverVarWakeupThreshold     = "wakeup_threshold"
 )
 
@@ -97,15 +103,18 @@ type serverProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverMapSpecs struct {
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	ServerInflight *ebpf.MapSpec `ebpf:"server_inflight"`
+	Counters         *ebpf.MapSpec `ebpf:"counters"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	ServerInflight   *ebpf.MapSpec `ebpf:"server_inflight"`
+	ServerLocalAddrs *ebpf.MapSpec `ebpf:"server_local_addrs"`
+	ServerScratch    *ebpf.MapSpec `ebpf:"server_scratch"`
 }
 
 // serverVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverVariableSpecs struct {
+	ConnReadSize        *ebpf.VariableSpec `ebpf:"conn_read_size"`
 	HasPattern          *ebpf.VariableSpec `ebpf:"has_pattern"`
 	OffConnRwc          *ebpf.VariableSpec `ebpf:"off_conn_rwc"`
 	OffConnTlsState     *ebpf.VariableSpec `ebpf:"off_conn_tls_state"`
@@ -127,8 +136,11 @@ type serverVariableSpecs struct {
 	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffUrlPath          *ebpf.VariableSpec `ebpf:"off_url_path"`
 	OffUrlRawQuery      *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
+	ReqReadSize         *ebpf.VariableSpec `ebpf:"req_read_size"`
+	RespReadSize        *ebpf.VariableSpec `ebpf:"resp_read_size"`
 	ResponseHeaderFn    *ebpf.VariableSpec `ebpf:"response_header_fn"`
 	TcpconnCloseFn      *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
+	UrlReadSize         *ebpf.VariableSpec `ebpf:"url_read_size"`
 	WakeupThreshold     *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
@@ -152,9 +164,11 @@ func (o *serverObjects) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverMaps struct {
-	Counters       *ebpf.Map `ebpf:"counters"`
-	Events         *ebpf.Map `ebpf:"events"`
-	ServerInflight *ebpf.Map `ebpf:"server_inflight"`
+	Counters         *ebpf.Map `ebpf:"counters"`
+	Events           *ebpf.Map `ebpf:"events"`
+	ServerInflight   *ebpf.Map `ebpf:"server_inflight"`
+	ServerLocalAddrs *ebpf.Map `ebpf:"server_local_addrs"`
+	ServerScratch    *ebpf.Map `ebpf:"server_scratch"`
 }
 
 func (m *serverMaps) Close() error {
@@ -162,6 +176,8 @@ func (m *serverMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.ServerInflight,
+		m.ServerLocalAddrs,
+		m.ServerScratch,
 	)
 }
 
@@ -169,6 +185,7 @@ func (m *serverMaps) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverVariables struct {
+	ConnReadSize        *ebpf.Variable `ebpf:"conn_read_size"`
 	HasPattern          *ebpf.Variable `ebpf:"has_pattern"`
 	OffConnRwc          *ebpf.Variable `ebpf:"off_conn_rwc"`
 	OffConnTlsState     *ebpf.Variable `ebpf:"off_conn_tls_state"`
@@ -190,8 +207,11 @@ type serverVariables struct {
 	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffUrlPath          *ebpf.Variable `ebpf:"off_url_path"`
 	OffUrlRawQuery      *ebpf.Variable `ebpf:"off_url_raw_query"`
+	ReqReadSize         *ebpf.Variable `ebpf:"req_read_size"`
+	RespReadSize        *ebpf.Variable `ebpf:"resp_read_size"`
 	ResponseHeaderFn    *ebpf.Variable `ebpf:"response_header_fn"`
 	TcpconnCloseFn      *ebpf.Variable `ebpf:"tcpconn_close_fn"`
+	UrlReadSize         *ebpf.Variable `ebpf:"url_read_size"`
 	WakeupThreshold     *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 
