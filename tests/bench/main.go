@@ -33,6 +33,7 @@ var (
 	clients    = flag.Int("clients", 8, "concurrent clients for the throughput phase")
 	duration   = flag.Duration("duration", 5*time.Second, "length of the throughput phase")
 	output     = flag.String("output", "json", "zerotrace --output while attached (json counts delivered spans)")
+	rounds     = flag.Int("rounds", 3, "untraced/traced pairs; medians are reported, which tames this noisy machine")
 )
 
 type phase struct {
@@ -68,40 +69,84 @@ func run() error {
 	url := "http://" + addr + "/bench"
 	warm(url)
 
-	base1 := measure("untraced", url)
-	spansFile, err := os.CreateTemp("", "zerotrace-bench-*.jsonl")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(spansFile.Name())
-	agent, agentErr, err := startAgent(app.Process.Pid, spansFile)
-	if err != nil {
-		return err
-	}
-	traced := measure("traced", url)
-	if err := agent.Process.Signal(syscall.SIGINT); err != nil {
-		return err
-	}
-	if err := agent.Wait(); err != nil {
-		return fmt.Errorf("zerotrace exited with %v:\n%s", err, agentErr.String())
-	}
-	base2 := measure("untraced again", url)
+	var untraced, traced []phase
+	var agentCPU time.Duration
+	spansSent, spansGot := 0, 0
+	var agentLog string
+	for r := range *rounds {
+		untraced = append(untraced, measure(fmt.Sprintf("untraced #%d", r+1), url))
 
-	spans, err := countLines(spansFile.Name())
-	if err != nil {
-		return err
+		spansFile, err := os.CreateTemp("", "zerotrace-bench-*.jsonl")
+		if err != nil {
+			return err
+		}
+		agent, agentErr, err := startAgent(app.Process.Pid, spansFile)
+		if err != nil {
+			return err
+		}
+		cpu0 := processCPU(agent.Process.Pid)
+		p := measure(fmt.Sprintf("traced #%d", r+1), url)
+		agentCPU += processCPU(agent.Process.Pid) - cpu0
+		traced = append(traced, p)
+		if err := agent.Process.Signal(syscall.SIGINT); err != nil {
+			return err
+		}
+		if err := agent.Wait(); err != nil {
+			return fmt.Errorf("zerotrace exited with %v:\n%s", err, agentErr.String())
+		}
+		agentLog = agentErr.String()
+		n, err := countLines(spansFile.Name())
+		os.Remove(spansFile.Name())
+		if err != nil {
+			return err
+		}
+		if *output == "json" {
+			spansGot += n
+		}
+		spansSent += p.requests
 	}
-
-	baseline := phase{
-		name: "untraced (mean of both)",
-		p50:  (base1.p50 + base2.p50) / 2, p99: (base1.p99 + base2.p99) / 2,
-		mean: (base1.mean + base2.mean) / 2, rps: (base1.rps + base2.rps) / 2,
-	}
-	printReport(costs, []phase{base1, traced, base2}, baseline, traced, spans, agentErr.String())
-	if spans != traced.requests {
-		return fmt.Errorf("%d requests were sent while attached but %d spans were delivered", traced.requests, spans)
+	printReport(costs, untraced, traced, agentCPU, spansSent, spansGot, agentLog)
+	if *output == "json" && spansGot != spansSent {
+		return fmt.Errorf("%d requests were sent while attached but %d spans were delivered", spansSent, spansGot)
 	}
 	return nil
+}
+
+// processCPU is the user+system CPU time a process has used so far.
+func processCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	var utime, stime int64
+	fmt.Sscan(f[11], &utime)
+	fmt.Sscan(f[12], &stime)
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// median returns the phase made of the median of each metric.
+func median(name string, ps []phase) phase {
+	pick := func(get func(phase) float64) float64 {
+		v := make([]float64, len(ps))
+		for i, p := range ps {
+			v[i] = get(p)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return phase{
+		name: name,
+		p50:  time.Duration(pick(func(p phase) float64 { return float64(p.p50) })),
+		p99:  time.Duration(pick(func(p phase) float64 { return float64(p.p99) })),
+		mean: time.Duration(pick(func(p phase) float64 { return float64(p.mean) })),
+		rps:  pick(func(p phase) float64 { return p.rps }),
+	}
 }
 
 func startApp() (*exec.Cmd, string, error) {
@@ -262,7 +307,7 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
-func printReport(costs calibrate.Costs, phases []phase, base, traced phase, spans int, agentLog string) {
+func printReport(costs calibrate.Costs, untraced, traced []phase, agentCPU time.Duration, sent, got int, agentLog string) {
 	var uts syscall.Utsname
 	_ = syscall.Uname(&uts)
 	release := make([]byte, 0, len(uts.Release))
@@ -273,22 +318,33 @@ func printReport(costs calibrate.Costs, phases []phase, base, traced phase, span
 		release = append(release, byte(c))
 	}
 	fmt.Printf("machine: %d cores, %s, Linux %s, %s\n", runtime.NumCPU(), cpuModel(), release, runtime.Version())
-	hit := costs.SingleStep
 	fmt.Printf("bare uprobe hit: %s on an ordinary instruction (single-stepped), %s on an emulated jump, %s on a RET\n",
 		us(costs.SingleStep), us(costs.Emulated), us(costs.Return))
-	fmt.Printf("zerotrace per request: entry probe on an emulated jump + 1 RET probe = %s expected\n\n", us(costs.Emulated+costs.Return))
-	fmt.Printf("%-26s %12s %12s %12s %14s\n", "phase", "seq p50", "seq p99", "seq mean", fmt.Sprintf("req/s (%d cl)", *clients))
-	for _, p := range append(phases, base) {
-		fmt.Printf("%-26s %12s %12s %12s %14.0f\n", p.name, us(p.p50), us(p.p99), us(p.mean), p.rps)
+	fmt.Printf("zerotrace per request: entry probe on an emulated jump + 1 RET probe = %s of uprobe hits\n\n", us(costs.Emulated+costs.Return))
+	fmt.Printf("%-20s %12s %12s %12s %14s\n", "phase", "seq p50", "seq p99", "seq mean", fmt.Sprintf("req/s (%d cl)", *clients))
+	row := func(p phase) {
+		fmt.Printf("%-20s %12s %12s %12s %14.0f\n", p.name, us(p.p50), us(p.p99), us(p.mean), p.rps)
 	}
+	for i := range untraced {
+		row(untraced[i])
+		row(traced[i])
+	}
+	base, tr := median("untraced (median)", untraced), median("traced (median)", traced)
+	row(base)
+	row(tr)
 	fmt.Println()
-	fmt.Printf("added latency per request: p50 %+.1f µs, mean %+.1f µs (%.1f bare uprobe hits)\n",
-		float64(traced.p50-base.p50)/1e3, float64(traced.mean-base.mean)/1e3, float64(traced.mean-base.mean)/float64(hit))
-	fmt.Printf("throughput kept: %.1f%% of untraced\n", 100*traced.rps/base.rps)
-	fmt.Printf("spans delivered: %d of %d requests sent while attached\n", spans, traced.requests)
+	fmt.Printf("added latency per sequential request: p50 %+.1f µs, mean %+.1f µs\n",
+		float64(tr.p50-base.p50)/1e3, float64(tr.mean-base.mean)/1e3)
+	fmt.Printf("throughput kept with %d concurrent clients: %.1f%% of untraced\n", *clients, 100*tr.rps/base.rps)
+	if sent > 0 {
+		fmt.Printf("agent CPU: %.1f µs per traced request\n", float64(agentCPU)/float64(sent)/1e3)
+	}
+	if *output == "json" {
+		fmt.Printf("spans delivered: %d of %d requests sent while attached\n", got, sent)
+	}
 	for _, line := range strings.Split(agentLog, "\n") {
 		if strings.Contains(line, "traced ") || strings.Contains(line, "lost") {
-			fmt.Println("agent:", strings.TrimSpace(line))
+			fmt.Println("agent (last round):", strings.TrimSpace(line))
 		}
 	}
 }
