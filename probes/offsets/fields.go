@@ -8,6 +8,14 @@ var (
 	// GoroutineID is runtime.g.goid, read through the g pointer in R14 to key
 	// per-goroutine state.
 	GoroutineID = Field{"runtime.g", "goid"}
+	// GoroutineParentID is runtime.g.parentGoid, the goid of the goroutine
+	// that started this one (Go 1.21+): how a client call made in a
+	// goroutine started by a handler finds the handler's span.
+	GoroutineParentID = Field{"runtime.g", "parentGoid"}
+
+	// HTTPResponseStatusCode is net/http.Response.StatusCode, what a client
+	// received.
+	HTTPResponseStatusCode = Field{"net/http.Response", "StatusCode"}
 
 	// RequestMethod is net/http.Request.Method.
 	RequestMethod = Field{"net/http.Request", "Method"}
@@ -87,6 +95,8 @@ var (
 func All() []Field {
 	return []Field{
 		GoroutineID,
+		GoroutineParentID,
+		HTTPResponseStatusCode,
 
 		RequestMethod,
 		RequestURL,

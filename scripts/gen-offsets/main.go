@@ -38,8 +38,8 @@ var defaultVersions = []string{
 
 // referenceProgram links every type that offsets.All mentions. The linker
 // keeps whatever main can reach, whatever the run-time condition, so the
-// server code and with it net/http.response, net/http.conn, net.netFD and
-// internal/poll.FD end up in DWARF. When All gains fields of a package this
+// server and client code and with them net/http.response, net/http.conn,
+// net/http.Response, net.netFD and internal/poll.FD end up in DWARF. When All gains fields of a package this
 // program does not use yet (an HTTP client, database/sql), use it here.
 const referenceProgram = `// Reference program for scripts/gen-offsets: built, never run.
 package main
@@ -65,6 +65,14 @@ func main() {
 		panic(err)
 	}
 	fmt.Println(addr.IP, addr.Port)
+	if len(os.Args) > 2 {
+		// The client side: net/http.Response and the transport.
+		resp, err := http.Get(os.Args[2])
+		if err != nil {
+			panic(err)
+		}
+		fmt.Println(resp.StatusCode)
+	}
 	panic(http.ListenAndServe(u.Host, nil))
 }
 `
