@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Stats counts what the correlator did, for the agent's loss report.
@@ -73,17 +75,28 @@ func (c *Correlator) Handle(ev Event) *Span {
 		}
 		return nil
 	}
+	var s *Span
+	var ids SpanIDs
 	switch e := ev.(type) {
 	case *HTTPServerRequest:
-		s := httpServerSpan(e)
-		s.Process = p
-		c.newIDs(s)
-		return s
+		s, ids = httpServerSpan(e), e.IDs
+	case *HTTPClientRequest:
+		s, ids = httpClientSpan(e), e.IDs
+	default:
+		return nil
 	}
-	return nil
+	s.Process = p
+	s.TraceID, s.SpanID, s.ParentSpanID = ids.TraceID, ids.SpanID, ids.Parent
+	if !s.TraceID.IsValid() || !s.SpanID.IsValid() {
+		// The probes always choose IDs; this only guards against a
+		// record from a probe that did not.
+		c.newIDs(s)
+	}
+	return s
 }
 
 func (c *Correlator) newIDs(s *Span) {
+	s.ParentSpanID = trace.SpanID{}
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], c.rng.Uint64())
 	copy(s.TraceID[:8], b[:])

@@ -3,6 +3,8 @@ package correlate
 import (
 	"net/netip"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Event is a decoded probe record. The concrete types are declared in this
@@ -18,6 +20,7 @@ type HTTPServerRequest struct {
 	PID         uint32
 	GoroutineID uint64
 	Start, End  time.Time
+	IDs         SpanIDs
 
 	Method     string
 	Path       string
@@ -43,3 +46,39 @@ type HTTPServerRequest struct {
 
 // ProcessID implements Event.
 func (r *HTTPServerRequest) ProcessID() uint32 { return r.PID }
+
+// SpanIDs is the trace context the probes chose for a span: they pick IDs in
+// the kernel so that children and outgoing requests can refer to a span
+// before user space has seen it.
+type SpanIDs struct {
+	TraceID trace.TraceID
+	SpanID  trace.SpanID
+	Parent  trace.SpanID // invalid for a root span
+}
+
+// HTTPClientRequest is one round trip made by a traced Go net/http client.
+type HTTPClientRequest struct {
+	PID         uint32
+	GoroutineID uint64
+	Start, End  time.Time
+	IDs         SpanIDs
+
+	Method   string
+	Scheme   string
+	Host     string // the URL's host[:port]
+	Path     string
+	RawQuery string // as sent, before redaction
+
+	ContentLength int64
+	// HasResponse tells whether a response came back; Status is its code.
+	HasResponse bool
+	Status      int
+	// Err is set when the round trip returned an error; ErrType names the
+	// error's dynamic type when the binary's symbols allow ("*net.OpError").
+	Err       bool
+	ErrType   string
+	Truncated bool
+}
+
+// ProcessID implements Event.
+func (r *HTTPClientRequest) ProcessID() uint32 { return r.PID }

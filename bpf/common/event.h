@@ -8,6 +8,7 @@
 
 enum event_type {
 	EVENT_HTTP_SERVER = 1,
+	EVENT_HTTP_CLIENT = 2,
 };
 
 // event_header flags.
@@ -52,11 +53,21 @@ enum http_server_info {
 	HTTP_INFO_LOCAL_ADDR = 1 << 2,
 };
 
+// W3C trace context of a span, decided in the kernel so that it can be
+// handed to child spans and to outgoing requests before user space sees
+// anything.
+struct span_ids {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+	__u8 parent_id[8]; // zero for a root span
+};
+
 // One request served by a Go net/http server, sent when the handler returns.
 struct http_server_event {
 	struct event_header hdr; // hdr.ts_ns is when serving ended
 	__u64 start_ns;          // when serving began (CLOCK_MONOTONIC)
 	__u64 goid;              // goroutine that served the request
+	struct span_ids ids;
 	__s64 content_length;    // Request.ContentLength (-1 when unknown)
 	__s64 resp_written;      // body bytes the handler wrote
 	__u16 status;            // response status, 0 when not written yet
@@ -80,4 +91,39 @@ struct http_server_event {
 	char host[HTTP_HOST_MAX];
 	char pattern[HTTP_PATTERN_MAX];
 	char remote[HTTP_REMOTE_MAX];
+};
+
+#define HTTP_SCHEME_MAX 8
+
+// Bits of http_client_event.info.
+enum http_client_info {
+	// A *Response came back; status is its StatusCode.
+	HTTP_CLIENT_INFO_RESPONSE = 1 << 0,
+	// An error came back; err_type is its itab.
+	HTTP_CLIENT_INFO_ERROR = 1 << 1,
+};
+
+// One round trip of a Go net/http client (Transport.roundTrip), sent when
+// it returns.
+struct http_client_event {
+	struct event_header hdr; // hdr.ts_ns is when the round trip returned
+	__u64 start_ns;
+	__u64 goid;
+	struct span_ids ids;
+	__u64 err_type; // itab of the error returned, to name its type
+	__s64 content_length;
+	__u16 status;
+	__u16 method_len;
+	__u16 scheme_len;
+	__u16 host_len;
+	__u16 path_len;
+	__u16 query_len;
+	__u8 info;      // enum http_client_info
+	__u8 truncated; // enum http_truncation, HOST meaning the URL's host
+	__u8 pad[2];
+	char method[HTTP_METHOD_MAX];
+	char scheme[HTTP_SCHEME_MAX];
+	char host[HTTP_HOST_MAX];
+	char path[HTTP_PATH_MAX];
+	char query[HTTP_QUERY_MAX];
 };

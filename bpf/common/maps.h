@@ -32,6 +32,40 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+// Trace context of the innermost span active on a goroutine, by goid: set
+// by a server span while its handler runs, inherited by goroutines the
+// handler starts, read by client spans to find their parent. goids are never
+// reused, so a stale entry can only make a late call join a finished trace.
+struct go_trace_ctx {
+	__u8 trace_id[16];
+	__u8 span_id[8];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct go_trace_ctx);
+} go_ctx SEC(".maps");
+
+// Fill n bytes with random data (n a multiple of 4).
+static __always_inline void random_bytes(__u8 *dst, int n)
+{
+	for (int i = 0; i + 4 <= n; i += 4) {
+		__u32 r = bpf_get_prandom_u32();
+		__builtin_memcpy(dst + i, &r, 4);
+	}
+}
+
+static __always_inline bool span_id_eq(const __u8 *a, const __u8 *b)
+{
+	__u64 x, y;
+
+	__builtin_memcpy(&x, a, 8);
+	__builtin_memcpy(&y, b, 8);
+	return x == y;
+}
+
 // Ring buffer fill level, in bytes, past which a record wakes the reader.
 // Below it records are written without a wakeup and the reader polls, which
 // spares the traced thread the cost of an IPI on every request.

@@ -10,3 +10,4 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 // Referenced so that the types reach BTF; never used.
 struct event_header *unused_event_header __attribute__((unused));
 struct http_server_event *unused_http_server_event __attribute__((unused));
+struct http_client_event *unused_http_client_event __attribute__((unused));

@@ -190,7 +190,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	// ring buffer is drained from the first event on.
 	corr := correlate.New(log)
 	clock := events.NewClock()
-	reader, err := events.NewReader(shared, o.queueLen, clock, log)
+	reader, err := events.NewReader(shared, o.queueLen, clock, errTypeNamer(plans), log)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -276,6 +276,23 @@ wait:
 	stopPipeline()
 	rep.reportLoss(true)
 	return nil
+}
+
+// errTypeNamer names error types in client events from the traced
+// binaries' itab symbols.
+func errTypeNamer(plans []*session.Plan) events.ErrTypeNamer {
+	targets := make(map[uint32]*probes.Target, len(plans))
+	for _, p := range plans {
+		targets[uint32(p.Target.PID)] = p.Target
+	}
+	return func(pid uint32, itab uint64) string {
+		t := targets[pid]
+		if t == nil || itab < t.LoadBias {
+			return ""
+		}
+		name, _ := t.Bin.ItabType(itab - t.LoadBias)
+		return name
+	}
 }
 
 // watchExits returns a channel closed when every planned process has exited.

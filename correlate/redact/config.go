@@ -108,7 +108,7 @@ func New(cfg Config) (*Redactor, error) {
 			errs = append(errs, fmt.Errorf("sensitive_params[%d]: %q is not a parameter name (letters, digits, _ . - only)", i, name))
 			continue
 		}
-		r.extraWords = append(r.extraWords, strings.ToLower(name))
+		r.extraTerms = append(r.extraTerms, termsOf(nil, []string{strings.ToLower(name)})...)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("redaction config: %w", err)

@@ -1,5 +1,7 @@
 package redact
 
+import "strings"
+
 // Phone, card and ID numbers are all judged on digit runs: maximal sequences
 // of digit groups joined by single separators. One scanner finds the runs,
 // then windows of whole groups are classified, so that one pass over the
@@ -20,6 +22,10 @@ type digitGroup struct {
 type digitRun struct {
 	g       [maxGroups]digitGroup
 	n       int
+	next    int  // first group not yet tried as the start of a window
+	shifted bool // groups were dropped from the front: g[0] is not the run's first group
+	done    bool // the whole run has been read, so rightOK and xEnd are known
+	digits  int  // digits read so far
 	plus    int  // index of the leading '+' (or of "%2B"), or -1
 	leftOK  bool // the run starts at a boundary
 	rightOK bool // the run ends at a boundary
@@ -33,22 +39,25 @@ func (r *Redactor) scanDigits(s string, m *spans) {
 			i++
 			continue
 		}
-		i = parseRun(s, i, &run)
-		r.classifyRun(s, &run, m)
+		i = r.scanRun(s, i, &run, m)
 	}
 }
 
-// parseRun reads the run whose first digit is at d and returns the index
-// just after it.
-func parseRun(s string, d int, run *digitRun) int {
-	run.n = 0
-	run.plus = -1
+// scanRun reads the run whose first digit is at d, classifies its windows
+// and returns the index just after it. A run longer than the group array is
+// classified as it is read: windows are tried from every start whose
+// longest window is complete, and the groups before the next start are
+// dropped. That keeps the result exactly that of an unbounded array, which
+// matters for idempotence: after redaction a run is shorter, and a split
+// at a different group would find different numbers.
+func (r *Redactor) scanRun(s string, d int, run *digitRun, m *spans) int {
 	q := digitsEnd(s, d)
 	paren := d > 0 && s[d-1] == '(' && q < len(s) && s[q] == ')' && q-d <= 5
 	st := d
 	if paren {
 		st--
 	}
+	*run = digitRun{plus: -1, n: 1, digits: q - d}
 	if st > 0 && s[st-1] == '+' && leftBoundary(s, st-1) {
 		run.plus = st - 1
 		st--
@@ -59,12 +68,11 @@ func parseRun(s string, d int, run *digitRun) int {
 	}
 	run.leftOK = leftBoundary(s, st)
 	run.g[0] = digitGroup{start: int32(d), end: int32(q), paren: paren}
-	run.n = 1
 	after := q
 	if paren {
 		after++
 	}
-	for run.n < maxGroups && after < len(s) {
+	for after < len(s) {
 		c := s[after]
 		var sep byte
 		p, isParen := 0, false
@@ -83,16 +91,27 @@ func parseRun(s string, d int, run *digitRun) int {
 		if isParen && (e >= len(s) || s[e] != ')' || e-p > 5) {
 			break
 		}
+		if run.n == maxGroups {
+			r.classifyRun(s, run, m)
+			k := run.next
+			copy(run.g[:], run.g[k:run.n])
+			run.n -= k
+			run.next = 0
+			run.shifted = run.shifted || k > 0
+		}
 		run.g[run.n] = digitGroup{start: int32(p), end: int32(e), sep: sep, paren: isParen}
 		run.n++
+		run.digits += e - p
 		after = e
 		if isParen {
 			after++
 		}
 	}
+	run.done = true
 	run.rightOK = rightBoundary(s, after)
 	run.xEnd = after < len(s) && (s[after] == 'X' || s[after] == 'x') && !run.g[run.n-1].paren &&
 		rightBoundary(s, after+1)
+	r.classifyRun(s, run, m)
 	return after
 }
 
@@ -120,10 +139,23 @@ func leftBoundary(s string, i int) bool {
 		case '.', '-':
 			return !isAlnum(s[i-2])
 		case ':', '+', ',':
-			return !isDigit(s[i-2])
+			return !digitBefore(s, i-1)
 		}
 	}
 	return true
+}
+
+// digitBefore reports whether s[:i] ends with a digit or with Marker. A
+// marker counts as the digits it replaced, so that redacting one number
+// does not turn the next one's context from "glued to digits" into a
+// boundary, which would make a second pass redact more than the first.
+func digitBefore(s string, i int) bool {
+	return i > 0 && isDigit(s[i-1]) || strings.HasSuffix(s[:i], Marker)
+}
+
+// digitAt is digitBefore's mirror: s[i:] starts with a digit or Marker.
+func digitAt(s string, i int) bool {
+	return i < len(s) && isDigit(s[i]) || strings.HasPrefix(s[i:], Marker)
 }
 
 // rightBoundary reports whether a number may end at index i, mirroring
@@ -141,7 +173,7 @@ func rightBoundary(s string, i int) bool {
 		case '.', '-', ':':
 			return !isAlnum(s[i+1])
 		case ',':
-			return !isDigit(s[i+1])
+			return !digitAt(s, i+1)
 		}
 	}
 	return true
@@ -150,25 +182,35 @@ func rightBoundary(s string, i int) bool {
 // classifyRun tries windows of whole groups, longest first from each start,
 // and records the numbers found. A window may start or end inside the run
 // only at a space, since dashes and dots bind their groups into one token.
+// Before the run is done, only starts whose longest window has been read
+// (with the group after it, for the end test) are tried.
 func (r *Redactor) classifyRun(s string, run *digitRun, m *spans) {
 	n := run.n
-	for k := 0; k < n; {
-		if !(k == 0 && run.leftOK || k > 0 && run.g[k].sep == ' ') {
+	if run.digits < minDigits {
+		return // versions, IP addresses, dates: the common case
+	}
+	k := run.next
+	for k < n {
+		if !run.done && k+maxWindow >= n {
+			break
+		}
+		atStart := k == 0 && !run.shifted
+		if !(atStart && run.leftOK || !atStart && run.g[k].sep == ' ') {
 			k++
 			continue
 		}
-		hi := k + maxWindow - 1
-		if hi > n-1 {
-			hi = n - 1
-		}
+		hi := min(k+maxWindow-1, n-1)
 		found := false
 		for e := hi; e >= k; e-- {
-			endOK := e == n-1 && run.rightOK || e < n-1 && run.g[e+1].sep == ' '
-			xOK := e == n-1 && run.xEnd
+			if nd := windowDigits(run, k, e); nd < minDigits || nd > maxDigits {
+				continue
+			}
+			endOK := e == n-1 && run.done && run.rightOK || e < n-1 && run.g[e+1].sep == ' '
+			xOK := e == n-1 && run.done && run.xEnd
 			if !endOK && !xOK {
 				continue
 			}
-			if a, b, ok := r.classify(s, run, k, e, endOK); ok {
+			if a, b, ok := r.classify(s, run, k, e, atStart && run.plus >= 0, endOK); ok {
 				m.add(a, b)
 				k = e + 1
 				found = true
@@ -179,6 +221,15 @@ func (r *Redactor) classifyRun(s string, run *digitRun, m *spans) {
 			k++
 		}
 	}
+	run.next = k
+}
+
+func windowDigits(run *digitRun, k, e int) int {
+	nd := 0
+	for j := k; j <= e; j++ {
+		nd += int(run.g[j].end - run.g[j].start)
+	}
+	return nd
 }
 
 // Separator bits of a window.
@@ -191,10 +242,10 @@ const (
 
 // classify decides whether groups k..e form a number. endOK is false when
 // the window ends before an X check character, which only an ID may use.
-func (r *Redactor) classify(s string, run *digitRun, k, e int, endOK bool) (int, int, bool) {
+func (r *Redactor) classify(s string, run *digitRun, k, e int, plus, endOK bool) (int, int, bool) {
 	var d [maxDigits]byte
 	var gl [maxWindow]int
-	nd, seps := 0, 0
+	nd, seps, short := 0, 0, 0
 	for j := k; j <= e; j++ {
 		g := run.g[j]
 		l := int(g.end - g.start)
@@ -206,6 +257,8 @@ func (r *Redactor) classify(s string, run *digitRun, k, e int, endOK bool) (int,
 		gl[j-k] = l
 		if g.paren {
 			seps |= sepParen
+		} else if j > k && l < 2 {
+			short++
 		}
 		if j > k {
 			switch g.sep {
@@ -222,7 +275,6 @@ func (r *Redactor) classify(s string, run *digitRun, k, e int, endOK bool) (int,
 	}
 	digits := d[:nd]
 	groups := gl[:e-k+1]
-	plus := k == 0 && run.plus >= 0
 	start, end := int(run.g[k].start), int(run.g[e].end)
 	if run.g[k].paren {
 		start--
@@ -248,7 +300,7 @@ func (r *Redactor) classify(s string, run *digitRun, k, e int, endOK bool) (int,
 	if on&detCard != 0 && !plus && isCard(digits, groups, seps) {
 		return start, end, true
 	}
-	if on&detPhone != 0 && isPhone(digits, groups, seps, plus) {
+	if on&detPhone != 0 && isPhone(digits, groups, seps, short, plus) {
 		return start, end, true
 	}
 	return 0, 0, false
@@ -316,10 +368,13 @@ func luhn(d []byte) bool {
 }
 
 // isPhone applies the phone shapes documented in the package comment.
-func isPhone(d []byte, groups []int, seps int, plus bool) bool {
+// short counts the single-digit groups after the first, other than
+// parenthesised ones such as the (0) of +44 (0) 20…: no numbering plan
+// writes them, while lists of small numbers are full of them.
+func isPhone(d []byte, groups []int, seps, short int, plus bool) bool {
 	nd := len(d)
 	if plus {
-		return nd >= 8 && nd <= 15
+		return nd >= 8 && nd <= 15 && short == 0
 	}
 	if nd < 10 {
 		return false
@@ -340,7 +395,7 @@ func isPhone(d []byte, groups []int, seps int, plus bool) bool {
 		if len(groups) == 1 {
 			return nd == 15 && d[2] == '8' && d[3] == '6' && isCNMobile(d[4:])
 		}
-		return nd-2 >= 8 && nd-2 <= 15 && groups[0] <= 5
+		return nd-2 >= 8 && nd-2 <= 15 && groups[0] <= 5 && short == 0
 	}
 	// North America: 3-3-4, optionally after a 1 group.
 	off := 0

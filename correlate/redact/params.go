@@ -32,48 +32,88 @@ var notSecret = [...]string{
 	"httpcode", "productcode", "itemcode", "colorcode", "isocode", "reasoncode",
 }
 
+// letterMask returns the set of ASCII letters in s, ignoring case, as bits
+// 0-25. A name can contain a term only if it has all of the term's letters,
+// which rejects almost every innocent name (page, limit, sort) with a few
+// mask operations instead of dozens of substring searches.
+func letterMask(s string) uint32 {
+	var m uint32
+	for i := 0; i < len(s); i++ {
+		if c := lower(s[i]); c-'a' < 26 {
+			m |= 1 << (c - 'a')
+		}
+	}
+	return m
+}
+
+// nameTerm is a sensitive term with the letters it needs.
+type nameTerm struct {
+	text    string
+	letters uint32
+	word    bool // matched at word boundaries, not as a substring
+}
+
+func termsOf(substrings, words []string) []nameTerm {
+	var out []nameTerm
+	for _, t := range substrings {
+		out = append(out, nameTerm{t, letterMask(t), false})
+	}
+	for _, t := range words {
+		out = append(out, nameTerm{t, letterMask(t), true})
+	}
+	return out
+}
+
+var (
+	secretTerms   = termsOf(secretSubstrings[:], secretWords[:])
+	passwordTerms = termsOf(passwordSubstrings[:], passwordWords[:])
+)
+
+func (t *nameTerm) in(name string, letters uint32) bool {
+	if t.letters&^letters != 0 {
+		return false
+	}
+	if t.word {
+		return containsWordFold(name, t.text)
+	}
+	return containsFold(name, t.text)
+}
+
 // sensitiveName reports whether the value of the parameter or key name must
 // be redacted, given the enabled detectors.
 func (r *Redactor) sensitiveName(name string, on uint16) bool {
-	if name == "" || len(name) > 128 {
+	if name == "" || len(name) > 128 || on&pairDetectors == 0 {
 		return false
 	}
+	letters := letterMask(name)
+	terms := passwordTerms
 	if on&detSensitiveParam != 0 {
-		for _, w := range notSecret {
-			if equalFoldNoSep(name, w) {
-				return false
+		terms = secretTerms
+	}
+	hit := false
+	for i := range terms {
+		if terms[i].in(name, letters) {
+			hit = true
+			break
+		}
+	}
+	if !hit && on&detSensitiveParam != 0 {
+		for i := range r.extraTerms {
+			if r.extraTerms[i].in(name, letters) {
+				hit = true
+				break
 			}
 		}
-		for _, sub := range secretSubstrings {
-			if containsFold(name, sub) {
-				return true
-			}
-		}
-		for _, w := range secretWords {
-			if containsWordFold(name, w) {
-				return true
-			}
-		}
-		for _, w := range r.extraWords {
-			if containsWordFold(name, w) {
-				return true
-			}
-		}
+	}
+	if !hit {
 		return false
 	}
-	if on&detDSNPassword != 0 {
-		for _, sub := range passwordSubstrings {
-			if containsFold(name, sub) {
-				return true
-			}
-		}
-		for _, w := range passwordWords {
-			if containsWordFold(name, w) {
-				return true
-			}
+	for _, w := range notSecret {
+		if equalFoldNoSep(name, w) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // containsFold reports whether s contains sub, ignoring ASCII case; sub must
@@ -171,6 +211,9 @@ func (r *Redactor) scanEqPairs(s string, m *spans) {
 		}
 		a, b := valueSpan(s, vs)
 		m.add(a, b)
+		// The value is gone as a whole, so nothing inside it needs a look;
+		// skipping it also keeps token=token=token=… linear.
+		p = max(p, b-1)
 	}
 }
 
@@ -208,6 +251,7 @@ func (r *Redactor) scanColonPairs(s string, m *spans) {
 			}
 			a, b := jsonValueSpan(s, vs)
 			m.add(a, b)
+			p = max(p, b-1)
 			continue
 		}
 		// Header style needs a space after the colon, which keeps URLs
@@ -224,6 +268,7 @@ func (r *Redactor) scanColonPairs(s string, m *spans) {
 		}
 		a, b := valueSpan(s, vs)
 		m.add(a, b)
+		p = max(p, b-1)
 	}
 }
 
@@ -265,6 +310,9 @@ func valueSpan(s string, vs int) (int, int) {
 }
 
 func unquotedEnd(s string, vs int) int {
+	if e := markerEnd(s, vs); e > 0 {
+		return e
+	}
 	j := vs
 	for j < len(s) {
 		c := s[j]
@@ -280,6 +328,21 @@ func unquotedEnd(s string, vs int) int {
 		j--
 	}
 	return j
+}
+
+// markerEnd returns the end of a Marker at index i that stands alone (no
+// letter or digit follows), or 0. A value that starts with one has been
+// redacted already; what follows it was outside the value, even though a
+// second pass would read it as part of an unquoted value. That happens when
+// the match that covered the value reached past its end, as a phone number
+// with a space in it does in "token=000 0000000!". Without this rule the
+// second pass would take "REDACTED!" for the value and change the text.
+func markerEnd(s string, i int) int {
+	e := i + len(Marker)
+	if !strings.HasPrefix(s[i:], Marker) || e < len(s) && isAlnum(s[e]) {
+		return 0
+	}
+	return e
 }
 
 func isAuthScheme(w string) bool {
@@ -336,6 +399,9 @@ func jsonValueSpan(s string, vs int) (int, int) {
 	}
 	if s[vs] == '{' || s[vs] == '[' {
 		return vs, vs
+	}
+	if e := markerEnd(s, vs); e > 0 {
+		return vs, e
 	}
 	j := vs
 	for j < len(s) && s[j] > ' ' && s[j] != ',' && s[j] != '}' && s[j] != ']' {

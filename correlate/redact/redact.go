@@ -32,7 +32,7 @@ const (
 	detDSNPassword
 	detSensitiveParam
 
-	allDetectors = 1<<iota - 1
+	allDetectors   = 1<<iota - 1
 	digitDetectors = detPhone | detCNID | detCard
 	pairDetectors  = detDSNPassword | detSensitiveParam
 	wordDetectors  = detBearer | detAPIKey | detJWT
@@ -58,7 +58,7 @@ type Redactor struct {
 	enabled    bool
 	on         uint16 // detector bits
 	patterns   []compiledPattern
-	extraWords []string // lower-case extra sensitive parameter names
+	extraTerms []nameTerm // Config.SensitiveParams
 	active     []string
 }
 
@@ -110,10 +110,9 @@ func (r *Redactor) String(s string) string {
 	if !r.enabled || s == "" {
 		return s
 	}
-	var buf [16]span
-	m := spans{list: buf[:0]}
+	var m spans
 	r.collect(s, &m)
-	return r.finish(s, &m)
+	return r.finish(s, &m, modeText)
 }
 
 // URLQuery redacts a raw (still percent-encoded) query string. Names, order
@@ -128,10 +127,9 @@ func (r *Redactor) URLQuery(rawQuery string) string {
 	if !r.enabled || rawQuery == "" {
 		return rawQuery
 	}
-	var buf [16]span
-	m := spans{list: buf[:0]}
+	var m spans
 	r.collectQuery(rawQuery, &m)
-	return r.finish(rawQuery, &m)
+	return r.finish(rawQuery, &m, modeQuery)
 }
 
 // URL redacts a full or relative URL: the password in its userinfo, detector
@@ -144,17 +142,50 @@ func (r *Redactor) URL(u string) string {
 	if !r.enabled || u == "" {
 		return u
 	}
-	var buf [16]span
-	m := spans{list: buf[:0]}
+	var m spans
 	r.collectURL(u, &m)
-	return r.finish(u, &m)
+	return r.finish(u, &m, modeURL)
 }
 
+// What a value is, which decides how it is searched.
+const (
+	modeText = iota
+	modeQuery
+	modeURL
+)
+
+// maxPasses bounds how often a value is redacted in a row.
+const maxPasses = 3
+
 // finish applies the built-in matches and then the configured patterns.
-func (r *Redactor) finish(s string, m *spans) string {
+//
+// When a pass changed something, the result is searched again, until it is
+// stable: removing one match can remove the context that kept a neighbour
+// from matching (the "//" that made user@host a URL userinfo rather than an
+// email address), and every output must be a fixed point, so that a value
+// redacted twice, by two stages of the agent, reads the same. Only values
+// that had a match pay for it, and the extra pass almost never finds any.
+func (r *Redactor) finish(s string, m *spans, mode int) string {
 	out := s
-	if len(m.list) > 0 {
-		out = apply(s, m.list)
+	limit := len(s) + maxGrowth
+	if m.n > 0 {
+		var changed bool
+		out, changed = apply(s, m.all(), limit)
+		for pass := 1; changed && pass < maxPasses; pass++ {
+			var again spans
+			switch mode {
+			case modeText:
+				r.collect(out, &again)
+			case modeQuery:
+				r.collectQuery(out, &again)
+			case modeURL:
+				r.collectURL(out, &again)
+			}
+			if again.n == 0 {
+				break
+			}
+			out, changed = apply(out, again.all(), limit)
+		}
 	}
 	for i := range r.patterns {
 		out = r.patterns[i].apply(out, len(s))
@@ -192,11 +223,20 @@ func (r *Redactor) collectURL(u string, m *spans) {
 		}
 		pathStart = ae
 	}
-	if pathStart < pathEnd {
-		m.base = pathStart
-		r.collect(u[pathStart:pathEnd], m)
-		m.base = 0
+	// Path segments are searched one by one, decoded like query values, so
+	// that /users/john%40example.com is caught too.
+	for start := pathStart; start < pathEnd; {
+		end := strings.IndexByte(u[start:pathEnd], '/')
+		if end < 0 {
+			end = pathEnd
+		} else {
+			end += start
+		}
+		m.base = start
+		r.collectValue(u[start:end], m)
+		start = end + 1
 	}
+	m.base = 0
 	if query >= 0 {
 		m.base = query + 1
 		r.collectQuery(u[query+1:end], m)
@@ -272,11 +312,10 @@ func (r *Redactor) collectValue(v string, m *spans) {
 	if len(dec) < minScanLen || !scanFeatures(dec).worthScanning(r.on) {
 		return
 	}
-	var buf [8]span
-	inner := spans{list: buf[:0]}
+	var inner spans
 	ds := string(dec)
 	r.collect(ds, &inner)
-	if changes(ds, inner.list) {
+	if changes(ds, inner.all()) {
 		m.add(0, len(v))
 	}
 }
@@ -334,9 +373,15 @@ func (r *Redactor) collect(s string, m *spans) {
 	if f.set&kEq != 0 && on&pairDetectors != 0 {
 		r.scanEqPairs(s, m)
 	}
-	if on&wordDetectors != 0 && (f.maxRun >= minKeyRun || f.set&kSpace != 0) {
+	if on&wordDetectors != 0 && (f.maxRun >= minKeyRun || f.set&kSpace != 0 && mayHaveBearer(s)) {
 		r.scanWords(s, m)
 	}
+}
+
+// mayHaveBearer is a quick filter for the bearer scheme in text with no
+// key-length word: it saves the word scan on every sentence with a space.
+func mayHaveBearer(s string) bool {
+	return strings.Contains(s, "earer") || strings.Contains(s, "EARER")
 }
 
 // Byte classes for the prescan.
@@ -389,20 +434,13 @@ func scanFeatures[T string | []byte](s T) features {
 	var f features
 	run := 0
 	for i := 0; i < len(s); i++ {
+		// Branch-free: which bytes come is unpredictable, and this loop is
+		// the whole cost of a clean value.
 		k := byteClass[s[i]]
 		f.set |= k
-		if k&kToken != 0 {
-			run++
-			f.digits += int(k>>1) & 1
-			continue
-		}
-		if run > f.maxRun {
-			f.maxRun = run
-		}
-		run = 0
-	}
-	if run > f.maxRun {
-		f.maxRun = run
+		run = (run + 1) * int(k&kToken)
+		f.maxRun = max(f.maxRun, run)
+		f.digits += int(k>>1) & 1
 	}
 	return f
 }
@@ -418,18 +456,36 @@ func (f features) worthScanning(on uint16) bool {
 // span is a byte range to replace with Marker.
 type span struct{ start, end int }
 
-// spans collects matches. Its list starts on a caller's stack array, so a
-// value with a handful of matches costs no allocation for bookkeeping. base
-// is added to every range, letting detectors work on a substring.
+// spans collects matches. The first few live in an array inside the
+// struct, which callers keep on their stack, so a value with a handful of
+// matches costs no allocation for bookkeeping. base is added to every
+// range, letting detectors work on a substring.
 type spans struct {
-	list []span
-	base int
+	fixed [16]span
+	n     int
+	more  []span
+	base  int
 }
 
 func (m *spans) add(start, end int) {
-	if end > start {
-		m.list = append(m.list, span{m.base + start, m.base + end})
+	if end <= start {
+		return
 	}
+	sp := span{m.base + start, m.base + end}
+	if m.n < len(m.fixed) {
+		m.fixed[m.n] = sp
+		m.n++
+		return
+	}
+	m.more = append(m.more, sp)
+}
+
+// all returns every span collected, in no particular order.
+func (m *spans) all() []span {
+	if len(m.more) == 0 {
+		return m.fixed[:m.n]
+	}
+	return append(m.fixed[:m.n:m.n], m.more...)
 }
 
 // normalize sorts the spans by start and merges overlapping and touching
@@ -466,9 +522,11 @@ func changes(s string, l []span) bool {
 	return false
 }
 
-// apply replaces the spans of s with Marker, returning s itself when that
-// changes nothing.
-func apply(s string, l []span) string {
+// apply replaces the spans of s with Marker and reports whether that
+// changed anything; if not, it returns s itself. limit caps the length of
+// the result: from the match that would pass it on, a single marker stands
+// for the rest of the value.
+func apply(s string, l []span, limit int) (string, bool) {
 	l = normalize(l)
 	size, changed := len(s), false
 	for _, sp := range l {
@@ -478,26 +536,22 @@ func apply(s string, l []span) string {
 		size += len(Marker) - (sp.end - sp.start)
 	}
 	if !changed {
-		return s
-	}
-	if size > len(s)+maxGrowth {
-		size = len(s) + maxGrowth + len(Marker)
+		return s, false
 	}
 	var b strings.Builder
-	b.Grow(size)
+	b.Grow(min(size, limit+len(Marker)))
 	last := 0
 	for _, sp := range l {
 		b.WriteString(s[last:sp.start])
 		b.WriteString(Marker)
-		if b.Len()-sp.end > maxGrowth {
-			// Over budget: this marker stands for everything that is left.
+		if b.Len()+len(s)-sp.end > limit {
 			last = len(s)
 			break
 		}
 		last = sp.end
 	}
 	b.WriteString(s[last:])
-	return b.String()
+	return b.String(), true
 }
 
 // apply runs one user pattern over s. origLen is the length of the value

@@ -61,7 +61,9 @@ func email(s string, at int) (int, int, bool) {
 		return 0, 0, false
 	}
 	dot := strings.LastIndexByte(domain, '.')
-	if dot <= 0 || strings.Contains(domain, "..") {
+	if dot <= 0 || strings.Contains(domain, "..") || strings.Contains(domain, Marker) {
+		// A marker in the domain is an earlier match (a JWT after a dot);
+		// taking it for a label would let a second pass redact more.
 		return 0, 0, false
 	}
 	tld := domain[dot+1:]
@@ -81,12 +83,17 @@ func email(s string, at int) (int, int, bool) {
 	return ls, de, true
 }
 
+// maxAuthority bounds the backward and forward searches around an '@' or a
+// "://". Real userinfo is far shorter, and without a bound a value made of
+// many '@'s would take quadratic time.
+const maxAuthority = 256
+
 // inAuthority reports whether index i is inside the authority of a URL,
 // i.e. follows "//" with no '/' or space in between. There an '@' ends the
 // userinfo (https://user@host), which is no email address, and taking it for
 // one would swallow the host.
 func inAuthority(s string, i int) bool {
-	for j := i - 1; j >= 0; j-- {
+	for j := i - 1; j >= 0 && i-j <= maxAuthority; j-- {
 		switch c := s[j]; {
 		case c == '/':
 			return j > 0 && s[j-1] == '/'
@@ -106,7 +113,7 @@ func mysqlDSNPassword(s string, at int) (int, int, bool) {
 		return 0, 0, false
 	}
 	ts := at
-	for ts > 0 {
+	for ts > 0 && at-ts < maxAuthority {
 		c := s[ts-1]
 		if c <= ' ' || c == '"' || c == '\'' || c == '=' || c == '<' || c == '>' || c == '/' {
 			break
@@ -162,16 +169,16 @@ func userinfoPassword(s string, p int) (int, int, bool) {
 		if colon+1 < e && allDigits(s[colon+1:e]) || colon+1 == e {
 			return 0, 0, false // host:port
 		}
-		for e < len(s) {
+		// The last '@' of the token, as in the authority, so that a second
+		// pass reads the same userinfo out of user:REDACTED@….
+		for limit := e + maxAuthority; e < len(s) && e < limit; e++ {
 			c := s[e]
 			if c <= ' ' || c == '"' || c == '\'' || c == '<' || c == '>' {
 				break
 			}
 			if c == '@' {
 				at = e
-				break
 			}
-			e++
 		}
 		if at < 0 {
 			return 0, 0, false
@@ -196,8 +203,8 @@ type keyFormat struct {
 	min    int
 }
 
-// keyFormats are grouped by first byte, the only byte the word scanner
-// dispatches on.
+// keyFormats lists the vendor keys recognised by prefix. AWS access key IDs
+// have a fixed length and alphabet and are checked separately.
 var keyFormats = [...]keyFormat{
 	{"sk-", 20},         // OpenAI (sk-…, sk-proj-…), Anthropic (sk-ant-…)
 	{"sk_live_", 16},    // Stripe
@@ -253,7 +260,7 @@ func (r *Redactor) scanWords(s string, m *spans) {
 			if upperAlnum(word[4:]) {
 				m.add(i, j)
 			}
-		case on&detAPIKey != 0 && len(word) >= 14:
+		case on&detAPIKey != 0 && len(word) >= minKeyRun:
 			for _, f := range keyFormats {
 				if f.prefix[0] == c && len(word) >= len(f.prefix)+f.min && strings.HasPrefix(word, f.prefix) {
 					m.add(i, j)
@@ -286,6 +293,9 @@ func bearerToken(s string, i int) (int, int, bool) {
 	}
 	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
 		i++
+	}
+	if e := markerEnd(s, i); e > 0 {
+		return i, e, true
 	}
 	e := i
 	for e < len(s) && isB64Token(s[e]) {

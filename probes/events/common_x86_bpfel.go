@@ -22,11 +22,46 @@ type commonEventHeader struct {
 	TsNs  uint64
 }
 
+type commonHttpClientEvent struct {
+	_       structs.HostLayout
+	Hdr     commonEventHeader
+	StartNs uint64
+	Goid    uint64
+	Ids     struct {
+		_        structs.HostLayout
+		TraceId  [16]uint8
+		SpanId   [8]uint8
+		ParentId [8]uint8
+	}
+	ErrType       uint64
+	ContentLength int64
+	Status        uint16
+	MethodLen     uint16
+	SchemeLen     uint16
+	HostLen       uint16
+	PathLen       uint16
+	QueryLen      uint16
+	Info          uint8
+	Truncated     uint8
+	Pad           [2]uint8
+	Method        [16]int8
+	Scheme        [8]int8
+	Host          [128]int8
+	Path          [256]int8
+	Query         [256]int8
+}
+
 type commonHttpServerEvent struct {
-	_             structs.HostLayout
-	Hdr           commonEventHeader
-	StartNs       uint64
-	Goid          uint64
+	_       structs.HostLayout
+	Hdr     commonEventHeader
+	StartNs uint64
+	Goid    uint64
+	Ids     struct {
+		_        structs.HostLayout
+		TraceId  [16]uint8
+		SpanId   [8]uint8
+		ParentId [8]uint8
+	}
 	ContentLength int64
 	RespWritten   int64
 	Status        uint16
@@ -58,7 +93,9 @@ type commonHttpServerEvent struct {
 const (
 	commonMapCounters              = "counters"
 	commonMapEvents                = "events"
+	commonMapGoCtx                 = "go_ctx"
 	commonVarUnusedEventHeader     = "unused_event_header"
+	commonVarUnusedHttpClientEvent = "unused_http_client_event"
 	commonVarUnusedHttpServerEvent = "unused_http_server_event"
 	commonVarWakeupThreshold       = "wakeup_threshold"
 )
@@ -113,6 +150,7 @@ type commonProgramSpecs struct {
 type commonMapSpecs struct {
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
+	GoCtx    *ebpf.MapSpec `ebpf:"go_ctx"`
 }
 
 // commonVariableSpecs contains global variables before they are loaded into the kernel.
@@ -120,6 +158,7 @@ type commonMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type commonVariableSpecs struct {
 	UnusedEventHeader     *ebpf.VariableSpec `ebpf:"unused_event_header"`
+	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
 	WakeupThreshold       *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
@@ -146,12 +185,14 @@ func (o *commonObjects) Close() error {
 type commonMaps struct {
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
+	GoCtx    *ebpf.Map `ebpf:"go_ctx"`
 }
 
 func (m *commonMaps) Close() error {
 	return _CommonClose(
 		m.Counters,
 		m.Events,
+		m.GoCtx,
 	)
 }
 
@@ -160,6 +201,7 @@ func (m *commonMaps) Close() error {
 // It can be passed to loadCommonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type commonVariables struct {
 	UnusedEventHeader     *ebpf.Variable `ebpf:"unused_event_header"`
+	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.Variable `ebpf:"unused_http_server_event"`
 	WakeupThreshold       *ebpf.Variable `ebpf:"wakeup_threshold"`
 }

@@ -13,6 +13,13 @@ import (
 // Event types (enum event_type in bpf/common/event.h).
 const (
 	typeHTTPServer = 1
+	typeHTTPClient = 2
+)
+
+// Bits of http_client_event.info.
+const (
+	clientInfoResponse = 1 << 0
+	clientInfoError    = 1 << 1
 )
 
 // Bits of http_server_event.info.
@@ -36,11 +43,16 @@ func (e *DecodeError) Error() string {
 var (
 	headerSize     = int(unsafe.Sizeof(commonEventHeader{}))
 	httpServerSize = int(unsafe.Sizeof(commonHttpServerEvent{}))
+	httpClientSize = int(unsafe.Sizeof(commonHttpClientEvent{}))
 )
 
+// ErrTypeNamer names the dynamic type behind an itab address found in a
+// traced process, or returns "" when it cannot.
+type ErrTypeNamer func(pid uint32, itab uint64) string
+
 // Decode turns one ring buffer record into an event. The record's memory is
-// not retained: every string is copied.
-func Decode(raw []byte, clock *Clock) (correlate.Event, error) {
+// not retained: every string is copied. namer may be nil.
+func Decode(raw []byte, clock *Clock, namer ErrTypeNamer) (correlate.Event, error) {
 	if len(raw) < headerSize {
 		return nil, &DecodeError{Kind: "short", Size: len(raw)}
 	}
@@ -51,6 +63,11 @@ func Decode(raw []byte, clock *Clock) (correlate.Event, error) {
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
 		}
 		return decodeHTTPServer((*commonHttpServerEvent)(unsafe.Pointer(&raw[0])), clock), nil
+	case typeHTTPClient:
+		if len(raw) < httpClientSize {
+			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
+		}
+		return decodeHTTPClient((*commonHttpClientEvent)(unsafe.Pointer(&raw[0])), clock, namer), nil
 	}
 	return nil, &DecodeError{Kind: "unknown_type", Type: hdr.Type, Size: len(raw)}
 }
@@ -61,6 +78,7 @@ func decodeHTTPServer(e *commonHttpServerEvent, clock *Clock) *correlate.HTTPSer
 		GoroutineID:   e.Goid,
 		Start:         clock.Wall(e.StartNs),
 		End:           clock.Wall(e.Hdr.TsNs),
+		IDs:           spanIDs(e.Ids.TraceId, e.Ids.SpanId, e.Ids.ParentId),
 		Method:        cString(e.Method[:], e.MethodLen),
 		Path:          cString(e.Path[:], e.PathLen),
 		RawQuery:      cString(e.Query[:], e.QueryLen),
@@ -93,6 +111,38 @@ func decodeHTTPServer(e *commonHttpServerEvent, clock *Clock) *correlate.HTTPSer
 		}
 		if addr.IsValid() {
 			r.Local = netip.AddrPortFrom(addr, e.LocalPort)
+		}
+	}
+	return r
+}
+
+func spanIDs(traceID [16]uint8, spanID, parent [8]uint8) correlate.SpanIDs {
+	return correlate.SpanIDs{TraceID: traceID, SpanID: spanID, Parent: parent}
+}
+
+func decodeHTTPClient(e *commonHttpClientEvent, clock *Clock, namer ErrTypeNamer) *correlate.HTTPClientRequest {
+	r := &correlate.HTTPClientRequest{
+		PID:           e.Hdr.Pid,
+		GoroutineID:   e.Goid,
+		Start:         clock.Wall(e.StartNs),
+		End:           clock.Wall(e.Hdr.TsNs),
+		IDs:           spanIDs(e.Ids.TraceId, e.Ids.SpanId, e.Ids.ParentId),
+		Method:        cString(e.Method[:], e.MethodLen),
+		Scheme:        cString(e.Scheme[:], e.SchemeLen),
+		Host:          cString(e.Host[:], e.HostLen),
+		Path:          cString(e.Path[:], e.PathLen),
+		RawQuery:      cString(e.Query[:], e.QueryLen),
+		ContentLength: e.ContentLength,
+		Truncated:     e.Truncated != 0,
+	}
+	if e.Info&clientInfoResponse != 0 && e.Status >= 100 && e.Status <= 999 {
+		r.HasResponse = true
+		r.Status = int(e.Status)
+	}
+	if e.Info&clientInfoError != 0 {
+		r.Err = true
+		if namer != nil {
+			r.ErrType = namer(e.Hdr.Pid, e.ErrType)
 		}
 	}
 	return r

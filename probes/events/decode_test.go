@@ -46,7 +46,7 @@ func TestDecodeHTTPServer(t *testing.T) {
 
 	clock := &Clock{}
 	clock.offset.Store(1_700_000_000_000_000_000)
-	ev, err := Decode(record(&e), clock)
+	ev, err := Decode(record(&e), clock, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,14 +77,14 @@ func TestDecodeRejectsBadRecords(t *testing.T) {
 	full := record(&e)
 
 	var de *DecodeError
-	if _, err := Decode(full[:8], clock); !errors.As(err, &de) || de.Kind != "short" {
+	if _, err := Decode(full[:8], clock, nil); !errors.As(err, &de) || de.Kind != "short" {
 		t.Errorf("short record: %v", err)
 	}
-	if _, err := Decode(full[:100], clock); !errors.As(err, &de) || de.Kind != "size" {
+	if _, err := Decode(full[:100], clock, nil); !errors.As(err, &de) || de.Kind != "size" {
 		t.Errorf("truncated record: %v", err)
 	}
 	e.Hdr.Type = 200
-	if _, err := Decode(record(&e), clock); !errors.As(err, &de) || de.Kind != "unknown_type" {
+	if _, err := Decode(record(&e), clock, nil); !errors.As(err, &de) || de.Kind != "unknown_type" {
 		t.Errorf("unknown type: %v", err)
 	}
 }
@@ -95,7 +95,7 @@ func TestDecodeDropsImpossibleStatus(t *testing.T) {
 	e.Hdr.Type = typeHTTPServer
 	e.Info = infoResponseKnown
 	e.Status = 42
-	ev, err := Decode(record(&e), NewClock())
+	ev, err := Decode(record(&e), NewClock(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func TestDecodeClampsLengths(t *testing.T) {
 	e.Hdr.Type = typeHTTPServer
 	e.MethodLen = 60000
 	putString(e.Method[:], "ABCDEFGHIJKLMNOP")
-	ev, err := Decode(record(&e), NewClock())
+	ev, err := Decode(record(&e), NewClock(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

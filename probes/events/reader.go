@@ -34,6 +34,7 @@ type Reader struct {
 	clock *Clock
 	log   *slog.Logger
 	poll  time.Duration
+	namer ErrTypeNamer
 	stats ReaderStats
 }
 
@@ -42,8 +43,8 @@ type Reader struct {
 const PollInterval = 20 * time.Millisecond
 
 // NewReader opens a reader on the shared ring buffer with a queue of
-// queueLen events.
-func NewReader(s *Shared, queueLen int, clock *Clock, log *slog.Logger) (*Reader, error) {
+// queueLen events. namer names error types in client events; it may be nil.
+func NewReader(s *Shared, queueLen int, clock *Clock, namer ErrTypeNamer, log *slog.Logger) (*Reader, error) {
 	rd, err := ringbuf.NewReader(s.objs.Events)
 	if err != nil {
 		return nil, fmt.Errorf("opening the ring buffer reader: %w", err)
@@ -54,6 +55,7 @@ func NewReader(s *Shared, queueLen int, clock *Clock, log *slog.Logger) (*Reader
 		clock: clock,
 		log:   log,
 		poll:  PollInterval,
+		namer: namer,
 	}, nil
 }
 
@@ -107,7 +109,7 @@ func (r *Reader) Run(ctx context.Context) error {
 
 func (r *Reader) handle(raw []byte) {
 	r.stats.Records.Add(1)
-	ev, err := Decode(raw, r.clock)
+	ev, err := Decode(raw, r.clock, r.namer)
 	if err != nil {
 		if r.stats.DecodeErrors.Add(1) == 1 {
 			r.log.Warn("undecodable ring buffer record (further ones are only counted)", "err", err)

@@ -66,6 +66,7 @@ func (s *Shared) Replacements() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
 		"events":   s.objs.Events,
 		"counters": s.objs.Counters,
+		"go_ctx":   s.objs.GoCtx,
 	}
 }
 
@@ -94,5 +95,5 @@ func (s *Shared) Counters() (map[Counter]uint64, error) {
 
 // Close releases the maps.
 func (s *Shared) Close() error {
-	return errors.Join(s.objs.Events.Close(), s.objs.Counters.Close())
+	return errors.Join(s.objs.Events.Close(), s.objs.Counters.Close(), s.objs.GoCtx.Close())
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 )
 
@@ -68,6 +69,7 @@ type Binary struct {
 	// seconds and many callers need only one of them.
 	pcln    func() (*pclnIndex, error)
 	symbols func() (map[string]uint64, error)
+	itabs   func() map[uint64]string
 	structs func() (map[string]map[string]uint64, error)
 }
 
@@ -109,6 +111,7 @@ func newBinary(path string, f *os.File) (*Binary, error) {
 	}
 	b.pcln = sync.OnceValues(b.loadPcln)
 	b.symbols = sync.OnceValues(b.loadSymbols)
+	b.itabs = sync.OnceValue(b.loadItabs)
 	b.structs = sync.OnceValues(b.loadStructs)
 	return b, nil
 }
@@ -179,6 +182,34 @@ func (b *Binary) Symbol(name string) (uint64, bool) {
 	}
 	addr, ok := syms[name]
 	return addr, ok
+}
+
+// ItabType names the dynamic type of an interface value from its itab's
+// address in the binary: "*net.OpError" for go:itab.*net.OpError,error. It
+// reports false when the binary has no symbol table or no itab there.
+func (b *Binary) ItabType(addr uint64) (string, bool) {
+	name, ok := b.itabs()[addr]
+	return name, ok
+}
+
+func (b *Binary) loadItabs() map[uint64]string {
+	syms, err := b.symbols()
+	if err != nil {
+		return nil
+	}
+	m := make(map[uint64]string)
+	for name, addr := range syms {
+		rest, ok := strings.CutPrefix(name, "go:itab.")
+		if !ok {
+			continue
+		}
+		// "go:itab.<type>,<interface>": the interface never has a comma
+		// outside brackets, the type may (generics), so cut at the last.
+		if i := strings.LastIndexByte(rest, ','); i > 0 {
+			m[addr] = rest[:i]
+		}
+	}
+	return m
 }
 
 func (b *Binary) loadSymbols() (map[string]uint64, error) {

@@ -9,14 +9,18 @@ import (
 
 	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/nethttp/client"
 	"github.com/zerotrace/zerotrace/probes/nethttp/server"
 	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/runtime/goroutines"
 )
 
 // All lists every instrumentation zerotrace knows, in attach order. Adding
 // one is adding a line here.
 var All = []probes.Instrumentation{
 	server.Instrumentation{},
+	client.Instrumentation{},
+	goroutines.Instrumentation{},
 }
 
 // Plan is what will be attached to one process.

@@ -13,6 +13,7 @@
 //	GET  /fail        500
 //	GET  /slow?ms=N   sleeps N ms (at most 5000), then 200
 //	GET  /bench       200 "ok" (trivial handler for benchmarks)
+//	GET  /fanout      calls -downstream four times from three goroutines
 //
 // Anything else gets the mux's 404 (or 405 for a known path with another
 // method).
@@ -46,6 +47,7 @@ const (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on (port 0 picks a free port)")
+	flag.StringVar(&downstream, "downstream", "", "base URL of another sampleapp that /fanout calls, e.g. http://127.0.0.1:8081")
 	flag.Parse()
 	log.SetPrefix("sampleapp: ")
 	log.SetFlags(0)
@@ -98,7 +100,71 @@ func newMux() *http.ServeMux {
 	mux.HandleFunc("GET /fail", fail)
 	mux.HandleFunc("GET /slow", slow)
 	mux.HandleFunc("GET /bench", bench)
+	mux.HandleFunc("GET /fanout", fanout)
 	return mux
+}
+
+// downstream is the service /fanout calls.
+var downstream string
+
+// client is shared by every /fanout call, with keep-alive, as a real
+// gateway's would be.
+var client = &http.Client{Timeout: 10 * time.Second}
+
+// fanout calls the downstream service four times, the way a gateway does:
+// once in the handler's goroutine, twice in parallel goroutines, and once
+// from a goroutine started by a goroutine. It answers 200 with the four
+// statuses once all are back, or 502 when a call failed.
+//
+//	GET /hello        in the handler's goroutine      200
+//	GET /users/{id}   in a goroutine                  200
+//	GET /fail         in a goroutine                  500
+//	GET /missing      in a goroutine's goroutine      404
+func fanout(w http.ResponseWriter, r *http.Request) {
+	if downstream == "" {
+		http.Error(w, "no -downstream configured", http.StatusServiceUnavailable)
+		return
+	}
+	call := func(path string) (int, error) {
+		resp, err := client.Get(downstream + path)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	id := r.URL.Query().Get("id")
+	statuses := make([]int, 4)
+	errs := make([]error, 4)
+	statuses[0], errs[0] = call("/hello?from=fanout&id=" + id)
+	done := make(chan struct{}, 3)
+	go func() {
+		statuses[1], errs[1] = call("/users/" + id + "?from=fanout")
+		done <- struct{}{}
+	}()
+	go func() {
+		statuses[2], errs[2] = call("/fail?from=fanout&id=" + id)
+		done <- struct{}{}
+	}()
+	go func() {
+		inner := make(chan struct{})
+		go func() {
+			statuses[3], errs[3] = call("/missing/" + id + "?from=fanout")
+			close(inner)
+		}()
+		<-inner
+		done <- struct{}{}
+	}()
+	for range 3 {
+		<-done
+	}
+	if err := errors.Join(errs...); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(statuses)
 }
 
 func hello(w http.ResponseWriter, _ *http.Request) {

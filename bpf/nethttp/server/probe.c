@@ -65,6 +65,7 @@ static __always_inline bool itab_is(__u64 tab, __u64 fun0)
 struct inflight {
 	__u64 start_ns;
 	__u64 goid;
+	struct span_ids ids;
 	__u64 req;
 	__u64 resp_tab;
 	__u64 resp;
@@ -103,8 +104,18 @@ int serve_http_enter(struct pt_regs *ctx)
 		.resp_tab = GO_ARG2(ctx),
 		.resp = GO_ARG3(ctx),
 	};
-	if (bpf_map_update_elem(&server_inflight, &g, &in, BPF_ANY))
+	random_bytes(in.ids.trace_id, sizeof(in.ids.trace_id));
+	random_bytes(in.ids.span_id, sizeof(in.ids.span_id));
+	if (bpf_map_update_elem(&server_inflight, &g, &in, BPF_ANY)) {
 		count(COUNTER_INFLIGHT_FULL);
+		return 0;
+	}
+	// Client calls made while the handler runs, on this goroutine or on
+	// goroutines it starts, become children of this span.
+	struct go_trace_ctx tc;
+	__builtin_memcpy(tc.trace_id, in.ids.trace_id, sizeof(tc.trace_id));
+	__builtin_memcpy(tc.span_id, in.ids.span_id, sizeof(tc.span_id));
+	bpf_map_update_elem(&go_ctx, &goid, &tc, BPF_ANY);
 	return 0;
 }
 
@@ -245,6 +256,9 @@ int serve_http_return(struct pt_regs *ctx)
 	}
 	struct inflight in = *found;
 	bpf_map_delete_elem(&server_inflight, &g);
+	struct go_trace_ctx *tc = bpf_map_lookup_elem(&go_ctx, &in.goid);
+	if (tc && span_id_eq(tc->span_id, in.ids.span_id))
+		bpf_map_delete_elem(&go_ctx, &in.goid);
 
 	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&server_scratch, &zero);
@@ -263,6 +277,7 @@ int serve_http_return(struct pt_regs *ctx)
 	fill_header(&e->hdr, EVENT_HTTP_SERVER);
 	e->start_ns = in.start_ns;
 	e->goid = in.goid;
+	e->ids = in.ids;
 	e->content_length = FIELD(s->req, off_req_content_length, __s64);
 	e->proto_major = FIELD(s->req, off_req_proto_major, __s64);
 	e->proto_minor = FIELD(s->req, off_req_proto_minor, __s64);

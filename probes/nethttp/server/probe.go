@@ -156,39 +156,25 @@ const (
 )
 
 func readSizes(t *probes.Target) (prefixSizes, error) {
-	end := func(limit uint64, fields map[offsets.Field]uint64) (uint64, error) {
-		var n uint64
-		for f, size := range fields {
-			off, ok := t.Offsets.Get(f)
-			if !ok {
-				continue // optional and absent
-			}
-			n = max(n, off+size)
-		}
-		if n > limit {
-			return 0, fmt.Errorf("struct prefix of %d bytes does not fit the probe's %d-byte copy", n, limit)
-		}
-		return n, nil
-	}
 	const ptr, str, iface = 8, 16, 16
 	var s prefixSizes
 	var err error
-	if s.req, err = end(scratchReq, map[offsets.Field]uint64{
+	if s.req, err = t.PrefixEnd(scratchReq, map[offsets.Field]uint64{
 		offsets.RequestMethod: str, offsets.RequestURL: ptr, offsets.RequestProtoMajor: 8,
 		offsets.RequestProtoMinor: 8, offsets.RequestContentLength: 8, offsets.RequestHost: str,
 		offsets.RequestRemoteAddr: str, offsets.RequestPattern: str,
 	}); err != nil {
 		return s, fmt.Errorf("net/http.Request: %w", err)
 	}
-	if s.url, err = end(scratchSmall, map[offsets.Field]uint64{offsets.URLPath: str, offsets.URLRawQuery: str}); err != nil {
+	if s.url, err = t.PrefixEnd(scratchSmall, map[offsets.Field]uint64{offsets.URLPath: str, offsets.URLRawQuery: str}); err != nil {
 		return s, fmt.Errorf("net/url.URL: %w", err)
 	}
-	if s.resp, err = end(scratchSmall, map[offsets.Field]uint64{
+	if s.resp, err = t.PrefixEnd(scratchSmall, map[offsets.Field]uint64{
 		offsets.ResponseConn: ptr, offsets.ResponseStatus: 8, offsets.ResponseWritten: 8,
 	}); err != nil {
 		return s, fmt.Errorf("net/http.response: %w", err)
 	}
-	if s.conn, err = end(scratchSmall, map[offsets.Field]uint64{offsets.HTTPConnRWC: iface, offsets.HTTPConnTLSState: ptr}); err != nil {
+	if s.conn, err = t.PrefixEnd(scratchSmall, map[offsets.Field]uint64{offsets.HTTPConnRWC: iface, offsets.HTTPConnTLSState: ptr}); err != nil {
 		return s, fmt.Errorf("net/http.conn: %w", err)
 	}
 	return s, nil

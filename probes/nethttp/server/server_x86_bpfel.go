@@ -18,6 +18,7 @@ import (
 const (
 	serverMapCounters            = "counters"
 	serverMapEvents              = "events"
+	serverMapGoCtx               = "go_ctx"
 	serverMapServerInflight      = "server_inflight"
 	serverMapServerLocalAddrs    = "server_local_addrs"
 	serverMapServerScratch       = "server_scratch"
@@ -105,6 +106,7 @@ type serverProgramSpecs struct {
 type serverMapSpecs struct {
 	Counters         *ebpf.MapSpec `ebpf:"counters"`
 	Events           *ebpf.MapSpec `ebpf:"events"`
+	GoCtx            *ebpf.MapSpec `ebpf:"go_ctx"`
 	ServerInflight   *ebpf.MapSpec `ebpf:"server_inflight"`
 	ServerLocalAddrs *ebpf.MapSpec `ebpf:"server_local_addrs"`
 	ServerScratch    *ebpf.MapSpec `ebpf:"server_scratch"`
@@ -166,6 +168,7 @@ func (o *serverObjects) Close() error {
 type serverMaps struct {
 	Counters         *ebpf.Map `ebpf:"counters"`
 	Events           *ebpf.Map `ebpf:"events"`
+	GoCtx            *ebpf.Map `ebpf:"go_ctx"`
 	ServerInflight   *ebpf.Map `ebpf:"server_inflight"`
 	ServerLocalAddrs *ebpf.Map `ebpf:"server_local_addrs"`
 	ServerScratch    *ebpf.Map `ebpf:"server_scratch"`
@@ -175,6 +178,7 @@ func (m *serverMaps) Close() error {
 	return _ServerClose(
 		m.Counters,
 		m.Events,
+		m.GoCtx,
 		m.ServerInflight,
 		m.ServerLocalAddrs,
 		m.ServerScratch,

@@ -1,0 +1,173 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// Go net/http client: one CLIENT span per round trip.
+//
+// Probed function (Go >= 1.17, amd64 register ABI):
+//
+//   func (t *Transport) roundTrip(req *Request) (_ *Response, err error)
+//
+//   entry:  RAX = t, RBX = req
+//   return: RAX = *Response, RBX = err's itab, RCX = err's data
+//
+// Every request an http.Client sends, redirects included, passes through
+// it once. The span's parent is the span active on the calling goroutine or
+// on the goroutine that started it (see go_ctx in common/maps.h).
+
+#include "common/kernel.h"
+#include "common/goabi.h"
+#include "common/maps.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+volatile const __u64 off_g_goid;
+volatile const __u64 off_g_parent_goid;
+volatile const __u64 off_req_method;
+volatile const __u64 off_req_url;
+volatile const __u64 off_req_content_length;
+volatile const __u64 off_url_scheme;
+volatile const __u64 off_url_host;
+volatile const __u64 off_url_path;
+volatile const __u64 off_url_raw_query;
+volatile const __u64 off_resp_status_code;
+
+// Sizes of the struct prefixes copied in one read each.
+volatile const __u64 req_read_size;
+volatile const __u64 url_read_size;
+
+struct inflight {
+	__u64 start_ns;
+	__u64 goid;
+	__u64 req;
+	struct span_ids ids;
+};
+
+// Round trips in progress, by goroutine (g pointer).
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct inflight);
+} client_inflight SEC(".maps");
+
+#define SCRATCH_REQ 512
+#define SCRATCH_SMALL 256
+
+struct scratch {
+	__u8 req[SCRATCH_REQ];
+	__u8 url[SCRATCH_SMALL];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct scratch);
+} client_scratch SEC(".maps");
+
+#define FIELD(buf, off, type) \
+	(*(type *)((buf) + ((off) <= sizeof(buf) - sizeof(type) ? (off) : 0)))
+#define COPY(buf, size, addr) \
+	bpf_probe_read_user((buf), (size) < sizeof(buf) ? (size) : sizeof(buf), (void *)(addr))
+
+SEC("uprobe/Transport_roundTrip")
+int round_trip_enter(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	__u64 req = GO_ARG2(ctx);
+	__u64 goid = read_u64(g + off_g_goid);
+	struct inflight *cur = bpf_map_lookup_elem(&client_inflight, &g);
+
+	// A second hit for the same call after morestack (see the server probe).
+	if (cur && cur->req == req && cur->goid == goid)
+		return 0;
+
+	struct inflight in = {
+		.start_ns = bpf_ktime_get_ns(),
+		.goid = goid,
+		.req = req,
+	};
+	struct go_trace_ctx *parent = bpf_map_lookup_elem(&go_ctx, &goid);
+	if (!parent) {
+		__u64 pgoid = read_u64(g + off_g_parent_goid);
+		if (pgoid)
+			parent = bpf_map_lookup_elem(&go_ctx, &pgoid);
+	}
+	if (parent) {
+		__builtin_memcpy(in.ids.trace_id, parent->trace_id, sizeof(in.ids.trace_id));
+		__builtin_memcpy(in.ids.parent_id, parent->span_id, sizeof(in.ids.parent_id));
+	} else {
+		random_bytes(in.ids.trace_id, sizeof(in.ids.trace_id));
+	}
+	random_bytes(in.ids.span_id, sizeof(in.ids.span_id));
+	if (bpf_map_update_elem(&client_inflight, &g, &in, BPF_ANY))
+		count(COUNTER_INFLIGHT_FULL);
+	return 0;
+}
+
+SEC("uprobe/Transport_roundTrip_ret")
+int round_trip_return(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	struct inflight *found = bpf_map_lookup_elem(&client_inflight, &g);
+
+	if (!found) {
+		count(COUNTER_NO_ENTRY);
+		return 0;
+	}
+	struct inflight in = *found;
+	bpf_map_delete_elem(&client_inflight, &g);
+	__u64 resp = GO_ARG1(ctx);
+	__u64 err_tab = GO_ARG2(ctx);
+
+	__u32 zero = 0;
+	struct scratch *s = bpf_map_lookup_elem(&client_scratch, &zero);
+	if (!s)
+		return 0;
+	if (COPY(s->req, req_read_size, in.req)) {
+		count(COUNTER_READ_FAILED);
+		return 0;
+	}
+	struct http_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return 0;
+	}
+	fill_header(&e->hdr, EVENT_HTTP_CLIENT);
+	e->start_ns = in.start_ns;
+	e->goid = in.goid;
+	e->ids = in.ids;
+	e->err_type = err_tab;
+	e->content_length = FIELD(s->req, off_req_content_length, __s64);
+	e->status = 0;
+	e->info = 0;
+	e->truncated = 0;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	if (err_tab)
+		e->info |= HTTP_CLIENT_INFO_ERROR;
+	if (resp) {
+		e->status = read_u64(resp + off_resp_status_code);
+		e->info |= HTTP_CLIENT_INFO_RESPONSE;
+	}
+
+	struct go_string str = FIELD(s->req, off_req_method, struct go_string);
+	e->method_len = copy_go_string(e->method, sizeof(e->method), str, &e->truncated, HTTP_TRUNC_METHOD);
+	e->scheme_len = 0;
+	e->host_len = 0;
+	e->path_len = 0;
+	e->query_len = 0;
+	__u64 url = FIELD(s->req, off_req_url, __u64);
+	if (url && !COPY(s->url, url_read_size, url)) {
+		__u8 ignored = 0;
+		str = FIELD(s->url, off_url_scheme, struct go_string);
+		e->scheme_len = copy_go_string(e->scheme, sizeof(e->scheme), str, &ignored, 0);
+		str = FIELD(s->url, off_url_host, struct go_string);
+		e->host_len = copy_go_string(e->host, sizeof(e->host), str, &e->truncated, HTTP_TRUNC_HOST);
+		str = FIELD(s->url, off_url_path, struct go_string);
+		e->path_len = copy_go_string(e->path, sizeof(e->path), str, &e->truncated, HTTP_TRUNC_PATH);
+		str = FIELD(s->url, off_url_raw_query, struct go_string);
+		e->query_len = copy_go_string(e->query, sizeof(e->query), str, &e->truncated, HTTP_TRUNC_QUERY);
+	}
+	if (e->truncated)
+		e->hdr.flags |= EVENT_FLAG_TRUNCATED;
+	bpf_ringbuf_submit(e, wakeup_flags());
+	return 0;
+}

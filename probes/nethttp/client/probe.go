@@ -1,0 +1,127 @@
+// Package client instruments the client side of Go's net/http: one CLIENT
+// span per round trip, child of the span active on the calling goroutine.
+package client
+
+import (
+	"fmt"
+
+	"github.com/cilium/ebpf"
+
+	"github.com/zerotrace/zerotrace/probes"
+	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/offsets"
+)
+
+// Symbol is the probed function: every request an http.Client sends,
+// redirects included, goes through it once.
+const Symbol = "net/http.(*Transport).roundTrip"
+
+// Capacities of the per-CPU copies in probe.c (struct scratch).
+const (
+	scratchReq   = 512
+	scratchSmall = 256
+)
+
+var requiredFields = []offsets.Field{
+	offsets.GoroutineID, offsets.GoroutineParentID,
+	offsets.RequestMethod, offsets.RequestURL, offsets.RequestContentLength,
+	offsets.URLScheme, offsets.URLHost, offsets.URLPath, offsets.URLRawQuery,
+	offsets.HTTPResponseStatusCode,
+}
+
+// Instrumentation is the net/http client instrumentation.
+type Instrumentation struct{}
+
+// Name implements probes.Instrumentation.
+func (Instrumentation) Name() string { return "net/http client" }
+
+// Fields implements probes.Instrumentation.
+func (Instrumentation) Fields() (required, optional []offsets.Field) {
+	return requiredFields, nil
+}
+
+// Applies implements probes.Instrumentation.
+func (Instrumentation) Applies(t *probes.Target) bool {
+	_, err := t.Bin.Func(Symbol)
+	return err == nil
+}
+
+// Spec implements probes.Instrumentation.
+func (Instrumentation) Spec(t *probes.Target, shared *events.Shared) (*ebpf.CollectionSpec, error) {
+	spec, err := loadClient()
+	if err != nil {
+		return nil, fmt.Errorf("net/http client: %w", err)
+	}
+	var specs clientSpecs
+	if err := spec.Assign(&specs); err != nil {
+		return nil, fmt.Errorf("net/http client: %w", err)
+	}
+	const ptr, str = 8, 16
+	reqSize, err := t.PrefixEnd(scratchReq, map[offsets.Field]uint64{
+		offsets.RequestMethod: str, offsets.RequestURL: ptr, offsets.RequestContentLength: 8,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: net/http client: net/http.Request: %w", t, err)
+	}
+	urlSize, err := t.PrefixEnd(scratchSmall, map[offsets.Field]uint64{
+		offsets.URLScheme: str, offsets.URLHost: str, offsets.URLPath: str, offsets.URLRawQuery: str,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s: net/http client: net/url.URL: %w", t, err)
+	}
+	off := func(f offsets.Field) uint64 {
+		o, _ := t.Offsets.Get(f)
+		return o
+	}
+	v := &specs.clientVariableSpecs
+	sets := []struct {
+		v   *ebpf.VariableSpec
+		val any
+	}{
+		{v.OffG_goid, off(offsets.GoroutineID)},
+		{v.OffG_parentGoid, off(offsets.GoroutineParentID)},
+		{v.OffReqMethod, off(offsets.RequestMethod)},
+		{v.OffReqUrl, off(offsets.RequestURL)},
+		{v.OffReqContentLength, off(offsets.RequestContentLength)},
+		{v.OffUrlScheme, off(offsets.URLScheme)},
+		{v.OffUrlHost, off(offsets.URLHost)},
+		{v.OffUrlPath, off(offsets.URLPath)},
+		{v.OffUrlRawQuery, off(offsets.URLRawQuery)},
+		{v.OffRespStatusCode, off(offsets.HTTPResponseStatusCode)},
+		{v.ReqReadSize, reqSize},
+		{v.UrlReadSize, urlSize},
+		{v.WakeupThreshold, shared.WakeupThreshold()},
+	}
+	for _, s := range sets {
+		if err := s.v.Set(s.val); err != nil {
+			return nil, fmt.Errorf("%s: net/http client: setting %s: %w", t, s.v.Name, err)
+		}
+	}
+	return spec, nil
+}
+
+// Load implements probes.Instrumentation.
+func (in Instrumentation) Load(t *probes.Target, shared *events.Shared) (probes.Loaded, error) {
+	spec, err := in.Spec(t, shared)
+	if err != nil {
+		return nil, err
+	}
+	var objs clientObjects
+	opts := &ebpf.CollectionOptions{MapReplacements: shared.Replacements()}
+	if err := spec.LoadAndAssign(&objs, opts); err != nil {
+		return nil, fmt.Errorf("%s: loading the net/http client programs: %w", t, err)
+	}
+	return &loaded{objs: objs}, nil
+}
+
+type loaded struct{ objs clientObjects }
+
+func (l *loaded) Uprobes() []probes.Uprobe {
+	return []probes.Uprobe{{
+		Symbol: Symbol,
+		Entry:  l.objs.RoundTripEnter,
+		Return: l.objs.RoundTripReturn,
+	}}
+}
+
+func (l *loaded) Close() error { return l.objs.Close() }
