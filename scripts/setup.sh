@@ -14,9 +14,11 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 # clang-19/llvm-19: bpf2go compiles the BPF C (there is no plain "clang").
 # libbpf-dev: bpf_helpers.h and friends. bpftool: vmlinux.h and inspection.
-# qemu-system-x86, cpio: booting other kernels for the kernel-matrix tests.
+# qemu-system-x86, cpio: booting other kernels for the kernel-matrix tests;
+# busybox-static: the guests' shell and tools; xz-utils: decompressing the
+# .ko.xz modules of Debian's newer kernels (trixie) for them.
 # wrk: load for benchmarks. iproute2: ss, ip and tc for network tests.
-packages=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio wrk iproute2)
+packages=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio busybox-static xz-utils wrk iproute2)
 
 step() { printf 'setup: %-10s %s\n' "$1:" "$2"; }
 die() {

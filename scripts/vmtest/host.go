@@ -36,6 +36,14 @@ func runHostEntry(ctx context.Context, o *options, initBin, work, artifacts stri
 			return
 		}
 	}
+	// Payloads run programs as other users too (zerotrace's tests check
+	// what an unprivileged user is told), as they can in a guest, whose
+	// /payload is world-readable: os.MkdirTemp made the work directory
+	// 0700, which would refuse them with EACCES.
+	if err := os.Chmod(work, 0o755); err != nil {
+		res.fail("%v", err)
+		return
+	}
 	// The payload gets a private copy, as in a guest, so that whatever it
 	// writes next to itself never lands in the source tree.
 	if err := copyTree(o.payload, payload); err != nil {

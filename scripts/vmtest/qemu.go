@@ -23,6 +23,9 @@ type vmOptions struct {
 	smp     int
 	memMB   int
 	cmdline string // appended to the built-in kernel command line
+	// tcgThread is QEMU's TCG threading, "single" or "multi" (see the
+	// -tcg-thread flag).
+	tcgThread string
 }
 
 // consoleWatch records when init's markers appeared on the console (host
@@ -96,7 +99,7 @@ func runVM(ctx context.Context, opts vmOptions, kernel, initrd, consoleLog, resu
 	args := []string{
 		"-nodefaults", "-no-user-config", "-no-reboot",
 		// KVM hangs on our machines and is absent in CI: TCG only.
-		"-accel", "tcg",
+		"-accel", "tcg,thread=" + opts.tcgThread,
 		"-machine", "pc",
 		"-cpu", opts.cpu,
 		"-smp", strconv.Itoa(opts.smp),

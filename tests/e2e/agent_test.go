@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zerotrace/zerotrace/export"
+	"github.com/zerotrace/zerotrace/tests/internal/testenv"
 )
 
 // agent is a running `zerotrace attach`.
@@ -64,13 +65,14 @@ func startAgent(t testing.TB, bin string, env []string, args ...string) *agent {
 			t.Logf("zerotrace stderr:\n%s", a.Stderr())
 		}
 	})
-	deadline := time.After(30 * time.Second)
+	wait := testenv.Timeout(t, 30*time.Second)
+	deadline := time.After(wait)
 	for !strings.Contains(a.Stderr(), "attached to") {
 		select {
 		case <-a.done:
 			t.Fatalf("zerotrace exited before attaching (%v):\n%s", a.err, a.Stderr())
 		case <-deadline:
-			t.Fatalf("zerotrace did not attach within 30s:\n%s", a.Stderr())
+			t.Fatalf("zerotrace did not attach within %v:\n%s", wait, a.Stderr())
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -93,11 +95,12 @@ func (a *agent) Stdout() string {
 func (a *agent) stop() {
 	a.t.Helper()
 	_ = a.cmd.Process.Signal(syscall.SIGINT)
+	wait := testenv.Timeout(a.t, 30*time.Second)
 	select {
 	case <-a.done:
-	case <-time.After(30 * time.Second):
+	case <-time.After(wait):
 		_ = a.cmd.Process.Kill()
-		a.t.Fatalf("zerotrace did not exit within 30s of SIGINT:\n%s", a.Stderr())
+		a.t.Fatalf("zerotrace did not exit within %v of SIGINT:\n%s", wait, a.Stderr())
 	}
 	if a.err != nil {
 		a.t.Fatalf("zerotrace exited with %v:\n%s", a.err, a.Stderr())

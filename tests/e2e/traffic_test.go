@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zerotrace/zerotrace/tests/internal/testenv"
 )
 
 // request is one request sent to the sample app and what the client saw.
@@ -55,7 +57,7 @@ func mixedRequests(n int) []*request {
 // records when each started and ended as seen by the client.
 func send(t testing.TB, addr string, reqs []*request) {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
+	client := &http.Client{Timeout: testenv.Timeout(t, 10*time.Second), Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 	defer client.CloseIdleConnections()
 	for _, r := range reqs {
 		url := "http://" + addr + r.Path + "?" + r.query()

@@ -101,7 +101,8 @@ func memoBuild(key string, fn func() (string, error)) (string, error) {
 }
 
 // BuildSampleApp builds tests/sampleapp with the Go toolchain that runs the
-// tests and returns the binary's path. It builds once per test process.
+// tests and returns the binary's path. It builds once per test process. With
+// PrebuiltEnv set it returns the prebuilt binary instead.
 func BuildSampleApp(t testing.TB) string {
 	t.Helper()
 	return BuildSampleAppWith(t, "", "")
@@ -112,7 +113,8 @@ func BuildSampleApp(t testing.TB) string {
 // per test process. goToolchain is a GOTOOLCHAIN value such as "go1.27.3"
 // (fetched through the module proxy on first use; "" means the toolchain
 // running the tests); ldflags is passed as -ldflags, e.g. "-s -w" for a
-// binary without symbol table and DWARF.
+// binary without symbol table and DWARF. With PrebuiltEnv set it returns
+// the prebuilt binary named by PrebuiltSampleAppName instead.
 //
 // The sample application is built as a standalone module whose go line is
 // the chosen toolchain's own version. That lets toolchains older than the
@@ -120,6 +122,9 @@ func BuildSampleApp(t testing.TB) string {
 // GODEBUG defaults a fresh application built with that toolchain would have.
 func BuildSampleAppWith(t testing.TB, goToolchain, ldflags string) string {
 	t.Helper()
+	if pre, ok := prebuiltDir(); ok {
+		return prebuiltBinary(t, pre, PrebuiltSampleAppName(goToolchain, ldflags), goToolchain)
+	}
 	dir := processBinDir(t)
 	root := RepoRoot(t)
 	key := "sampleapp\x00" + goToolchain + "\x00" + ldflags
@@ -241,9 +246,13 @@ func goModVersion(goversion string) string {
 }
 
 // BuildZerotrace builds ./cmd/zerotrace from the repository and returns the
-// binary's path. It builds once per test process.
+// binary's path. It builds once per test process. With PrebuiltEnv set it
+// returns the prebuilt "zerotrace" instead.
 func BuildZerotrace(t testing.TB) string {
 	t.Helper()
+	if pre, ok := prebuiltDir(); ok {
+		return prebuiltBinary(t, pre, "zerotrace", "")
+	}
 	dir := processBinDir(t)
 	root := RepoRoot(t)
 	path, err := memoBuild("zerotrace", func() (string, error) {

@@ -60,7 +60,8 @@ var (
 // example because a probe crashed it), or if it did not shut down cleanly; the
 // failure includes its exit status and stderr. To stop it earlier, call
 // StopSampleApp. Callers must not call cmd.Wait: a helper goroutine already
-// does.
+// does. The waits for the "listening on" line (30 s) and for the exit are
+// scaled by TimeoutScaleEnv.
 func StartSampleApp(t testing.TB, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
 	p := &proc{
@@ -93,7 +94,8 @@ func StartSampleApp(t testing.TB, bin string, args ...string) (*exec.Cmd, string
 		p.stop(t)
 	})
 
-	deadline := time.NewTimer(listenTimeout)
+	wait := Timeout(t, listenTimeout)
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	for {
 		if line, ok := p.stdout.firstLine(); ok {
@@ -114,7 +116,7 @@ func StartSampleApp(t testing.TB, bin string, args ...string) (*exec.Cmd, string
 			t.Fatalf("sample app %s exited before listening: %v%s", bin, p.err, p.describe())
 		case <-deadline.C:
 			p.markReported()
-			t.Fatalf("sample app %s printed no %q line within %v%s", bin, listeningPrefix, listenTimeout, p.describe())
+			t.Fatalf("sample app %s printed no %q line within %v%s", bin, listeningPrefix, wait, p.describe())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
@@ -187,15 +189,34 @@ func (p *proc) stop(t testing.TB) {
 		}
 		t.Logf("sending SIGTERM to sample app (pid %d): %v", p.cmd.Process.Pid, err)
 	}
+	limit := Timeout(t, stopTimeout)
 	select {
 	case <-p.exited:
-		if p.err != nil {
+		if killedBy(p.err) == syscall.SIGKILL {
+			// Our SIGTERM is handled by a clean shutdown; death by
+			// SIGKILL came from elsewhere, possibly before the signal
+			// was even delivered (a dying process is not a zombie yet).
+			t.Errorf("sample app (pid %d) exited unexpectedly during the test: %v%s", p.cmd.Process.Pid, exitDescription(p.err), p.describe())
+		} else if p.err != nil {
 			t.Errorf("sample app (pid %d) did not shut down cleanly after SIGTERM: %v%s", p.cmd.Process.Pid, exitDescription(p.err), p.describe())
 		}
-	case <-time.After(stopTimeout):
+	case <-time.After(limit):
 		p.kill()
-		t.Errorf("sample app (pid %d) did not exit within %v of SIGTERM; killed it%s", p.cmd.Process.Pid, stopTimeout, p.describe())
+		t.Errorf("sample app (pid %d) did not exit within %v of SIGTERM; killed it%s", p.cmd.Process.Pid, limit, p.describe())
 	}
+}
+
+// killedBy returns the signal that ended a process whose Wait returned err,
+// or 0 when it was not ended by a signal.
+func killedBy(err error) syscall.Signal {
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) {
+		return 0
+	}
+	if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return ws.Signal()
+	}
+	return 0
 }
 
 // isZombie reports whether process pid has exited but not been reaped.

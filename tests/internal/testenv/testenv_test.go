@@ -289,3 +289,96 @@ func TestBuildZerotrace(t *testing.T) {
 		t.Errorf("second BuildZerotrace returned %s, want the cached %s", again, bin)
 	}
 }
+
+func TestPrebuiltSampleAppName(t *testing.T) {
+	for _, tc := range []struct{ toolchain, ldflags, want string }{
+		{"", "", "sampleapp-default"},
+		{"", "-s -w", "sampleapp-default-ldflags-s-w"},
+		{"go1.27.3", "", "sampleapp-go1.27.3"},
+		{"go1.27.3", "-s -w", "sampleapp-go1.27.3-ldflags-s-w"},
+		{"", "-X main.v=1", "sampleapp-default-ldflags-Xmain.v_1"},
+	} {
+		if got := PrebuiltSampleAppName(tc.toolchain, tc.ldflags); got != tc.want {
+			t.Errorf("PrebuiltSampleAppName(%q, %q) = %q, want %q", tc.toolchain, tc.ldflags, got, tc.want)
+		}
+	}
+}
+
+// TestPrebuilt: with ZEROTRACE_PREBUILT set, the Build functions return the
+// files from that directory, and a missing, non-executable or wrongly built
+// file fails the test instead of being built or skipped.
+func TestPrebuilt(t *testing.T) {
+	dir := t.TempDir()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	selfData, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// This test binary stands in for every prebuilt file: it is a Go binary
+	// built by the toolchain running the tests, so it is the wrong one for
+	// an explicit other toolchain.
+	for name, mode := range map[string]os.FileMode{
+		"zerotrace":                     0o755,
+		"sampleapp-default":             0o755,
+		"sampleapp-default-ldflags-s-w": 0o644,
+		"sampleapp-go1.27.3":            0o755,
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), selfData, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv(PrebuiltEnv, dir)
+
+	if got, want := BuildZerotrace(t), filepath.Join(dir, "zerotrace"); got != want {
+		t.Errorf("BuildZerotrace = %s, want %s", got, want)
+	}
+	if got, want := BuildSampleApp(t), filepath.Join(dir, "sampleapp-default"); got != want {
+		t.Errorf("BuildSampleApp = %s, want %s", got, want)
+	}
+	for _, tc := range []struct {
+		toolchain, ldflags string
+		want               []string
+	}{
+		{"", "-s -w", []string{"sampleapp-default-ldflags-s-w", "not an executable"}},
+		{"go1.27.3", "", []string{"sampleapp-go1.27.3", "built by", "want go1.27.3"}},
+		{"go1.27.3", "-s -w", []string{PrebuiltEnv, "sampleapp-go1.27.3-ldflags-s-w", "missing"}},
+	} {
+		f := &fakeTB{TB: t}
+		f.run(func(tb testing.TB) { BuildSampleAppWith(tb, tc.toolchain, tc.ldflags) })
+		if f.fatal == "" || f.skipped != "" {
+			t.Errorf("BuildSampleAppWith(%q, %q): fatal=%q skipped=%q, want a failure", tc.toolchain, tc.ldflags, f.fatal, f.skipped)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(f.fatal, w) {
+				t.Errorf("BuildSampleAppWith(%q, %q) failure %q does not contain %q", tc.toolchain, tc.ldflags, f.fatal, w)
+			}
+		}
+	}
+}
+
+func TestParseTimeoutScale(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want float64
+		ok   bool
+	}{
+		{"", 1, true},
+		{"1", 1, true},
+		{"10", 10, true},
+		{"2.5", 2.5, true},
+		{"0.5", 1, false},
+		{"0", 1, false},
+		{"-3", 1, false},
+		{"ten", 1, false},
+		{"NaN", 1, false},
+		{"Inf", 1, false},
+	} {
+		if got, ok := parseTimeoutScale(tc.in); got != tc.want || ok != tc.ok {
+			t.Errorf("parseTimeoutScale(%q) = %v, %v; want %v, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
