@@ -22,11 +22,12 @@
 //
 // The built-in detectors, each of which can be turned off by name:
 //
-//   - phone: "+" followed by 8 to 15 digits (single spaces, dashes, dots or a
-//     parenthesised group between them); mainland China mobile numbers (11
+//   - phone: "+" (or %2B) followed by 8 to 15 digits (single spaces, dashes,
+//     dots or a parenthesised group between groups of 2 or more); mainland China mobile numbers (11
 //     digits 1[3-9]…, plain or grouped 3-4-4, optionally after 0086); North
 //     American numbers grouped 3-3-4 (optionally after 1); numbers with a
-//     leading trunk 0 grouped by separators (10 to 12 digits).
+//     leading trunk 0 grouped by separators (10 to 12 digits); 00 instead
+//     of "+" before a grouped international number.
 //   - cn_id: mainland China resident ID numbers: 17 digits and a check
 //     character (digit or X) that satisfies ISO 7064 MOD 11-2, a region digit
 //     1-8 and a real birth date between 1900 and 2100.
@@ -51,8 +52,9 @@
 // Phone, card and ID numbers are found in runs of digits. A run is a maximal
 // sequence of digit groups joined by single spaces, dashes or dots (and
 // parenthesised groups). A run counts only at word boundaries: it must not
-// touch a letter, digit or underscore, nor be glued to a word by a dot, dash
-// or colon (order-13812345678, v1.13812345678, 10:00:00.123456789 all stay).
+// touch a letter, digit or underscore, nor be glued to a word by a dot or
+// dash, nor to digits by a colon, comma or '+' (order-13812345678,
+// v1.13812345678, 10:00:00.123456789 and 1.2.3+20240613123456 all stay).
 // Dashes and dots bind their groups into one token, which is why dates,
 // versions, IPv4 addresses and all-digit UUIDs never match: they are judged
 // whole and fit no shape. Spaces are weaker: a window of space-separated
@@ -80,12 +82,25 @@
 // (status_code, country_code, error_code and similar) are exempt. Names added
 // through Config.SensitiveParams are matched as words.
 //
-// # Bounds
+// # Overlaps, idempotence and bounds
+//
+// Matches of different detectors that overlap or touch are merged, so every
+// byte that any detector claims is removed and one marker is left. Removing a
+// match can change what its neighbours look like (the "//" that made
+// user@host a URL userinfo may go with it), so a value that changed is
+// searched again, up to three passes, and the result is a fixed point:
+// redacting it again returns it unchanged. A value already holding a marker
+// is read with that in mind: an unquoted secret value that starts with a
+// standalone marker is taken to be just the marker, and a marker next to
+// digits counts as digits.
 //
 // Every match shrinks to the 8-byte marker or grows by at most 7 bytes, and
 // the total growth of one value is capped at 512 bytes: past that, the rest of
 // the value from the next match on is replaced by a single marker. Matches
 // always begin and end at ASCII bytes, so valid UTF-8 stays valid.
+//
+// Every scanner is linear in the length of its input; searches around an '@'
+// or a "://" look at most 256 bytes away.
 //
 // # SQL
 //

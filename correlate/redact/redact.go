@@ -53,7 +53,9 @@ func detectorBit(name string) (uint16, bool) {
 }
 
 // Redactor removes sensitive data from strings. It is immutable after New
-// and safe for concurrent use.
+// and safe for concurrent use. A nil *Redactor behaves like one built from
+// the zero Config, so that a component that was never handed one still
+// redacts rather than leaks.
 type Redactor struct {
 	enabled    bool
 	on         uint16 // detector bits
@@ -68,8 +70,7 @@ type compiledPattern struct {
 	repl string
 }
 
-// defaultRedactor stands in for a nil *Redactor, so that a component that
-// was never handed one still redacts rather than leaks.
+// defaultRedactor stands in for a nil *Redactor.
 var defaultRedactor = func() *Redactor {
 	r, err := New(Config{})
 	if err != nil {

@@ -221,3 +221,15 @@ func TestPatterns(t *testing.T) {
 		t.Errorf("pattern output grew from %d to %d", len(in), len(out))
 	}
 }
+
+func TestPatternsNoAllocWhenClean(t *testing.T) {
+	if raceEnabled {
+		t.Skip("regexp's sync.Pool allocates under -race")
+	}
+	r := mustNew(t, Config{Patterns: []Pattern{{Name: "employee", Regex: `EMP-\d{6}`}}})
+	for _, v := range spanValues {
+		if allocs := testing.AllocsPerRun(100, func() { _ = r.String(v) }); allocs != 0 {
+			t.Errorf("%q: %v allocations with a pattern configured", v, allocs)
+		}
+	}
+}

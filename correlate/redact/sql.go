@@ -5,8 +5,8 @@ import "strings"
 // SanitizeSQL replaces every literal in SQL text with '?' so that query text
 // can be exported without the values in it:
 //
-//   - strings: '…' with ” and backslash escapes, prefixed forms (E'…',
-//     N'…', X'…', B'…', U&'…', _utf8'…') and dollar-quoted $$…$$, $tag$…$tag$;
+//   - strings: '…' with doubled-quote and backslash escapes, prefixed
+//     forms (E'…', N'…', X'…', B'…', U&'…', _utf8'…') and dollar-quoted $$…$$, $tag$…$tag$;
 //   - numbers: integers, decimals, exponents, 0x… hex, 1_000; digits inside
 //     identifiers (t1, col_2) and placeholders ($1, ?1, :name, :1, @p1) stay;
 //   - IN lists made only of literals and '?' collapse to IN (?), so that
@@ -24,6 +24,11 @@ func SanitizeSQL(query string) string {
 	w := sqlWriter{q: query}
 	q := query
 	n := len(q)
+	// identEnd is where the last identifier ended: a dot right after one
+	// qualifies a name (t.5 is odd, but not a number). Only identifiers
+	// count, not literals, so that a second pass, which sees '?' where a
+	// number was, decides the same way.
+	identEnd := -1
 	for i := 0; i < n; {
 		c := q[i]
 		switch {
@@ -35,8 +40,8 @@ func SanitizeSQL(query string) string {
 			w.replace(i, e, "?")
 			i = e
 		case c == '"' || c == '`':
-			e := sqlQuotedIdentEnd(q, i)
-			i = e
+			i = sqlQuotedIdentEnd(q, i)
+			identEnd = i
 		case c == '-' && i+1 < n && q[i+1] == '-':
 			e := strings.IndexByte(q[i:], '\n')
 			if e < 0 {
@@ -77,6 +82,7 @@ func SanitizeSQL(query string) string {
 				j++
 			}
 			i = j
+			identEnd = j
 		case isSQLIdentStart(c):
 			j := i + 1
 			for j < n && isSQLIdentChar(q[j]) {
@@ -93,6 +99,7 @@ func SanitizeSQL(query string) string {
 				continue
 			}
 			i = j
+			identEnd = j
 			if equalFold(word, "in") {
 				k := j
 				for k < n && isSQLSpace(q[k]) {
@@ -107,14 +114,16 @@ func SanitizeSQL(query string) string {
 					}
 				}
 			}
-		case isDigit(c) || c == '.' && i+1 < n && isDigit(q[i+1]) && (i == 0 || !isSQLIdentChar(q[i-1])):
+		case isDigit(c) || c == '.' && i+1 < n && isDigit(q[i+1]) && i != identEnd:
 			e := numberEnd(q, i)
-			if e < n && isSQLIdentChar(q[e]) {
-				// 1abc is an identifier to MySQL, not a number.
+			if e < n && (isSQLIdentStart(q[e]) || isDigit(q[e])) {
+				// 1abc is an identifier to MySQL, not a number. A '$' after
+				// a number starts something new ($$…$$), as it does after '?'.
 				for e < n && isSQLIdentChar(q[e]) {
 					e++
 				}
 				i = e
+				identEnd = e
 				continue
 			}
 			w.replace(i, e, "?")
@@ -268,7 +277,8 @@ func numberEnd(q string, i int) int {
 		}
 	}
 	digits()
-	if j < n && q[j] == '.' {
+	if j < n && q[j] == '.' && !(j+1 < n && isSQLIdentStart(q[j+1])) {
+		// 1.5 and 1. are numbers; in 0.A the dot belongs to what follows.
 		j++
 		digits()
 	}
