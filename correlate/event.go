@@ -29,6 +29,11 @@ type HTTPServerRequest struct {
 	Pattern    string // the ServeMux pattern that matched, "" when none or unknown
 	RemoteAddr string // "ip:port" as net/http reports the peer
 
+	// RemoteParent tells that the request carried a W3C traceparent: the
+	// span continues that trace, its parent is the caller's span.
+	RemoteParent bool
+	TraceState   string // the request's tracestate, when it had one
+
 	ProtoMajor, ProtoMinor int
 	ContentLength          int64 // -1 when unknown
 

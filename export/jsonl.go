@@ -22,6 +22,7 @@ type JSONSpan struct {
 	TraceID       string         `json:"trace_id"`
 	SpanID        string         `json:"span_id"`
 	ParentSpanID  string         `json:"parent_span_id"`
+	TraceState    string         `json:"trace_state,omitempty"`
 	Name          string         `json:"name"`
 	Kind          string         `json:"kind"`
 	StartUnixNano int64          `json:"start_unix_nano"`
@@ -75,7 +76,12 @@ func (j *JSONLines) appendSpan(b []byte, s *correlate.Span) []byte {
 	if s.ParentSpanID.IsValid() {
 		b = hex.AppendEncode(b, s.ParentSpanID[:])
 	}
-	b = append(b, `","name":`...)
+	b = append(b, '"')
+	if s.TraceState != "" {
+		b = append(b, `,"trace_state":`...)
+		b = appendString(b, s.TraceState)
+	}
+	b = append(b, `,"name":`...)
 	b = appendString(b, s.Name)
 	b = append(b, `,"kind":"`...)
 	b = append(b, KindName(s.Kind)...)
@@ -189,6 +195,7 @@ func ToJSON(s *correlate.Span) JSONSpan {
 	if s.ParentSpanID.IsValid() {
 		out.ParentSpanID = s.ParentSpanID.String()
 	}
+	out.TraceState = s.TraceState
 	if s.Process != nil {
 		out.Resource = attrMap(s.Process.Resource())
 	}

@@ -154,10 +154,13 @@ func (o *OTLP) Export(ctx context.Context, spans []*correlate.Span) error {
 		t := o.tracer(s.Process)
 		sctx := context.WithValue(ctx, idsKey{}, spanIDs{trace: s.TraceID, span: s.SpanID})
 		if s.ParentSpanID.IsValid() {
+			// An invalid tracestate is dropped rather than failing the span.
+			ts, _ := trace.ParseTraceState(s.TraceState)
 			parent := trace.NewSpanContext(trace.SpanContextConfig{
 				TraceID:    s.TraceID,
 				SpanID:     s.ParentSpanID,
 				TraceFlags: trace.FlagsSampled,
+				TraceState: ts,
 				Remote:     true,
 			})
 			sctx = trace.ContextWithRemoteSpanContext(sctx, parent)

@@ -31,6 +31,7 @@ struct event_header {
 #define HTTP_HOST_MAX 128
 #define HTTP_PATTERN_MAX 128
 #define HTTP_REMOTE_MAX 64
+#define HTTP_TRACESTATE_MAX 256
 
 // Which strings of an http_server_event were truncated.
 enum http_truncation {
@@ -51,6 +52,12 @@ enum http_server_info {
 	HTTP_INFO_TLS = 1 << 1,
 	// local_ip/local_port were read from the connection.
 	HTTP_INFO_LOCAL_ADDR = 1 << 2,
+	// The request carried a valid traceparent: ids.trace_id and
+	// ids.parent_id come from it.
+	HTTP_INFO_REMOTE_PARENT = 1 << 3,
+	// A tracestate was present but longer than HTTP_TRACESTATE_MAX: it is
+	// dropped, as W3C allows, rather than cut.
+	HTTP_INFO_TRACESTATE_DROPPED = 1 << 4,
 };
 
 // W3C trace context of a span, decided in the kernel so that it can be
@@ -83,14 +90,16 @@ struct http_server_event {
 	__u16 host_len;
 	__u16 pattern_len;
 	__u16 remote_len;
+	__u16 tracestate_len;
 	__u8 truncated; // enum http_truncation
-	__u8 pad[3];
+	__u8 pad[1];
 	char method[HTTP_METHOD_MAX];
 	char path[HTTP_PATH_MAX];
 	char query[HTTP_QUERY_MAX];
 	char host[HTTP_HOST_MAX];
 	char pattern[HTTP_PATTERN_MAX];
 	char remote[HTTP_REMOTE_MAX];
+	char tracestate[HTTP_TRACESTATE_MAX];
 };
 
 #define HTTP_SCHEME_MAX 8

@@ -77,14 +77,16 @@ type commonHttpServerEvent struct {
 	HostLen       uint16
 	PatternLen    uint16
 	RemoteLen     uint16
+	TracestateLen uint16
 	Truncated     uint8
-	Pad           [3]uint8
+	Pad           [1]uint8
 	Method        [16]int8
 	Path          [256]int8
 	Query         [256]int8
 	Host          [128]int8
 	Pattern       [128]int8
 	Remote        [64]int8
+	Tracestate    [256]int8
 }
 
 // Names of all BPF objects in the ELF.

@@ -27,6 +27,8 @@ const (
 	infoResponseKnown = 1 << 0
 	infoTLS           = 1 << 1
 	infoLocalAddr     = 1 << 2
+	infoRemoteParent  = 1 << 3
+	infoStateDropped  = 1 << 4
 )
 
 // DecodeError says why a record could not be decoded.
@@ -85,6 +87,8 @@ func decodeHTTPServer(e *commonHttpServerEvent, clock *Clock) *correlate.HTTPSer
 		Host:          cString(e.Host[:], e.HostLen),
 		Pattern:       cString(e.Pattern[:], e.PatternLen),
 		RemoteAddr:    cString(e.Remote[:], e.RemoteLen),
+		RemoteParent:  e.Info&infoRemoteParent != 0,
+		TraceState:    cString(e.Tracestate[:], e.TracestateLen),
 		ProtoMajor:    int(e.ProtoMajor),
 		ProtoMinor:    int(e.ProtoMinor),
 		ContentLength: e.ContentLength,
@@ -100,6 +104,9 @@ func decodeHTTPServer(e *commonHttpServerEvent, clock *Clock) *correlate.HTTPSer
 			r.ResponseKnown = false
 			r.Status = 0
 		}
+	}
+	if e.Info&infoStateDropped != 0 {
+		r.Truncated = true
 	}
 	if e.Info&infoLocalAddr != 0 {
 		var addr netip.Addr

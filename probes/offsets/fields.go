@@ -13,6 +13,19 @@ var (
 	// goroutine started by a handler finds the handler's span.
 	GoroutineParentID = Field{"runtime.g", "parentGoid"}
 
+	// SwissMapDirPtr and SwissMapDirLen are internal/runtime/maps.Map's
+	// directory (Go 1.24+ maps): with dirLen 0, dirPtr is the map's only
+	// group; otherwise an array of dirLen *table.
+	SwissMapDirPtr = Field{"internal/runtime/maps.Map", "dirPtr"}
+	SwissMapDirLen = Field{"internal/runtime/maps.Map", "dirLen"}
+	// SwissTableGroups is internal/runtime/maps.table.groups, a
+	// groupsReference.
+	SwissTableGroups = Field{"internal/runtime/maps.table", "groups"}
+	// SwissGroupsData and SwissGroupsLengthMask are the groups array of a
+	// table and the number of groups minus one.
+	SwissGroupsData       = Field{"internal/runtime/maps.groupsReference", "data"}
+	SwissGroupsLengthMask = Field{"internal/runtime/maps.groupsReference", "lengthMask"}
+
 	// HTTPResponseStatusCode is net/http.Response.StatusCode, what a client
 	// received.
 	HTTPResponseStatusCode = Field{"net/http.Response", "StatusCode"}
@@ -40,6 +53,8 @@ var (
 	// matched. It exists since Go 1.23, so probes should treat it as
 	// optional.
 	RequestPattern = Field{"net/http.Request", "Pattern"}
+	// RequestHeader is net/http.Request.Header, a map[string][]string.
+	RequestHeader = Field{"net/http.Request", "Header"}
 	// RequestCtx is net/http.Request.ctx, the request's context.Context.
 	RequestCtx = Field{"net/http.Request", "ctx"}
 
@@ -97,6 +112,12 @@ func All() []Field {
 		GoroutineID,
 		GoroutineParentID,
 		HTTPResponseStatusCode,
+		RequestHeader,
+		SwissMapDirPtr,
+		SwissMapDirLen,
+		SwissTableGroups,
+		SwissGroupsData,
+		SwissGroupsLengthMask,
 
 		RequestMethod,
 		RequestURL,

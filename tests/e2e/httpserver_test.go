@@ -97,6 +97,14 @@ func TestHTTPServerSpans(t *testing.T) {
 	traceSampleApp(t, j, testenv.BuildSampleApp(t), 120, "dwarf")
 }
 
+// TestHTTPServerSpansJSON traces the default build like TestHTTPServerSpans
+// but checks the JSON output only. Needing no Jaeger, it is the one the
+// kernel matrix runs in its guests for that build.
+func TestHTTPServerSpansJSON(t *testing.T) {
+	testenv.RequireRoot(t)
+	traceSampleApp(t, nil, testenv.BuildSampleApp(t), 60, "dwarf")
+}
+
 // TestHTTPServerSpansGo127 does the same for a service built with Go 1.27,
 // whose struct offsets come from its DWARF.
 func TestHTTPServerSpansGo127(t *testing.T) {

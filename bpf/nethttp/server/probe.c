@@ -19,6 +19,7 @@
 #include "common/kernel.h"
 #include "common/goabi.h"
 #include "common/maps.h"
+#include "nethttp/server/traceparent.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -66,6 +67,9 @@ struct inflight {
 	__u64 start_ns;
 	__u64 goid;
 	struct span_ids ids;
+	struct go_string tracestate; // in the request's Header, alive until return
+	__u8 remote_parent;
+	__u8 pad[7];
 	__u64 req;
 	__u64 resp_tab;
 	__u64 resp;
@@ -104,7 +108,19 @@ int serve_http_enter(struct pt_regs *ctx)
 		.resp_tab = GO_ARG2(ctx),
 		.resp = GO_ARG3(ctx),
 	};
-	random_bytes(in.ids.trace_id, sizeof(in.ids.trace_id));
+	// Continue the caller's trace when the request says which it is.
+	__u32 zero = 0;
+	struct header_scratch *hs = bpf_map_lookup_elem(&header_scratch, &zero);
+	if (hs) {
+		struct trace_headers th = {};
+		find_trace_headers(req, hs, &th);
+		if (th.traceparent.len && parse_traceparent(th.traceparent, hs, &in.ids)) {
+			in.remote_parent = 1;
+			in.tracestate = th.tracestate;
+		}
+	}
+	if (!in.remote_parent)
+		random_bytes(in.ids.trace_id, sizeof(in.ids.trace_id));
 	random_bytes(in.ids.span_id, sizeof(in.ids.span_id));
 	if (bpf_map_update_elem(&server_inflight, &g, &in, BPF_ANY)) {
 		count(COUNTER_INFLIGHT_FULL);
@@ -308,6 +324,16 @@ int serve_http_return(struct pt_regs *ctx)
 	if (has_pattern) {
 		str = FIELD(s->req, off_req_pattern, struct go_string);
 		e->pattern_len = copy_go_string(e->pattern, sizeof(e->pattern), str, &e->truncated, HTTP_TRUNC_PATTERN);
+	}
+	e->tracestate_len = 0;
+	if (in.remote_parent) {
+		e->info |= HTTP_INFO_REMOTE_PARENT;
+		if (in.tracestate.len > HTTP_TRACESTATE_MAX) {
+			e->info |= HTTP_INFO_TRACESTATE_DROPPED;
+		} else {
+			__u8 ignored = 0;
+			e->tracestate_len = copy_go_string(e->tracestate, sizeof(e->tracestate), in.tracestate, &ignored, 0);
+		}
 	}
 	e->path_len = 0;
 	e->query_len = 0;

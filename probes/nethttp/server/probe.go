@@ -32,6 +32,10 @@ var requiredFields = []offsets.Field{
 	offsets.ResponseConn, offsets.ResponseStatus, offsets.ResponseWritten,
 	offsets.HTTPConnRWC, offsets.HTTPConnTLSState,
 	offsets.NetConnFD, offsets.NetFDLaddr, offsets.TCPAddrIP, offsets.TCPAddrPort,
+	// The incoming trace context is read from Request.Header, a Swiss-table
+	// map (Go 1.24+).
+	offsets.RequestHeader, offsets.SwissMapDirPtr, offsets.SwissMapDirLen,
+	offsets.SwissTableGroups, offsets.SwissGroupsData, offsets.SwissGroupsLengthMask,
 }
 
 // Instrumentation is the net/http server instrumentation.
@@ -132,6 +136,12 @@ func setConstants(v *serverVariableSpecs, t *probes.Target, shared *events.Share
 		{v.ResponseHeaderFn, respHeader},
 		{v.TcpconnCloseFn, connClose},
 		{v.WakeupThreshold, shared.WakeupThreshold()},
+		{v.OffReqHeader, off(offsets.RequestHeader)},
+		{v.OffMapDirPtr, off(offsets.SwissMapDirPtr)},
+		{v.OffMapDirLen, off(offsets.SwissMapDirLen)},
+		{v.OffTableGroups, off(offsets.SwissTableGroups)},
+		{v.OffGroupsData, off(offsets.SwissGroupsData)},
+		{v.OffGroupsLengthMask, off(offsets.SwissGroupsLengthMask)},
 		{v.ReqReadSize, sizes.req},
 		{v.UrlReadSize, sizes.url},
 		{v.RespReadSize, sizes.resp},

@@ -19,6 +19,7 @@ const (
 	serverMapCounters            = "counters"
 	serverMapEvents              = "events"
 	serverMapGoCtx               = "go_ctx"
+	serverMapHeaderScratch       = "header_scratch"
 	serverMapServerInflight      = "server_inflight"
 	serverMapServerLocalAddrs    = "server_local_addrs"
 	serverMapServerScratch       = "server_scratch"
@@ -29,9 +30,14 @@ const (
 	serverVarOffConnRwc          = "off_conn_rwc"
 	serverVarOffConnTlsState     = "off_conn_tls_state"
 	serverVarOffG_goid           = "off_g_goid"
+	serverVarOffGroupsData       = "off_groups_data"
+	serverVarOffGroupsLengthMask = "off_groups_length_mask"
+	serverVarOffMapDirLen        = "off_map_dir_len"
+	serverVarOffMapDirPtr        = "off_map_dir_ptr"
 	serverVarOffNetconnFd        = "off_netconn_fd"
 	serverVarOffNetfdLaddr       = "off_netfd_laddr"
 	serverVarOffReqContentLength = "off_req_content_length"
+	serverVarOffReqHeader        = "off_req_header"
 	serverVarOffReqHost          = "off_req_host"
 	serverVarOffReqMethod        = "off_req_method"
 	serverVarOffReqPattern       = "off_req_pattern"
@@ -42,6 +48,7 @@ const (
 	serverVarOffRespConn         = "off_resp_conn"
 	serverVarOffRespStatus       = "off_resp_status"
 	serverVarOffRespWritten      = "off_resp_written"
+	serverVarOffTableGroups      = "off_table_groups"
 	serverVarOffTcpaddrIp        = "off_tcpaddr_ip"
 	serverVarOffTcpaddrPort      = "off_tcpaddr_port"
 	serverVarOffUrlPath          = "off_url_path"
@@ -107,6 +114,7 @@ type serverMapSpecs struct {
 	Counters         *ebpf.MapSpec `ebpf:"counters"`
 	Events           *ebpf.MapSpec `ebpf:"events"`
 	GoCtx            *ebpf.MapSpec `ebpf:"go_ctx"`
+	HeaderScratch    *ebpf.MapSpec `ebpf:"header_scratch"`
 	ServerInflight   *ebpf.MapSpec `ebpf:"server_inflight"`
 	ServerLocalAddrs *ebpf.MapSpec `ebpf:"server_local_addrs"`
 	ServerScratch    *ebpf.MapSpec `ebpf:"server_scratch"`
@@ -121,9 +129,14 @@ type serverVariableSpecs struct {
 	OffConnRwc          *ebpf.VariableSpec `ebpf:"off_conn_rwc"`
 	OffConnTlsState     *ebpf.VariableSpec `ebpf:"off_conn_tls_state"`
 	OffG_goid           *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffGroupsData       *ebpf.VariableSpec `ebpf:"off_groups_data"`
+	OffGroupsLengthMask *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
+	OffMapDirLen        *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
+	OffMapDirPtr        *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
 	OffNetconnFd        *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
 	OffNetfdLaddr       *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
 	OffReqContentLength *ebpf.VariableSpec `ebpf:"off_req_content_length"`
+	OffReqHeader        *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqHost          *ebpf.VariableSpec `ebpf:"off_req_host"`
 	OffReqMethod        *ebpf.VariableSpec `ebpf:"off_req_method"`
 	OffReqPattern       *ebpf.VariableSpec `ebpf:"off_req_pattern"`
@@ -134,6 +147,7 @@ type serverVariableSpecs struct {
 	OffRespConn         *ebpf.VariableSpec `ebpf:"off_resp_conn"`
 	OffRespStatus       *ebpf.VariableSpec `ebpf:"off_resp_status"`
 	OffRespWritten      *ebpf.VariableSpec `ebpf:"off_resp_written"`
+	OffTableGroups      *ebpf.VariableSpec `ebpf:"off_table_groups"`
 	OffTcpaddrIp        *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffUrlPath          *ebpf.VariableSpec `ebpf:"off_url_path"`
@@ -169,6 +183,7 @@ type serverMaps struct {
 	Counters         *ebpf.Map `ebpf:"counters"`
 	Events           *ebpf.Map `ebpf:"events"`
 	GoCtx            *ebpf.Map `ebpf:"go_ctx"`
+	HeaderScratch    *ebpf.Map `ebpf:"header_scratch"`
 	ServerInflight   *ebpf.Map `ebpf:"server_inflight"`
 	ServerLocalAddrs *ebpf.Map `ebpf:"server_local_addrs"`
 	ServerScratch    *ebpf.Map `ebpf:"server_scratch"`
@@ -179,6 +194,7 @@ func (m *serverMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.GoCtx,
+		m.HeaderScratch,
 		m.ServerInflight,
 		m.ServerLocalAddrs,
 		m.ServerScratch,
@@ -194,9 +210,14 @@ type serverVariables struct {
 	OffConnRwc          *ebpf.Variable `ebpf:"off_conn_rwc"`
 	OffConnTlsState     *ebpf.Variable `ebpf:"off_conn_tls_state"`
 	OffG_goid           *ebpf.Variable `ebpf:"off_g_goid"`
+	OffGroupsData       *ebpf.Variable `ebpf:"off_groups_data"`
+	OffGroupsLengthMask *ebpf.Variable `ebpf:"off_groups_length_mask"`
+	OffMapDirLen        *ebpf.Variable `ebpf:"off_map_dir_len"`
+	OffMapDirPtr        *ebpf.Variable `ebpf:"off_map_dir_ptr"`
 	OffNetconnFd        *ebpf.Variable `ebpf:"off_netconn_fd"`
 	OffNetfdLaddr       *ebpf.Variable `ebpf:"off_netfd_laddr"`
 	OffReqContentLength *ebpf.Variable `ebpf:"off_req_content_length"`
+	OffReqHeader        *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqHost          *ebpf.Variable `ebpf:"off_req_host"`
 	OffReqMethod        *ebpf.Variable `ebpf:"off_req_method"`
 	OffReqPattern       *ebpf.Variable `ebpf:"off_req_pattern"`
@@ -207,6 +228,7 @@ type serverVariables struct {
 	OffRespConn         *ebpf.Variable `ebpf:"off_resp_conn"`
 	OffRespStatus       *ebpf.Variable `ebpf:"off_resp_status"`
 	OffRespWritten      *ebpf.Variable `ebpf:"off_resp_written"`
+	OffTableGroups      *ebpf.Variable `ebpf:"off_table_groups"`
 	OffTcpaddrIp        *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffUrlPath          *ebpf.Variable `ebpf:"off_url_path"`
