@@ -126,7 +126,10 @@ func (o *OTLP) tracer(p *correlate.Process) trace.Tracer {
 	if t, ok := o.tracers[p]; ok {
 		return t
 	}
-	res := resource.NewSchemaless(p.Resource()...)
+	// attribute.NewSet sorts the slice it is given in place, and the
+	// process's resource slice is read concurrently by the other sinks:
+	// hand it a copy.
+	res := resource.NewSchemaless(slices.Clone(p.Resource())...)
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithResource(res),
 		sdktrace.WithIDGenerator(fixedIDs{}),
