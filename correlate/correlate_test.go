@@ -20,7 +20,7 @@ func attrs(s *Span) map[string]any {
 }
 
 func newTestCorrelator() *Correlator {
-	return New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 }
 
 func TestHTTPServerSpan(t *testing.T) {
@@ -127,18 +127,38 @@ func TestRoute(t *testing.T) {
 	}
 }
 
-func TestRedactQuery(t *testing.T) {
-	for in, want := range map[string]string{
-		"":                         "",
-		"a=1&b=2":                  "a=1&b=2",
-		"token=abc":                "token=REDACTED",
-		"Password=x&user=bob":      "Password=REDACTED&user=bob",
-		"flag&apiKey=1&x=":         "flag&apiKey=REDACTED&x=",
-		"X-Amz-Signature=deadbeef": "X-Amz-Signature=REDACTED",
-		"client_secret=s&&q=hello": "client_secret=REDACTED&&q=hello",
+// TestSpansAreRedacted: what leaves the correlator has been through the
+// default redactor, each attribute read by its kind.
+func TestSpansAreRedacted(t *testing.T) {
+	c := newTestCorrelator()
+	c.Register(NewProcess(10, "/bin/app", "", "go1.26.8"))
+	start := time.Unix(100, 0)
+	srv := c.Handle(&HTTPServerRequest{
+		PID: 10, Start: start, End: start.Add(time.Millisecond),
+		Method: "GET", Path: "/users/bob@example.com/orders", RawQuery: "Password=x&user=bob&X-Amz-Signature=deadbeef&n=2",
+		Pattern: "GET /users/{email}/orders", ContentLength: -1, ResponseKnown: true, Status: 200,
+		TraceState: "vendor=token:abc", RemoteParent: true,
+	})
+	cli := c.Handle(&HTTPClientRequest{
+		PID: 10, Start: start, End: start.Add(time.Millisecond),
+		Method: "GET", Scheme: "https", Host: "api.example.com", Path: "/v1/chat",
+		RawQuery: "access_token=sk-proj-abcdefghijklmnopqrstuvwx&model=small", HasResponse: true, Status: 200,
+	})
+	got := map[string]any{}
+	for k, v := range attrs(srv) {
+		got["server "+k] = v
+	}
+	for k, v := range attrs(cli) {
+		got["client "+k] = v
+	}
+	for k, want := range map[string]string{
+		"server url.path":   "/users/REDACTED/orders",
+		"server url.query":  "Password=REDACTED&user=bob&X-Amz-Signature=REDACTED&n=2",
+		"server http.route": "/users/{email}/orders",
+		"client url.full":   "https://api.example.com/v1/chat?access_token=REDACTED&model=small",
 	} {
-		if got := RedactQuery(in); got != want {
-			t.Errorf("RedactQuery(%q) = %q, want %q", in, got, want)
+		if got[k] != want {
+			t.Errorf("%s = %v, want %q", k, got[k], want)
 		}
 	}
 }

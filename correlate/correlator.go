@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zerotrace/zerotrace/correlate/redact"
 )
 
 // Stats counts what the correlator did, for the agent's loss report.
@@ -25,17 +27,21 @@ type Correlator struct {
 	mu    sync.RWMutex
 	procs map[uint32]*Process
 	rng   *rand.ChaCha8
+	red   *redact.Redactor
 	stats Stats
 }
 
-// New returns a Correlator that knows no process yet.
-func New(log *slog.Logger) *Correlator {
+// New returns a Correlator that knows no process yet. Every span it builds
+// goes through red before it is returned; a nil red redacts with the
+// built-in defaults.
+func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 	var seed [32]byte
 	_, _ = crand.Read(seed[:]) // never fails on Linux
 	return &Correlator{
 		log:   log,
 		procs: make(map[uint32]*Process),
 		rng:   rand.NewChaCha8(seed),
+		red:   red,
 	}
 }
 
@@ -93,6 +99,7 @@ func (c *Correlator) Handle(ev Event) *Span {
 		// record from a probe that did not.
 		c.newIDs(s)
 	}
+	redactSpan(c.red, s)
 	return s
 }
 

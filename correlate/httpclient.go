@@ -29,7 +29,7 @@ func httpClientSpan(r *HTTPClientRequest) *Span {
 	}
 	full := scheme + "://" + r.Host + r.Path
 	if r.RawQuery != "" {
-		full += "?" + RedactQuery(r.RawQuery)
+		full += "?" + r.RawQuery
 	}
 	attrs = append(attrs, attribute.String("url.full", full))
 

@@ -38,7 +38,7 @@ func httpServerSpan(r *HTTPServerRequest) *Span {
 		attribute.String("url.scheme", scheme),
 	)
 	if r.RawQuery != "" {
-		attrs = append(attrs, attribute.String("url.query", RedactQuery(r.RawQuery)))
+		attrs = append(attrs, attribute.String("url.query", r.RawQuery))
 	}
 	route := Route(r.Pattern)
 	if route != "" {

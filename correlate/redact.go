@@ -1,48 +1,41 @@
 package correlate
 
-import "strings"
+import (
+	"go.opentelemetry.io/otel/attribute"
 
-// Redacted replaces a value that must not leave the agent.
-const Redacted = "REDACTED"
+	"github.com/zerotrace/zerotrace/correlate/redact"
+)
 
-// sensitiveParams are query parameter names whose values are always
-// redacted. A name matches when, lowercased, it contains one of these.
-var sensitiveParams = []string{
-	"pass", "pwd", "token", "secret", "key", "auth", "sig", "signature",
-	"credential", "session", "code", "jwt", "otp",
-}
-
-// RedactQuery replaces the values of sensitive parameters of a raw query
-// string, keeping its shape (names, order, separators) so that the query
-// stays readable. It never decodes or re-encodes anything else.
-func RedactQuery(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	var b strings.Builder
-	b.Grow(len(raw))
-	for i, part := range strings.Split(raw, "&") {
-		if i > 0 {
-			b.WriteByte('&')
-		}
-		name, _, hasValue := strings.Cut(part, "=")
-		if hasValue && isSensitiveParam(name) {
-			b.WriteString(name)
-			b.WriteByte('=')
-			b.WriteString(Redacted)
+// redactSpan removes sensitive data from every string the span will carry
+// out of the agent. It runs in the correlator, the one stage every span
+// passes before the exporters fan out, so no sink can see a value first.
+// Each attribute is read the way its semantic convention says it is built:
+// URLs and query strings keep their shape, other strings are free text.
+func redactSpan(r *redact.Redactor, s *Span) {
+	for i, kv := range s.Attributes {
+		if kv.Value.Type() != attribute.STRING {
 			continue
 		}
-		b.WriteString(part)
-	}
-	return b.String()
-}
-
-func isSensitiveParam(name string) bool {
-	lower := strings.ToLower(name)
-	for _, s := range sensitiveParams {
-		if strings.Contains(lower, s) {
-			return true
+		v := kv.Value.AsString()
+		var out string
+		switch kv.Key {
+		case "url.full":
+			out = r.URL(v)
+		case "url.query":
+			out = r.URLQuery(v)
+		case "url.path":
+			out = r.URL(v)
+		case "http.request.method", "url.scheme", "network.protocol.version", "http.route":
+			// Set by the instrumented code or our own mapping, never
+			// user data: http.route comes from the registered pattern.
+			continue
+		default:
+			out = r.String(v)
+		}
+		if out != v {
+			s.Attributes[i] = attribute.String(string(kv.Key), out)
 		}
 	}
-	return false
+	s.StatusMsg = r.String(s.StatusMsg)
+	s.TraceState = r.String(s.TraceState)
 }

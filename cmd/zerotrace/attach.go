@@ -188,7 +188,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 
 	// Build and start the whole pipeline before attaching, so that the
 	// ring buffer is drained from the first event on.
-	corr := correlate.New(log)
+	corr := correlate.New(log, nil)
 	clock := events.NewClock()
 	reader, err := events.NewReader(shared, o.queueLen, clock, errTypeNamer(plans), log)
 	if err != nil {
