@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,6 +33,7 @@ type attachOptions struct {
 	logLevel      string
 	statsInterval time.Duration
 	queueLen      int
+	cpuProfile    string
 }
 
 func newAttachCommand() *cobra.Command {
@@ -59,6 +61,9 @@ func newAttachCommand() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
 	f.DurationVar(&o.statsInterval, "stats-interval", 30*time.Second, "how often to report lost events on stderr (0 disables)")
 	f.IntVar(&o.queueLen, "queue", 16384, "events and spans buffered between pipeline stages before dropping")
+	// For developers measuring the agent's own CPU cost.
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the agent to this file")
+	_ = f.MarkHidden("cpuprofile")
 	_ = cmd.MarkFlagRequired("pid")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "none"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("pid", completePIDs)
@@ -100,6 +105,17 @@ func fail(stderr io.Writer, errs ...error) error {
 }
 
 func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) error {
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return fail(stderr, err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fail(stderr, err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	level, err := parseLevel(o.logLevel)
 	if err != nil {
 		return fail(stderr, err)
