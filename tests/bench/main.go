@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -105,11 +106,114 @@ func run() error {
 		}
 		spansSent += p.requests
 	}
+	hits, err := probeHits(app.Process.Pid, url)
+	if err != nil {
+		return err
+	}
 	printReport(costs, untraced, traced, agentCPU, spansSent, spansGot, agentLog)
+	printHits(hits)
 	if *output == "json" && spansGot != spansSent {
 		return fmt.Errorf("%d requests were sent while attached but %d spans were delivered", spansSent, spansGot)
 	}
 	return nil
+}
+
+// progHits is what the kernel's BPF statistics say about one program over
+// the hit-counting phase.
+type progHits struct {
+	name    string
+	perReq  float64       // runs per request
+	runTime time.Duration // mean run time
+}
+
+type progStat struct {
+	Name    string `json:"name"`
+	RunTime uint64 `json:"run_time_ns"`
+	RunCnt  uint64 `json:"run_cnt"`
+}
+
+// progStats reads the run counters of every loaded BPF program by name.
+func progStats() (map[string]progStat, error) {
+	out, err := exec.Command("bpftool", "-j", "prog", "show").Output()
+	if err != nil {
+		return nil, fmt.Errorf("bpftool prog show: %w", err)
+	}
+	var progs []progStat
+	if err := json.Unmarshal(out, &progs); err != nil {
+		return nil, fmt.Errorf("parsing bpftool prog show: %w", err)
+	}
+	m := make(map[string]progStat, len(progs))
+	for _, p := range progs {
+		q := m[p.Name]
+		q.Name, q.RunTime, q.RunCnt = p.Name, q.RunTime+p.RunTime, q.RunCnt+p.RunCnt
+		m[p.Name] = q
+	}
+	return m, nil
+}
+
+// probeHits counts, in a separate phase so that the timed rounds are not
+// disturbed, how often each of the agent's programs runs per request and
+// how long one run takes, from the kernel's own statistics
+// (kernel.bpf_stats_enabled, switched on only for this phase). Every run
+// is one uprobe hit.
+func probeHits(pid int, url string) ([]progHits, error) {
+	const sysctl = "/proc/sys/kernel/bpf_stats_enabled"
+	old, err := os.ReadFile(sysctl)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(sysctl, []byte("1"), 0); err != nil {
+		return nil, err
+	}
+	defer os.WriteFile(sysctl, old, 0)
+	agent, agentErr, err := startAgent(pid, nil)
+	if err != nil {
+		return nil, err
+	}
+	before, err := progStats()
+	if err != nil {
+		return nil, err
+	}
+	const n = 5000
+	c := newClient()
+	for range n {
+		if err := get(c, url); err != nil {
+			return nil, err
+		}
+	}
+	after, err := progStats()
+	if err != nil {
+		return nil, err
+	}
+	_ = agent.Process.Signal(syscall.SIGINT)
+	if err := agent.Wait(); err != nil {
+		return nil, fmt.Errorf("zerotrace exited with %v:\n%s", err, agentErr.String())
+	}
+	var hits []progHits
+	for name, a := range after {
+		b := before[name]
+		if a.RunCnt == b.RunCnt {
+			continue
+		}
+		runs := a.RunCnt - b.RunCnt
+		hits = append(hits, progHits{
+			name:    name,
+			perReq:  float64(runs) / n,
+			runTime: time.Duration((a.RunTime - b.RunTime) / runs),
+		})
+	}
+	slices.SortFunc(hits, func(a, b progHits) int { return strings.Compare(a.name, b.name) })
+	return hits, nil
+}
+
+func printHits(hits []progHits) {
+	fmt.Println("\nuprobe hits per sequential request (kernel BPF statistics, separate phase):")
+	total := 0.0
+	for _, h := range hits {
+		fmt.Printf("  %-20s %5.2f per request, program %s per run\n", h.name, h.perReq, us(h.runTime))
+		total += h.perReq
+	}
+	fmt.Printf("  %-20s %5.2f per request\n", "total", total)
 }
 
 // processCPU is the user+system CPU time a process has used so far.
@@ -191,7 +295,9 @@ func (l *lockedBuffer) String() string {
 func startAgent(pid int, spans *os.File) (*exec.Cmd, *lockedBuffer, error) {
 	stderr := &lockedBuffer{}
 	cmd := exec.Command(filepath.Join(*binDir, "zerotrace"), "attach", "--pid", fmt.Sprint(pid), "--output", *output)
-	cmd.Stdout = spans
+	if spans != nil { // a nil *os.File in the interface would not be nil
+		cmd.Stdout = spans
+	}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("starting zerotrace: %w", err)
@@ -320,7 +426,8 @@ func printReport(costs calibrate.Costs, untraced, traced []phase, agentCPU time.
 	fmt.Printf("machine: %d cores, %s, Linux %s, %s\n", runtime.NumCPU(), cpuModel(), release, runtime.Version())
 	fmt.Printf("bare uprobe hit: %s on an ordinary instruction (single-stepped), %s on an emulated jump, %s on a RET\n",
 		us(costs.SingleStep), us(costs.Emulated), us(costs.Return))
-	fmt.Printf("zerotrace per request: entry probe on an emulated jump + 1 RET probe = %s of uprobe hits\n\n", us(costs.Emulated+costs.Return))
+	fmt.Printf("zerotrace per request: the server's entry probe on an emulated jump, 1 RET probe and the goroutine probe (net/http starts one per request) on an emulated jump = %s of uprobe hits\n\n",
+		us(2*costs.Emulated+costs.Return))
 	fmt.Printf("%-20s %12s %12s %12s %14s\n", "phase", "seq p50", "seq p99", "seq mean", fmt.Sprintf("req/s (%d cl)", *clients))
 	row := func(p phase) {
 		fmt.Printf("%-20s %12s %12s %12s %14.0f\n", p.name, us(p.p50), us(p.p99), us(p.mean), p.rps)
