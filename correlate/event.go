@@ -75,6 +75,9 @@ type HTTPClientRequest struct {
 	RawQuery string // as sent, before redaction
 
 	ContentLength int64
+	// Peer is the server's address on the TCP connection the request
+	// went out on; invalid when unknown (TLS, HTTP/2, or no connection).
+	Peer netip.AddrPort
 	// HasResponse tells whether a response came back; Status is its code.
 	HasResponse bool
 	Status      int

@@ -48,6 +48,11 @@ func httpClientSpan(r *HTTPClientRequest) *Span {
 	if port != 0 {
 		attrs = append(attrs, attribute.Int("server.port", port))
 	}
+	if r.Peer.IsValid() {
+		attrs = append(attrs,
+			attribute.String("network.peer.address", r.Peer.Addr().String()),
+			attribute.Int("network.peer.port", int(r.Peer.Port())))
+	}
 	if r.ContentLength > 0 {
 		attrs = append(attrs, attribute.Int64("http.request.body.size", r.ContentLength))
 	}

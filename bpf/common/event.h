@@ -110,6 +110,8 @@ enum http_client_info {
 	HTTP_CLIENT_INFO_RESPONSE = 1 << 0,
 	// An error came back; err_type is its itab.
 	HTTP_CLIENT_INFO_ERROR = 1 << 1,
+	// The request went out on a TCP connection: peer_ip/peer_port are set.
+	HTTP_CLIENT_INFO_PEER_ADDR = 1 << 2,
 };
 
 // One round trip of a Go net/http client (Transport.roundTrip), sent when
@@ -129,7 +131,11 @@ struct http_client_event {
 	__u16 query_len;
 	__u8 info;      // enum http_client_info
 	__u8 truncated; // enum http_truncation, HOST meaning the URL's host
-	__u8 pad[2];
+	__u8 peer_ip_len; // 4 or 16 when HTTP_CLIENT_INFO_PEER_ADDR
+	__u8 pad;
+	__u8 peer_ip[16]; // the server's address on the connection used
+	__u16 peer_port;
+	__u8 pad2[6];
 	char method[HTTP_METHOD_MAX];
 	char scheme[HTTP_SCHEME_MAX];
 	char host[HTTP_HOST_MAX];

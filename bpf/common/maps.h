@@ -41,12 +41,52 @@ struct go_trace_ctx {
 	__u8 span_id[8];
 };
 
+// goids are numbered per process, and one agent traces many processes:
+// the key holds the process too.
+struct go_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 goid;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__type(key, struct go_key);
 	__type(value, struct go_trace_ctx);
 } go_ctx SEC(".maps");
+
+// The go_ctx key of goroutine goid of the current process.
+static __always_inline struct go_key go_key_of(__u64 goid)
+{
+	struct go_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pad = 0, .goid = goid};
+	return k;
+}
+
+// A TCP connection between two traced processes on this host, as the
+// client sees it.
+struct conn_tuple {
+	__u8 client_ip[16];
+	__u8 server_ip[16];
+	__u16 client_port;
+	__u16 server_port;
+	__u32 pad;
+};
+
+// Trace context of the client span about to send a request on a
+// connection: written by the client probe just before the request goes out,
+// taken (and deleted) by the server probe of a traced process on the same
+// host when that request arrives, so that the server span becomes the
+// client span's child with nothing added to the traffic. HTTP/1.1 sends the
+// next request of a keep-alive connection only after the previous answer,
+// so one entry per connection is enough; LRU evicts the entries of
+// connections whose server is not traced.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_tuple);
+	__type(value, struct go_trace_ctx);
+} conn_ctx SEC(".maps");
 
 // Fill n bytes with random data (n a multiple of 4).
 static __always_inline void random_bytes(__u8 *dst, int n)

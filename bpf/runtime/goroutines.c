@@ -32,15 +32,19 @@ int newproc1_enter(struct pt_regs *ctx)
 	if (!caller)
 		return 0;
 	__u64 goid = read_u64(caller + off_g_goid);
-	if (!goid || bpf_map_lookup_elem(&go_ctx, &goid))
+	if (!goid)
+		return 0;
+	struct go_key key = go_key_of(goid);
+	if (bpf_map_lookup_elem(&go_ctx, &key))
 		return 0;
 	__u64 pgoid = read_u64(caller + off_g_parent_goid);
 	if (!pgoid)
 		return 0;
-	struct go_trace_ctx *parent = bpf_map_lookup_elem(&go_ctx, &pgoid);
+	struct go_key pkey = go_key_of(pgoid);
+	struct go_trace_ctx *parent = bpf_map_lookup_elem(&go_ctx, &pkey);
 	if (!parent)
 		return 0;
 	struct go_trace_ctx inherited = *parent;
-	bpf_map_update_elem(&go_ctx, &goid, &inherited, BPF_ANY);
+	bpf_map_update_elem(&go_ctx, &key, &inherited, BPF_ANY);
 	return 0;
 }

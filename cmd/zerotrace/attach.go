@@ -239,7 +239,15 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		attached = nil
 	}
+	// Signals are caught from before the first attach: a SIGINT that comes
+	// while several processes are being attached detaches what is attached
+	// and exits cleanly instead of killing the agent half-way.
+	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
 	for _, p := range plans {
+		if sigCtx.Err() != nil {
+			break
+		}
 		// Register first: events can arrive as soon as the probes are in.
 		corr.Register(correlate.NewProcess(uint32(p.Target.PID), p.Target.Exe, serviceName, p.Target.Bin.GoVersion))
 		a, err := session.Attach(p, shared)
@@ -252,8 +260,6 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "zerotrace:", a.Summary)
 	}
 
-	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stopSignals()
 	exited := watchExits(plans, log)
 
 	rep := &reporter{log: log, shared: shared, reader: reader, corr: corr, fan: fan, otlp: otlp}

@@ -43,7 +43,11 @@ type commonHttpClientEvent struct {
 	QueryLen      uint16
 	Info          uint8
 	Truncated     uint8
-	Pad           [2]uint8
+	PeerIpLen     uint8
+	Pad           uint8
+	PeerIp        [16]uint8
+	PeerPort      uint16
+	Pad2          [6]uint8
 	Method        [16]int8
 	Scheme        [8]int8
 	Host          [128]int8
@@ -93,6 +97,7 @@ type commonHttpServerEvent struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	commonMapConnCtx               = "conn_ctx"
 	commonMapCounters              = "counters"
 	commonMapEvents                = "events"
 	commonMapGoCtx                 = "go_ctx"
@@ -150,6 +155,7 @@ type commonProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type commonMapSpecs struct {
+	ConnCtx  *ebpf.MapSpec `ebpf:"conn_ctx"`
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
 	GoCtx    *ebpf.MapSpec `ebpf:"go_ctx"`
@@ -185,6 +191,7 @@ func (o *commonObjects) Close() error {
 //
 // It can be passed to loadCommonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type commonMaps struct {
+	ConnCtx  *ebpf.Map `ebpf:"conn_ctx"`
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
 	GoCtx    *ebpf.Map `ebpf:"go_ctx"`
@@ -192,6 +199,7 @@ type commonMaps struct {
 
 func (m *commonMaps) Close() error {
 	return _CommonClose(
+		m.ConnCtx,
 		m.Counters,
 		m.Events,
 		m.GoCtx,

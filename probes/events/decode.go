@@ -20,6 +20,7 @@ const (
 const (
 	clientInfoResponse = 1 << 0
 	clientInfoError    = 1 << 1
+	clientInfoPeerAddr = 1 << 2
 )
 
 // Bits of http_server_event.info.
@@ -109,18 +110,24 @@ func decodeHTTPServer(e *commonHttpServerEvent, clock *Clock) *correlate.HTTPSer
 		r.Truncated = true
 	}
 	if e.Info&infoLocalAddr != 0 {
-		var addr netip.Addr
-		switch e.LocalIpLen {
-		case 4:
-			addr = netip.AddrFrom4([4]byte(e.LocalIp[:4]))
-		case 16:
-			addr = netip.AddrFrom16(e.LocalIp).Unmap()
-		}
-		if addr.IsValid() {
-			r.Local = netip.AddrPortFrom(addr, e.LocalPort)
-		}
+		r.Local = addrPort(e.LocalIp, e.LocalIpLen, e.LocalPort)
 	}
 	return r
+}
+
+// addrPort turns an address as net.IP held it (4 or 16 bytes) and a port
+// into a netip.AddrPort, invalid for any other length.
+func addrPort(ip [16]uint8, n uint8, port uint16) netip.AddrPort {
+	var addr netip.Addr
+	switch n {
+	case 4:
+		addr = netip.AddrFrom4([4]byte(ip[:4]))
+	case 16:
+		addr = netip.AddrFrom16(ip).Unmap()
+	default:
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(addr, port)
 }
 
 func spanIDs(traceID [16]uint8, spanID, parent [8]uint8) correlate.SpanIDs {
@@ -145,6 +152,9 @@ func decodeHTTPClient(e *commonHttpClientEvent, clock *Clock, namer ErrTypeNamer
 	if e.Info&clientInfoResponse != 0 && e.Status >= 100 && e.Status <= 999 {
 		r.HasResponse = true
 		r.Status = int(e.Status)
+	}
+	if e.Info&clientInfoPeerAddr != 0 {
+		r.Peer = addrPort(e.PeerIp, e.PeerIpLen, e.PeerPort)
 	}
 	if e.Info&clientInfoError != 0 {
 		r.Err = true

@@ -67,6 +67,7 @@ func (s *Shared) Replacements() map[string]*ebpf.Map {
 		"events":   s.objs.Events,
 		"counters": s.objs.Counters,
 		"go_ctx":   s.objs.GoCtx,
+		"conn_ctx": s.objs.ConnCtx,
 	}
 }
 
@@ -95,5 +96,5 @@ func (s *Shared) Counters() (map[Counter]uint64, error) {
 
 // Close releases the maps.
 func (s *Shared) Close() error {
-	return errors.Join(s.objs.Events.Close(), s.objs.Counters.Close(), s.objs.GoCtx.Close())
+	return errors.Join(s.objs.Events.Close(), s.objs.Counters.Close(), s.objs.GoCtx.Close(), s.objs.ConnCtx.Close())
 }

@@ -94,6 +94,9 @@ var (
 	NetFDPfd = Field{"net.netFD", "pfd"}
 	// NetFDLaddr is net.netFD.laddr, the local net.Addr.
 	NetFDLaddr = Field{"net.netFD", "laddr"}
+	// PersistConnConn is net/http.persistConn.conn, the net.Conn a client
+	// request is written to.
+	PersistConnConn = Field{"net/http.persistConn", "conn"}
 	// NetFDRaddr is net.netFD.raddr, the remote net.Addr.
 	NetFDRaddr = Field{"net.netFD", "raddr"}
 	// PollFDSysfd is internal/poll.FD.Sysfd, the file descriptor number.
@@ -150,6 +153,7 @@ func All() []Field {
 		NetConnFD,
 		NetFDPfd,
 		NetFDLaddr,
+		PersistConnConn,
 		NetFDRaddr,
 		PollFDSysfd,
 

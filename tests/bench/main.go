@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -35,6 +36,7 @@ var (
 	duration   = flag.Duration("duration", 5*time.Second, "length of the throughput phase")
 	output     = flag.String("output", "json", "zerotrace --output while attached (json counts delivered spans)")
 	rounds     = flag.Int("rounds", 3, "untraced/traced pairs; medians are reported, which tames this noisy machine")
+	hop        = flag.Bool("hop", true, "also measure a traced client→server hop between two services")
 )
 
 type phase struct {
@@ -63,59 +65,111 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		_ = app.Process.Signal(syscall.SIGTERM)
-		_ = app.Wait()
-	}()
-	url := "http://" + addr + "/bench"
-	warm(url)
+	defer stopApp(app)
+	single := scenario{
+		title: "one traced service (GET /bench, a trivial handler)",
+		url:   "http://" + addr + "/bench",
+		pids:  []int{app.Process.Pid},
+		spans: 1,
+	}
+	if err := single.run(); err != nil {
+		return err
+	}
+	printHeader(costs)
+	single.print()
 
-	var untraced, traced []phase
-	var agentCPU time.Duration
-	spansSent, spansGot := 0, 0
-	var agentLog string
+	if !*hop {
+		return single.err()
+	}
+	down, downAddr, err := startApp()
+	if err != nil {
+		return err
+	}
+	defer stopApp(down)
+	gw, gwAddr, err := startApp("-downstream", "http://"+downAddr)
+	if err != nil {
+		return err
+	}
+	defer stopApp(gw)
+	chain := scenario{
+		title: "a traced client→server hop (GET /chain on a gateway that calls a second service, both traced)",
+		url:   "http://" + gwAddr + "/chain?id=1",
+		pids:  []int{gw.Process.Pid, down.Process.Pid},
+		spans: 3, // gateway server, its client call, the downstream server
+	}
+	if err := chain.run(); err != nil {
+		return err
+	}
+	fmt.Println()
+	chain.print()
+	return errors.Join(single.err(), chain.err())
+}
+
+// scenario is one traffic shape measured untraced and traced, in
+// alternating rounds.
+type scenario struct {
+	title string
+	url   string
+	pids  []int // the processes the agent attaches to
+	spans int   // spans per request
+
+	untraced, traced    []phase
+	agentCPU            time.Duration
+	spansSent, spansGot int
+	agentLog            string
+	hits                []progHits
+}
+
+func (sc *scenario) run() error {
+	warm(sc.url)
 	for r := range *rounds {
-		untraced = append(untraced, measure(fmt.Sprintf("untraced #%d", r+1), url))
+		sc.untraced = append(sc.untraced, measure(fmt.Sprintf("untraced #%d", r+1), sc.url))
 
 		spansFile, err := os.CreateTemp("", "zerotrace-bench-*.jsonl")
 		if err != nil {
 			return err
 		}
-		agent, agentErr, err := startAgent(app.Process.Pid, spansFile)
+		agent, agentErr, err := startAgent(sc.pids, spansFile)
 		if err != nil {
 			return err
 		}
 		cpu0 := processCPU(agent.Process.Pid)
-		p := measure(fmt.Sprintf("traced #%d", r+1), url)
-		agentCPU += processCPU(agent.Process.Pid) - cpu0
-		traced = append(traced, p)
+		p := measure(fmt.Sprintf("traced #%d", r+1), sc.url)
+		sc.agentCPU += processCPU(agent.Process.Pid) - cpu0
+		sc.traced = append(sc.traced, p)
 		if err := agent.Process.Signal(syscall.SIGINT); err != nil {
 			return err
 		}
 		if err := agent.Wait(); err != nil {
 			return fmt.Errorf("zerotrace exited with %v:\n%s", err, agentErr.String())
 		}
-		agentLog = agentErr.String()
+		sc.agentLog = agentErr.String()
 		n, err := countLines(spansFile.Name())
 		os.Remove(spansFile.Name())
 		if err != nil {
 			return err
 		}
 		if *output == "json" {
-			spansGot += n
+			sc.spansGot += n
 		}
-		spansSent += p.requests
+		sc.spansSent += p.requests * sc.spans
 	}
-	hits, err := probeHits(app.Process.Pid, url)
-	if err != nil {
-		return err
-	}
-	printReport(costs, untraced, traced, agentCPU, spansSent, spansGot, agentLog)
-	printHits(hits)
-	if *output == "json" && spansGot != spansSent {
-		return fmt.Errorf("%d requests were sent while attached but %d spans were delivered", spansSent, spansGot)
+	var err error
+	sc.hits, err = probeHits(sc.pids, sc.url)
+	return err
+}
+
+// err reports spans that were not delivered.
+func (sc *scenario) err() error {
+	if *output == "json" && sc.spansGot != sc.spansSent {
+		return fmt.Errorf("%s: %d spans expected from the requests sent while attached but %d were delivered", sc.title, sc.spansSent, sc.spansGot)
 	}
 	return nil
+}
+
+func stopApp(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = cmd.Wait()
 }
 
 // progHits is what the kernel's BPF statistics say about one program over
@@ -156,7 +210,7 @@ func progStats() (map[string]progStat, error) {
 // how long one run takes, from the kernel's own statistics
 // (kernel.bpf_stats_enabled, switched on only for this phase). Every run
 // is one uprobe hit.
-func probeHits(pid int, url string) ([]progHits, error) {
+func probeHits(pids []int, url string) ([]progHits, error) {
 	const sysctl = "/proc/sys/kernel/bpf_stats_enabled"
 	old, err := os.ReadFile(sysctl)
 	if err != nil {
@@ -166,7 +220,7 @@ func probeHits(pid int, url string) ([]progHits, error) {
 		return nil, err
 	}
 	defer os.WriteFile(sysctl, old, 0)
-	agent, agentErr, err := startAgent(pid, nil)
+	agent, agentErr, err := startAgent(pids, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -253,8 +307,8 @@ func median(name string, ps []phase) phase {
 	}
 }
 
-func startApp() (*exec.Cmd, string, error) {
-	cmd := exec.Command(filepath.Join(*binDir, "sampleapp"), "-addr", "127.0.0.1:0")
+func startApp(args ...string) (*exec.Cmd, string, error) {
+	cmd := exec.Command(filepath.Join(*binDir, "sampleapp"), append([]string{"-addr", "127.0.0.1:0"}, args...)...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, "", err
@@ -292,9 +346,13 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-func startAgent(pid int, spans *os.File) (*exec.Cmd, *lockedBuffer, error) {
+func startAgent(pids []int, spans *os.File) (*exec.Cmd, *lockedBuffer, error) {
 	stderr := &lockedBuffer{}
-	cmd := exec.Command(filepath.Join(*binDir, "zerotrace"), "attach", "--pid", fmt.Sprint(pid), "--output", *output)
+	args := []string{"attach", "--output", *output}
+	for _, pid := range pids {
+		args = append(args, "--pid", fmt.Sprint(pid))
+	}
+	cmd := exec.Command(filepath.Join(*binDir, "zerotrace"), args...)
 	if spans != nil { // a nil *os.File in the interface would not be nil
 		cmd.Stdout = spans
 	}
@@ -303,7 +361,7 @@ func startAgent(pid int, spans *os.File) (*exec.Cmd, *lockedBuffer, error) {
 		return nil, nil, fmt.Errorf("starting zerotrace: %w", err)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stderr.String(), "attached to") {
+	for strings.Count(stderr.String(), "attached to") < len(pids) {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			return nil, nil, fmt.Errorf("zerotrace did not attach:\n%s", stderr.String())
@@ -413,7 +471,8 @@ func cpuModel() string {
 	return "unknown CPU"
 }
 
-func printReport(costs calibrate.Costs, untraced, traced []phase, agentCPU time.Duration, sent, got int, agentLog string) {
+// printHeader says what machine this is and what one uprobe hit costs on it.
+func printHeader(costs calibrate.Costs) {
 	var uts syscall.Utsname
 	_ = syscall.Uname(&uts)
 	release := make([]byte, 0, len(uts.Release))
@@ -424,34 +483,37 @@ func printReport(costs calibrate.Costs, untraced, traced []phase, agentCPU time.
 		release = append(release, byte(c))
 	}
 	fmt.Printf("machine: %d cores, %s, Linux %s, %s\n", runtime.NumCPU(), cpuModel(), release, runtime.Version())
-	fmt.Printf("bare uprobe hit: %s on an ordinary instruction (single-stepped), %s on an emulated jump, %s on a RET\n",
+	fmt.Printf("bare uprobe hit: %s on an ordinary instruction (single-stepped), %s on an emulated jump, %s on a RET\n\n",
 		us(costs.SingleStep), us(costs.Emulated), us(costs.Return))
-	fmt.Printf("zerotrace per request: the server's entry probe on an emulated jump, 1 RET probe and the goroutine probe (net/http starts one per request) on an emulated jump = %s of uprobe hits\n\n",
-		us(2*costs.Emulated+costs.Return))
+}
+
+func (sc *scenario) print() {
+	fmt.Println(sc.title)
 	fmt.Printf("%-20s %12s %12s %12s %14s\n", "phase", "seq p50", "seq p99", "seq mean", fmt.Sprintf("req/s (%d cl)", *clients))
 	row := func(p phase) {
 		fmt.Printf("%-20s %12s %12s %12s %14.0f\n", p.name, us(p.p50), us(p.p99), us(p.mean), p.rps)
 	}
-	for i := range untraced {
-		row(untraced[i])
-		row(traced[i])
+	for i := range sc.untraced {
+		row(sc.untraced[i])
+		row(sc.traced[i])
 	}
-	base, tr := median("untraced (median)", untraced), median("traced (median)", traced)
+	base, tr := median("untraced (median)", sc.untraced), median("traced (median)", sc.traced)
 	row(base)
 	row(tr)
 	fmt.Println()
 	fmt.Printf("added latency per sequential request: p50 %+.1f µs, mean %+.1f µs\n",
 		float64(tr.p50-base.p50)/1e3, float64(tr.mean-base.mean)/1e3)
 	fmt.Printf("throughput kept with %d concurrent clients: %.1f%% of untraced\n", *clients, 100*tr.rps/base.rps)
-	if sent > 0 {
-		fmt.Printf("agent CPU: %.1f µs per traced request\n", float64(agentCPU)/float64(sent)/1e3)
+	if sc.spansSent > 0 {
+		fmt.Printf("agent CPU: %.1f µs per span\n", float64(sc.agentCPU)/float64(sc.spansSent)/1e3)
 	}
 	if *output == "json" {
-		fmt.Printf("spans delivered: %d of %d requests sent while attached\n", got, sent)
+		fmt.Printf("spans delivered: %d of %d expected from the requests sent while attached\n", sc.spansGot, sc.spansSent)
 	}
-	for _, line := range strings.Split(agentLog, "\n") {
+	for _, line := range strings.Split(sc.agentLog, "\n") {
 		if strings.Contains(line, "traced ") || strings.Contains(line, "lost") {
 			fmt.Println("agent (last round):", strings.TrimSpace(line))
 		}
 	}
+	printHits(sc.hits)
 }

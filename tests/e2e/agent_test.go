@@ -39,7 +39,8 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.buf.Write(p)
 }
 
-// startAgent runs zerotrace with args and waits until it says it attached.
+// startAgent runs zerotrace with args and waits until it says it attached
+// to every --pid.
 func startAgent(t testing.TB, bin string, env []string, args ...string) *agent {
 	t.Helper()
 	a := &agent{t: t, done: make(chan struct{})}
@@ -67,7 +68,14 @@ func startAgent(t testing.TB, bin string, env []string, args ...string) *agent {
 	})
 	wait := testenv.Timeout(t, 30*time.Second)
 	deadline := time.After(wait)
-	for !strings.Contains(a.Stderr(), "attached to") {
+	// One line per --pid.
+	pids := 0
+	for _, arg := range args {
+		if arg == "--pid" {
+			pids++
+		}
+	}
+	for strings.Count(a.Stderr(), "attached to") < max(pids, 1) {
 		select {
 		case <-a.done:
 			t.Fatalf("zerotrace exited before attaching (%v):\n%s", a.err, a.Stderr())

@@ -125,7 +125,8 @@ func TestClientSpansAreChildren(t *testing.T) {
 				t.Errorf("request %s: client span %s has parent %q, want the server span %s", id, full, c.ParentSpanID, server.SpanID)
 			}
 			if c.Name != "GET" || c.Attrs["http.request.method"] != "GET" || c.Attrs["http.response.status_code"] != status ||
-				c.Attrs["server.address"] != host || c.Attrs["server.port"] != port {
+				c.Attrs["server.address"] != host || c.Attrs["server.port"] != port ||
+				c.Attrs["network.peer.address"] != host || c.Attrs["network.peer.port"] != port {
 				t.Errorf("request %s: client span %s: name %q attrs %v", id, full, c.Name, c.Attrs)
 			}
 			wantStatus := "unset"

@@ -14,6 +14,9 @@
 //	GET  /slow?ms=N   sleeps N ms (at most 5000), then 200
 //	GET  /bench       200 "ok" (trivial handler for benchmarks)
 //	GET  /fanout      calls -downstream four times from three goroutines
+//	GET  /chain       ?fan=N (1 to 8, default 1): calls -downstream's /chain
+//	                  N times in parallel goroutines and answers with what
+//	                  they said; without -downstream answers "id:leaf"
 //
 // Anything else gets the mux's 404 (or 405 for a known path with another
 // method).
@@ -31,6 +34,7 @@ import (
 	"net/http"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -101,6 +105,7 @@ func newMux() *http.ServeMux {
 	mux.HandleFunc("GET /slow", slow)
 	mux.HandleFunc("GET /bench", bench)
 	mux.HandleFunc("GET /fanout", fanout)
+	mux.HandleFunc("GET /chain", chain)
 	return mux
 }
 
@@ -165,6 +170,48 @@ func fanout(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(statuses)
+}
+
+// chain lets tests build a service tree from copies of this app: each hop
+// passes the request's id on, so a test can tell which reply belongs to
+// which request.
+func chain(w http.ResponseWriter, r *http.Request) {
+	id := r.URL.Query().Get("id")
+	if downstream == "" {
+		io.WriteString(w, id+":leaf")
+		return
+	}
+	fan, err := strconv.Atoi(r.URL.Query().Get("fan"))
+	if err != nil || fan < 1 || fan > 8 {
+		fan = 1
+	}
+	replies := make([]string, fan)
+	errs := make([]error, fan)
+	done := make(chan struct{}, fan)
+	for i := range fan {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			resp, err := client.Get(downstream + "/chain?id=" + id)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+			replies[i], errs[i] = string(body), err
+		}()
+	}
+	for range fan {
+		<-done
+	}
+	if err := errors.Join(errs...); err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	io.WriteString(w, "["+strings.Join(replies, ",")+"]")
 }
 
 func hello(w http.ResponseWriter, _ *http.Request) {

@@ -15,6 +15,7 @@
 #include "common/kernel.h"
 #include "common/goabi.h"
 #include "common/maps.h"
+#include "common/netconn.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -28,6 +29,7 @@ volatile const __u64 off_url_host;
 volatile const __u64 off_url_path;
 volatile const __u64 off_url_raw_query;
 volatile const __u64 off_resp_status_code;
+volatile const __u64 off_pconn_conn;
 
 // Sizes of the struct prefixes copied in one read each.
 volatile const __u64 req_read_size;
@@ -38,6 +40,9 @@ struct inflight {
 	__u64 goid;
 	__u64 req;
 	struct span_ids ids;
+	struct tcp_addr peer; // set by persist_conn_round_trip_enter
+	__u8 has_peer;
+	__u8 pad[7];
 };
 
 // Round trips in progress, by goroutine (g pointer).
@@ -85,11 +90,14 @@ int round_trip_enter(struct pt_regs *ctx)
 		.goid = goid,
 		.req = req,
 	};
-	struct go_trace_ctx *parent = bpf_map_lookup_elem(&go_ctx, &goid);
+	struct go_key key = go_key_of(goid);
+	struct go_trace_ctx *parent = bpf_map_lookup_elem(&go_ctx, &key);
 	if (!parent) {
 		__u64 pgoid = read_u64(g + off_g_parent_goid);
-		if (pgoid)
-			parent = bpf_map_lookup_elem(&go_ctx, &pgoid);
+		if (pgoid) {
+			key.goid = pgoid;
+			parent = bpf_map_lookup_elem(&go_ctx, &key);
+		}
 	}
 	if (parent) {
 		__builtin_memcpy(in.ids.trace_id, parent->trace_id, sizeof(in.ids.trace_id));
@@ -100,6 +108,38 @@ int round_trip_enter(struct pt_regs *ctx)
 	random_bytes(in.ids.span_id, sizeof(in.ids.span_id));
 	if (bpf_map_update_elem(&client_inflight, &g, &in, BPF_ANY))
 		count(COUNTER_INFLIGHT_FULL);
+	return 0;
+}
+
+// func (pc *persistConn) roundTrip(req *transportRequest) (*Response, error)
+//
+// Called by Transport.roundTrip, on the same goroutine, once the connection
+// for an HTTP/1.x request is chosen and before the request is written
+// (RAX = pc). It records which server the span talks to and leaves the
+// span's context under the connection's addresses, for a traced server on
+// this host to continue (conn_ctx in common/maps.h). Entry only: nothing is
+// read at its return.
+SEC("uprobe/persistConn_roundTrip")
+int persist_conn_round_trip_enter(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	struct inflight *in = bpf_map_lookup_elem(&client_inflight, &g);
+	if (!in)
+		return 0;
+	struct go_iface c = {};
+	if (bpf_probe_read_user(&c, sizeof(c), (void *)(GO_ARG1(ctx) + off_pconn_conn)))
+		return 0;
+	struct tcp_addr local = {}, remote = {};
+	if (!read_conn_addrs(c, &local, &remote))
+		return 0; // TLS or another wrapper: left alone
+	in->peer = remote;
+	in->has_peer = 1;
+	struct conn_tuple t;
+	make_tuple(&t, &local, &remote);
+	struct go_trace_ctx tc;
+	__builtin_memcpy(tc.trace_id, in->ids.trace_id, sizeof(tc.trace_id));
+	__builtin_memcpy(tc.span_id, in->ids.span_id, sizeof(tc.span_id));
+	bpf_map_update_elem(&conn_ctx, &t, &tc, BPF_ANY);
 	return 0;
 }
 
@@ -140,7 +180,17 @@ int round_trip_return(struct pt_regs *ctx)
 	e->status = 0;
 	e->info = 0;
 	e->truncated = 0;
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	e->pad = 0;
+	__builtin_memset(e->pad2, 0, sizeof(e->pad2));
+	__builtin_memset(e->peer_ip, 0, sizeof(e->peer_ip));
+	e->peer_ip_len = 0;
+	e->peer_port = 0;
+	if (in.has_peer) {
+		__builtin_memcpy(e->peer_ip, in.peer.ip, sizeof(e->peer_ip));
+		e->peer_ip_len = in.peer.ip_len;
+		e->peer_port = in.peer.port;
+		e->info |= HTTP_CLIENT_INFO_PEER_ADDR;
+	}
 	if (err_tab)
 		e->info |= HTTP_CLIENT_INFO_ERROR;
 	if (resp) {

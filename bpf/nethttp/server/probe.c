@@ -19,6 +19,7 @@
 #include "common/kernel.h"
 #include "common/goabi.h"
 #include "common/maps.h"
+#include "common/netconn.h"
 #include "nethttp/server/traceparent.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -41,27 +42,15 @@ volatile const __u64 off_resp_status;
 volatile const __u64 off_resp_written;
 volatile const __u64 off_conn_rwc;
 volatile const __u64 off_conn_tls_state;
-volatile const __u64 off_netconn_fd;
-volatile const __u64 off_netfd_laddr;
-volatile const __u64 off_tcpaddr_ip;
-volatile const __u64 off_tcpaddr_port;
 
 // Concrete types behind interfaces are recognised by their itab's first
 // method, whose address pclntab gives even in a stripped binary: an
 // interface's methods are sorted by name, so fun[0] of a ResponseWriter itab
 // is Header and fun[0] of a net.Conn itab is Close. These are the addresses
-// of net/http.(*response).Header and net.(*TCPConn).Close; zero disables the
-// reads that depend on them rather than guessing.
+// of net/http.(*response).Header and net.(*TCPConn).Close (tcpconn_close_fn,
+// in common/netconn.h); zero disables the reads that depend on them rather
+// than guessing.
 volatile const __u64 response_header_fn;
-volatile const __u64 tcpconn_close_fn;
-
-// Offset of fun[0] in runtime.itab (inter, _type, hash + padding) on amd64.
-#define ITAB_FUN0 24
-
-static __always_inline bool itab_is(__u64 tab, __u64 fun0)
-{
-	return fun0 && tab && read_u64(tab + ITAB_FUN0) == fun0;
-}
 
 struct inflight {
 	__u64 start_ns;
@@ -84,6 +73,67 @@ struct {
 	__type(key, __u64);
 	__type(value, struct inflight);
 } server_inflight SEC(".maps");
+
+// Addresses of a connection, cached by the net/http.conn pointer and the
+// net.Conn behind it: they are the same for every request of a keep-alive
+// connection, and finding them takes several dependent reads.
+struct conn_key {
+	__u64 conn;
+	__u64 rwc;
+};
+
+struct conn_addrs {
+	struct tcp_addr local;
+	struct tcp_addr remote;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct conn_key);
+	__type(value, struct conn_addrs);
+} server_conn_addrs SEC(".maps");
+
+// The addresses of net/http.conn conn whose rwc is the net.Conn rwc.
+static __always_inline bool conn_addrs(struct conn_addrs *out, __u64 conn, struct go_iface rwc)
+{
+	struct conn_key key = {.conn = conn, .rwc = rwc.data};
+	struct conn_addrs *cached = bpf_map_lookup_elem(&server_conn_addrs, &key);
+	if (cached) {
+		*out = *cached;
+		return true;
+	}
+	if (!read_conn_addrs(rwc, &out->local, &out->remote))
+		return false;
+	bpf_map_update_elem(&server_conn_addrs, &key, out, BPF_ANY);
+	return true;
+}
+
+// A traced client on this host that sent this request left its span's
+// context under the connection's addresses (see conn_ctx): continue it.
+static __always_inline void take_conn_ctx(struct inflight *in)
+{
+	if (!itab_is(in->resp_tab, response_header_fn))
+		return;
+	__u64 conn = read_u64(in->resp + off_resp_conn);
+	if (!conn)
+		return;
+	struct go_iface rwc = {};
+	if (bpf_probe_read_user(&rwc, sizeof(rwc), (void *)(conn + off_conn_rwc)))
+		return;
+	struct conn_addrs both;
+	if (!conn_addrs(&both, conn, rwc))
+		return;
+	struct conn_tuple t;
+	make_tuple(&t, &both.remote, &both.local);
+	struct go_trace_ctx *tc = bpf_map_lookup_elem(&conn_ctx, &t);
+	if (!tc)
+		return;
+	__builtin_memcpy(in->ids.trace_id, tc->trace_id, sizeof(in->ids.trace_id));
+	__builtin_memcpy(in->ids.parent_id, tc->span_id, sizeof(in->ids.parent_id));
+	in->remote_parent = 1;
+	bpf_map_delete_elem(&conn_ctx, &t);
+}
 
 SEC("uprobe/serverHandler_ServeHTTP")
 int serve_http_enter(struct pt_regs *ctx)
@@ -120,6 +170,8 @@ int serve_http_enter(struct pt_regs *ctx)
 		}
 	}
 	if (!in.remote_parent)
+		take_conn_ctx(&in);
+	if (!in.remote_parent)
 		random_bytes(in.ids.trace_id, sizeof(in.ids.trace_id));
 	random_bytes(in.ids.span_id, sizeof(in.ids.span_id));
 	if (bpf_map_update_elem(&server_inflight, &g, &in, BPF_ANY)) {
@@ -131,7 +183,8 @@ int serve_http_enter(struct pt_regs *ctx)
 	struct go_trace_ctx tc;
 	__builtin_memcpy(tc.trace_id, in.ids.trace_id, sizeof(tc.trace_id));
 	__builtin_memcpy(tc.span_id, in.ids.span_id, sizeof(tc.span_id));
-	bpf_map_update_elem(&go_ctx, &goid, &tc, BPF_ANY);
+	struct go_key key = go_key_of(goid);
+	bpf_map_update_elem(&go_ctx, &key, &tc, BPF_ANY);
 	return 0;
 }
 
@@ -172,65 +225,6 @@ struct {
 #define COPY(buf, size, addr) \
 	bpf_probe_read_user((buf), (size) < sizeof(buf) ? (size) : sizeof(buf), (void *)(addr))
 
-// Local address of a connection, cached by the net/http.conn pointer and
-// the net.Conn behind it: it is the same for every request of a keep-alive
-// connection, and finding it takes four dependent reads.
-struct conn_key {
-	__u64 conn;
-	__u64 rwc;
-};
-
-struct local_addr {
-	__u8 ip[16];
-	__u16 port;
-	__u8 ip_len;
-	__u8 pad[5];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct conn_key);
-	__type(value, struct local_addr);
-} server_local_addrs SEC(".maps");
-
-// Find the local address behind net/http.conn.rwc (a net.Conn holding a
-// *net.TCPConn): .fd (*netFD) .laddr (*net.TCPAddr) .IP/.Port.
-static __always_inline bool lookup_local_addr(struct local_addr *out, struct go_iface rwc)
-{
-	__u64 fd = read_u64(rwc.data + off_netconn_fd);
-	if (!fd)
-		return false;
-	struct go_iface laddr = {};
-	if (bpf_probe_read_user(&laddr, sizeof(laddr), (void *)(fd + off_netfd_laddr)) || !laddr.data)
-		return false;
-	struct {
-		struct go_slice ip;
-		__s64 port;
-	} tcp = {};
-	// IP and Port are adjacent in net.TCPAddr on every Go version we know;
-	// otherwise read them apart.
-	if (off_tcpaddr_port == off_tcpaddr_ip + sizeof(struct go_slice)) {
-		if (bpf_probe_read_user(&tcp, sizeof(tcp), (void *)(laddr.data + off_tcpaddr_ip)))
-			return false;
-	} else {
-		if (bpf_probe_read_user(&tcp.ip, sizeof(tcp.ip), (void *)(laddr.data + off_tcpaddr_ip)))
-			return false;
-		tcp.port = read_u64(laddr.data + off_tcpaddr_port);
-	}
-	if (tcp.ip.len != 4 && tcp.ip.len != 16)
-		return false;
-	__u64 n = tcp.ip.len;
-	barrier_var(n);
-	if (n > sizeof(out->ip))
-		return false;
-	if (bpf_probe_read_user(out->ip, n, (void *)tcp.ip.ptr))
-		return false;
-	out->ip_len = n;
-	out->port = tcp.port;
-	return true;
-}
-
 static __always_inline void read_conn(struct http_server_event *e, struct scratch *s, __u64 conn)
 {
 	if (!conn || COPY(s->conn, conn_read_size, conn))
@@ -241,19 +235,10 @@ static __always_inline void read_conn(struct http_server_event *e, struct scratc
 		.tab = FIELD(s->conn, off_conn_rwc, __u64),
 		.data = FIELD(s->conn, off_conn_rwc + 8, __u64),
 	};
-	if (!itab_is(rwc.tab, tcpconn_close_fn))
+	struct conn_addrs both;
+	if (!conn_addrs(&both, conn, rwc))
 		return;
-
-	struct conn_key key = {.conn = conn, .rwc = rwc.data};
-	struct local_addr *cached = bpf_map_lookup_elem(&server_local_addrs, &key);
-	struct local_addr addr = {};
-	if (cached) {
-		addr = *cached;
-	} else {
-		if (!lookup_local_addr(&addr, rwc))
-			return;
-		bpf_map_update_elem(&server_local_addrs, &key, &addr, BPF_ANY);
-	}
+	struct tcp_addr addr = both.local;
 	__builtin_memcpy(e->local_ip, addr.ip, sizeof(e->local_ip));
 	e->local_ip_len = addr.ip_len;
 	e->local_port = addr.port;
@@ -272,9 +257,10 @@ int serve_http_return(struct pt_regs *ctx)
 	}
 	struct inflight in = *found;
 	bpf_map_delete_elem(&server_inflight, &g);
-	struct go_trace_ctx *tc = bpf_map_lookup_elem(&go_ctx, &in.goid);
+	struct go_key key = go_key_of(in.goid);
+	struct go_trace_ctx *tc = bpf_map_lookup_elem(&go_ctx, &key);
 	if (tc && span_id_eq(tc->span_id, in.ids.span_id))
-		bpf_map_delete_elem(&go_ctx, &in.goid);
+		bpf_map_delete_elem(&go_ctx, &key);
 
 	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&server_scratch, &zero);

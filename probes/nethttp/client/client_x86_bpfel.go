@@ -16,26 +16,35 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	clientMapClientInflight      = "client_inflight"
-	clientMapClientScratch       = "client_scratch"
-	clientMapCounters            = "counters"
-	clientMapEvents              = "events"
-	clientMapGoCtx               = "go_ctx"
-	clientProgRoundTripEnter     = "round_trip_enter"
-	clientProgRoundTripReturn    = "round_trip_return"
-	clientVarOffG_goid           = "off_g_goid"
-	clientVarOffG_parentGoid     = "off_g_parent_goid"
-	clientVarOffReqContentLength = "off_req_content_length"
-	clientVarOffReqMethod        = "off_req_method"
-	clientVarOffReqUrl           = "off_req_url"
-	clientVarOffRespStatusCode   = "off_resp_status_code"
-	clientVarOffUrlHost          = "off_url_host"
-	clientVarOffUrlPath          = "off_url_path"
-	clientVarOffUrlRawQuery      = "off_url_raw_query"
-	clientVarOffUrlScheme        = "off_url_scheme"
-	clientVarReqReadSize         = "req_read_size"
-	clientVarUrlReadSize         = "url_read_size"
-	clientVarWakeupThreshold     = "wakeup_threshold"
+	clientMapClientInflight             = "client_inflight"
+	clientMapClientScratch              = "client_scratch"
+	clientMapConnCtx                    = "conn_ctx"
+	clientMapCounters                   = "counters"
+	clientMapEvents                     = "events"
+	clientMapGoCtx                      = "go_ctx"
+	clientProgPersistConnRoundTripEnter = "persist_conn_round_trip_enter"
+	clientProgRoundTripEnter            = "round_trip_enter"
+	clientProgRoundTripReturn           = "round_trip_return"
+	clientVarOffG_goid                  = "off_g_goid"
+	clientVarOffG_parentGoid            = "off_g_parent_goid"
+	clientVarOffNetconnFd               = "off_netconn_fd"
+	clientVarOffNetfdLaddr              = "off_netfd_laddr"
+	clientVarOffNetfdRaddr              = "off_netfd_raddr"
+	clientVarOffPconnConn               = "off_pconn_conn"
+	clientVarOffReqContentLength        = "off_req_content_length"
+	clientVarOffReqMethod               = "off_req_method"
+	clientVarOffReqUrl                  = "off_req_url"
+	clientVarOffRespStatusCode          = "off_resp_status_code"
+	clientVarOffTcpaddrIp               = "off_tcpaddr_ip"
+	clientVarOffTcpaddrPort             = "off_tcpaddr_port"
+	clientVarOffUrlHost                 = "off_url_host"
+	clientVarOffUrlPath                 = "off_url_path"
+	clientVarOffUrlRawQuery             = "off_url_raw_query"
+	clientVarOffUrlScheme               = "off_url_scheme"
+	clientVarReqReadSize                = "req_read_size"
+	clientVarTcpconnCloseFn             = "tcpconn_close_fn"
+	clientVarUrlReadSize                = "url_read_size"
+	clientVarWakeupThreshold            = "wakeup_threshold"
 )
 
 // loadClient returns the embedded CollectionSpec for client.
@@ -80,8 +89,9 @@ type clientSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientProgramSpecs struct {
-	RoundTripEnter  *ebpf.ProgramSpec `ebpf:"round_trip_enter"`
-	RoundTripReturn *ebpf.ProgramSpec `ebpf:"round_trip_return"`
+	PersistConnRoundTripEnter *ebpf.ProgramSpec `ebpf:"persist_conn_round_trip_enter"`
+	RoundTripEnter            *ebpf.ProgramSpec `ebpf:"round_trip_enter"`
+	RoundTripReturn           *ebpf.ProgramSpec `ebpf:"round_trip_return"`
 }
 
 // clientMapSpecs contains maps before they are loaded into the kernel.
@@ -90,6 +100,7 @@ type clientProgramSpecs struct {
 type clientMapSpecs struct {
 	ClientInflight *ebpf.MapSpec `ebpf:"client_inflight"`
 	ClientScratch  *ebpf.MapSpec `ebpf:"client_scratch"`
+	ConnCtx        *ebpf.MapSpec `ebpf:"conn_ctx"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	GoCtx          *ebpf.MapSpec `ebpf:"go_ctx"`
@@ -101,15 +112,22 @@ type clientMapSpecs struct {
 type clientVariableSpecs struct {
 	OffG_goid           *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffG_parentGoid     *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
+	OffNetconnFd        *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr       *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr       *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffPconnConn        *ebpf.VariableSpec `ebpf:"off_pconn_conn"`
 	OffReqContentLength *ebpf.VariableSpec `ebpf:"off_req_content_length"`
 	OffReqMethod        *ebpf.VariableSpec `ebpf:"off_req_method"`
 	OffReqUrl           *ebpf.VariableSpec `ebpf:"off_req_url"`
 	OffRespStatusCode   *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
+	OffTcpaddrIp        *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffUrlHost          *ebpf.VariableSpec `ebpf:"off_url_host"`
 	OffUrlPath          *ebpf.VariableSpec `ebpf:"off_url_path"`
 	OffUrlRawQuery      *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
 	OffUrlScheme        *ebpf.VariableSpec `ebpf:"off_url_scheme"`
 	ReqReadSize         *ebpf.VariableSpec `ebpf:"req_read_size"`
+	TcpconnCloseFn      *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
 	UrlReadSize         *ebpf.VariableSpec `ebpf:"url_read_size"`
 	WakeupThreshold     *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
@@ -136,6 +154,7 @@ func (o *clientObjects) Close() error {
 type clientMaps struct {
 	ClientInflight *ebpf.Map `ebpf:"client_inflight"`
 	ClientScratch  *ebpf.Map `ebpf:"client_scratch"`
+	ConnCtx        *ebpf.Map `ebpf:"conn_ctx"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	GoCtx          *ebpf.Map `ebpf:"go_ctx"`
@@ -145,6 +164,7 @@ func (m *clientMaps) Close() error {
 	return _ClientClose(
 		m.ClientInflight,
 		m.ClientScratch,
+		m.ConnCtx,
 		m.Counters,
 		m.Events,
 		m.GoCtx,
@@ -157,15 +177,22 @@ func (m *clientMaps) Close() error {
 type clientVariables struct {
 	OffG_goid           *ebpf.Variable `ebpf:"off_g_goid"`
 	OffG_parentGoid     *ebpf.Variable `ebpf:"off_g_parent_goid"`
+	OffNetconnFd        *ebpf.Variable `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr       *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr       *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffPconnConn        *ebpf.Variable `ebpf:"off_pconn_conn"`
 	OffReqContentLength *ebpf.Variable `ebpf:"off_req_content_length"`
 	OffReqMethod        *ebpf.Variable `ebpf:"off_req_method"`
 	OffReqUrl           *ebpf.Variable `ebpf:"off_req_url"`
 	OffRespStatusCode   *ebpf.Variable `ebpf:"off_resp_status_code"`
+	OffTcpaddrIp        *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffUrlHost          *ebpf.Variable `ebpf:"off_url_host"`
 	OffUrlPath          *ebpf.Variable `ebpf:"off_url_path"`
 	OffUrlRawQuery      *ebpf.Variable `ebpf:"off_url_raw_query"`
 	OffUrlScheme        *ebpf.Variable `ebpf:"off_url_scheme"`
 	ReqReadSize         *ebpf.Variable `ebpf:"req_read_size"`
+	TcpconnCloseFn      *ebpf.Variable `ebpf:"tcpconn_close_fn"`
 	UrlReadSize         *ebpf.Variable `ebpf:"url_read_size"`
 	WakeupThreshold     *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
@@ -174,12 +201,14 @@ type clientVariables struct {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientPrograms struct {
-	RoundTripEnter  *ebpf.Program `ebpf:"round_trip_enter"`
-	RoundTripReturn *ebpf.Program `ebpf:"round_trip_return"`
+	PersistConnRoundTripEnter *ebpf.Program `ebpf:"persist_conn_round_trip_enter"`
+	RoundTripEnter            *ebpf.Program `ebpf:"round_trip_enter"`
+	RoundTripReturn           *ebpf.Program `ebpf:"round_trip_return"`
 }
 
 func (p *clientPrograms) Close() error {
 	return _ClientClose(
+		p.PersistConnRoundTripEnter,
 		p.RoundTripEnter,
 		p.RoundTripReturn,
 	)

@@ -16,6 +16,13 @@ import (
 // redirects included, goes through it once.
 const Symbol = "net/http.(*Transport).roundTrip"
 
+// ConnSymbol is called by Symbol once an HTTP/1.x request has its
+// connection, before the request is written: where the span learns its
+// peer address and hands its context to a traced server on this host.
+const ConnSymbol = "net/http.(*persistConn).roundTrip"
+
+const tcpConnClose = "net.(*TCPConn).Close"
+
 // Capacities of the per-CPU copies in probe.c (struct scratch).
 const (
 	scratchReq   = 512
@@ -29,6 +36,13 @@ var requiredFields = []offsets.Field{
 	offsets.HTTPResponseStatusCode,
 }
 
+// connFields are what ConnSymbol's probe reads. Without any of them the
+// spans lose their peer address and same-host matching, nothing else.
+var connFields = []offsets.Field{
+	offsets.PersistConnConn, offsets.NetConnFD, offsets.NetFDLaddr, offsets.NetFDRaddr,
+	offsets.TCPAddrIP, offsets.TCPAddrPort,
+}
+
 // Instrumentation is the net/http client instrumentation.
 type Instrumentation struct{}
 
@@ -37,7 +51,7 @@ func (Instrumentation) Name() string { return "net/http client" }
 
 // Fields implements probes.Instrumentation.
 func (Instrumentation) Fields() (required, optional []offsets.Field) {
-	return requiredFields, nil
+	return requiredFields, connFields
 }
 
 // Applies implements probes.Instrumentation.
@@ -88,6 +102,13 @@ func (Instrumentation) Spec(t *probes.Target, shared *events.Shared) (*ebpf.Coll
 		{v.OffUrlPath, off(offsets.URLPath)},
 		{v.OffUrlRawQuery, off(offsets.URLRawQuery)},
 		{v.OffRespStatusCode, off(offsets.HTTPResponseStatusCode)},
+		{v.OffPconnConn, off(offsets.PersistConnConn)},
+		{v.OffNetconnFd, off(offsets.NetConnFD)},
+		{v.OffNetfdLaddr, off(offsets.NetFDLaddr)},
+		{v.OffNetfdRaddr, off(offsets.NetFDRaddr)},
+		{v.OffTcpaddrIp, off(offsets.TCPAddrIP)},
+		{v.OffTcpaddrPort, off(offsets.TCPAddrPort)},
+		{v.TcpconnCloseFn, connClose(t)},
 		{v.ReqReadSize, reqSize},
 		{v.UrlReadSize, urlSize},
 		{v.WakeupThreshold, shared.WakeupThreshold()},
@@ -98,6 +119,22 @@ func (Instrumentation) Spec(t *probes.Target, shared *events.Shared) (*ebpf.Coll
 		}
 	}
 	return spec, nil
+}
+
+// connClose is the run-time address of net.(*TCPConn).Close, by which the
+// probe recognises a plain TCP connection; 0, which turns the connection
+// probe's work off, when the binary lacks it or an offset it needs.
+func connClose(t *probes.Target) uint64 {
+	for _, f := range connFields {
+		if _, ok := t.Offsets.Get(f); !ok {
+			return 0
+		}
+	}
+	fn, err := t.Bin.Func(tcpConnClose)
+	if err != nil {
+		return 0
+	}
+	return t.RuntimeAddr(fn.Addr)
 }
 
 // Load implements probes.Instrumentation.
@@ -111,17 +148,25 @@ func (in Instrumentation) Load(t *probes.Target, shared *events.Shared) (probes.
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		return nil, fmt.Errorf("%s: loading the net/http client programs: %w", t, err)
 	}
-	return &loaded{objs: objs}, nil
+	_, err = t.Bin.Func(ConnSymbol)
+	return &loaded{objs: objs, conn: err == nil && connClose(t) != 0}, nil
 }
 
-type loaded struct{ objs clientObjects }
+type loaded struct {
+	objs clientObjects
+	conn bool // ConnSymbol is probed
+}
 
 func (l *loaded) Uprobes() []probes.Uprobe {
-	return []probes.Uprobe{{
+	ups := []probes.Uprobe{{
 		Symbol: Symbol,
 		Entry:  l.objs.RoundTripEnter,
 		Return: l.objs.RoundTripReturn,
 	}}
+	if l.conn {
+		ups = append(ups, probes.Uprobe{Symbol: ConnSymbol, Entry: l.objs.PersistConnRoundTripEnter})
+	}
+	return ups
 }
 
 func (l *loaded) Close() error { return l.objs.Close() }

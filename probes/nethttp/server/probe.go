@@ -31,7 +31,7 @@ var requiredFields = []offsets.Field{
 	offsets.URLPath, offsets.URLRawQuery,
 	offsets.ResponseConn, offsets.ResponseStatus, offsets.ResponseWritten,
 	offsets.HTTPConnRWC, offsets.HTTPConnTLSState,
-	offsets.NetConnFD, offsets.NetFDLaddr, offsets.TCPAddrIP, offsets.TCPAddrPort,
+	offsets.NetConnFD, offsets.NetFDLaddr, offsets.NetFDRaddr, offsets.TCPAddrIP, offsets.TCPAddrPort,
 	// The incoming trace context is read from Request.Header, a Swiss-table
 	// map (Go 1.24+).
 	offsets.RequestHeader, offsets.SwissMapDirPtr, offsets.SwissMapDirLen,
@@ -131,6 +131,7 @@ func setConstants(v *serverVariableSpecs, t *probes.Target, shared *events.Share
 		{v.OffConnTlsState, off(offsets.HTTPConnTLSState)},
 		{v.OffNetconnFd, off(offsets.NetConnFD)},
 		{v.OffNetfdLaddr, off(offsets.NetFDLaddr)},
+		{v.OffNetfdRaddr, off(offsets.NetFDRaddr)},
 		{v.OffTcpaddrIp, off(offsets.TCPAddrIP)},
 		{v.OffTcpaddrPort, off(offsets.TCPAddrPort)},
 		{v.ResponseHeaderFn, respHeader},

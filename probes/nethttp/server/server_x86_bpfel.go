@@ -16,12 +16,13 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	serverMapConnCtx             = "conn_ctx"
 	serverMapCounters            = "counters"
 	serverMapEvents              = "events"
 	serverMapGoCtx               = "go_ctx"
 	serverMapHeaderScratch       = "header_scratch"
+	serverMapServerConnAddrs     = "server_conn_addrs"
 	serverMapServerInflight      = "server_inflight"
-	serverMapServerLocalAddrs    = "server_local_addrs"
 	serverMapServerScratch       = "server_scratch"
 	serverProgServeHttpEnter     = "serve_http_enter"
 	serverProgServeHttpReturn    = "serve_http_return"
@@ -36,6 +37,7 @@ const (
 	serverVarOffMapDirPtr        = "off_map_dir_ptr"
 	serverVarOffNetconnFd        = "off_netconn_fd"
 	serverVarOffNetfdLaddr       = "off_netfd_laddr"
+	serverVarOffNetfdRaddr       = "off_netfd_raddr"
 	serverVarOffReqContentLength = "off_req_content_length"
 	serverVarOffReqHeader        = "off_req_header"
 	serverVarOffReqHost          = "off_req_host"
@@ -111,13 +113,14 @@ type serverProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverMapSpecs struct {
-	Counters         *ebpf.MapSpec `ebpf:"counters"`
-	Events           *ebpf.MapSpec `ebpf:"events"`
-	GoCtx            *ebpf.MapSpec `ebpf:"go_ctx"`
-	HeaderScratch    *ebpf.MapSpec `ebpf:"header_scratch"`
-	ServerInflight   *ebpf.MapSpec `ebpf:"server_inflight"`
-	ServerLocalAddrs *ebpf.MapSpec `ebpf:"server_local_addrs"`
-	ServerScratch    *ebpf.MapSpec `ebpf:"server_scratch"`
+	ConnCtx         *ebpf.MapSpec `ebpf:"conn_ctx"`
+	Counters        *ebpf.MapSpec `ebpf:"counters"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	GoCtx           *ebpf.MapSpec `ebpf:"go_ctx"`
+	HeaderScratch   *ebpf.MapSpec `ebpf:"header_scratch"`
+	ServerConnAddrs *ebpf.MapSpec `ebpf:"server_conn_addrs"`
+	ServerInflight  *ebpf.MapSpec `ebpf:"server_inflight"`
+	ServerScratch   *ebpf.MapSpec `ebpf:"server_scratch"`
 }
 
 // serverVariableSpecs contains global variables before they are loaded into the kernel.
@@ -135,6 +138,7 @@ type serverVariableSpecs struct {
 	OffMapDirPtr        *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
 	OffNetconnFd        *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
 	OffNetfdLaddr       *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr       *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
 	OffReqContentLength *ebpf.VariableSpec `ebpf:"off_req_content_length"`
 	OffReqHeader        *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqHost          *ebpf.VariableSpec `ebpf:"off_req_host"`
@@ -180,23 +184,25 @@ func (o *serverObjects) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverMaps struct {
-	Counters         *ebpf.Map `ebpf:"counters"`
-	Events           *ebpf.Map `ebpf:"events"`
-	GoCtx            *ebpf.Map `ebpf:"go_ctx"`
-	HeaderScratch    *ebpf.Map `ebpf:"header_scratch"`
-	ServerInflight   *ebpf.Map `ebpf:"server_inflight"`
-	ServerLocalAddrs *ebpf.Map `ebpf:"server_local_addrs"`
-	ServerScratch    *ebpf.Map `ebpf:"server_scratch"`
+	ConnCtx         *ebpf.Map `ebpf:"conn_ctx"`
+	Counters        *ebpf.Map `ebpf:"counters"`
+	Events          *ebpf.Map `ebpf:"events"`
+	GoCtx           *ebpf.Map `ebpf:"go_ctx"`
+	HeaderScratch   *ebpf.Map `ebpf:"header_scratch"`
+	ServerConnAddrs *ebpf.Map `ebpf:"server_conn_addrs"`
+	ServerInflight  *ebpf.Map `ebpf:"server_inflight"`
+	ServerScratch   *ebpf.Map `ebpf:"server_scratch"`
 }
 
 func (m *serverMaps) Close() error {
 	return _ServerClose(
+		m.ConnCtx,
 		m.Counters,
 		m.Events,
 		m.GoCtx,
 		m.HeaderScratch,
+		m.ServerConnAddrs,
 		m.ServerInflight,
-		m.ServerLocalAddrs,
 		m.ServerScratch,
 	)
 }
@@ -216,6 +222,7 @@ type serverVariables struct {
 	OffMapDirPtr        *ebpf.Variable `ebpf:"off_map_dir_ptr"`
 	OffNetconnFd        *ebpf.Variable `ebpf:"off_netconn_fd"`
 	OffNetfdLaddr       *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr       *ebpf.Variable `ebpf:"off_netfd_raddr"`
 	OffReqContentLength *ebpf.Variable `ebpf:"off_req_content_length"`
 	OffReqHeader        *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqHost          *ebpf.Variable `ebpf:"off_req_host"`

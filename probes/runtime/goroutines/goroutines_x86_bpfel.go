@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	goroutinesMapConnCtx         = "conn_ctx"
 	goroutinesMapCounters        = "counters"
 	goroutinesMapEvents          = "events"
 	goroutinesMapGoCtx           = "go_ctx"
@@ -74,6 +75,7 @@ type goroutinesProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type goroutinesMapSpecs struct {
+	ConnCtx  *ebpf.MapSpec `ebpf:"conn_ctx"`
 	Counters *ebpf.MapSpec `ebpf:"counters"`
 	Events   *ebpf.MapSpec `ebpf:"events"`
 	GoCtx    *ebpf.MapSpec `ebpf:"go_ctx"`
@@ -108,6 +110,7 @@ func (o *goroutinesObjects) Close() error {
 //
 // It can be passed to loadGoroutinesObjects or ebpf.CollectionSpec.LoadAndAssign.
 type goroutinesMaps struct {
+	ConnCtx  *ebpf.Map `ebpf:"conn_ctx"`
 	Counters *ebpf.Map `ebpf:"counters"`
 	Events   *ebpf.Map `ebpf:"events"`
 	GoCtx    *ebpf.Map `ebpf:"go_ctx"`
@@ -115,6 +118,7 @@ type goroutinesMaps struct {
 
 func (m *goroutinesMaps) Close() error {
 	return _GoroutinesClose(
+		m.ConnCtx,
 		m.Counters,
 		m.Events,
 		m.GoCtx,

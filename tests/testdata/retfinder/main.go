@@ -1,7 +1,7 @@
 // Command retfinder is a fixture for the probes/gobin and probes/offsets
 // tests. It is built by those tests (normally and stripped) and never run by
 // them: its only job is to contain a function with several return paths and
-// to link the net/http server so that its types appear in DWARF.
+// to link the net/http server and client so that their types appear in DWARF.
 package main
 
 import (
@@ -42,6 +42,17 @@ func main() {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
+		return
+	}
+	// The same for the client side (net/http.persistConn and friends).
+	if len(os.Args) > 2 && os.Args[1] == "get" {
+		resp, err := http.Get(os.Args[2])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		resp.Body.Close()
+		fmt.Println(resp.Status)
 		return
 	}
 	for _, a := range os.Args[1:] {
