@@ -34,6 +34,7 @@ type attachOptions struct {
 	statsInterval time.Duration
 	queueLen      int
 	cpuProfile    string
+	configPath    string
 }
 
 func newAttachCommand() *cobra.Command {
@@ -61,6 +62,7 @@ func newAttachCommand() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
 	f.DurationVar(&o.statsInterval, "stats-interval", 30*time.Second, "how often to report lost events on stderr (0 disables)")
 	f.IntVar(&o.queueLen, "queue", 16384, "events and spans buffered between pipeline stages before dropping")
+	f.StringVar(&o.configPath, "config", "", "YAML configuration file (redaction settings; see README)")
 	// For developers measuring the agent's own CPU cost.
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the agent to this file")
 	_ = f.MarkHidden("cpuprofile")
@@ -143,6 +145,14 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	if serviceName == "" {
 		serviceName = os.Getenv("OTEL_SERVICE_NAME")
 	}
+	cfg, err := loadConfig(o.configPath)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	red, err := newRedactor(cfg, o.configPath, stderr)
+	if err != nil {
+		return fail(stderr, err)
+	}
 
 	// Check everything before touching any process, so that a bad input
 	// leaves nothing attached half-way.
@@ -204,7 +214,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 
 	// Build and start the whole pipeline before attaching, so that the
 	// ring buffer is drained from the first event on.
-	corr := correlate.New(log, nil)
+	corr := correlate.New(log, red)
 	clock := events.NewClock()
 	reader, err := events.NewReader(shared, o.queueLen, clock, errTypeNamer(plans), log)
 	if err != nil {
