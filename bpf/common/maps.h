@@ -88,6 +88,16 @@ struct {
 	__type(value, struct go_trace_ctx);
 } conn_ctx SEC(".maps");
 
+// Element 0 becomes 1 once any traced client has written into conn_ctx:
+// until then servers skip looking for a connection context, which costs
+// them two reads of the target's memory and two map lookups per request.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} conn_ctx_armed SEC(".maps");
+
 // Fill n bytes with random data (n a multiple of 4).
 static __always_inline void random_bytes(__u8 *dst, int n)
 {

@@ -98,6 +98,7 @@ type commonHttpServerEvent struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	commonMapConnCtx               = "conn_ctx"
+	commonMapConnCtxArmed          = "conn_ctx_armed"
 	commonMapCounters              = "counters"
 	commonMapEvents                = "events"
 	commonMapGoCtx                 = "go_ctx"
@@ -155,10 +156,11 @@ type commonProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type commonMapSpecs struct {
-	ConnCtx  *ebpf.MapSpec `ebpf:"conn_ctx"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	GoCtx    *ebpf.MapSpec `ebpf:"go_ctx"`
+	ConnCtx      *ebpf.MapSpec `ebpf:"conn_ctx"`
+	ConnCtxArmed *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	GoCtx        *ebpf.MapSpec `ebpf:"go_ctx"`
 }
 
 // commonVariableSpecs contains global variables before they are loaded into the kernel.
@@ -191,15 +193,17 @@ func (o *commonObjects) Close() error {
 //
 // It can be passed to loadCommonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type commonMaps struct {
-	ConnCtx  *ebpf.Map `ebpf:"conn_ctx"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	GoCtx    *ebpf.Map `ebpf:"go_ctx"`
+	ConnCtx      *ebpf.Map `ebpf:"conn_ctx"`
+	ConnCtxArmed *ebpf.Map `ebpf:"conn_ctx_armed"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	GoCtx        *ebpf.Map `ebpf:"go_ctx"`
 }
 
 func (m *commonMaps) Close() error {
 	return _CommonClose(
 		m.ConnCtx,
+		m.ConnCtxArmed,
 		m.Counters,
 		m.Events,
 		m.GoCtx,

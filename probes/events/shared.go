@@ -64,10 +64,11 @@ func LoadShared(ringSize int) (*Shared, error) {
 // that its programs write into the shared maps.
 func (s *Shared) Replacements() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
-		"events":   s.objs.Events,
-		"counters": s.objs.Counters,
-		"go_ctx":   s.objs.GoCtx,
-		"conn_ctx": s.objs.ConnCtx,
+		"events":         s.objs.Events,
+		"counters":       s.objs.Counters,
+		"go_ctx":         s.objs.GoCtx,
+		"conn_ctx":       s.objs.ConnCtx,
+		"conn_ctx_armed": s.objs.ConnCtxArmed,
 	}
 }
 
@@ -96,5 +97,5 @@ func (s *Shared) Counters() (map[Counter]uint64, error) {
 
 // Close releases the maps.
 func (s *Shared) Close() error {
-	return errors.Join(s.objs.Events.Close(), s.objs.Counters.Close(), s.objs.GoCtx.Close(), s.objs.ConnCtx.Close())
+	return errors.Join(s.objs.Events.Close(), s.objs.Counters.Close(), s.objs.GoCtx.Close(), s.objs.ConnCtx.Close(), s.objs.ConnCtxArmed.Close())
 }

@@ -140,6 +140,10 @@ int persist_conn_round_trip_enter(struct pt_regs *ctx)
 	__builtin_memcpy(tc.trace_id, in->ids.trace_id, sizeof(tc.trace_id));
 	__builtin_memcpy(tc.span_id, in->ids.span_id, sizeof(tc.span_id));
 	bpf_map_update_elem(&conn_ctx, &t, &tc, BPF_ANY);
+	__u32 zero = 0;
+	__u32 *armed = bpf_map_lookup_elem(&conn_ctx_armed, &zero);
+	if (armed && !*armed)
+		*armed = 1;
 	return 0;
 }
 

@@ -113,6 +113,10 @@ static __always_inline bool conn_addrs(struct conn_addrs *out, __u64 conn, struc
 // context under the connection's addresses (see conn_ctx): continue it.
 static __always_inline void take_conn_ctx(struct inflight *in)
 {
+	__u32 zero = 0;
+	__u32 *armed = bpf_map_lookup_elem(&conn_ctx_armed, &zero);
+	if (!armed || !*armed)
+		return;
 	if (!itab_is(in->resp_tab, response_header_fn))
 		return;
 	__u64 conn = read_u64(in->resp + off_resp_conn);

@@ -100,8 +100,23 @@ static __always_inline void find_trace_headers(__u64 req, struct header_scratch 
 	__u64 m = read_u64(req + off_req_header);
 	if (!m)
 		return;
-	__u64 dir = read_u64(m + off_map_dir_ptr);
-	__s64 dir_len = read_u64(m + off_map_dir_len);
+	__u64 dir;
+	__s64 dir_len;
+	// dirPtr and dirLen are adjacent on every Go version we know: one
+	// read instead of two; otherwise read them apart.
+	if (off_map_dir_len == off_map_dir_ptr + 8) {
+		struct {
+			__u64 ptr;
+			__s64 len;
+		} d;
+		if (bpf_probe_read_user(&d, sizeof(d), (void *)(m + off_map_dir_ptr)))
+			return;
+		dir = d.ptr;
+		dir_len = d.len;
+	} else {
+		dir = read_u64(m + off_map_dir_ptr);
+		dir_len = read_u64(m + off_map_dir_len);
+	}
 	if (!dir)
 		return;
 	if (dir_len == 0) {

@@ -19,6 +19,7 @@ const (
 	clientMapClientInflight             = "client_inflight"
 	clientMapClientScratch              = "client_scratch"
 	clientMapConnCtx                    = "conn_ctx"
+	clientMapConnCtxArmed               = "conn_ctx_armed"
 	clientMapCounters                   = "counters"
 	clientMapEvents                     = "events"
 	clientMapGoCtx                      = "go_ctx"
@@ -101,6 +102,7 @@ type clientMapSpecs struct {
 	ClientInflight *ebpf.MapSpec `ebpf:"client_inflight"`
 	ClientScratch  *ebpf.MapSpec `ebpf:"client_scratch"`
 	ConnCtx        *ebpf.MapSpec `ebpf:"conn_ctx"`
+	ConnCtxArmed   *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	GoCtx          *ebpf.MapSpec `ebpf:"go_ctx"`
@@ -155,6 +157,7 @@ type clientMaps struct {
 	ClientInflight *ebpf.Map `ebpf:"client_inflight"`
 	ClientScratch  *ebpf.Map `ebpf:"client_scratch"`
 	ConnCtx        *ebpf.Map `ebpf:"conn_ctx"`
+	ConnCtxArmed   *ebpf.Map `ebpf:"conn_ctx_armed"`
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	GoCtx          *ebpf.Map `ebpf:"go_ctx"`
@@ -165,6 +168,7 @@ func (m *clientMaps) Close() error {
 		m.ClientInflight,
 		m.ClientScratch,
 		m.ConnCtx,
+		m.ConnCtxArmed,
 		m.Counters,
 		m.Events,
 		m.GoCtx,

@@ -17,6 +17,7 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	serverMapConnCtx             = "conn_ctx"
+	serverMapConnCtxArmed        = "conn_ctx_armed"
 	serverMapCounters            = "counters"
 	serverMapEvents              = "events"
 	serverMapGoCtx               = "go_ctx"
@@ -114,6 +115,7 @@ type serverProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverMapSpecs struct {
 	ConnCtx         *ebpf.MapSpec `ebpf:"conn_ctx"`
+	ConnCtxArmed    *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
 	Counters        *ebpf.MapSpec `ebpf:"counters"`
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	GoCtx           *ebpf.MapSpec `ebpf:"go_ctx"`
@@ -185,6 +187,7 @@ func (o *serverObjects) Close() error {
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverMaps struct {
 	ConnCtx         *ebpf.Map `ebpf:"conn_ctx"`
+	ConnCtxArmed    *ebpf.Map `ebpf:"conn_ctx_armed"`
 	Counters        *ebpf.Map `ebpf:"counters"`
 	Events          *ebpf.Map `ebpf:"events"`
 	GoCtx           *ebpf.Map `ebpf:"go_ctx"`
@@ -197,6 +200,7 @@ type serverMaps struct {
 func (m *serverMaps) Close() error {
 	return _ServerClose(
 		m.ConnCtx,
+		m.ConnCtxArmed,
 		m.Counters,
 		m.Events,
 		m.GoCtx,

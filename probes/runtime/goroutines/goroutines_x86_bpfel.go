@@ -17,6 +17,7 @@ import (
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	goroutinesMapConnCtx         = "conn_ctx"
+	goroutinesMapConnCtxArmed    = "conn_ctx_armed"
 	goroutinesMapCounters        = "counters"
 	goroutinesMapEvents          = "events"
 	goroutinesMapGoCtx           = "go_ctx"
@@ -75,10 +76,11 @@ type goroutinesProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type goroutinesMapSpecs struct {
-	ConnCtx  *ebpf.MapSpec `ebpf:"conn_ctx"`
-	Counters *ebpf.MapSpec `ebpf:"counters"`
-	Events   *ebpf.MapSpec `ebpf:"events"`
-	GoCtx    *ebpf.MapSpec `ebpf:"go_ctx"`
+	ConnCtx      *ebpf.MapSpec `ebpf:"conn_ctx"`
+	ConnCtxArmed *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
+	Counters     *ebpf.MapSpec `ebpf:"counters"`
+	Events       *ebpf.MapSpec `ebpf:"events"`
+	GoCtx        *ebpf.MapSpec `ebpf:"go_ctx"`
 }
 
 // goroutinesVariableSpecs contains global variables before they are loaded into the kernel.
@@ -110,15 +112,17 @@ func (o *goroutinesObjects) Close() error {
 //
 // It can be passed to loadGoroutinesObjects or ebpf.CollectionSpec.LoadAndAssign.
 type goroutinesMaps struct {
-	ConnCtx  *ebpf.Map `ebpf:"conn_ctx"`
-	Counters *ebpf.Map `ebpf:"counters"`
-	Events   *ebpf.Map `ebpf:"events"`
-	GoCtx    *ebpf.Map `ebpf:"go_ctx"`
+	ConnCtx      *ebpf.Map `ebpf:"conn_ctx"`
+	ConnCtxArmed *ebpf.Map `ebpf:"conn_ctx_armed"`
+	Counters     *ebpf.Map `ebpf:"counters"`
+	Events       *ebpf.Map `ebpf:"events"`
+	GoCtx        *ebpf.Map `ebpf:"go_ctx"`
 }
 
 func (m *goroutinesMaps) Close() error {
 	return _GoroutinesClose(
 		m.ConnCtx,
+		m.ConnCtxArmed,
 		m.Counters,
 		m.Events,
 		m.GoCtx,
