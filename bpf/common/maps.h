@@ -81,11 +81,22 @@ struct conn_tuple {
 // next request of a keep-alive connection only after the previous answer,
 // so one entry per connection is enough; LRU evicts the entries of
 // connections whose server is not traced.
+struct conn_trace_ctx {
+	struct go_trace_ctx ctx;
+	__u64 armed_ns; // when the client wrote it (bpf_ktime_get_ns)
+};
+
+// How long an entry stays valid. The request follows its entry within
+// microseconds; an older entry belongs to a request that was never sent
+// (a write that failed) and must not be given to a later connection that
+// happens to reuse the same addresses and ports.
+#define CONN_CTX_MAX_AGE_NS (5ULL * 1000 * 1000 * 1000)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct conn_tuple);
-	__type(value, struct go_trace_ctx);
+	__type(value, struct conn_trace_ctx);
 } conn_ctx SEC(".maps");
 
 // Element 0 becomes 1 once any traced client has written into conn_ctx:

@@ -136,9 +136,9 @@ int persist_conn_round_trip_enter(struct pt_regs *ctx)
 	in->has_peer = 1;
 	struct conn_tuple t;
 	make_tuple(&t, &local, &remote);
-	struct go_trace_ctx tc;
-	__builtin_memcpy(tc.trace_id, in->ids.trace_id, sizeof(tc.trace_id));
-	__builtin_memcpy(tc.span_id, in->ids.span_id, sizeof(tc.span_id));
+	struct conn_trace_ctx tc = {.armed_ns = bpf_ktime_get_ns()};
+	__builtin_memcpy(tc.ctx.trace_id, in->ids.trace_id, sizeof(tc.ctx.trace_id));
+	__builtin_memcpy(tc.ctx.span_id, in->ids.span_id, sizeof(tc.ctx.span_id));
 	bpf_map_update_elem(&conn_ctx, &t, &tc, BPF_ANY);
 	__u32 zero = 0;
 	__u32 *armed = bpf_map_lookup_elem(&conn_ctx_armed, &zero);

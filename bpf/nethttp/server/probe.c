@@ -130,12 +130,14 @@ static __always_inline void take_conn_ctx(struct inflight *in)
 		return;
 	struct conn_tuple t;
 	make_tuple(&t, &both.remote, &both.local);
-	struct go_trace_ctx *tc = bpf_map_lookup_elem(&conn_ctx, &t);
+	struct conn_trace_ctx *tc = bpf_map_lookup_elem(&conn_ctx, &t);
 	if (!tc)
 		return;
-	__builtin_memcpy(in->ids.trace_id, tc->trace_id, sizeof(in->ids.trace_id));
-	__builtin_memcpy(in->ids.parent_id, tc->span_id, sizeof(in->ids.parent_id));
-	in->remote_parent = 1;
+	if (in->start_ns - tc->armed_ns < CONN_CTX_MAX_AGE_NS) {
+		__builtin_memcpy(in->ids.trace_id, tc->ctx.trace_id, sizeof(in->ids.trace_id));
+		__builtin_memcpy(in->ids.parent_id, tc->ctx.span_id, sizeof(in->ids.parent_id));
+		in->remote_parent = 1;
+	}
 	bpf_map_delete_elem(&conn_ctx, &t);
 }
 
