@@ -26,10 +26,11 @@ volatile const __u64 off_groups_length_mask;
 #define HDR_SLOTS 8
 #define HDR_SLOT_SIZE 40
 #define HDR_GROUP_SIZE (8 + HDR_SLOTS * HDR_SLOT_SIZE)
-// Bounds of the scan: enough for any realistic header map (4 tables of 8
-// groups is 256 slots), cheap enough for the common one-group map.
-#define HDR_MAX_TABLES 4
-#define HDR_MAX_GROUPS 8
+// Bounds of the scan. A table holds up to 1024 slots before the map splits
+// it, so a header map has one table unless it holds hundreds of headers;
+// 16 groups cover a table of 128 slots, about 110 headers. A larger map is
+// scanned in part and its traceparent may be missed.
+#define HDR_MAX_GROUPS 16
 
 #define TRACEPARENT_LEN 55 // "00-" 32 hex "-" 16 hex "-" 2 hex
 
@@ -72,9 +73,26 @@ static __always_inline void first_value(struct go_string *out, const __u8 *elem)
 
 static __always_inline void scan_group(__u64 group, struct header_scratch *s, struct trace_headers *found)
 {
-	if (bpf_probe_read_user(s->group, sizeof(s->group), (void *)group))
-		return;
 	__u64 ctrl;
+	if (bpf_probe_read_user(s->group, sizeof(s->group), (void *)group)) {
+		// The group can run onto a page the Go runtime never touched:
+		// memory fresh from the OS is already zero, so empty slots are
+		// never written, and a page that holds only those is not mapped
+		// in yet, which makes the whole read fail. Read the control word
+		// and then each full slot: a full slot was written, so its pages
+		// are there. Empty slots keep stale scratch bytes, but they are
+		// skipped by their control byte below.
+		if (bpf_probe_read_user(&ctrl, sizeof(ctrl), (void *)group))
+			return;
+		__builtin_memcpy(s->group, &ctrl, sizeof(ctrl));
+#pragma unroll
+		for (int i = 0; i < HDR_SLOTS; i++) {
+			if ((ctrl >> (8 * i)) & 0x80)
+				continue;
+			bpf_probe_read_user(s->group + 8 + i * HDR_SLOT_SIZE, HDR_SLOT_SIZE,
+					    (void *)(group + 8 + i * HDR_SLOT_SIZE));
+		}
+	}
 	__builtin_memcpy(&ctrl, s->group, sizeof(ctrl));
 #pragma unroll
 	for (int i = 0; i < HDR_SLOTS; i++) {
@@ -123,18 +141,14 @@ static __always_inline void find_trace_headers(__u64 req, struct header_scratch 
 		scan_group(dir, s, found);
 		return;
 	}
-	__u64 prev = 0;
-	for (int t = 0; t < HDR_MAX_TABLES && t < dir_len; t++) {
-		__u64 table = read_u64(dir + t * 8);
-		// Directory entries repeat a table that covers several of them.
-		if (!table || table == prev)
-			continue;
-		prev = table;
-		__u64 groups = read_u64(table + off_table_groups + off_groups_data);
-		__u64 mask = read_u64(table + off_table_groups + off_groups_length_mask);
-		for (int g = 0; g < HDR_MAX_GROUPS && g <= mask; g++)
-			scan_group(groups + g * HDR_GROUP_SIZE, s, found);
-	}
+	// The first table only (see HDR_MAX_GROUPS).
+	__u64 table = read_u64(dir);
+	if (!table)
+		return;
+	__u64 groups = read_u64(table + off_table_groups + off_groups_data);
+	__u64 mask = read_u64(table + off_table_groups + off_groups_length_mask);
+	for (int g = 0; g < HDR_MAX_GROUPS && g <= mask; g++)
+		scan_group(groups + g * HDR_GROUP_SIZE, s, found);
 }
 
 static __always_inline int hex_nibble(char c)
