@@ -58,7 +58,7 @@ var incomingCases = []incoming{
 // TestIncomingTraceparent sends requests carrying W3C trace context headers,
 // valid and not, and checks that each server span continues the caller's
 // trace exactly when the traceparent is valid, with the tracestate kept, in
-// the JSON output and in Jaeger. Every case runs 5 times with different
+// the JSON output and in Jaeger. Every case runs 40 times with different
 // span IDs so that no two requests can be confused.
 func TestIncomingTraceparent(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -69,7 +69,7 @@ func TestIncomingTraceparent(t *testing.T) {
 	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(cmd.Process.Pid), "--output", "json",
 		"--service-name", service, "--otlp-endpoint", j.OTLPEndpoint())
 
-	const rounds = 5
+	const rounds = 40
 	type sent struct {
 		incoming
 		id        string
