@@ -116,6 +116,22 @@ func loadBias(pid int, exePath string) (uint64, error) {
 // RuntimeAddr converts an address from the binary to the running process.
 func (t *Target) RuntimeAddr(addr uint64) uint64 { return addr + t.LoadBias }
 
+// FuncAddr is the run-time address of the named function, or 0 when the
+// binary has none: probes pass it as a constant in which 0 turns off the
+// reads that depend on it.
+func (t *Target) FuncAddr(name string) uint64 {
+	fn, err := t.Bin.Func(name)
+	if err != nil {
+		return 0
+	}
+	return t.RuntimeAddr(fn.Addr)
+}
+
+// TCPConnClose is net.(*TCPConn).Close. fun[0] of a net.Conn itab is Close,
+// so an itab whose fun[0] is this function holds a *net.TCPConn: that is how
+// the probes recognise a plain TCP connection behind a net.Conn.
+const TCPConnClose = "net.(*TCPConn).Close"
+
 // String names the target in messages.
 func (t *Target) String() string {
 	return fmt.Sprintf("pid %d (%s)", t.PID, t.Exe)

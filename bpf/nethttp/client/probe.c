@@ -40,9 +40,9 @@ struct inflight {
 	__u64 goid;
 	__u64 req;
 	struct span_ids ids;
-	struct tcp_addr peer; // set by persist_conn_round_trip_enter
-	__u8 has_peer;
-	__u8 pad[7];
+	// Set by persist_conn_round_trip_enter; ip_len stays 0 when the
+	// request did not go out on a plain TCP connection.
+	struct tcp_addr peer;
 };
 
 // Round trips in progress, by goroutine (g pointer).
@@ -133,7 +133,6 @@ int persist_conn_round_trip_enter(struct pt_regs *ctx)
 	if (!read_conn_addrs(c, &local, &remote))
 		return 0; // TLS or another wrapper: left alone
 	in->peer = remote;
-	in->has_peer = 1;
 	struct conn_tuple t;
 	make_tuple(&t, &local, &remote);
 	struct conn_trace_ctx tc = {.armed_ns = bpf_ktime_get_ns()};
@@ -186,15 +185,12 @@ int round_trip_return(struct pt_regs *ctx)
 	e->truncated = 0;
 	e->pad = 0;
 	__builtin_memset(e->pad2, 0, sizeof(e->pad2));
-	__builtin_memset(e->peer_ip, 0, sizeof(e->peer_ip));
-	e->peer_ip_len = 0;
-	e->peer_port = 0;
-	if (in.has_peer) {
-		__builtin_memcpy(e->peer_ip, in.peer.ip, sizeof(e->peer_ip));
-		e->peer_ip_len = in.peer.ip_len;
-		e->peer_port = in.peer.port;
+	// All zero when no connection was seen (the inflight entry starts zeroed).
+	__builtin_memcpy(e->peer_ip, in.peer.ip, sizeof(e->peer_ip));
+	e->peer_ip_len = in.peer.ip_len;
+	e->peer_port = in.peer.port;
+	if (in.peer.ip_len)
 		e->info |= HTTP_CLIENT_INFO_PEER_ADDR;
-	}
 	if (err_tab)
 		e->info |= HTTP_CLIENT_INFO_ERROR;
 	if (resp) {

@@ -244,10 +244,9 @@ static __always_inline void read_conn(struct http_server_event *e, struct scratc
 	struct conn_addrs both;
 	if (!conn_addrs(&both, conn, rwc))
 		return;
-	struct tcp_addr addr = both.local;
-	__builtin_memcpy(e->local_ip, addr.ip, sizeof(e->local_ip));
-	e->local_ip_len = addr.ip_len;
-	e->local_port = addr.port;
+	__builtin_memcpy(e->local_ip, both.local.ip, sizeof(e->local_ip));
+	e->local_ip_len = both.local.ip_len;
+	e->local_port = both.local.port;
 	e->info |= HTTP_INFO_LOCAL_ADDR;
 }
 

@@ -21,8 +21,6 @@ const Symbol = "net/http.(*Transport).roundTrip"
 // peer address and hands its context to a traced server on this host.
 const ConnSymbol = "net/http.(*persistConn).roundTrip"
 
-const tcpConnClose = "net.(*TCPConn).Close"
-
 // Capacities of the per-CPU copies in probe.c (struct scratch).
 const (
 	scratchReq   = 512
@@ -122,19 +120,19 @@ func (Instrumentation) Spec(t *probes.Target, shared *events.Shared) (*ebpf.Coll
 }
 
 // connClose is the run-time address of net.(*TCPConn).Close, by which the
-// probe recognises a plain TCP connection; 0, which turns the connection
-// probe's work off, when the binary lacks it or an offset it needs.
+// probe recognises a plain TCP connection; 0 when the binary lacks it,
+// ConnSymbol or an offset that probe needs. 0 turns the connection probe's
+// work off, and it is then not attached.
 func connClose(t *probes.Target) uint64 {
 	for _, f := range connFields {
 		if _, ok := t.Offsets.Get(f); !ok {
 			return 0
 		}
 	}
-	fn, err := t.Bin.Func(tcpConnClose)
-	if err != nil {
+	if _, err := t.Bin.Func(ConnSymbol); err != nil {
 		return 0
 	}
-	return t.RuntimeAddr(fn.Addr)
+	return t.FuncAddr(probes.TCPConnClose)
 }
 
 // Load implements probes.Instrumentation.
@@ -148,8 +146,7 @@ func (in Instrumentation) Load(t *probes.Target, shared *events.Shared) (probes.
 	if err := spec.LoadAndAssign(&objs, opts); err != nil {
 		return nil, fmt.Errorf("%s: loading the net/http client programs: %w", t, err)
 	}
-	_, err = t.Bin.Func(ConnSymbol)
-	return &loaded{objs: objs, conn: err == nil && connClose(t) != 0}, nil
+	return &loaded{objs: objs, conn: connClose(t) != 0}, nil
 }
 
 type loaded struct {

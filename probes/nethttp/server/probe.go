@@ -16,12 +16,9 @@ import (
 // request was read and before the response is flushed.
 const Symbol = "net/http.serverHandler.ServeHTTP"
 
-// Methods whose addresses identify concrete types behind interfaces: the
-// first method, by name, of the interface's itab (see probe.c).
-const (
-	responseHeader = "net/http.(*response).Header"
-	tcpConnClose   = "net.(*TCPConn).Close"
-)
+// responseHeader identifies a *response behind an http.ResponseWriter: it
+// is the first method, by name, of the interface's itab (see probe.c).
+const responseHeader = "net/http.(*response).Header"
 
 // requiredFields are the struct fields the programs read.
 var requiredFields = []offsets.Field{
@@ -100,13 +97,7 @@ func setConstants(v *serverVariableSpecs, t *probes.Target, shared *events.Share
 		return err
 	}
 	// An address of zero disables the reads that depend on it.
-	var respHeader, connClose uint64
-	if fn, err := t.Bin.Func(responseHeader); err == nil {
-		respHeader = t.RuntimeAddr(fn.Addr)
-	}
-	if fn, err := t.Bin.Func(tcpConnClose); err == nil {
-		connClose = t.RuntimeAddr(fn.Addr)
-	}
+	respHeader, connClose := t.FuncAddr(responseHeader), t.FuncAddr(probes.TCPConnClose)
 
 	sets := []struct {
 		v   *ebpf.VariableSpec
