@@ -137,7 +137,7 @@ func TestSpansAreRedacted(t *testing.T) {
 		PID: 10, Start: start, End: start.Add(time.Millisecond),
 		Method: "GET", Path: "/users/bob@example.com/orders", RawQuery: "Password=x&user=bob&X-Amz-Signature=deadbeef&n=2",
 		Pattern: "GET /users/{email}/orders", ContentLength: -1, ResponseKnown: true, Status: 200,
-		TraceState: "vendor=token:abc", RemoteParent: true,
+		TraceState: "vendor=token:abc",
 	})
 	cli := c.Handle(&HTTPClientRequest{
 		PID: 10, Start: start, End: start.Add(time.Millisecond),

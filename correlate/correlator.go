@@ -86,7 +86,7 @@ func (c *Correlator) Handle(ev Event) *Span {
 	switch e := ev.(type) {
 	case *HTTPServerRequest:
 		s, ids = httpServerSpan(e), e.IDs
-		s.RemoteParent, s.TraceState = e.RemoteParent, e.TraceState
+		s.TraceState = e.TraceState
 	case *HTTPClientRequest:
 		s, ids = httpClientSpan(e), e.IDs
 	default:

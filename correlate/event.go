@@ -29,10 +29,7 @@ type HTTPServerRequest struct {
 	Pattern    string // the ServeMux pattern that matched, "" when none or unknown
 	RemoteAddr string // "ip:port" as net/http reports the peer
 
-	// RemoteParent tells that the request carried a W3C traceparent: the
-	// span continues that trace, its parent is the caller's span.
-	RemoteParent bool
-	TraceState   string // the request's tracestate, when it had one
+	TraceState string // the tracestate that came with a traceparent
 
 	ProtoMajor, ProtoMinor int
 	ContentLength          int64 // -1 when unknown

@@ -23,12 +23,12 @@ const (
 	clientInfoPeerAddr = 1 << 2
 )
 
-// Bits of http_server_event.info.
+// Bits of http_server_event.info that decoding reads (HTTP_INFO_REMOTE_PARENT,
+// 1 << 3, is not needed: the ids carry the parent either way).
 const (
 	infoResponseKnown = 1 << 0
 	infoTLS           = 1 << 1
 	infoLocalAddr     = 1 << 2
-	infoRemoteParent  = 1 << 3
 	infoStateDropped  = 1 << 4
 )
 
@@ -88,7 +88,6 @@ func decodeHTTPServer(e *commonHttpServerEvent, clock *Clock) *correlate.HTTPSer
 		Host:          cString(e.Host[:], e.HostLen),
 		Pattern:       cString(e.Pattern[:], e.PatternLen),
 		RemoteAddr:    cString(e.Remote[:], e.RemoteLen),
-		RemoteParent:  e.Info&infoRemoteParent != 0,
 		TraceState:    cString(e.Tracestate[:], e.TracestateLen),
 		ProtoMajor:    int(e.ProtoMajor),
 		ProtoMinor:    int(e.ProtoMinor),
