@@ -16,7 +16,19 @@ enum counter {
 	COUNTER_INFLIGHT_FULL = 2,
 	// Reading the traced process's memory failed.
 	COUNTER_READ_FAILED = 3,
-	COUNTER_MAX = 8,
+	// Outgoing trace context injection (see bpf/inject/), per request:
+	// a client wrote its context under a plain TCP connection (conn_ctx).
+	COUNTER_INJECT_ARMED = 4,
+	// A traceparent header was added to the request.
+	COUNTER_INJECTED = 5,
+	// The request already carried a traceparent and was left as it was.
+	COUNTER_INJECT_KEPT = 6,
+	// The request could not be changed safely (not HTTP/1.x, header block
+	// too large, no room) and was sent unchanged.
+	COUNTER_INJECT_SKIPPED = 7,
+	// A kernel helper failed; the request was sent unchanged.
+	COUNTER_INJECT_FAILED = 8,
+	COUNTER_MAX = 16,
 };
 
 struct {

@@ -22,6 +22,7 @@ import (
 	"github.com/zerotrace/zerotrace/export"
 	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/inject"
 	"github.com/zerotrace/zerotrace/probes/session"
 )
 
@@ -35,6 +36,7 @@ type attachOptions struct {
 	queueLen      int
 	cpuProfile    string
 	configPath    string
+	inject        string
 }
 
 func newAttachCommand() *cobra.Command {
@@ -63,12 +65,14 @@ func newAttachCommand() *cobra.Command {
 	f.DurationVar(&o.statsInterval, "stats-interval", 30*time.Second, "how often to report lost events on stderr (0 disables)")
 	f.IntVar(&o.queueLen, "queue", 16384, "events and spans buffered between pipeline stages before dropping")
 	f.StringVar(&o.configPath, "config", "", "YAML configuration file (redaction settings; see README)")
+	f.StringVar(&o.inject, "inject", string(inject.Auto), "add a traceparent header to outgoing HTTP/1.x requests: auto, sk-msg, write-user or off")
 	// For developers measuring the agent's own CPU cost.
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the agent to this file")
 	_ = f.MarkHidden("cpuprofile")
 	_ = cmd.MarkFlagRequired("pid")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "none"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("pid", completePIDs)
+	_ = cmd.RegisterFlagCompletionFunc("inject", cobra.FixedCompletions([]string{"auto", "sk-msg", "write-user", "off"}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -141,6 +145,10 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			return fail(stderr, err)
 		}
 	}
+	injectMode, err := inject.ParseMode(o.inject)
+	if err != nil {
+		return fail(stderr, err)
+	}
 	serviceName := o.serviceName
 	if serviceName == "" {
 		serviceName = os.Getenv("OTEL_SERVICE_NAME")
@@ -195,6 +203,22 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		return fail(stderr, err)
 	}
 	defer shared.Close()
+	injection, err := inject.Choose(injectMode, shared)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	// Error paths below; the normal path closes it after detaching.
+	defer func() {
+		if injection.Injector != nil {
+			_ = injection.Injector.Close()
+		}
+	}()
+	switch injection.Mode {
+	case inject.Off:
+		fmt.Fprintf(stderr, "zerotrace: context injection off (%s): a trace continues only into services on this host traced by this agent\n", injection.Why)
+	default:
+		fmt.Fprintf(stderr, "zerotrace: context injection: %s\n", injection.Mode)
+	}
 
 	var sinks []export.Sink
 	var otlp *export.OTLP
@@ -268,11 +292,20 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		attached = append(attached, a)
 		fmt.Fprintln(stderr, "zerotrace:", a.Summary)
+		if injection.Injector != nil {
+			// Without it this process's requests carry no context to
+			// other hosts; everything else keeps working.
+			if cg, err := injection.Injector.AttachProcess(p.Target.PID); err != nil {
+				fmt.Fprintf(stderr, "zerotrace: %s: no context injection: %v\n", p.Target, err)
+			} else {
+				fmt.Fprintf(stderr, "zerotrace: %s: injecting traceparent with sk_msg on the connections of cgroup %s\n", p.Target, cg)
+			}
+		}
 	}
 
 	exited := watchExits(plans, log)
 
-	rep := &reporter{log: log, shared: shared, reader: reader, corr: corr, fan: fan, otlp: otlp}
+	rep := &reporter{log: log, shared: shared, reader: reader, corr: corr, fan: fan, otlp: otlp, inject: injection.Mode}
 	var tick <-chan time.Time
 	if o.statsInterval > 0 {
 		t := time.NewTicker(o.statsInterval)
@@ -305,6 +338,12 @@ wait:
 	// Detach first so that nothing new arrives, then drain the ring
 	// buffer, and let the pipeline flush stage by stage.
 	detachAll()
+	if injection.Injector != nil {
+		if err := injection.Injector.Close(); err != nil {
+			log.Error("detaching context injection", "err", err)
+		}
+		injection.Injector = nil
+	}
 	stopPipeline()
 	rep.reportLoss(true)
 	return nil

@@ -8,6 +8,7 @@ import (
 	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/export"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/inject"
 )
 
 // reporter tells the user what was traced and, above all, what was lost,
@@ -19,7 +20,22 @@ type reporter struct {
 	corr     *correlate.Correlator
 	fan      *export.Fanout
 	otlp     *export.OTLP
+	inject   inject.Mode
 	lastLoss string
+	lastInj  inject.Counts
+}
+
+// reportInjection logs the injection counts when they changed.
+func (r *reporter) reportInjection(final bool) {
+	if r.inject != inject.SockMsg && r.inject != inject.WriteUser {
+		return
+	}
+	c, err := inject.ReadCounts(r.shared)
+	if err != nil || (c == r.lastInj && !final) {
+		return
+	}
+	r.lastInj = c
+	r.log.Info("context injection", "mode", string(r.inject), "counts", c.String())
 }
 
 // loss describes every non-zero loss counter, "" when nothing was lost.
@@ -57,6 +73,7 @@ func (r *reporter) reportLoss(final bool) {
 		r.log.Warn("events lost", "counts", loss)
 	}
 	r.lastLoss = loss
+	r.reportInjection(final)
 	if !final {
 		return
 	}

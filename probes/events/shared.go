@@ -17,7 +17,13 @@ const (
 	CounterNoEntry      Counter = 1
 	CounterInflightFull Counter = 2
 	CounterReadFailed   Counter = 3
-	numCounters                 = 8
+	// Outgoing context injection (probes/inject), per request.
+	CounterInjectArmed   Counter = 4
+	CounterInjected      Counter = 5
+	CounterInjectKept    Counter = 6
+	CounterInjectSkipped Counter = 7
+	CounterInjectFailed  Counter = 8
+	numCounters                  = 16
 )
 
 // String names the counter in logs and metrics.
@@ -31,6 +37,16 @@ func (c Counter) String() string {
 		return "inflight_table_full"
 	case CounterReadFailed:
 		return "read_failed"
+	case CounterInjectArmed:
+		return "inject_armed"
+	case CounterInjected:
+		return "injected"
+	case CounterInjectKept:
+		return "inject_kept_existing"
+	case CounterInjectSkipped:
+		return "inject_skipped_unsafe"
+	case CounterInjectFailed:
+		return "inject_failed"
 	}
 	return fmt.Sprintf("counter_%d", int(c))
 }

@@ -17,12 +17,15 @@
 //	GET  /chain       ?fan=N (1 to 8, default 1): calls -downstream's /chain
 //	                  N times in parallel goroutines and answers with what
 //	                  they said; without -downstream answers "id:leaf"
+//	GET  /send        one request to -downstream shaped by the query (see
+//	                  send), answering with the downstream's status and body
 //
 // Anything else gets the mux's 404 (or 405 for a known path with another
 // method).
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -106,6 +109,7 @@ func newMux() *http.ServeMux {
 	mux.HandleFunc("GET /bench", bench)
 	mux.HandleFunc("GET /fanout", fanout)
 	mux.HandleFunc("GET /chain", chain)
+	mux.HandleFunc("GET /send", send)
 	return mux
 }
 
@@ -212,6 +216,70 @@ func chain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	io.WriteString(w, "["+strings.Join(replies, ",")+"]")
+}
+
+// send makes one request to -downstream, shaped by its query, for tests of
+// what the agent does to outgoing requests:
+//
+//	method=M        request method (default GET)
+//	path=P          request path (default /)
+//	size=N          a body of N bytes (a repeating pattern), sent with its length
+//	chunked=1       the body of unknown length: chunked transfer encoding
+//	body=request    a body that is itself an HTTP/1.1 request head
+//	pad=N           an X-Pad header of N bytes
+//	traceparent=V   a traceparent header sent as is
+//	expect=1        Expect: 100-continue
+//	close=1         no keep-alive
+func send(w http.ResponseWriter, r *http.Request) {
+	if downstream == "" {
+		http.Error(w, "no -downstream configured", http.StatusServiceUnavailable)
+		return
+	}
+	q := r.URL.Query()
+	method := q.Get("method")
+	if method == "" {
+		method = http.MethodGet
+	}
+	var body []byte
+	if n, err := strconv.Atoi(q.Get("size")); err == nil && n > 0 {
+		body = make([]byte, min(n, maxItemBody))
+		for i := range body {
+			body[i] = "0123456789abcdefghijklmnopqrstuvwxyz\n"[i%37]
+		}
+	}
+	if q.Get("body") == "request" {
+		body = []byte("GET / HTTP/1.1\r\nHost: inside.example\r\n\r\n")
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+		if q.Get("chunked") == "1" {
+			rd = io.MultiReader(rd) // hides the length: chunked encoding
+		}
+	}
+	req, err := http.NewRequestWithContext(r.Context(), method, downstream+q.Get("path"), rd)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if n, err := strconv.Atoi(q.Get("pad")); err == nil && n > 0 {
+		req.Header.Set("X-Pad", strings.Repeat("p", min(n, 1<<20)))
+	}
+	if v := q.Get("traceparent"); v != "" {
+		req.Header.Set("Traceparent", v)
+	}
+	if q.Get("expect") == "1" {
+		req.Header.Set("Expect", "100-continue")
+	}
+	req.Close = q.Get("close") == "1"
+	resp, err := client.Do(req)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
 }
 
 func hello(w http.ResponseWriter, _ *http.Request) {

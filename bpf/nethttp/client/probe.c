@@ -139,6 +139,7 @@ int persist_conn_round_trip_enter(struct pt_regs *ctx)
 	__builtin_memcpy(tc.ctx.trace_id, in->ids.trace_id, sizeof(tc.ctx.trace_id));
 	__builtin_memcpy(tc.ctx.span_id, in->ids.span_id, sizeof(tc.ctx.span_id));
 	bpf_map_update_elem(&conn_ctx, &t, &tc, BPF_ANY);
+	count(COUNTER_INJECT_ARMED);
 	__u32 zero = 0;
 	__u32 *armed = bpf_map_lookup_elem(&conn_ctx_armed, &zero);
 	if (armed && !*armed)
