@@ -34,6 +34,7 @@
 #include "common/kernel.h"
 #include <bpf/bpf_endian.h>
 #include "common/maps.h"
+#include "common/traceparent_line.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -65,9 +66,6 @@ struct {
 	__type(value, struct inject_state);
 } inject_state SEC(".maps");
 
-// "traceparent: 00-" + 32 hex + "-" + 16 hex + "-01\r\n"
-#define TP_PREFIX_LEN 16
-#define TP_LINE_LEN 70
 // Go's client writes through a 4 KiB buffer: a head that fits is in the
 // first write.
 #define MAX_HEAD 4096
@@ -129,29 +127,6 @@ static __always_inline bool tuple_of(struct sk_msg_md *msg, struct conn_tuple *t
 	t->server_port = port;
 	t->pad = 0;
 	return true;
-}
-
-static __always_inline char hex_digit(__u8 n)
-{
-	return n < 10 ? '0' + n : 'a' + n - 10;
-}
-
-static __always_inline void format_line(char line[TP_LINE_LEN], const struct go_trace_ctx *ctx)
-{
-	__builtin_memcpy(line, "traceparent: 00-", TP_PREFIX_LEN);
-	char *p = line + TP_PREFIX_LEN;
-	for (int i = 0; i < 16; i++) {
-		p[2 * i] = hex_digit(ctx->trace_id[i] >> 4);
-		p[2 * i + 1] = hex_digit(ctx->trace_id[i] & 15);
-	}
-	p += 32;
-	*p++ = '-';
-	for (int i = 0; i < 8; i++) {
-		p[2 * i] = hex_digit(ctx->span_id[i] >> 4);
-		p[2 * i + 1] = hex_digit(ctx->span_id[i] & 15);
-	}
-	p += 16;
-	__builtin_memcpy(p, "-01\r\n", 5);
 }
 
 // Little-endian words of the byte strings compared below.
@@ -288,7 +263,7 @@ static __always_inline enum counter inject(struct sk_msg_md *msg, const struct g
 	}
 
 	char line[TP_LINE_LEN];
-	format_line(line, ctx);
+	format_traceparent_line(line, ctx);
 	if (bpf_msg_push_data(msg, pos, TP_LINE_LEN, 0))
 		return COUNTER_INJECT_FAILED;
 	// The push invalidated every data pointer; the gap holds whatever the

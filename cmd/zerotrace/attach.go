@@ -170,30 +170,6 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	if err := probes.CheckKernel(); err != nil {
 		return fail(stderr, err)
 	}
-	var plans []*session.Plan
-	var errs []error
-	seen := map[int]bool{}
-	for _, pid := range o.pids {
-		if seen[pid] {
-			continue
-		}
-		seen[pid] = true
-		p, err := session.Prepare(pid)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		plans = append(plans, p)
-	}
-	defer func() {
-		for _, p := range plans {
-			p.Target.Close()
-		}
-	}()
-	if len(errs) > 0 {
-		return fail(stderr, errs...)
-	}
-
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK.
 	if err := rlimit.RemoveMemlock(); err != nil {
 		log.Debug("could not raise RLIMIT_MEMLOCK", "err", err)
@@ -213,6 +189,30 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			_ = injection.Injector.Close()
 		}
 	}()
+
+	var plans []*session.Plan
+	var errs []error
+	seen := map[int]bool{}
+	for _, pid := range o.pids {
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		p, err := session.Prepare(pid, session.Options{InjectWriteUser: injection.Mode == inject.WriteUser})
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		plans = append(plans, p)
+	}
+	defer func() {
+		for _, p := range plans {
+			p.Target.Close()
+		}
+	}()
+	if len(errs) > 0 {
+		return fail(stderr, errs...)
+	}
 	switch injection.Mode {
 	case inject.Off:
 		fmt.Fprintf(stderr, "zerotrace: context injection off (%s): a trace continues only into services on this host traced by this agent\n", injection.Why)
@@ -292,6 +292,9 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		attached = append(attached, a)
 		fmt.Fprintln(stderr, "zerotrace:", a.Summary)
+		for _, n := range p.Notes {
+			fmt.Fprintf(stderr, "zerotrace: %s: %s\n", p.Target, n)
+		}
 		if injection.Injector != nil {
 			// Without it this process's requests carry no context to
 			// other hosts; everything else keeps working.

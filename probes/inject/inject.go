@@ -24,6 +24,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/btf"
 	"github.com/cilium/ebpf/link"
 
 	"github.com/zerotrace/zerotrace/probes/events"
@@ -118,14 +119,44 @@ func ProbeWriteUser() error {
 		prog.Close()
 		return nil
 	}
+	// A kernel in lockdown leaves the helper out of the program type's
+	// list: the verifier then calls it unknown (older kernels) or not
+	// usable by this program type (newer ones).
 	var ve *ebpf.VerifierError
-	if errors.As(err, &ve) && strings.Contains(strings.Join(ve.Log, "\n"), "unknown func") {
-		return errors.New("the kernel refuses bpf_probe_write_user (kernel lockdown, or a kernel built without it)")
+	if errors.As(err, &ve) {
+		log := strings.Join(ve.Log, "\n")
+		if strings.Contains(log, "unknown func") || strings.Contains(log, "cannot use helper") {
+			return errors.New("the kernel refuses bpf_probe_write_user (kernel lockdown, or a kernel built without it)")
+		}
 	}
-	if errors.Is(err, ebpf.ErrNotSupported) {
-		return fmt.Errorf("the kernel lacks bpf_probe_write_user: %w", err)
+	return fmt.Errorf("loading a bpf_probe_write_user probe: %w", firstLine(err))
+}
+
+// CheckSockMsg tells whether this kernel has what the sk-msg programs use
+// beyond sockops and sk_msg themselves: open-coded iterators (Linux 6.4).
+func CheckSockMsg() error {
+	kernel, err := btf.LoadKernelSpec()
+	if err != nil {
+		return fmt.Errorf("reading the kernel's BTF: %w", err)
 	}
-	return fmt.Errorf("loading a bpf_probe_write_user probe: %w", err)
+	var fn *btf.Func
+	if err := kernel.TypeByName("bpf_iter_num_new", &fn); err != nil {
+		return errors.New("the kernel lacks open-coded iterators (bpf_iter_num, Linux 6.4+)")
+	}
+	return nil
+}
+
+// Spec returns the sk-msg programs and maps, ready to load with
+// shared.Replacements().
+func Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
+	spec, err := loadSockmsg()
+	if err != nil {
+		return nil, fmt.Errorf("loading the sk_msg object: %w", err)
+	}
+	if err := spec.Variables["wakeup_threshold"].Set(shared.WakeupThreshold()); err != nil {
+		return nil, err
+	}
+	return spec, nil
 }
 
 // Counts are the kernel's injection counters.
@@ -178,17 +209,15 @@ type Injector struct {
 // NewInjector loads the sk-msg programs and puts the sk_msg program on the
 // sockhash. Nothing sees traffic until AttachProcess.
 func NewInjector(shared *events.Shared) (*Injector, error) {
-	mnt, err := findCgroup2()
+	if err := CheckSockMsg(); err != nil {
+		return nil, err
+	}
+	spec, err := Spec(shared)
 	if err != nil {
 		return nil, err
 	}
-	spec, err := loadSockmsg()
+	mnt, err := findCgroup2()
 	if err != nil {
-		mnt.Close()
-		return nil, fmt.Errorf("loading the sk_msg object: %w", err)
-	}
-	if err := spec.Variables["wakeup_threshold"].Set(shared.WakeupThreshold()); err != nil {
-		mnt.Close()
 		return nil, err
 	}
 	inj := &Injector{cgroups: map[string]link.Link{}, mount: mnt}

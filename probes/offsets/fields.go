@@ -106,6 +106,11 @@ var (
 	TCPAddrIP = Field{"net.TCPAddr", "IP"}
 	// TCPAddrPort is net.TCPAddr.Port.
 	TCPAddrPort = Field{"net.TCPAddr", "Port"}
+
+	// BufioWriterBuf is bufio.Writer.buf, the buffered bytes' slice.
+	BufioWriterBuf = Field{"bufio.Writer", "buf"}
+	// BufioWriterN is bufio.Writer.n, how many bytes of buf are in use.
+	BufioWriterN = Field{"bufio.Writer", "n"}
 )
 
 // All returns every field the bundled table records, in a fixed order. It
@@ -159,5 +164,8 @@ func All() []Field {
 
 		TCPAddrIP,
 		TCPAddrPort,
+
+		BufioWriterBuf,
+		BufioWriterN,
 	}
 }

@@ -15,23 +15,34 @@ import (
 	"github.com/zerotrace/zerotrace/probes/runtime/goroutines"
 )
 
-// All lists every instrumentation zerotrace knows, in attach order. Adding
-// one is adding a line here.
-var All = []probes.Instrumentation{
-	server.Instrumentation{},
-	client.Instrumentation{},
-	goroutines.Instrumentation{},
+// Options are the choices that change what is attached.
+type Options struct {
+	// InjectWriteUser makes the net/http client add the traceparent
+	// header with bpf_probe_write_user (probes/inject chose write-user).
+	InjectWriteUser bool
+}
+
+// Instrumentations lists every instrumentation zerotrace knows, in attach
+// order, configured by opts. Adding one is adding a line here.
+func Instrumentations(opts Options) []probes.Instrumentation {
+	return []probes.Instrumentation{
+		server.Instrumentation{},
+		client.Instrumentation{InjectWriteUser: opts.InjectWriteUser},
+		goroutines.Instrumentation{},
+	}
 }
 
 // Plan is what will be attached to one process.
 type Plan struct {
 	Target           *probes.Target
 	Instrumentations []probes.Instrumentation
+	// Notes are what the user should know about this process's plan.
+	Notes []string
 }
 
 // Prepare inspects the process pid and decides what to attach, without
 // touching the kernel. Errors are one line and name the process.
-func Prepare(pid int) (*Plan, error) {
+func Prepare(pid int, opts Options) (*Plan, error) {
 	t, err := probes.OpenTarget(pid)
 	if err != nil {
 		return nil, err
@@ -39,7 +50,7 @@ func Prepare(pid int) (*Plan, error) {
 	p := &Plan{Target: t}
 	var required, optional []offsets.Field
 	var names []string
-	for _, in := range All {
+	for _, in := range Instrumentations(opts) {
 		names = append(names, in.Name())
 		if !in.Applies(t) {
 			continue
@@ -57,6 +68,20 @@ func Prepare(pid int) (*Plan, error) {
 	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("%s, %s: %w", t, t.Bin.GoVersion, err)
+	}
+	// Without what the write-user injection needs, this process's
+	// requests go out without context; everything else still works.
+	for i, in := range p.Instrumentations {
+		c, ok := in.(client.Instrumentation)
+		if !ok || !c.InjectWriteUser {
+			continue
+		}
+		if _, err := client.WriteUserReady(t); err != nil {
+			p.Notes = append(p.Notes, fmt.Sprintf("no context injection: %v", err))
+			p.Instrumentations[i] = client.Instrumentation{}
+		} else {
+			p.Notes = append(p.Notes, "injecting traceparent with bpf_probe_write_user at "+client.WriteSubsetSymbol)
+		}
 	}
 	return p, nil
 }

@@ -19,18 +19,21 @@ import (
 	"github.com/zerotrace/zerotrace/tests/internal/testenv"
 )
 
-// InjectModeEnv names the injection mechanism the tests require of this
-// kernel: sk-msg (the default, what this project's machines allow) or
-// write-user (what the kernel matrix asks of kernels without open-coded
-// iterators, where bpf_probe_write_user is allowed).
+// InjectModeEnv lists, comma-separated, the injection mechanisms the tests
+// require of this kernel: sk-msg (the default, what this project's machines
+// allow) and/or write-user (what the kernel matrix asks of its Debian
+// kernels, which allow bpf_probe_write_user). Tests that run once use the
+// first.
 const InjectModeEnv = "ZEROTRACE_TEST_INJECT"
 
-func injectMode() string {
+func injectModes() []string {
 	if m := os.Getenv(InjectModeEnv); m != "" {
-		return m
+		return strings.Split(m, ",")
 	}
-	return "sk-msg"
+	return []string{"sk-msg"}
 }
+
+func injectMode() string { return injectModes()[0] }
 
 // received is one request as a plain HTTP/1.1 server parsed it.
 type received struct {
@@ -145,11 +148,16 @@ func finalInjectCounts(t *testing.T, stderr string) [5]int {
 // head behind Expect: 100-continue. The agent's counters must agree.
 func TestInjectionWellFormed(t *testing.T) {
 	testenv.RequireRoot(t)
+	for _, mode := range injectModes() {
+		t.Run(mode, func(t *testing.T) { injectionWellFormed(t, mode) })
+	}
+}
+
+func injectionWellFormed(t *testing.T, mode string) {
 	zt := testenv.BuildZerotrace(t)
 	app := testenv.BuildSampleApp(t)
 	srv := startRawServer(t)
 	client, addr := testenv.StartSampleApp(t, app, "-downstream", "http://"+srv.ln.Addr().String())
-	mode := injectMode()
 	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(client.Process.Pid), "--output", "json", "--inject", mode)
 	if !strings.Contains(a.Stderr(), "context injection: "+mode) {
 		t.Fatalf("the agent did not choose --inject %s:\n%s", mode, a.Stderr())

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/inject"
 	"github.com/zerotrace/zerotrace/probes/session"
 	"github.com/zerotrace/zerotrace/tests/internal/testenv"
 )
@@ -60,11 +62,13 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 	sort.Strings(names)
 	for _, name := range names {
 		cmd, _ := testenv.StartSampleApp(t, builds[name])
-		plan, err := session.Prepare(cmd.Process.Pid)
+		// With every option on, so that every program is in the specs.
+		opts := session.Options{InjectWriteUser: true}
+		plan, err := session.Prepare(cmd.Process.Pid, opts)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		for _, in := range session.All {
+		for _, in := range session.Instrumentations(opts) {
 			spec, err := in.Spec(plan.Target, shared)
 			if err != nil {
 				t.Fatalf("%s: %s: %v", name, in.Name(), err)
@@ -75,7 +79,38 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		}
 		plan.Target.Close()
 	}
+	spec, err := inject.Spec(shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, prog := range sortedPrograms(spec) {
+		results = append(results, loadOne(t, "context injection", prog, "any", spec, shared))
+	}
 	report(t, results)
+}
+
+// needs says what a program needs beyond its program type, by the kernel
+// feature check the agent itself makes before choosing an injection
+// mechanism, and whether this kernel must have it: the mechanism named by
+// ZEROTRACE_TEST_INJECT (sk-msg by default) must load here.
+func needs(prog string) (check func() error, mode string) {
+	switch prog {
+	case "write_subset_enter":
+		return inject.ProbeWriteUser, "write-user"
+	case "inject_sockops", "inject_traceparent":
+		return inject.CheckSockMsg, "sk-msg"
+	}
+	return nil, ""
+}
+
+// required tells whether this kernel must allow the injection mechanism
+// mode (ZEROTRACE_TEST_INJECT: a comma-separated list, sk-msg by default).
+func required(mode string) bool {
+	list := os.Getenv("ZEROTRACE_TEST_INJECT")
+	if list == "" {
+		list = "sk-msg"
+	}
+	return slices.Contains(strings.Split(list, ","), mode)
 }
 
 func sortedPrograms(spec *ebpf.CollectionSpec) []string {
@@ -105,6 +140,17 @@ func loadOne(t *testing.T, inst, prog, target string, spec *ebpf.CollectionSpec,
 		r.Reason = fmt.Sprintf("this kernel has no %s programs", typ)
 		t.Logf("%s: %s for %s: %s", inst, prog, target, r.Reason)
 		return r
+	}
+	if check, mode := needs(prog); check != nil {
+		if err := check(); err != nil {
+			if required(mode) {
+				t.Errorf("%s: %s for %s: this kernel must allow --inject %s: %v", inst, prog, target, mode, err)
+			}
+			r.Status = "not applicable"
+			r.Reason = err.Error()
+			t.Logf("%s: %s for %s: %s", inst, prog, target, r.Reason)
+			return r
+		}
 	}
 	coll, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{
 		MapReplacements: shared.Replacements(),

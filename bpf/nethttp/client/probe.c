@@ -16,6 +16,8 @@
 #include "common/goabi.h"
 #include "common/maps.h"
 #include "common/netconn.h"
+#include "common/traceparent_line.h"
+#include "nethttp/traceparent.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -30,6 +32,15 @@ volatile const __u64 off_url_path;
 volatile const __u64 off_url_raw_query;
 volatile const __u64 off_resp_status_code;
 volatile const __u64 off_pconn_conn;
+
+// Outgoing context through bpf_probe_write_user (user space sets it only
+// where the kernel allows that helper; see probes/inject).
+volatile const bool inject_write_user;
+volatile const __u64 off_bufio_buf;
+volatile const __u64 off_bufio_n;
+// Run-time address of bufio.(*Writer).Write: an io.Writer holds a
+// *bufio.Writer exactly when its itab's only method is that one (itab_is).
+volatile const __u64 bufio_writer_write_fn;
 
 // Sizes of the struct prefixes copied in one read each.
 volatile const __u64 req_read_size;
@@ -52,6 +63,24 @@ struct {
 	__type(key, __u64);
 	__type(value, struct inflight);
 } client_inflight SEC(".maps");
+
+// A request's header map, in a process.
+struct header_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 header;
+};
+
+// Context to write into a request when its headers are written, by the
+// request's header map: set at persistConn.roundTrip on the caller's
+// goroutine, taken at Header.writeSubset on the connection's write loop
+// goroutine, which has no other link to the round trip.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct header_key);
+	__type(value, struct conn_trace_ctx);
+} header_ctx SEC(".maps");
 
 #define SCRATCH_REQ 512
 #define SCRATCH_SMALL 256
@@ -140,10 +169,85 @@ int persist_conn_round_trip_enter(struct pt_regs *ctx)
 	__builtin_memcpy(tc.ctx.span_id, in->ids.span_id, sizeof(tc.ctx.span_id));
 	bpf_map_update_elem(&conn_ctx, &t, &tc, BPF_ANY);
 	count(COUNTER_INJECT_ARMED);
+	if (inject_write_user) {
+		struct header_key hk = {
+			.tgid = bpf_get_current_pid_tgid() >> 32,
+			.header = read_u64(in->req + off_req_header),
+		};
+		if (hk.header)
+			bpf_map_update_elem(&header_ctx, &hk, &tc, BPF_ANY);
+		else
+			count(COUNTER_INJECT_SKIPPED); // no header map to find it by
+	}
 	__u32 zero = 0;
 	__u32 *armed = bpf_map_lookup_elem(&conn_ctx_armed, &zero);
 	if (armed && !*armed)
 		*armed = 1;
+	return 0;
+}
+
+// func (h Header) writeSubset(w io.Writer, exclude map[string]bool, trace *httptrace.ClientTrace) error
+//
+// RAX = h, RBX/RCX = w. Request.write calls it on the write loop goroutine
+// once the request line, Host, User-Agent and framing headers are in the
+// connection's *bufio.Writer, before the request's own headers. When h
+// belongs to a request armed above, the traceparent line goes into the
+// buffer's free space and the buffer's length grows by as much: net/http
+// then writes the rest after it, and the request leaves with one more
+// header and nothing else changed. Writes happen on this goroutine only,
+// which the probe has stopped.
+SEC("uprobe/Header_writeSubset")
+int write_subset_enter(struct pt_regs *ctx)
+{
+	struct header_key hk = {.tgid = bpf_get_current_pid_tgid() >> 32, .header = GO_ARG1(ctx)};
+	struct conn_trace_ctx *found = bpf_map_lookup_elem(&header_ctx, &hk);
+	if (!found)
+		return 0;
+	struct conn_trace_ctx tc = *found;
+	bpf_map_delete_elem(&header_ctx, &hk);
+	if (bpf_ktime_get_ns() - tc.armed_ns > CONN_CTX_MAX_AGE_NS)
+		return 0;
+
+	__u64 w = GO_ARG3(ctx);
+	if (!w || !itab_is(GO_ARG2(ctx), bufio_writer_write_fn)) {
+		count(COUNTER_INJECT_SKIPPED);
+		return 0;
+	}
+	__u32 zero = 0;
+	struct header_scratch *hs = bpf_map_lookup_elem(&header_scratch, &zero);
+	if (!hs)
+		return 0;
+	struct trace_headers th = {};
+	find_trace_headers_in(hk.header, hs, &th);
+	if (th.traceparent.len) {
+		count(COUNTER_INJECT_KEPT);
+		return 0;
+	}
+	struct go_slice buf = {};
+	__s64 n = 0;
+	if (bpf_probe_read_user(&buf, sizeof(buf), (void *)(w + off_bufio_buf)) ||
+	    bpf_probe_read_user(&n, sizeof(n), (void *)(w + off_bufio_n))) {
+		count(COUNTER_INJECT_FAILED);
+		return 0;
+	}
+	if (!buf.ptr || n < 0 || buf.len - n < TP_LINE_LEN) {
+		count(COUNTER_INJECT_SKIPPED); // no room: net/http would have to flush first
+		return 0;
+	}
+	char line[TP_LINE_LEN];
+	format_traceparent_line(line, &tc.ctx);
+	// The line first, then the length that makes it part of the buffer:
+	// if the second write fails, the bytes past n are ignored.
+	if (bpf_probe_write_user((void *)(buf.ptr + n), line, TP_LINE_LEN)) {
+		count(COUNTER_INJECT_FAILED);
+		return 0;
+	}
+	n += TP_LINE_LEN;
+	if (bpf_probe_write_user((void *)(w + off_bufio_n), &n, sizeof(n))) {
+		count(COUNTER_INJECT_FAILED);
+		return 0;
+	}
+	count(COUNTER_INJECTED);
 	return 0;
 }
 

@@ -20,7 +20,7 @@
 #include "common/goabi.h"
 #include "common/maps.h"
 #include "common/netconn.h"
-#include "nethttp/server/traceparent.h"
+#include "nethttp/traceparent.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 

@@ -23,19 +23,32 @@ const (
 	clientMapCounters                   = "counters"
 	clientMapEvents                     = "events"
 	clientMapGoCtx                      = "go_ctx"
+	clientMapHeaderCtx                  = "header_ctx"
+	clientMapHeaderScratch              = "header_scratch"
 	clientProgPersistConnRoundTripEnter = "persist_conn_round_trip_enter"
 	clientProgRoundTripEnter            = "round_trip_enter"
 	clientProgRoundTripReturn           = "round_trip_return"
+	clientProgWriteSubsetEnter          = "write_subset_enter"
+	clientVarBufioWriterWriteFn         = "bufio_writer_write_fn"
+	clientVarInjectWriteUser            = "inject_write_user"
+	clientVarOffBufioBuf                = "off_bufio_buf"
+	clientVarOffBufioN                  = "off_bufio_n"
 	clientVarOffG_goid                  = "off_g_goid"
 	clientVarOffG_parentGoid            = "off_g_parent_goid"
+	clientVarOffGroupsData              = "off_groups_data"
+	clientVarOffGroupsLengthMask        = "off_groups_length_mask"
+	clientVarOffMapDirLen               = "off_map_dir_len"
+	clientVarOffMapDirPtr               = "off_map_dir_ptr"
 	clientVarOffNetconnFd               = "off_netconn_fd"
 	clientVarOffNetfdLaddr              = "off_netfd_laddr"
 	clientVarOffNetfdRaddr              = "off_netfd_raddr"
 	clientVarOffPconnConn               = "off_pconn_conn"
 	clientVarOffReqContentLength        = "off_req_content_length"
+	clientVarOffReqHeader               = "off_req_header"
 	clientVarOffReqMethod               = "off_req_method"
 	clientVarOffReqUrl                  = "off_req_url"
 	clientVarOffRespStatusCode          = "off_resp_status_code"
+	clientVarOffTableGroups             = "off_table_groups"
 	clientVarOffTcpaddrIp               = "off_tcpaddr_ip"
 	clientVarOffTcpaddrPort             = "off_tcpaddr_port"
 	clientVarOffUrlHost                 = "off_url_host"
@@ -93,6 +106,7 @@ type clientProgramSpecs struct {
 	PersistConnRoundTripEnter *ebpf.ProgramSpec `ebpf:"persist_conn_round_trip_enter"`
 	RoundTripEnter            *ebpf.ProgramSpec `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.ProgramSpec `ebpf:"round_trip_return"`
+	WriteSubsetEnter          *ebpf.ProgramSpec `ebpf:"write_subset_enter"`
 }
 
 // clientMapSpecs contains maps before they are loaded into the kernel.
@@ -106,22 +120,34 @@ type clientMapSpecs struct {
 	Counters       *ebpf.MapSpec `ebpf:"counters"`
 	Events         *ebpf.MapSpec `ebpf:"events"`
 	GoCtx          *ebpf.MapSpec `ebpf:"go_ctx"`
+	HeaderCtx      *ebpf.MapSpec `ebpf:"header_ctx"`
+	HeaderScratch  *ebpf.MapSpec `ebpf:"header_scratch"`
 }
 
 // clientVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientVariableSpecs struct {
+	BufioWriterWriteFn  *ebpf.VariableSpec `ebpf:"bufio_writer_write_fn"`
+	InjectWriteUser     *ebpf.VariableSpec `ebpf:"inject_write_user"`
+	OffBufioBuf         *ebpf.VariableSpec `ebpf:"off_bufio_buf"`
+	OffBufioN           *ebpf.VariableSpec `ebpf:"off_bufio_n"`
 	OffG_goid           *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffG_parentGoid     *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
+	OffGroupsData       *ebpf.VariableSpec `ebpf:"off_groups_data"`
+	OffGroupsLengthMask *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
+	OffMapDirLen        *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
+	OffMapDirPtr        *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
 	OffNetconnFd        *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
 	OffNetfdLaddr       *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
 	OffNetfdRaddr       *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
 	OffPconnConn        *ebpf.VariableSpec `ebpf:"off_pconn_conn"`
 	OffReqContentLength *ebpf.VariableSpec `ebpf:"off_req_content_length"`
+	OffReqHeader        *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqMethod        *ebpf.VariableSpec `ebpf:"off_req_method"`
 	OffReqUrl           *ebpf.VariableSpec `ebpf:"off_req_url"`
 	OffRespStatusCode   *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
+	OffTableGroups      *ebpf.VariableSpec `ebpf:"off_table_groups"`
 	OffTcpaddrIp        *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
 	OffUrlHost          *ebpf.VariableSpec `ebpf:"off_url_host"`
@@ -161,6 +187,8 @@ type clientMaps struct {
 	Counters       *ebpf.Map `ebpf:"counters"`
 	Events         *ebpf.Map `ebpf:"events"`
 	GoCtx          *ebpf.Map `ebpf:"go_ctx"`
+	HeaderCtx      *ebpf.Map `ebpf:"header_ctx"`
+	HeaderScratch  *ebpf.Map `ebpf:"header_scratch"`
 }
 
 func (m *clientMaps) Close() error {
@@ -172,6 +200,8 @@ func (m *clientMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.GoCtx,
+		m.HeaderCtx,
+		m.HeaderScratch,
 	)
 }
 
@@ -179,16 +209,26 @@ func (m *clientMaps) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientVariables struct {
+	BufioWriterWriteFn  *ebpf.Variable `ebpf:"bufio_writer_write_fn"`
+	InjectWriteUser     *ebpf.Variable `ebpf:"inject_write_user"`
+	OffBufioBuf         *ebpf.Variable `ebpf:"off_bufio_buf"`
+	OffBufioN           *ebpf.Variable `ebpf:"off_bufio_n"`
 	OffG_goid           *ebpf.Variable `ebpf:"off_g_goid"`
 	OffG_parentGoid     *ebpf.Variable `ebpf:"off_g_parent_goid"`
+	OffGroupsData       *ebpf.Variable `ebpf:"off_groups_data"`
+	OffGroupsLengthMask *ebpf.Variable `ebpf:"off_groups_length_mask"`
+	OffMapDirLen        *ebpf.Variable `ebpf:"off_map_dir_len"`
+	OffMapDirPtr        *ebpf.Variable `ebpf:"off_map_dir_ptr"`
 	OffNetconnFd        *ebpf.Variable `ebpf:"off_netconn_fd"`
 	OffNetfdLaddr       *ebpf.Variable `ebpf:"off_netfd_laddr"`
 	OffNetfdRaddr       *ebpf.Variable `ebpf:"off_netfd_raddr"`
 	OffPconnConn        *ebpf.Variable `ebpf:"off_pconn_conn"`
 	OffReqContentLength *ebpf.Variable `ebpf:"off_req_content_length"`
+	OffReqHeader        *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqMethod        *ebpf.Variable `ebpf:"off_req_method"`
 	OffReqUrl           *ebpf.Variable `ebpf:"off_req_url"`
 	OffRespStatusCode   *ebpf.Variable `ebpf:"off_resp_status_code"`
+	OffTableGroups      *ebpf.Variable `ebpf:"off_table_groups"`
 	OffTcpaddrIp        *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
 	OffUrlHost          *ebpf.Variable `ebpf:"off_url_host"`
@@ -208,6 +248,7 @@ type clientPrograms struct {
 	PersistConnRoundTripEnter *ebpf.Program `ebpf:"persist_conn_round_trip_enter"`
 	RoundTripEnter            *ebpf.Program `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.Program `ebpf:"round_trip_return"`
+	WriteSubsetEnter          *ebpf.Program `ebpf:"write_subset_enter"`
 }
 
 func (p *clientPrograms) Close() error {
@@ -215,6 +256,7 @@ func (p *clientPrograms) Close() error {
 		p.PersistConnRoundTripEnter,
 		p.RoundTripEnter,
 		p.RoundTripReturn,
+		p.WriteSubsetEnter,
 	)
 }
 

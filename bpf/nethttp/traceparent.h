@@ -10,8 +10,7 @@
 // slot is in use. Hashing a key needs the map's seed and the runtime's hash
 // function, so instead the groups are scanned: header maps are small.
 //
-// net/textproto canonicalises header names, so the keys to look for are
-// "Traceparent" and "Tracestate" exactly.
+// Keys are compared without regard to case (see key_is).
 #pragma once
 
 volatile const __u64 off_req_header;
@@ -52,10 +51,13 @@ struct {
 	__type(value, struct header_scratch);
 } header_scratch SEC(".maps");
 
+// Compare a key with want (lower case), ignoring ASCII case: net/textproto
+// canonicalises the names of parsed headers ("Traceparent"), but a client
+// can put any spelling into its own header map.
 static __always_inline bool key_is(const char *k, const char *want, int n)
 {
 	for (int i = 0; i < n; i++)
-		if (k[i] != want[i])
+		if ((k[i] | 0x20) != want[i])
 			return false;
 	return true;
 }
@@ -101,21 +103,20 @@ static __always_inline void scan_group(__u64 group, struct header_scratch *s, st
 		struct go_string key;
 		__builtin_memcpy(&key, s->group + 8 + i * HDR_SLOT_SIZE, sizeof(key));
 		if (key.len == 11) {
-			if (bpf_probe_read_user(s->key, 11, (void *)key.ptr) || !key_is(s->key, "Traceparent", 11))
+			if (bpf_probe_read_user(s->key, 11, (void *)key.ptr) || !key_is(s->key, "traceparent", 11))
 				continue;
 			first_value(&found->traceparent, s->group + 8 + i * HDR_SLOT_SIZE + 16);
 		} else if (key.len == 10) {
-			if (bpf_probe_read_user(s->key, 10, (void *)key.ptr) || !key_is(s->key, "Tracestate", 10))
+			if (bpf_probe_read_user(s->key, 10, (void *)key.ptr) || !key_is(s->key, "tracestate", 10))
 				continue;
 			first_value(&found->tracestate, s->group + 8 + i * HDR_SLOT_SIZE + 16);
 		}
 	}
 }
 
-// Find the Traceparent and Tracestate headers of the request at req.
-static __always_inline void find_trace_headers(__u64 req, struct header_scratch *s, struct trace_headers *found)
+// Find the Traceparent and Tracestate headers in the http.Header map m.
+static __always_inline void find_trace_headers_in(__u64 m, struct header_scratch *s, struct trace_headers *found)
 {
-	__u64 m = read_u64(req + off_req_header);
 	if (!m)
 		return;
 	__u64 dir;
@@ -149,6 +150,12 @@ static __always_inline void find_trace_headers(__u64 req, struct header_scratch 
 	__u64 mask = read_u64(table + off_table_groups + off_groups_length_mask);
 	for (int g = 0; g < HDR_MAX_GROUPS && g <= mask; g++)
 		scan_group(groups + g * HDR_GROUP_SIZE, s, found);
+}
+
+// Find the Traceparent and Tracestate headers of the request at req.
+static __always_inline void find_trace_headers(__u64 req, struct header_scratch *s, struct trace_headers *found)
+{
+	find_trace_headers_in(read_u64(req + off_req_header), s, found);
 }
 
 static __always_inline int hex_nibble(char c)
