@@ -298,10 +298,10 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		if injection.Injector != nil {
 			// Without it this process's requests carry no context to
 			// other hosts; everything else keeps working.
-			if cg, err := injection.Injector.AttachProcess(p.Target.PID); err != nil {
+			if what, err := injection.Injector.AttachProcess(p.Target.PID); err != nil {
 				fmt.Fprintf(stderr, "zerotrace: %s: no context injection: %v\n", p.Target, err)
 			} else {
-				fmt.Fprintf(stderr, "zerotrace: %s: injecting traceparent with sk_msg on the connections of cgroup %s\n", p.Target, cg)
+				fmt.Fprintf(stderr, "zerotrace: %s: %s\n", p.Target, what)
 			}
 		}
 	}

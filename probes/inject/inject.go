@@ -241,26 +241,31 @@ func NewInjector(shared *events.Shared) (*Injector, error) {
 }
 
 // AttachProcess puts the sockops program on the cgroup v2 of process pid,
-// once per cgroup, and returns that cgroup's path. Every connection a
-// process of that cgroup opens from then on passes the sk_msg program.
+// once per cgroup, so that every connection a process of that cgroup opens
+// from then on passes the sk_msg program, and adds the client connections
+// pid already has. It says what it did in one line.
 func (inj *Injector) AttachProcess(pid int) (string, error) {
 	rel, err := processCgroup(pid)
 	if err != nil {
 		return "", err
 	}
-	if _, ok := inj.cgroups[rel]; ok {
-		return rel, nil
+	if _, ok := inj.cgroups[rel]; !ok {
+		l, err := link.AttachCgroup(link.CgroupOptions{
+			Path:    inj.mount.path(rel),
+			Attach:  ebpf.AttachCGroupSockOps,
+			Program: inj.objs.InjectSockops,
+		})
+		if err != nil {
+			return "", fmt.Errorf("attaching the sockops program to cgroup %s: %w", rel, err)
+		}
+		inj.cgroups[rel] = l
 	}
-	l, err := link.AttachCgroup(link.CgroupOptions{
-		Path:    inj.mount.path(rel),
-		Attach:  ebpf.AttachCGroupSockOps,
-		Program: inj.objs.InjectSockops,
-	})
+	msg := "injecting traceparent with sk_msg on the connections of cgroup " + rel
+	n, err := inj.adoptConnections(pid)
 	if err != nil {
-		return "", fmt.Errorf("attaching the sockops program to cgroup %s: %w", rel, err)
+		return msg + fmt.Sprintf(" (its open connections were not added: %v; their requests count as not_seen)", err), nil
 	}
-	inj.cgroups[rel] = l
-	return rel, nil
+	return msg + fmt.Sprintf(", %d already open", n), nil
 }
 
 // Close detaches from every cgroup and unloads the programs. Closing the

@@ -145,7 +145,8 @@ func finalInjectCounts(t *testing.T, stderr string) [5]int {
 // client span the agent exported; a request that had one keeps it; one the
 // mechanism cannot handle safely (a head over 4 KiB) arrives untouched;
 // bodies byte for byte as sent, including a body that is itself a request
-// head behind Expect: 100-continue. The agent's counters must agree.
+// head behind Expect: 100-continue; on a connection opened before the agent
+// attached too. The agent's counters must agree.
 func TestInjectionWellFormed(t *testing.T) {
 	testenv.RequireRoot(t)
 	for _, mode := range injectModes() {
@@ -158,6 +159,11 @@ func injectionWellFormed(t *testing.T, mode string) {
 	app := testenv.BuildSampleApp(t)
 	srv := startRawServer(t)
 	client, addr := testenv.StartSampleApp(t, app, "-downstream", "http://"+srv.ln.Addr().String())
+	// A keep-alive connection opened before the agent attaches: the first
+	// request after attaching goes out on it and must get its header too.
+	if err := getOK(&http.Client{}, "http://"+addr+"/send?path=/before-attach"); err != nil {
+		t.Fatal(err)
+	}
 	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(client.Process.Pid), "--output", "json", "--inject", mode)
 	if !strings.Contains(a.Stderr(), "context injection: "+mode) {
 		t.Fatalf("the agent did not choose --inject %s:\n%s", mode, a.Stderr())
