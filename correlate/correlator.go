@@ -89,6 +89,8 @@ func (c *Correlator) Handle(ev Event) *Span {
 		s.TraceState = e.TraceState
 	case *HTTPClientRequest:
 		s, ids = httpClientSpan(e), e.IDs
+	case *DBQuery:
+		s, ids = dbSpan(e), e.IDs
 	default:
 		return nil
 	}

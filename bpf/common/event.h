@@ -9,6 +9,7 @@
 enum event_type {
 	EVENT_HTTP_SERVER = 1,
 	EVENT_HTTP_CLIENT = 2,
+	EVENT_DB_QUERY = 3,
 };
 
 // event_header flags.
@@ -141,4 +142,49 @@ struct http_client_event {
 	char host[HTTP_HOST_MAX];
 	char path[HTTP_PATH_MAX];
 	char query[HTTP_QUERY_MAX];
+};
+
+#define DB_QUERY_MAX 1024
+#define DB_DSN_MAX 128
+#define DB_ERR_MAX 128
+
+// Which database/sql call a db_query_event comes from.
+enum db_call {
+	DB_CALL_QUERY = 1,      // DB/Conn/Tx Query*, QueryRow* (DB.queryDC)
+	DB_CALL_EXEC = 2,       // DB/Conn/Tx Exec* (DB.execDC)
+	DB_CALL_STMT_QUERY = 3, // Stmt.QueryContext (and Query, QueryRow*)
+	DB_CALL_STMT_EXEC = 4,  // Stmt.ExecContext (and Exec)
+};
+
+// Bits of db_query_event.truncated.
+enum db_truncation {
+	DB_TRUNC_QUERY = 1 << 0,
+	DB_TRUNC_DSN = 1 << 1,
+	DB_TRUNC_ERR = 1 << 2,
+};
+
+// One database/sql call, sent when it returns.
+struct db_query_event {
+	struct event_header hdr; // hdr.ts_ns is when the call returned
+	__u64 start_ns;
+	__u64 goid;
+	struct span_ids ids;
+	// itab of the error returned (0 for none), to name its type.
+	__u64 err_type;
+	// itab of DB.connector, to name it; when it is database/sql's
+	// dsnConnector (sql.Open), driver_type is the itab of its driver and
+	// dsn its data source name, else both mean nothing.
+	__u64 connector_type;
+	__u64 driver_type;
+	__u16 query_len;
+	__u16 dsn_len;
+	// err_msg is the error's first field read as a string: its message for
+	// error types that start with one (errors.errorString, fmt.wrapError,
+	// modernc.org/sqlite.Error); user space decides by err_type.
+	__u16 err_len;
+	__u8 call;      // enum db_call
+	__u8 truncated; // enum db_truncation
+	char query[DB_QUERY_MAX];
+	char dsn[DB_DSN_MAX];
+	char err_msg[DB_ERR_MAX];
 };

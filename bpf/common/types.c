@@ -11,3 +11,4 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct event_header *unused_event_header __attribute__((unused));
 struct http_server_event *unused_http_server_event __attribute__((unused));
 struct http_client_event *unused_http_client_event __attribute__((unused));
+struct db_query_event *unused_db_query_event __attribute__((unused));

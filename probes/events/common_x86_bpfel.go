@@ -13,6 +13,30 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type commonDbQueryEvent struct {
+	_       structs.HostLayout
+	Hdr     commonEventHeader
+	StartNs uint64
+	Goid    uint64
+	Ids     struct {
+		_        structs.HostLayout
+		TraceId  [16]uint8
+		SpanId   [8]uint8
+		ParentId [8]uint8
+	}
+	ErrType       uint64
+	ConnectorType uint64
+	DriverType    uint64
+	QueryLen      uint16
+	DsnLen        uint16
+	ErrLen        uint16
+	Call          uint8
+	Truncated     uint8
+	Query         [1024]int8
+	Dsn           [128]int8
+	ErrMsg        [128]int8
+}
+
 type commonEventHeader struct {
 	_     structs.HostLayout
 	Type  uint8
@@ -102,6 +126,7 @@ const (
 	commonMapCounters              = "counters"
 	commonMapEvents                = "events"
 	commonMapGoCtx                 = "go_ctx"
+	commonVarUnusedDbQueryEvent    = "unused_db_query_event"
 	commonVarUnusedEventHeader     = "unused_event_header"
 	commonVarUnusedHttpClientEvent = "unused_http_client_event"
 	commonVarUnusedHttpServerEvent = "unused_http_server_event"
@@ -167,6 +192,7 @@ type commonMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type commonVariableSpecs struct {
+	UnusedDbQueryEvent    *ebpf.VariableSpec `ebpf:"unused_db_query_event"`
 	UnusedEventHeader     *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
@@ -214,6 +240,7 @@ func (m *commonMaps) Close() error {
 //
 // It can be passed to loadCommonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type commonVariables struct {
+	UnusedDbQueryEvent    *ebpf.Variable `ebpf:"unused_db_query_event"`
 	UnusedEventHeader     *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.Variable `ebpf:"unused_http_server_event"`

@@ -14,7 +14,11 @@ import (
 const (
 	typeHTTPServer = 1
 	typeHTTPClient = 2
+	typeDBQuery    = 3
 )
+
+// Bits of db_query_event.truncated.
+const dbTruncQuery = 1 << 0
 
 // Bits of http_client_event.info.
 const (
@@ -47,6 +51,7 @@ var (
 	headerSize     = int(unsafe.Sizeof(commonEventHeader{}))
 	httpServerSize = int(unsafe.Sizeof(commonHttpServerEvent{}))
 	httpClientSize = int(unsafe.Sizeof(commonHttpClientEvent{}))
+	dbQuerySize    = int(unsafe.Sizeof(commonDbQueryEvent{}))
 )
 
 // ErrTypeNamer names the dynamic type behind an itab address found in a
@@ -71,6 +76,11 @@ func Decode(raw []byte, clock *Clock, namer ErrTypeNamer) (correlate.Event, erro
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
 		}
 		return decodeHTTPClient((*commonHttpClientEvent)(unsafe.Pointer(&raw[0])), clock, namer), nil
+	case typeDBQuery:
+		if len(raw) < dbQuerySize {
+			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
+		}
+		return decodeDBQuery((*commonDbQueryEvent)(unsafe.Pointer(&raw[0])), clock, namer), nil
 	}
 	return nil, &DecodeError{Kind: "unknown_type", Type: hdr.Type, Size: len(raw)}
 }
@@ -162,6 +172,34 @@ func decodeHTTPClient(e *commonHttpClientEvent, clock *Clock, namer ErrTypeNamer
 		}
 	}
 	return r
+}
+
+func decodeDBQuery(e *commonDbQueryEvent, clock *Clock, namer ErrTypeNamer) *correlate.DBQuery {
+	q := &correlate.DBQuery{
+		PID:            e.Hdr.Pid,
+		GoroutineID:    e.Goid,
+		Start:          clock.Wall(e.StartNs),
+		End:            clock.Wall(e.Hdr.TsNs),
+		IDs:            spanIDs(e.Ids.TraceId, e.Ids.SpanId, e.Ids.ParentId),
+		Call:           correlate.DBCall(e.Call),
+		Query:          cString(e.Query[:], e.QueryLen),
+		QueryTruncated: e.Truncated&dbTruncQuery != 0,
+		DSN:            cString(e.Dsn[:], e.DsnLen),
+		Err:            e.ErrType != 0,
+		ErrFirstString: cString(e.ErrMsg[:], e.ErrLen),
+	}
+	if namer != nil {
+		if e.ConnectorType != 0 {
+			q.Connector = namer(e.Hdr.Pid, e.ConnectorType)
+		}
+		if e.DriverType != 0 {
+			q.Driver = namer(e.Hdr.Pid, e.DriverType)
+		}
+		if e.ErrType != 0 {
+			q.ErrType = namer(e.Hdr.Pid, e.ErrType)
+		}
+	}
+	return q
 }
 
 // cString copies the first n bytes of a fixed-size C char array. Bytes that

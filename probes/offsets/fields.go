@@ -111,6 +111,18 @@ var (
 	BufioWriterBuf = Field{"bufio.Writer", "buf"}
 	// BufioWriterN is bufio.Writer.n, how many bytes of buf are in use.
 	BufioWriterN = Field{"bufio.Writer", "n"}
+
+	// SQLDBConnector is database/sql.DB.connector, the driver.Connector.
+	SQLDBConnector = Field{"database/sql.DB", "connector"}
+	// SQLStmtDB is database/sql.Stmt.db.
+	SQLStmtDB = Field{"database/sql.Stmt", "db"}
+	// SQLStmtQuery is database/sql.Stmt.query, the prepared text.
+	SQLStmtQuery = Field{"database/sql.Stmt", "query"}
+	// SQLDSNConnectorDSN is database/sql.dsnConnector.dsn, the data
+	// source name given to sql.Open.
+	SQLDSNConnectorDSN = Field{"database/sql.dsnConnector", "dsn"}
+	// SQLDSNConnectorDriver is database/sql.dsnConnector.driver.
+	SQLDSNConnectorDriver = Field{"database/sql.dsnConnector", "driver"}
 )
 
 // All returns every field the bundled table records, in a fixed order. It
@@ -167,5 +179,11 @@ func All() []Field {
 
 		BufioWriterBuf,
 		BufioWriterN,
+
+		SQLDBConnector,
+		SQLStmtDB,
+		SQLStmtQuery,
+		SQLDSNConnectorDSN,
+		SQLDSNConnectorDriver,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/zerotrace/zerotrace/probes"
+	"github.com/zerotrace/zerotrace/probes/dbsql"
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/nethttp/client"
 	"github.com/zerotrace/zerotrace/probes/nethttp/server"
@@ -29,6 +30,7 @@ func Instrumentations(opts Options) []probes.Instrumentation {
 		server.Instrumentation{},
 		client.Instrumentation{InjectWriteUser: opts.InjectWriteUser},
 		goroutines.Instrumentation{},
+		dbsql.Instrumentation{},
 	}
 }
 

@@ -45,6 +45,7 @@ const referenceProgram = `// Reference program for scripts/gen-offsets: built, n
 package main
 
 import (
+	"database/sql"
 	"fmt"
 	"net"
 	"net/http"
@@ -54,6 +55,22 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
+		return
+	}
+	if os.Args[1] == "sql" {
+		// database/sql: DB (through sql.Open's dsnConnector) and Stmt.
+		db, err := sql.Open(os.Args[2], os.Args[3])
+		if err != nil {
+			panic(err)
+		}
+		stmt, err := db.Prepare(os.Args[4])
+		if err != nil {
+			panic(err)
+		}
+		rows, err := stmt.Query()
+		fmt.Println(rows, err)
+		res, err := db.Exec(os.Args[4])
+		fmt.Println(res, err)
 		return
 	}
 	u, err := url.Parse(os.Args[1])

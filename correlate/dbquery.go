@@ -1,0 +1,189 @@
+package correlate
+
+import (
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zerotrace/zerotrace/correlate/redact"
+)
+
+// DBCall says which database/sql entry point a DBQuery went through.
+type DBCall int
+
+// database/sql entry points.
+const (
+	DBQueryCall     DBCall = 1 // Query*, QueryRow* of DB, Conn, Tx
+	DBExecCall      DBCall = 2 // Exec* of DB, Conn, Tx
+	DBStmtQueryCall DBCall = 3 // Stmt Query*, QueryRow*
+	DBStmtExecCall  DBCall = 4 // Stmt Exec*
+)
+
+// DBQuery is one query or exec made through Go's database/sql.
+type DBQuery struct {
+	PID         uint32
+	GoroutineID uint64
+	Start, End  time.Time
+	IDs         SpanIDs
+	Call        DBCall
+
+	Query          string // as sent, literals included: sanitized here
+	QueryTruncated bool
+
+	// Connector and Driver name the types behind DB.connector and, for
+	// sql.Open's connector, its driver ("" when unknown). DSN is the data
+	// source name given to sql.Open, "" for other connectors.
+	Connector, Driver string
+	DSN               string
+
+	Err     bool
+	ErrType string // the returned error's dynamic type, "" when unknown
+	// ErrFirstString is the error's first field read as a string; it is
+	// the message for the error types in errMessageFirst only.
+	ErrFirstString string
+}
+
+// ProcessID implements Event.
+func (q *DBQuery) ProcessID() uint32 { return q.PID }
+
+// dsnConnector is database/sql's connector for sql.Open.
+const dsnConnector = "database/sql.dsnConnector"
+
+// errMessageFirst are error types whose first field is their message.
+var errMessageFirst = map[string]bool{
+	"*errors.errorString":       true,
+	"*fmt.wrapError":            true,
+	"*fmt.wrapErrors":           true,
+	"*modernc.org/sqlite.Error": true,
+}
+
+// dbSystem maps a driver or connector type to db.system.name.
+func dbSystem(typ string) string {
+	t := strings.ToLower(typ)
+	switch {
+	case strings.Contains(t, "sqlite"):
+		return "sqlite"
+	case strings.Contains(t, "lib/pq"), strings.Contains(t, "jackc/pgx"), strings.Contains(t, "postgres"):
+		return "postgresql"
+	case strings.Contains(t, "mysql"):
+		return "mysql"
+	case strings.Contains(t, "mssql"), strings.Contains(t, "sqlserver"):
+		return "microsoft.sql_server"
+	case strings.Contains(t, "clickhouse"):
+		return "clickhouse"
+	case strings.Contains(t, "godror"), strings.Contains(t, "oracle"):
+		return "oracle.db"
+	}
+	return "other_sql"
+}
+
+// dsnServer finds the server address, port and database name in a data
+// source name: a URL (postgres://user:pw@host:port/db?…) or key=value pairs
+// (host=… port=… dbname=…). Passwords are never returned.
+func dsnServer(dsn string) (host string, port int, db string) {
+	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" && u.Host != "" {
+		h, p, err := net.SplitHostPort(u.Host)
+		if err != nil {
+			h = u.Host
+		}
+		port, _ = strconv.Atoi(p)
+		return strings.Trim(h, "[]"), port, strings.TrimPrefix(u.Path, "/")
+	}
+	if !strings.Contains(dsn, "=") {
+		return "", 0, "" // a file name or an opaque string
+	}
+	for f := range strings.FieldsSeq(dsn) {
+		k, v, ok := strings.Cut(f, "=")
+		if !ok {
+			continue
+		}
+		v = strings.Trim(v, "'")
+		switch strings.ToLower(k) {
+		case "host":
+			if !strings.HasPrefix(v, "/") { // a unix socket directory
+				host = v
+			}
+		case "port":
+			port, _ = strconv.Atoi(v)
+		case "dbname", "database":
+			db = v
+		}
+	}
+	return host, port, db
+}
+
+// dbSpan builds a CLIENT span following the OpenTelemetry database
+// semantic conventions. The query text is always sanitized: literals become
+// '?', whatever the redaction settings.
+func dbSpan(q *DBQuery) *Span {
+	typ := q.Connector
+	if typ == dsnConnector || typ == "" {
+		typ = q.Driver
+	}
+	system := dbSystem(typ)
+	text := redact.SanitizeSQL(q.Query)
+	op := redact.SQLOperation(text)
+	coll := redact.SQLCollection(text)
+	attrs := make([]attribute.KeyValue, 0, 10)
+	attrs = append(attrs,
+		attribute.String("db.system.name", system),
+		attribute.String("db.query.text", text))
+	if op != "" {
+		attrs = append(attrs, attribute.String("db.operation.name", op))
+	}
+	if coll != "" {
+		attrs = append(attrs, attribute.String("db.collection.name", coll))
+	}
+	if q.Connector == dsnConnector && system != "sqlite" {
+		host, port, db := dsnServer(q.DSN)
+		if host != "" {
+			attrs = append(attrs, attribute.String("server.address", host))
+		}
+		if port != 0 {
+			attrs = append(attrs, attribute.Int("server.port", port))
+		}
+		if db != "" {
+			attrs = append(attrs, attribute.String("db.namespace", db))
+		}
+	}
+	if q.Call == DBStmtQueryCall || q.Call == DBStmtExecCall {
+		attrs = append(attrs, attribute.Bool("zerotrace.db.prepared", true))
+	}
+	if q.QueryTruncated {
+		attrs = append(attrs, attribute.Bool("zerotrace.truncated", true))
+	}
+
+	name := system
+	switch {
+	case op != "" && coll != "":
+		name = op + " " + coll
+	case op != "":
+		name = op
+	}
+	s := &Span{
+		Name:       name,
+		Kind:       trace.SpanKindClient,
+		Start:      q.Start,
+		End:        q.End,
+		Attributes: attrs,
+	}
+	if q.Err {
+		errType := q.ErrType
+		if errType == "" {
+			errType = "error"
+		}
+		msg := errType
+		if errMessageFirst[q.ErrType] && q.ErrFirstString != "" {
+			msg = q.ErrFirstString
+		}
+		s.Status, s.StatusMsg = codes.Error, msg
+		s.Attributes = append(s.Attributes, attribute.String("error.type", errType))
+	}
+	return s
+}

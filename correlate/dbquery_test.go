@@ -1,0 +1,86 @@
+package correlate
+
+import (
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+)
+
+func TestDSNServer(t *testing.T) {
+	for _, c := range []struct {
+		dsn, host string
+		port      int
+		db        string
+	}{
+		{"postgres://zt:pw@127.0.0.1:5433/shop?sslmode=disable", "127.0.0.1", 5433, "shop"},
+		{"postgresql://u@[::1]:5432/x", "::1", 5432, "x"},
+		{"postgres://db.internal/orders", "db.internal", 0, "orders"},
+		{"host=10.0.0.7 port=6432 user=app password='s3cret' dbname=billing", "10.0.0.7", 6432, "billing"},
+		{"host=/var/run/postgresql dbname=x", "", 0, "x"},
+		{"/tmp/app.db", "", 0, ""},
+		{"file:test.db?cache=shared", "", 0, ""},
+	} {
+		host, port, db := dsnServer(c.dsn)
+		if host != c.host || port != c.port || db != c.db {
+			t.Errorf("dsnServer(%q) = %q, %d, %q; want %q, %d, %q", c.dsn, host, port, db, c.host, c.port, c.db)
+		}
+	}
+}
+
+func TestDBSystem(t *testing.T) {
+	for typ, want := range map[string]string{
+		"*modernc.org/sqlite.Driver":                  "sqlite",
+		"*github.com/mattn/go-sqlite3.SQLiteDriver":   "sqlite",
+		"*github.com/lib/pq.Driver":                   "postgresql",
+		"*github.com/jackc/pgx/v5/stdlib.Driver":      "postgresql",
+		"*github.com/go-sql-driver/mysql.MySQLDriver": "mysql",
+		"":           "other_sql",
+		"*main.fake": "other_sql",
+	} {
+		if got := dbSystem(typ); got != want {
+			t.Errorf("dbSystem(%q) = %q, want %q", typ, got, want)
+		}
+	}
+}
+
+func TestDBSpan(t *testing.T) {
+	start := time.Unix(100, 0)
+	s := dbSpan(&DBQuery{
+		Start: start, End: start.Add(time.Millisecond), Call: DBExecCall,
+		Query:     "INSERT INTO customers (id, email) VALUES (42, 'a@b.example')",
+		Connector: "database/sql.dsnConnector", Driver: "*github.com/lib/pq.Driver",
+		DSN: "postgres://zt:pw@127.0.0.1:5433/shop",
+	})
+	attrs := map[string]string{}
+	for _, kv := range s.Attributes {
+		attrs[string(kv.Key)] = kv.Value.Emit()
+	}
+	want := map[string]string{
+		"db.system.name":     "postgresql",
+		"db.query.text":      "INSERT INTO customers (id, email) VALUES (?, ?)",
+		"db.operation.name":  "INSERT",
+		"db.collection.name": "customers",
+		"server.address":     "127.0.0.1",
+		"server.port":        "5433",
+		"db.namespace":       "shop",
+	}
+	for k, v := range want {
+		if attrs[k] != v {
+			t.Errorf("%s = %q, want %q", k, attrs[k], v)
+		}
+	}
+	if s.Name != "INSERT customers" || s.Status != codes.Unset {
+		t.Errorf("name %q status %v", s.Name, s.Status)
+	}
+
+	failed := dbSpan(&DBQuery{Query: "SELECT * FROM missing WHERE id = 7", Driver: "*modernc.org/sqlite.Driver",
+		Err: true, ErrType: "*modernc.org/sqlite.Error", ErrFirstString: "no such table: missing"})
+	if failed.Status != codes.Error || failed.StatusMsg != "no such table: missing" {
+		t.Errorf("failed span: status %v %q", failed.Status, failed.StatusMsg)
+	}
+	opaque := dbSpan(&DBQuery{Query: "SELECT 1", Err: true, ErrType: "*github.com/lib/pq.Error", ErrFirstString: "ERROR"})
+	if opaque.StatusMsg != "*github.com/lib/pq.Error" {
+		t.Errorf("an error type whose first field is not its message gave %q", opaque.StatusMsg)
+	}
+}
