@@ -9,6 +9,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/zerotrace/zerotrace/probes"
+	"github.com/zerotrace/zerotrace/probes/dbsql"
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/nethttp/client"
 	"github.com/zerotrace/zerotrace/probes/offsets"
@@ -29,12 +30,13 @@ func (Instrumentation) Fields() (required, optional []offsets.Field) {
 }
 
 // Applies implements probes.Instrumentation: the inherited context is only
-// read by client spans, so it is only worth a probe where a client exists.
+// read by client spans (HTTP calls, database calls), so it is only worth a
+// probe where one of them can happen.
 func (Instrumentation) Applies(t *probes.Target) bool {
 	if _, err := t.Bin.Func(Symbol); err != nil {
 		return false
 	}
-	return client.Instrumentation{}.Applies(t)
+	return client.Instrumentation{}.Applies(t) || dbsql.Instrumentation{}.Applies(t)
 }
 
 // Spec implements probes.Instrumentation.
