@@ -44,9 +44,10 @@ type DBQuery struct {
 
 	Err     bool
 	ErrType string // the returned error's dynamic type, "" when unknown
-	// ErrFirstString is the error's first field read as a string; it is
-	// the message for the error types in errMessageFirst only.
-	ErrFirstString string
+	// ErrStrings are the strings found at the offsets errMessageAt knows
+	// in the error's struct (0, 32, 48); one is the message for the error
+	// types it lists, and nothing for the others.
+	ErrStrings [3]string
 }
 
 // ProcessID implements Event.
@@ -55,12 +56,15 @@ func (q *DBQuery) ProcessID() uint32 { return q.PID }
 // dsnConnector is database/sql's connector for sql.Open.
 const dsnConnector = "database/sql.dsnConnector"
 
-// errMessageFirst are error types whose first field is their message.
-var errMessageFirst = map[string]bool{
-	"*errors.errorString":       true,
-	"*fmt.wrapError":            true,
-	"*fmt.wrapErrors":           true,
-	"*modernc.org/sqlite.Error": true,
+// errMessageAt says, for error types whose message field is known, which
+// of DBQuery.ErrStrings holds it.
+var errMessageAt = map[string]int{
+	"*errors.errorString":                     0, // s string
+	"*fmt.wrapError":                          0, // msg string
+	"*fmt.wrapErrors":                         0,
+	"*modernc.org/sqlite.Error":               0, // msg string
+	"*github.com/lib/pq.Error":                1, // Severity, Code, Message
+	"*github.com/jackc/pgx/v5/pgconn.PgError": 2, // Severity, SeverityUnlocalized, Code, Message
 }
 
 // dbSystem maps a driver or connector type to db.system.name.
@@ -179,8 +183,8 @@ func dbSpan(q *DBQuery) *Span {
 			errType = "error"
 		}
 		msg := errType
-		if errMessageFirst[q.ErrType] && q.ErrFirstString != "" {
-			msg = q.ErrFirstString
+		if i, ok := errMessageAt[q.ErrType]; ok && q.ErrStrings[i] != "" {
+			msg = q.ErrStrings[i]
 		}
 		s.Status, s.StatusMsg = codes.Error, msg
 		s.Attributes = append(s.Attributes, attribute.String("error.type", errType))

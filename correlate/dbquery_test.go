@@ -75,12 +75,17 @@ func TestDBSpan(t *testing.T) {
 	}
 
 	failed := dbSpan(&DBQuery{Query: "SELECT * FROM missing WHERE id = 7", Driver: "*modernc.org/sqlite.Driver",
-		Err: true, ErrType: "*modernc.org/sqlite.Error", ErrFirstString: "no such table: missing"})
+		Err: true, ErrType: "*modernc.org/sqlite.Error", ErrStrings: [3]string{"no such table: missing"}})
 	if failed.Status != codes.Error || failed.StatusMsg != "no such table: missing" {
 		t.Errorf("failed span: status %v %q", failed.Status, failed.StatusMsg)
 	}
-	opaque := dbSpan(&DBQuery{Query: "SELECT 1", Err: true, ErrType: "*github.com/lib/pq.Error", ErrFirstString: "ERROR"})
-	if opaque.StatusMsg != "*github.com/lib/pq.Error" {
-		t.Errorf("an error type whose first field is not its message gave %q", opaque.StatusMsg)
+	pq := dbSpan(&DBQuery{Query: "SELECT 1", Err: true, ErrType: "*github.com/lib/pq.Error",
+		ErrStrings: [3]string{"ERROR", `relation "missing" does not exist`, "junk"}})
+	if pq.StatusMsg != `relation "missing" does not exist` {
+		t.Errorf("lib/pq error message %q", pq.StatusMsg)
+	}
+	opaque := dbSpan(&DBQuery{Query: "SELECT 1", Err: true, ErrType: "*example.com/x.Err", ErrStrings: [3]string{"junk"}})
+	if opaque.StatusMsg != "*example.com/x.Err" {
+		t.Errorf("an error type of unknown layout gave %q", opaque.StatusMsg)
 	}
 }

@@ -147,6 +147,11 @@ struct http_client_event {
 #define DB_QUERY_MAX 1024
 #define DB_DSN_MAX 128
 #define DB_ERR_MAX 128
+// Offsets in an error's struct at which a message string is read: the
+// first field (errors.errorString, fmt.wrapError, modernc.org/sqlite.Error),
+// 32 (lib/pq.Error.Message, after Severity and Code) and 48
+// (pgconn.PgError.Message, after Severity, SeverityUnlocalized and Code).
+#define DB_ERR_FIELDS 3
 
 // Which database/sql call a db_query_event comes from.
 enum db_call {
@@ -178,13 +183,14 @@ struct db_query_event {
 	__u64 driver_type;
 	__u16 query_len;
 	__u16 dsn_len;
-	// err_msg is the error's first field read as a string: its message for
-	// error types that start with one (errors.errorString, fmt.wrapError,
-	// modernc.org/sqlite.Error); user space decides by err_type.
-	__u16 err_len;
 	__u8 call;      // enum db_call
 	__u8 truncated; // enum db_truncation
+	// err_msg[i] is the string at the i-th offset of DB_ERR_FIELDS in the
+	// error's struct, if one looks like a string there: user space picks
+	// the one that is the message of the error's type, if any.
+	__u16 err_len[DB_ERR_FIELDS];
+	__u8 pad[4];
 	char query[DB_QUERY_MAX];
 	char dsn[DB_DSN_MAX];
-	char err_msg[DB_ERR_MAX];
+	char err_msg[DB_ERR_FIELDS][DB_ERR_MAX];
 };

@@ -148,16 +148,22 @@ int stmt_exec_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-// The error's first field as a string (see db_query_event.err_msg).
+// Candidate message strings of the error (see db_query_event.err_msg).
 static __always_inline void read_err_msg(struct db_query_event *e, __u64 err_data)
 {
-	struct go_string msg = {};
-	e->err_len = 0;
-	if (!err_data || bpf_probe_read_user(&msg, sizeof(msg), (void *)err_data))
-		return;
-	if (msg.len <= 0 || msg.len > 1 << 20)
-		return; // not a string
-	e->err_len = copy_go_string(e->err_msg, sizeof(e->err_msg), msg, &e->truncated, DB_TRUNC_ERR);
+	const __u64 offs[DB_ERR_FIELDS] = {0, 32, 48};
+
+	e->pad[0] = e->pad[1] = e->pad[2] = e->pad[3] = 0;
+	for (int i = 0; i < DB_ERR_FIELDS; i++) {
+		struct go_string msg = {};
+		e->err_len[i] = 0;
+		if (!err_data || bpf_probe_read_user(&msg, sizeof(msg), (void *)(err_data + offs[i])))
+			continue;
+		if (msg.len <= 0 || msg.len > 1 << 20)
+			continue; // not a string
+		__u8 cut = 0;
+		e->err_len[i] = copy_go_string(e->err_msg[i], DB_ERR_MAX, msg, &cut, DB_TRUNC_ERR);
+	}
 }
 
 // Which database: the connector's type, and for sql.Open's dsnConnector

@@ -29,12 +29,13 @@ type commonDbQueryEvent struct {
 	DriverType    uint64
 	QueryLen      uint16
 	DsnLen        uint16
-	ErrLen        uint16
 	Call          uint8
 	Truncated     uint8
+	ErrLen        [3]uint16
+	Pad           [4]uint8
 	Query         [1024]int8
 	Dsn           [128]int8
-	ErrMsg        [128]int8
+	ErrMsg        [3][128]int8
 }
 
 type commonEventHeader struct {

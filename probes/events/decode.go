@@ -186,7 +186,9 @@ func decodeDBQuery(e *commonDbQueryEvent, clock *Clock, namer ErrTypeNamer) *cor
 		QueryTruncated: e.Truncated&dbTruncQuery != 0,
 		DSN:            cString(e.Dsn[:], e.DsnLen),
 		Err:            e.ErrType != 0,
-		ErrFirstString: cString(e.ErrMsg[:], e.ErrLen),
+	}
+	for i := range q.ErrStrings {
+		q.ErrStrings[i] = cString(e.ErrMsg[i][:], e.ErrLen[i])
 	}
 	if namer != nil {
 		if e.ConnectorType != 0 {
