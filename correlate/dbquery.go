@@ -37,10 +37,11 @@ type DBQuery struct {
 	QueryTruncated bool
 
 	// Connector and Driver name the types behind DB.connector and, for
-	// sql.Open's connector, its driver ("" when unknown). DSN is the data
-	// source name given to sql.Open, "" for other connectors.
+	// sql.Open's connector, its driver ("" when unknown). DSNs are the
+	// strings where the connectors dsnAt knows keep their data source
+	// name; they mean nothing for other connectors.
 	Connector, Driver string
-	DSN               string
+	DSNs              [2]string
 
 	Err     bool
 	ErrType string // the returned error's dynamic type, "" when unknown
@@ -53,8 +54,16 @@ type DBQuery struct {
 // ProcessID implements Event.
 func (q *DBQuery) ProcessID() uint32 { return q.PID }
 
-// dsnConnector is database/sql's connector for sql.Open.
+// dsnConnector is database/sql's connector for sql.Open, with drivers
+// that have no connector of their own.
 const dsnConnector = "database/sql.dsnConnector"
+
+// dsnAt says, for connectors that keep their data source name as it was
+// given, which of DBQuery.DSNs holds it.
+var dsnAt = map[string]int{
+	dsnConnector: 0, // dsn string, driver driver.Driver
+	"*github.com/jackc/pgx/v5/stdlib.driverConnector": 1, // driver *Driver, name string
+}
 
 // errMessageAt says, for error types whose message field is known, which
 // of DBQuery.ErrStrings holds it.
@@ -144,8 +153,8 @@ func dbSpan(q *DBQuery) *Span {
 	if coll != "" {
 		attrs = append(attrs, attribute.String("db.collection.name", coll))
 	}
-	if q.Connector == dsnConnector && system != "sqlite" {
-		host, port, db := dsnServer(q.DSN)
+	if i, ok := dsnAt[q.Connector]; ok && system != "sqlite" {
+		host, port, db := dsnServer(q.DSNs[i])
 		if host != "" {
 			attrs = append(attrs, attribute.String("server.address", host))
 		}

@@ -50,7 +50,7 @@ func TestDBSpan(t *testing.T) {
 		Start: start, End: start.Add(time.Millisecond), Call: DBExecCall,
 		Query:     "INSERT INTO customers (id, email) VALUES (42, 'a@b.example')",
 		Connector: "database/sql.dsnConnector", Driver: "*github.com/lib/pq.Driver",
-		DSN: "postgres://zt:pw@127.0.0.1:5433/shop",
+		DSNs: [2]string{"postgres://zt:pw@127.0.0.1:5433/shop"},
 	})
 	attrs := map[string]string{}
 	for _, kv := range s.Attributes {

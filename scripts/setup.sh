@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian 12 machine that has only Go for zerotrace's builds
 # and tests: Debian packages (BPF toolchain, QEMU for kernel-matrix tests, load
-# generator), the tracefs and bpffs mounts the agent and tests need, and the
-# Jaeger binary the end-to-end tests export to.
+# generator, PostgreSQL for database tests), the tracefs and bpffs mounts the
+# agent and tests need, and the Jaeger binary the end-to-end tests export to.
 #
 # Idempotent and quick when there is nothing to do: packages are installed
 # (and apt-get update run) only when one is missing, mounts are made only
@@ -18,7 +18,9 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # busybox-static: the guests' shell and tools; xz-utils: decompressing the
 # .ko.xz modules of Debian's newer kernels (trixie) for them.
 # wrk: load for benchmarks. iproute2: ss, ip and tc for network tests.
-packages=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio busybox-static xz-utils wrk iproute2)
+# postgresql: a real server (initdb, postgres, psql) that the database/sql
+# tracing tests start per test (tests/internal/postgres).
+packages=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio busybox-static xz-utils wrk iproute2 postgresql)
 
 step() { printf 'setup: %-10s %s\n' "$1:" "$2"; }
 die() {

@@ -16,6 +16,7 @@
 #   run                        scripts/vmtest/payload/run
 #   prebuilt/zerotrace         ./cmd/zerotrace
 #   prebuilt/sampleapp-*       tests/sampleapp, one per toolchain and flags
+#   prebuilt/dbapp             tests/dbapp (database/sql sample service)
 #   tests/verifier.test        go test -c ./tests/verifier
 #   tests/e2e.test             go test -c ./tests/e2e
 #
@@ -69,6 +70,11 @@ build_sampleapp local "" sampleapp-default
 build_sampleapp local "-s -w" sampleapp-default-ldflags-s-w
 build_sampleapp "$other_toolchain" "" "sampleapp-$other_toolchain"
 build_sampleapp "$other_toolchain" "-s -w" "sampleapp-$other_toolchain-ldflags-s-w"
+
+# The database sample app (its own module), for the verifier's database/sql
+# programs: testenv.BuildDBApp takes it from prebuilt/.
+log "building dbapp"
+(cd tests/dbapp && go build -o "$repo/$payload/prebuilt/dbapp" .)
 
 for pkg in verifier e2e; do
 	log "building tests/$pkg.test"

@@ -146,6 +146,7 @@ struct http_client_event {
 
 #define DB_QUERY_MAX 1024
 #define DB_DSN_MAX 128
+#define DB_DSN_FIELDS 2
 #define DB_ERR_MAX 128
 // Offsets in an error's struct at which a message string is read: the
 // first field (errors.errorString, fmt.wrapError, modernc.org/sqlite.Error),
@@ -178,19 +179,21 @@ struct db_query_event {
 	__u64 err_type;
 	// itab of DB.connector, to name it; when it is database/sql's
 	// dsnConnector (sql.Open), driver_type is the itab of its driver and
-	// dsn its data source name, else both mean nothing.
+	// dsn[0] its data source name, else both mean nothing. dsn[1] is the
+	// string at the connector's offset 8, the data source name of pgx's
+	// stdlib connector.
 	__u64 connector_type;
 	__u64 driver_type;
 	__u16 query_len;
-	__u16 dsn_len;
+	__u16 dsn_len[DB_DSN_FIELDS];
 	__u8 call;      // enum db_call
 	__u8 truncated; // enum db_truncation
 	// err_msg[i] is the string at the i-th offset of DB_ERR_FIELDS in the
 	// error's struct, if one looks like a string there: user space picks
 	// the one that is the message of the error's type, if any.
 	__u16 err_len[DB_ERR_FIELDS];
-	__u8 pad[4];
+	__u8 pad[2];
 	char query[DB_QUERY_MAX];
-	char dsn[DB_DSN_MAX];
+	char dsn[DB_DSN_FIELDS][DB_DSN_MAX];
 	char err_msg[DB_ERR_FIELDS][DB_ERR_MAX];
 };

@@ -153,7 +153,7 @@ static __always_inline void read_err_msg(struct db_query_event *e, __u64 err_dat
 {
 	const __u64 offs[DB_ERR_FIELDS] = {0, 32, 48};
 
-	e->pad[0] = e->pad[1] = e->pad[2] = e->pad[3] = 0;
+	e->pad[0] = e->pad[1] = 0;
 	for (int i = 0; i < DB_ERR_FIELDS; i++) {
 		struct go_string msg = {};
 		e->err_len[i] = 0;
@@ -173,19 +173,22 @@ static __always_inline void read_connector(struct db_query_event *e, __u64 db)
 	struct go_iface conn = {};
 	e->connector_type = 0;
 	e->driver_type = 0;
-	e->dsn_len = 0;
+	e->dsn_len[0] = e->dsn_len[1] = 0;
 	if (!db || bpf_probe_read_user(&conn, sizeof(conn), (void *)(db + off_db_connector)) || !conn.data)
 		return;
 	e->connector_type = conn.tab;
 	struct go_iface drv = {};
 	if (!bpf_probe_read_user(&drv, sizeof(drv), (void *)(conn.data + off_dsn_connector_driver)))
 		e->driver_type = drv.tab;
-	struct go_string dsn = {};
-	if (bpf_probe_read_user(&dsn, sizeof(dsn), (void *)(conn.data + off_dsn_connector_dsn)))
-		return;
-	if (dsn.len <= 0 || dsn.len > 1 << 16)
-		return;
-	e->dsn_len = copy_go_string(e->dsn, sizeof(e->dsn), dsn, &e->truncated, DB_TRUNC_DSN);
+	const __u64 offs[DB_DSN_FIELDS] = {off_dsn_connector_dsn, 8};
+	for (int i = 0; i < DB_DSN_FIELDS; i++) {
+		struct go_string dsn = {};
+		if (bpf_probe_read_user(&dsn, sizeof(dsn), (void *)(conn.data + offs[i])))
+			continue;
+		if (dsn.len <= 0 || dsn.len > 1 << 16)
+			continue; // not a string
+		e->dsn_len[i] = copy_go_string(e->dsn[i], DB_DSN_MAX, dsn, &e->truncated, DB_TRUNC_DSN);
+	}
 }
 
 static __always_inline void leave(struct pt_regs *ctx, __u64 err_tab, __u64 err_data)

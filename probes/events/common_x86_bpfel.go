@@ -28,13 +28,13 @@ type commonDbQueryEvent struct {
 	ConnectorType uint64
 	DriverType    uint64
 	QueryLen      uint16
-	DsnLen        uint16
+	DsnLen        [2]uint16
 	Call          uint8
 	Truncated     uint8
 	ErrLen        [3]uint16
-	Pad           [4]uint8
+	Pad           [2]uint8
 	Query         [1024]int8
-	Dsn           [128]int8
+	Dsn           [2][128]int8
 	ErrMsg        [3][128]int8
 }
 

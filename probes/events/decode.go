@@ -184,7 +184,7 @@ func decodeDBQuery(e *commonDbQueryEvent, clock *Clock, namer ErrTypeNamer) *cor
 		Call:           correlate.DBCall(e.Call),
 		Query:          cString(e.Query[:], e.QueryLen),
 		QueryTruncated: e.Truncated&dbTruncQuery != 0,
-		DSN:            cString(e.Dsn[:], e.DsnLen),
+		DSNs:           [2]string{cString(e.Dsn[0][:], e.DsnLen[0]), cString(e.Dsn[1][:], e.DsnLen[1])},
 		Err:            e.ErrType != 0,
 	}
 	for i := range q.ErrStrings {

@@ -49,10 +49,12 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 	defer shared.Close()
 
 	// A normal build exercises every branch; a stripped one loads with the
-	// type-check constants at zero, which prunes code differently.
+	// type-check constants at zero, which prunes code differently. The
+	// database sample app is the target that links database/sql.
 	builds := map[string]string{
 		"sampleapp":          testenv.BuildSampleApp(t),
 		"sampleapp-stripped": testenv.BuildSampleAppWith(t, "", "-s -w"),
+		"dbapp":              testenv.BuildDBApp(t),
 	}
 	var results []Result
 	names := make([]string, 0, len(builds))
@@ -68,7 +70,7 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		for _, in := range session.Instrumentations(opts) {
+		for _, in := range plan.Instrumentations {
 			spec, err := in.Spec(plan.Target, shared)
 			if err != nil {
 				t.Fatalf("%s: %s: %v", name, in.Name(), err)

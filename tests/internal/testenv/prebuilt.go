@@ -10,11 +10,11 @@ import (
 )
 
 // PrebuiltEnv names a directory of binaries built ahead of time. When it is
-// set (and not empty), BuildZerotrace, BuildSampleApp and BuildSampleAppWith
-// return the matching file from it instead of building, and fail the test
-// when that file is missing: they never build and never skip in this mode.
-// The kernel matrix sets it, since its guests have no Go toolchain and a test
-// that quietly skipped there would prove nothing.
+// set (and not empty), BuildZerotrace, BuildSampleApp, BuildSampleAppWith and
+// BuildDBApp return the matching file from it instead of building, and fail
+// the test when that file is missing: they never build and never skip in this
+// mode. The kernel matrix sets it, since its guests have no Go toolchain and a
+// test that quietly skipped there would prove nothing.
 //
 // File names inside the directory:
 //
@@ -22,6 +22,7 @@ import (
 //	sampleapp-default                BuildSampleApp
 //	sampleapp-<toolchain>            BuildSampleAppWith(t, toolchain, "")
 //	sampleapp-<toolchain>-ldflags<f> BuildSampleAppWith(t, toolchain, ldflags)
+//	dbapp                            BuildDBApp
 //
 // See PrebuiltSampleAppName for <toolchain> and <f>.
 const PrebuiltEnv = "ZEROTRACE_PREBUILT"
