@@ -287,11 +287,14 @@ func isB64Token(c byte) bool {
 }
 
 // bearerToken returns the credential after "Bearer" ending at index i.
+// The separator may also be '+', a space in a form-encoded query value,
+// which query values keep as it is (see percentDecode).
 func bearerToken(s string, i int) (int, int, bool) {
-	if i >= len(s) || s[i] != ' ' && s[i] != '\t' {
+	isSep := func(c byte) bool { return c == ' ' || c == '\t' || c == '+' }
+	if i >= len(s) || !isSep(s[i]) {
 		return 0, 0, false
 	}
-	for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
+	for i < len(s) && isSep(s[i]) {
 		i++
 	}
 	if e := markerEnd(s, i); e > 0 {

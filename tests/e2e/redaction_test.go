@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -107,6 +108,75 @@ redaction:
 			code, _, stderr := runAgent(t, exec.Command(zt, "attach", "--pid", fmt.Sprint(app.Process.Pid), "--config", writeConfig(t, tc.yaml)))
 			if code == 0 || !strings.Contains(stderr, tc.want) || strings.Contains(stderr, "attached to") {
 				t.Errorf("exit %d, stderr %q: want a failure naming %q before attaching", code, stderr, tc.want)
+			}
+		})
+	}
+}
+
+// sensitiveValues holds one value per built-in detector, each valid for its
+// detector (checksums included), as a service would see them in requests.
+var sensitiveValues = map[string]string{
+	"china mobile":        "13812345678",
+	"china resident id":   "11010519491231002X",
+	"email":               "li.na@example.cn",
+	"card (Luhn)":         "4539578763621486",
+	"bearer token":        "Bearer abcDEF0123456789ghiJKL",
+	"api key":             "sk-proj0123456789abcdefABCDEF",
+	"jwt":                 "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+	"password in url":     "postgres://app:Hunter2pass@db.internal/shop",
+	"sensitive parameter": "password=correct-horse-battery",
+}
+
+// TestRedactionOfEveryDetectorInOutputs sends each kind of sensitive value
+// in a request's query and path, and checks that neither the text output
+// nor the JSON output shows it, in any encoding the request carried it in.
+func TestRedactionOfEveryDetectorInOutputs(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	app := testenv.BuildSampleApp(t)
+	for _, output := range []string{"text", "json"} {
+		t.Run(output, func(t *testing.T) {
+			cmd, addr := testenv.StartSampleApp(t, app)
+			a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(cmd.Process.Pid), "--output", output)
+			c := &http.Client{Timeout: testenv.Timeout(t, 10*time.Second)}
+			for _, v := range sensitiveValues {
+				query := "note=" + url.QueryEscape(v)
+				if k, val, ok := strings.Cut(v, "="); ok && !strings.Contains(v, "://") {
+					query = k + "=" + url.QueryEscape(val) // a parameter of its own
+				}
+				for _, u := range []string{
+					"http://" + addr + "/hello?" + query,
+					"http://" + addr + "/users/" + url.PathEscape(v),
+				} {
+					resp, err := c.Get(u)
+					if err != nil {
+						t.Fatal(err)
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			}
+			a.stop()
+			out := a.Stdout()
+			if n := strings.Count(out, "\n"); n != 2*len(sensitiveValues) {
+				t.Fatalf("%d %s lines for %d requests:\n%s", n, output, 2*len(sensitiveValues), out)
+			}
+			for kind, v := range sensitiveValues {
+				secret := v
+				if _, val, ok := strings.Cut(v, "="); ok && !strings.Contains(v, "://") {
+					secret = val
+				}
+				if i := strings.LastIndex(secret, " "); i >= 0 {
+					secret = secret[i+1:] // the token after "Bearer"
+				}
+				if kind == "password in url" {
+					secret = "Hunter2pass"
+				}
+				for _, form := range []string{secret, url.QueryEscape(secret), url.PathEscape(secret)} {
+					if strings.Contains(out, form) {
+						t.Errorf("%s: %q appears in the %s output", kind, form, output)
+					}
+				}
 			}
 		})
 	}
