@@ -18,6 +18,11 @@ type Stats struct {
 	Events         atomic.Uint64 // events received
 	Spans          atomic.Uint64 // spans emitted
 	UnknownProcess atomic.Uint64 // events from a PID that was never registered, dropped
+	// Kernel-level HTTP (SockData): requests never answered before their
+	// descriptor closed or their queue overflowed, and data that started
+	// like HTTP but did not parse. Neither produces a span.
+	KernelUnanswered atomic.Uint64
+	KernelMalformed  atomic.Uint64
 }
 
 // Correlator builds spans from events. Run it in one goroutine; Register
@@ -27,6 +32,9 @@ type Correlator struct {
 	mu    sync.RWMutex
 	procs map[uint32]*Process
 	rng   *rand.ChaCha8
+	// kernel pairs the requests and responses of processes traced from
+	// the kernel; only Run's goroutine touches it.
+	kernel *kernelHTTP
 	red   *redact.Redactor
 	stats Stats
 }
@@ -37,12 +45,14 @@ type Correlator struct {
 func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 	var seed [32]byte
 	_, _ = crand.Read(seed[:]) // never fails on Linux
-	return &Correlator{
+	c := &Correlator{
 		log:   log,
 		procs: make(map[uint32]*Process),
 		rng:   rand.NewChaCha8(seed),
 		red:   red,
 	}
+	c.kernel = newKernelHTTP(&c.stats)
+	return c
 }
 
 // Register makes events from p.PID attributable to p.
@@ -91,6 +101,13 @@ func (c *Correlator) Handle(ev Event) *Span {
 		s, ids = httpClientSpan(e), e.IDs
 	case *DBQuery:
 		s, ids = dbSpan(e), e.IDs
+	case *SockData:
+		if s = c.kernel.handle(e); s == nil {
+			return nil
+		}
+		// The trace and parent come from the request's traceparent, if
+		// any; the span's own ID is chosen here.
+		ids = SpanIDs{TraceID: s.TraceID, SpanID: c.newSpanID(), Parent: s.ParentSpanID}
 	default:
 		return nil
 	}
@@ -103,6 +120,14 @@ func (c *Correlator) Handle(ev Event) *Span {
 	}
 	redactSpan(c.red, s)
 	return s
+}
+
+func (c *Correlator) newSpanID() trace.SpanID {
+	var id trace.SpanID
+	for !id.IsValid() {
+		binary.LittleEndian.PutUint64(id[:], c.rng.Uint64())
+	}
+	return id
 }
 
 func (c *Correlator) newIDs(s *Span) {

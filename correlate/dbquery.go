@@ -43,6 +43,12 @@ type DBQuery struct {
 	Connector, Driver string
 	DSNs              [2]string
 
+	// ResultType names the driver's Result of an exec ("" when none or
+	// unknown); ResultWords are its first two words, which hold the rows
+	// affected for the types rowsAffectedAt knows.
+	ResultType  string
+	ResultWords [2]int64
+
 	Err     bool
 	ErrType string // the returned error's dynamic type, "" when unknown
 	// ErrStrings are the strings found at the offsets errMessageAt knows
@@ -74,6 +80,13 @@ var errMessageAt = map[string]int{
 	"*modernc.org/sqlite.Error":               0, // msg string
 	"*github.com/lib/pq.Error":                1, // Severity, Code, Message
 	"*github.com/jackc/pgx/v5/pgconn.PgError": 2, // Severity, SeverityUnlocalized, Code, Message
+}
+
+// rowsAffectedAt says, for driver Result types whose layout is known, which
+// of DBQuery.ResultWords is the number of rows affected.
+var rowsAffectedAt = map[string]int{
+	"database/sql/driver.RowsAffected": 0, // int64 (lib/pq, pgx)
+	"*modernc.org/sqlite.result":       1, // lastInsertID, rowsAffected
 }
 
 // dbSystem maps a driver or connector type to db.system.name.
@@ -164,6 +177,9 @@ func dbSpan(q *DBQuery) *Span {
 		if db != "" {
 			attrs = append(attrs, attribute.String("db.namespace", db))
 		}
+	}
+	if i, ok := rowsAffectedAt[q.ResultType]; ok && !q.Err && q.ResultWords[i] >= 0 {
+		attrs = append(attrs, attribute.Int64("zerotrace.db.rows_affected", q.ResultWords[i]))
 	}
 	if q.Call == DBStmtQueryCall || q.Call == DBStmtExecCall {
 		attrs = append(attrs, attribute.Bool("zerotrace.db.prepared", true))

@@ -89,3 +89,26 @@ func TestDBSpan(t *testing.T) {
 		t.Errorf("an error type of unknown layout gave %q", opaque.StatusMsg)
 	}
 }
+
+func TestDBSpanRowsAffected(t *testing.T) {
+	for _, c := range []struct {
+		typ   string
+		words [2]int64
+		want  string
+	}{
+		{"database/sql/driver.RowsAffected", [2]int64{3, 99}, "3"},
+		{"*modernc.org/sqlite.result", [2]int64{17, 2}, "2"},
+		{"*example.com/unknown.result", [2]int64{5, 5}, ""},
+	} {
+		s := dbSpan(&DBQuery{Query: "UPDATE t SET a = 1", Call: DBExecCall, ResultType: c.typ, ResultWords: c.words})
+		got := ""
+		for _, kv := range s.Attributes {
+			if kv.Key == "zerotrace.db.rows_affected" {
+				got = kv.Value.Emit()
+			}
+		}
+		if got != c.want {
+			t.Errorf("%s: rows affected %q, want %q", c.typ, got, c.want)
+		}
+	}
+}

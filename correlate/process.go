@@ -14,7 +14,7 @@ type Process struct {
 	ServiceName    string
 	ExecutableName string
 	ExecutablePath string
-	RuntimeVersion string // the Go version the binary was built with
+	RuntimeVersion string // the Go version the binary was built with, "" for other programs
 	HostName       string
 
 	resource []attribute.KeyValue
@@ -56,13 +56,20 @@ func NewProcess(pid uint32, exePath, serviceName, runtimeVersion string) *Proces
 		attribute.Int("process.pid", int(pid)),
 		attribute.String("process.executable.name", p.ExecutableName),
 		attribute.String("process.executable.path", p.ExecutablePath),
-		attribute.String("process.runtime.name", "go"),
-		attribute.String("process.runtime.version", p.RuntimeVersion),
+	}
+	if runtimeVersion != "" {
+		// Only Go programs are recognised; others are traced from the
+		// kernel, whatever their language.
+		p.resource = append(p.resource,
+			attribute.String("process.runtime.name", "go"),
+			attribute.String("process.runtime.version", p.RuntimeVersion))
+	}
+	p.resource = append(p.resource,
 		attribute.String("host.name", p.HostName),
 		attribute.String("telemetry.sdk.name", SDKName),
 		attribute.String("telemetry.sdk.language", SDKLanguage),
 		attribute.String("telemetry.sdk.version", Version),
-	}
+	)
 	return p
 }
 

@@ -59,7 +59,7 @@ func OpenTarget(pid int) (*Target, error) {
 	bin, err := gobin.Open(procExe)
 	if err != nil {
 		if errors.Is(err, gobin.ErrNotGo) {
-			return nil, fmt.Errorf("pid %d (%s): not a Go binary; only Go programs can be traced with uprobes", pid, exe)
+			return nil, fmt.Errorf("pid %d (%s): %w; only Go programs can be traced with uprobes", pid, exe, gobin.ErrNotGo)
 		}
 		return nil, fmt.Errorf("pid %d (%s): %w", pid, exe, err)
 	}

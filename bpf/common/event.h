@@ -10,6 +10,7 @@ enum event_type {
 	EVENT_HTTP_SERVER = 1,
 	EVENT_HTTP_CLIENT = 2,
 	EVENT_DB_QUERY = 3,
+	EVENT_SOCK_DATA = 4,
 };
 
 // event_header flags.
@@ -184,6 +185,11 @@ struct db_query_event {
 	// stdlib connector.
 	__u64 connector_type;
 	__u64 driver_type;
+	// For an exec: the itab of the driver's Result and its first two
+	// words, in which user space finds the rows affected for the result
+	// types it knows (driver.RowsAffected, modernc.org/sqlite's result).
+	__u64 result_type;
+	__s64 result_words[2];
 	__u16 query_len;
 	__u16 dsn_len[DB_DSN_FIELDS];
 	__u8 call;      // enum db_call
@@ -196,4 +202,30 @@ struct db_query_event {
 	char query[DB_QUERY_MAX];
 	char dsn[DB_DSN_FIELDS][DB_DSN_MAX];
 	char err_msg[DB_ERR_FIELDS][DB_ERR_MAX];
+};
+
+#define SOCK_DATA_MAX 512
+
+// Direction of a sock_data_event.
+enum sock_dir {
+	SOCK_DIR_READ = 1,
+	SOCK_DIR_WRITE = 2,
+	SOCK_DIR_CLOSE = 3, // the descriptor was closed; no data
+	// The read after one that started a request, whatever it holds: the
+	// rest of a head that arrived in pieces, or a body.
+	SOCK_DIR_READ_MORE = 4,
+};
+
+// The start of a read or write that looks like HTTP/1.x, or the close of a
+// descriptor that carried such data, from syscall tracepoints (bpf/syscalls).
+// A close record stops before data.
+struct sock_data_event {
+	struct event_header hdr; // hdr.ts_ns: when the read returned or the write began
+	__u32 tid;
+	__s32 fd;
+	__u32 len; // bytes read, or bytes the write was asked to send
+	__u8 dir;  // enum sock_dir
+	__u8 pad;
+	__u16 cap; // bytes of data captured (at most SOCK_DATA_MAX)
+	char data[SOCK_DATA_MAX];
 };

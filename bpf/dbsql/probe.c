@@ -34,6 +34,7 @@ volatile const __u64 off_stmt_db;
 volatile const __u64 off_stmt_query;
 volatile const __u64 off_dsn_connector_dsn;
 volatile const __u64 off_dsn_connector_driver;
+volatile const __u64 off_driver_result_resi;
 
 struct inflight {
 	__u64 start_ns;
@@ -191,7 +192,21 @@ static __always_inline void read_connector(struct db_query_event *e, __u64 db)
 	}
 }
 
-static __always_inline void leave(struct pt_regs *ctx, __u64 err_tab, __u64 err_data)
+// The driver's Result inside database/sql's driverResult, which an exec
+// returns as its Result (see db_query_event.result_type).
+static __always_inline void read_result(struct db_query_event *e, __u64 result_data)
+{
+	struct go_iface resi = {};
+	e->result_type = 0;
+	e->result_words[0] = e->result_words[1] = 0;
+	if (!result_data || bpf_probe_read_user(&resi, sizeof(resi), (void *)(result_data + off_driver_result_resi)))
+		return;
+	if (!resi.data || bpf_probe_read_user(e->result_words, sizeof(e->result_words), (void *)resi.data))
+		return;
+	e->result_type = resi.tab;
+}
+
+static __always_inline void leave(struct pt_regs *ctx, __u64 err_tab, __u64 err_data, __u64 result_data)
 {
 	__u64 g = GO_G(ctx);
 	struct inflight *in = bpf_map_lookup_elem(&db_inflight, &g);
@@ -218,6 +233,7 @@ static __always_inline void leave(struct pt_regs *ctx, __u64 err_tab, __u64 err_
 
 	e->err_type = err_tab;
 	read_err_msg(e, err_tab ? err_data : 0);
+	read_result(e, err_tab ? 0 : result_data);
 	read_connector(e, db);
 	if (e->truncated)
 		e->hdr.flags |= EVENT_FLAG_TRUNCATED;
@@ -228,7 +244,7 @@ static __always_inline void leave(struct pt_regs *ctx, __u64 err_tab, __u64 err_
 SEC("uprobe/db_query_ret")
 int query_return(struct pt_regs *ctx)
 {
-	leave(ctx, GO_ARG2(ctx), GO_ARG3(ctx));
+	leave(ctx, GO_ARG2(ctx), GO_ARG3(ctx), 0);
 	return 0;
 }
 
@@ -236,6 +252,6 @@ int query_return(struct pt_regs *ctx)
 SEC("uprobe/db_exec_ret")
 int exec_return(struct pt_regs *ctx)
 {
-	leave(ctx, GO_ARG3(ctx), GO_ARG4(ctx));
+	leave(ctx, GO_ARG3(ctx), GO_ARG4(ctx), GO_ARG2(ctx));
 	return 0;
 }

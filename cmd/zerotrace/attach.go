@@ -22,8 +22,10 @@ import (
 	"github.com/zerotrace/zerotrace/export"
 	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/gobin"
 	"github.com/zerotrace/zerotrace/probes/inject"
 	"github.com/zerotrace/zerotrace/probes/session"
+	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
 
 type attachOptions struct {
@@ -191,6 +193,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	}()
 
 	var plans []*session.Plan
+	var kernelPIDs []int // not Go: traced from the kernel
 	var errs []error
 	seen := map[int]bool{}
 	for _, pid := range o.pids {
@@ -199,6 +202,10 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		seen[pid] = true
 		p, err := session.Prepare(pid, session.Options{InjectWriteUser: injection.Mode == inject.WriteUser})
+		if errors.Is(err, gobin.ErrNotGo) {
+			kernelPIDs = append(kernelPIDs, pid)
+			continue
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -212,6 +219,21 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	}()
 	if len(errs) > 0 {
 		return fail(stderr, errs...)
+	}
+	// Processes that are not Go programs: their HTTP/1.x from syscall
+	// tracepoints. Set up before any uprobe, so that failing leaves
+	// nothing attached.
+	var sysTracer *syscalls.Tracer
+	if len(kernelPIDs) > 0 {
+		sysTracer, err = syscalls.NewTracer(shared)
+		if err != nil {
+			return fail(stderr, fmt.Errorf("tracing processes that are not Go programs (pid %v): %w", kernelPIDs, err))
+		}
+		defer func() {
+			if sysTracer != nil {
+				_ = sysTracer.Close()
+			}
+		}()
 	}
 	switch injection.Mode {
 	case inject.Off:
@@ -306,7 +328,22 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 	}
 
-	exited := watchExits(plans, log)
+	for _, pid := range kernelPIDs {
+		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		corr.Register(correlate.NewProcess(uint32(pid), exe, serviceName, ""))
+		if err := sysTracer.Add(pid); err != nil {
+			detachAll()
+			stopPipeline()
+			return fail(stderr, err)
+		}
+		fmt.Fprintf(stderr, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (syscall tracepoints on read, recvfrom, write, sendto, close)\n", pid, exe)
+	}
+
+	pids := make([]int, 0, len(plans)+len(kernelPIDs))
+	for _, p := range plans {
+		pids = append(pids, p.Target.PID)
+	}
+	exited := watchExits(append(pids, kernelPIDs...), log)
 
 	rep := &reporter{log: log, shared: shared, reader: reader, corr: corr, fan: fan, otlp: otlp, inject: injection.Mode}
 	var tick <-chan time.Time
@@ -341,6 +378,12 @@ wait:
 	// Detach first so that nothing new arrives, then drain the ring
 	// buffer, and let the pipeline flush stage by stage.
 	detachAll()
+	if sysTracer != nil {
+		if err := sysTracer.Close(); err != nil {
+			log.Error("detaching the syscall tracepoints", "err", err)
+		}
+		sysTracer = nil
+	}
 	if injection.Injector != nil {
 		if err := injection.Injector.Close(); err != nil {
 			log.Error("detaching context injection", "err", err)
@@ -369,15 +412,15 @@ func errTypeNamer(plans []*session.Plan) events.ErrTypeNamer {
 	}
 }
 
-// watchExits returns a channel closed when every planned process has exited.
+// watchExits returns a channel closed when every traced process has exited.
 // It uses pidfds, which become readable when the process exits.
-func watchExits(plans []*session.Plan, log *slog.Logger) <-chan struct{} {
+func watchExits(pids []int, log *slog.Logger) <-chan struct{} {
 	done := make(chan struct{})
 	var fds []unix.PollFd
-	for _, p := range plans {
-		fd, err := unix.PidfdOpen(p.Target.PID, 0)
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
 		if err != nil {
-			log.Debug("cannot watch process exit", "pid", p.Target.PID, "err", err)
+			log.Debug("cannot watch process exit", "pid", pid, "err", err)
 			return make(chan struct{}) // never closes: run until a signal
 		}
 		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
@@ -398,7 +441,7 @@ func watchExits(plans []*session.Plan, log *slog.Logger) <-chan struct{} {
 			}
 			for i := range fds {
 				if fds[i].Fd >= 0 && fds[i].Revents != 0 {
-					log.Info("traced process exited", "pid", plans[i].Target.PID)
+					log.Info("traced process exited", "pid", pids[i])
 					unix.Close(int(fds[i].Fd))
 					fds[i].Fd = -1 // poll ignores negative fds
 					remaining--

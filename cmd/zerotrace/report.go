@@ -91,5 +91,11 @@ func (r *reporter) reportLoss(final bool) {
 	} else {
 		line += "; lost: " + loss
 	}
+	// Not losses: traffic the kernel-level HTTP tracing saw but could not
+	// turn into spans, by design.
+	if cs := r.corr.Stats(); cs.KernelUnanswered.Load()+cs.KernelMalformed.Load() > 0 {
+		line += fmt.Sprintf("; no span for kernel_http_unanswered=%d kernel_http_malformed=%d",
+			cs.KernelUnanswered.Load(), cs.KernelMalformed.Load())
+	}
 	r.log.Info(strings.TrimPrefix(line, "zerotrace: "))
 }

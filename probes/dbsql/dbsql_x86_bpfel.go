@@ -30,6 +30,7 @@ const (
 	dbsqlProgStmtExecEnter        = "stmt_exec_enter"
 	dbsqlProgStmtQueryEnter       = "stmt_query_enter"
 	dbsqlVarOffDbConnector        = "off_db_connector"
+	dbsqlVarOffDriverResultResi   = "off_driver_result_resi"
 	dbsqlVarOffDsnConnectorDriver = "off_dsn_connector_driver"
 	dbsqlVarOffDsnConnectorDsn    = "off_dsn_connector_dsn"
 	dbsqlVarOffG_goid             = "off_g_goid"
@@ -107,6 +108,7 @@ type dbsqlMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type dbsqlVariableSpecs struct {
 	OffDbConnector        *ebpf.VariableSpec `ebpf:"off_db_connector"`
+	OffDriverResultResi   *ebpf.VariableSpec `ebpf:"off_driver_result_resi"`
 	OffDsnConnectorDriver *ebpf.VariableSpec `ebpf:"off_dsn_connector_driver"`
 	OffDsnConnectorDsn    *ebpf.VariableSpec `ebpf:"off_dsn_connector_dsn"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
@@ -162,6 +164,7 @@ func (m *dbsqlMaps) Close() error {
 // It can be passed to loadDbsqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dbsqlVariables struct {
 	OffDbConnector        *ebpf.Variable `ebpf:"off_db_connector"`
+	OffDriverResultResi   *ebpf.Variable `ebpf:"off_driver_result_resi"`
 	OffDsnConnectorDriver *ebpf.Variable `ebpf:"off_dsn_connector_driver"`
 	OffDsnConnectorDsn    *ebpf.Variable `ebpf:"off_dsn_connector_dsn"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`

@@ -26,7 +26,7 @@ const (
 var requiredFields = []offsets.Field{
 	offsets.GoroutineID, offsets.GoroutineParentID,
 	offsets.SQLDBConnector, offsets.SQLStmtDB, offsets.SQLStmtQuery,
-	offsets.SQLDSNConnectorDSN, offsets.SQLDSNConnectorDriver,
+	offsets.SQLDSNConnectorDSN, offsets.SQLDSNConnectorDriver, offsets.SQLDriverResultResi,
 }
 
 // Instrumentation is the database/sql instrumentation.
@@ -78,6 +78,7 @@ func (Instrumentation) Spec(t *probes.Target, shared *events.Shared) (*ebpf.Coll
 		{v.OffStmtQuery, off(offsets.SQLStmtQuery)},
 		{v.OffDsnConnectorDsn, off(offsets.SQLDSNConnectorDSN)},
 		{v.OffDsnConnectorDriver, off(offsets.SQLDSNConnectorDriver)},
+		{v.OffDriverResultResi, off(offsets.SQLDriverResultResi)},
 		{v.WakeupThreshold, shared.WakeupThreshold()},
 	}
 	for _, s := range sets {

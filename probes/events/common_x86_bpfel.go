@@ -27,6 +27,8 @@ type commonDbQueryEvent struct {
 	ErrType       uint64
 	ConnectorType uint64
 	DriverType    uint64
+	ResultType    uint64
+	ResultWords   [2]int64
 	QueryLen      uint16
 	DsnLen        [2]uint16
 	Call          uint8
@@ -118,6 +120,18 @@ type commonHttpServerEvent struct {
 	Tracestate    [256]int8
 }
 
+type commonSockDataEvent struct {
+	_    structs.HostLayout
+	Hdr  commonEventHeader
+	Tid  uint32
+	Fd   int32
+	Len  uint32
+	Dir  uint8
+	Pad  uint8
+	Cap  uint16
+	Data [512]int8
+}
+
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
@@ -131,6 +145,7 @@ const (
 	commonVarUnusedEventHeader     = "unused_event_header"
 	commonVarUnusedHttpClientEvent = "unused_http_client_event"
 	commonVarUnusedHttpServerEvent = "unused_http_server_event"
+	commonVarUnusedSockDataEvent   = "unused_sock_data_event"
 	commonVarWakeupThreshold       = "wakeup_threshold"
 )
 
@@ -197,6 +212,7 @@ type commonVariableSpecs struct {
 	UnusedEventHeader     *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
+	UnusedSockDataEvent   *ebpf.VariableSpec `ebpf:"unused_sock_data_event"`
 	WakeupThreshold       *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
@@ -245,6 +261,7 @@ type commonVariables struct {
 	UnusedEventHeader     *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.Variable `ebpf:"unused_http_server_event"`
+	UnusedSockDataEvent   *ebpf.Variable `ebpf:"unused_sock_data_event"`
 	WakeupThreshold       *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 

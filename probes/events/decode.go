@@ -15,6 +15,7 @@ const (
 	typeHTTPServer = 1
 	typeHTTPClient = 2
 	typeDBQuery    = 3
+	typeSockData   = 4
 )
 
 // Bits of db_query_event.truncated.
@@ -52,6 +53,8 @@ var (
 	httpServerSize = int(unsafe.Sizeof(commonHttpServerEvent{}))
 	httpClientSize = int(unsafe.Sizeof(commonHttpClientEvent{}))
 	dbQuerySize    = int(unsafe.Sizeof(commonDbQueryEvent{}))
+	// A close record stops before the data.
+	sockDataMin = int(unsafe.Offsetof(commonSockDataEvent{}.Data))
 )
 
 // ErrTypeNamer names the dynamic type behind an itab address found in a
@@ -81,6 +84,11 @@ func Decode(raw []byte, clock *Clock, namer ErrTypeNamer) (correlate.Event, erro
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
 		}
 		return decodeDBQuery((*commonDbQueryEvent)(unsafe.Pointer(&raw[0])), clock, namer), nil
+	case typeSockData:
+		if len(raw) < sockDataMin {
+			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
+		}
+		return decodeSockData(raw, clock)
 	}
 	return nil, &DecodeError{Kind: "unknown_type", Type: hdr.Type, Size: len(raw)}
 }
@@ -174,6 +182,29 @@ func decodeHTTPClient(e *commonHttpClientEvent, clock *Clock, namer ErrTypeNamer
 	return r
 }
 
+func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {
+	// Copy the fixed part: a close record is shorter than the struct.
+	var e commonSockDataEvent
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&e)), sockDataMin), raw)
+	d := &correlate.SockData{
+		PID:  e.Hdr.Pid,
+		TID:  e.Tid,
+		FD:   e.Fd,
+		Time: clock.Wall(e.Hdr.TsNs),
+		Dir:  correlate.SockDir(e.Dir),
+		Len:  e.Len,
+	}
+	if d.Dir == correlate.SockClose {
+		return d, nil
+	}
+	n := int(e.Cap)
+	if n > len(e.Data) || sockDataMin+n > len(raw) {
+		return nil, &DecodeError{Kind: "size", Type: typeSockData, Size: len(raw)}
+	}
+	d.Data = append([]byte(nil), raw[sockDataMin:sockDataMin+n]...)
+	return d, nil
+}
+
 func decodeDBQuery(e *commonDbQueryEvent, clock *Clock, namer ErrTypeNamer) *correlate.DBQuery {
 	q := &correlate.DBQuery{
 		PID:            e.Hdr.Pid,
@@ -199,6 +230,10 @@ func decodeDBQuery(e *commonDbQueryEvent, clock *Clock, namer ErrTypeNamer) *cor
 		}
 		if e.ErrType != 0 {
 			q.ErrType = namer(e.Hdr.Pid, e.ErrType)
+		}
+		if e.ResultType != 0 {
+			q.ResultType = namer(e.Hdr.Pid, e.ResultType)
+			q.ResultWords = e.ResultWords
 		}
 	}
 	return q

@@ -123,6 +123,9 @@ var (
 	SQLDSNConnectorDSN = Field{"database/sql.dsnConnector", "dsn"}
 	// SQLDSNConnectorDriver is database/sql.dsnConnector.driver.
 	SQLDSNConnectorDriver = Field{"database/sql.dsnConnector", "driver"}
+	// SQLDriverResultResi is database/sql.driverResult.resi, the driver's
+	// own Result that an exec's Result wraps.
+	SQLDriverResultResi = Field{"database/sql.driverResult", "resi"}
 )
 
 // All returns every field the bundled table records, in a fixed order. It
@@ -185,5 +188,6 @@ func All() []Field {
 		SQLStmtQuery,
 		SQLDSNConnectorDSN,
 		SQLDSNConnectorDriver,
+		SQLDriverResultResi,
 	}
 }

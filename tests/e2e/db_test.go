@@ -36,8 +36,10 @@ func dbCustomer(id int) customer {
 // dbCard is a Luhn-valid test card number, inserted as a literal.
 const dbCard = "4111111111111111"
 
-// dbAmount is a number that appears only as a literal in the SQL text.
-func dbAmount(id int) int { return 987650 + id }
+// dbAmount is a number that appears only as a literal in the SQL text: ten
+// digits (within PostgreSQL's integer), so that no timestamp or ID in the
+// output contains it by chance.
+func dbAmount(id int) int { return 2098765400 + id }
 
 // dbCall is one request to the database sample app and the database spans
 // it must produce: their names, in any order.
@@ -225,6 +227,9 @@ func checkDBSpans(t *testing.T, source string, spans []observed, byPath map[stri
 				if got := s.Attrs["server.address"] + ":" + s.Attrs["server.port"]; got != pgAddr {
 					t.Errorf("%s: server %s, want %s", where, got, pgAddr)
 				}
+			}
+			if (op == "INSERT" || op == "UPDATE") && s.Attrs["zerotrace.db.rows_affected"] != "1" {
+				t.Errorf("%s: rows affected %q, want 1", where, s.Attrs["zerotrace.db.rows_affected"])
 			}
 			failing := s.Name == want.call.failing
 			if failing != (s.Status == "error") {

@@ -469,7 +469,6 @@ func TestBadInputs(t *testing.T) {
 		want []string
 	}{
 		{"no such pid", exec.Command(zt, "attach", "--pid", "999999999"), []string{"pid 999999999", "no such process"}},
-		{"not a go binary", exec.Command(zt, "attach", "--pid", fmt.Sprint(sleeper.Process.Pid)), []string{"not a Go binary", filepath.Base(sleeperExe)}},
 		{"unknown go version", exec.Command(zt, "attach", "--pid", fmt.Sprint(unknownApp.Process.Pid)), []string{"go1.99.9", "no DWARF"}},
 		{"not root", nobody, []string{"missing capabilities", "CAP_BPF", "CAP_PERFMON"}},
 		{"bad output", exec.Command(zt, "attach", "--pid", fmt.Sprint(app.Process.Pid), "--output", "xml"), []string{"--output", "xml"}},
@@ -502,6 +501,17 @@ func TestBadInputs(t *testing.T) {
 	if err := getOK(http.DefaultClient, "http://"+addr+"/hello"); err != nil {
 		t.Errorf("the service does not serve after the bad attaches: %v", err)
 	}
+
+	// Not a bad input: a program that is not written in Go is traced from
+	// the kernel, and says so.
+	t.Run("not a go binary", func(t *testing.T) {
+		a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(sleeper.Process.Pid))
+		if msg := a.Stderr(); !strings.Contains(msg, "not a Go program") || !strings.Contains(msg, filepath.Base(sleeperExe)) ||
+			!strings.Contains(msg, "traced from the kernel") {
+			t.Errorf("stderr does not say the process is traced from the kernel:\n%s", msg)
+		}
+		a.stop()
+	})
 }
 
 // unknownVersionBinary makes a stripped sample app (no DWARF) whose build

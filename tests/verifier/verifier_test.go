@@ -22,6 +22,7 @@ import (
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/inject"
 	"github.com/zerotrace/zerotrace/probes/session"
+	"github.com/zerotrace/zerotrace/probes/syscalls"
 	"github.com/zerotrace/zerotrace/tests/internal/testenv"
 )
 
@@ -87,6 +88,12 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 	}
 	for _, prog := range sortedPrograms(spec) {
 		results = append(results, loadOne(t, "context injection", prog, "any", spec, shared))
+	}
+	if spec, err = syscalls.Spec(shared); err != nil {
+		t.Fatal(err)
+	}
+	for _, prog := range sortedPrograms(spec) {
+		results = append(results, loadOne(t, "kernel HTTP", prog, "any", spec, shared))
 	}
 	report(t, results)
 }

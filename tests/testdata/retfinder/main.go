@@ -1,10 +1,12 @@
 // Command retfinder is a fixture for the probes/gobin and probes/offsets
 // tests. It is built by those tests (normally and stripped) and never run by
 // them: its only job is to contain a function with several return paths and
-// to link the net/http server and client so that their types appear in DWARF.
+// to link the net/http server and client and database/sql so that their
+// types appear in DWARF.
 package main
 
 import (
+	"database/sql"
 	"fmt"
 	"net/http"
 	"os"
@@ -53,6 +55,22 @@ func main() {
 		}
 		resp.Body.Close()
 		fmt.Println(resp.Status)
+		return
+	}
+	// And database/sql: DB (through sql.Open), Stmt and an exec's Result.
+	if len(os.Args) > 3 && os.Args[1] == "sql" {
+		db, err := sql.Open(os.Args[2], os.Args[3])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		stmt, err := db.Prepare("SELECT 1")
+		if err == nil {
+			rows, err := stmt.Query()
+			fmt.Println(rows, err)
+		}
+		res, err := db.Exec("SELECT 1")
+		fmt.Println(res, err)
 		return
 	}
 	for _, a := range os.Args[1:] {

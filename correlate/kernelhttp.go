@@ -1,0 +1,328 @@
+package correlate
+
+import (
+	"bytes"
+	"encoding/hex"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// SockDir is what a SockData record reports.
+type SockDir uint8
+
+// Directions (enum sock_dir in bpf/common/event.h).
+const (
+	SockRead  SockDir = 1
+	SockWrite SockDir = 2
+	SockClose SockDir = 3
+	// SockReadMore is the read after one that started a request, whatever
+	// it holds: the rest of a head that arrived in pieces, or a body.
+	SockReadMore SockDir = 4
+)
+
+// SockData is the start of a read or write that looks like HTTP/1.x, made
+// by a process traced from the kernel (syscall tracepoints), or the close
+// of a descriptor that carried such data.
+type SockData struct {
+	PID, TID uint32
+	FD       int32
+	Time     time.Time
+	Dir      SockDir
+	Len      uint32 // bytes read, or bytes the write asked to send
+	Data     []byte // the first bytes, at most 512
+}
+
+// ProcessID implements Event.
+func (d *SockData) ProcessID() uint32 { return d.PID }
+
+// httpHead is a parsed request head.
+type httpHead struct {
+	start                   time.Time
+	method, target, version string
+	host                    string
+	traceparent, tracestate string
+	// open is set while the head's end has not been seen; tail is its last,
+	// unfinished line, which the next read continues.
+	open bool
+	tail []byte
+}
+
+// sockKey names one descriptor of one process.
+type sockKey struct {
+	pid uint32
+	fd  int32
+}
+
+// sockStream pairs the requests and responses on one descriptor. Requests
+// wait in order (HTTP/1.1 answers pipelined requests in order).
+type sockStream struct {
+	served    []httpHead // requests read, awaiting the response written
+	requested []httpHead // requests written, awaiting the response read
+}
+
+// maxPending bounds the requests a descriptor may hold unanswered: past it
+// the oldest is dropped and counted, so a peer that never answers cannot
+// make the agent grow.
+const maxPending = 64
+
+// kernelHTTP turns SockData records into server and client spans.
+type kernelHTTP struct {
+	streams map[sockKey]*sockStream
+	stats   *Stats
+}
+
+func newKernelHTTP(stats *Stats) *kernelHTTP {
+	return &kernelHTTP{streams: map[sockKey]*sockStream{}, stats: stats}
+}
+
+// handle returns the span a record completes, or nil.
+func (k *kernelHTTP) handle(d *SockData) *Span {
+	key := sockKey{d.PID, d.FD}
+	if d.Dir == SockClose {
+		if st := k.streams[key]; st != nil {
+			k.stats.KernelUnanswered.Add(uint64(len(st.served) + len(st.requested)))
+			delete(k.streams, key)
+		}
+		return nil
+	}
+	st := k.streams[key]
+	if st == nil {
+		st = &sockStream{}
+		k.streams[key] = st
+	}
+	if d.Dir == SockReadMore {
+		if n := len(st.served); n > 0 && st.served[n-1].open {
+			h := &st.served[n-1]
+			data := append(h.tail, d.Data...)
+			h.tail = nil
+			h.open = false
+			h.parseFields(data)
+		}
+		return nil
+	}
+	if bytes.HasPrefix(d.Data, []byte("HTTP/1.")) {
+		status, ok := parseStatusLine(d.Data)
+		if !ok {
+			k.stats.KernelMalformed.Add(1)
+			return nil
+		}
+		queue := &st.served // a response written answers a request read
+		kind := trace.SpanKindServer
+		if d.Dir == SockRead {
+			queue, kind = &st.requested, trace.SpanKindClient
+		}
+		if len(*queue) == 0 {
+			// A response to a request from before the agent attached,
+			// or a second write of the same response: nothing to pair.
+			return nil
+		}
+		req := (*queue)[0]
+		*queue = (*queue)[1:]
+		return kernelSpan(req, status, d.Time, kind)
+	}
+	// One or more request heads (pipelining puts several in one read).
+	queue := &st.served
+	if d.Dir == SockWrite {
+		queue = &st.requested
+	}
+	heads, malformed := parseRequestHeads(d.Data, d.Time)
+	if malformed {
+		k.stats.KernelMalformed.Add(1)
+	}
+	for _, h := range heads {
+		if len(*queue) >= maxPending {
+			*queue = (*queue)[1:]
+			k.stats.KernelUnanswered.Add(1)
+		}
+		*queue = append(*queue, h)
+	}
+	return nil
+}
+
+// parseStatusLine reads the status code of "HTTP/1.x NNN ...".
+func parseStatusLine(b []byte) (int, bool) {
+	line, _, _ := bytes.Cut(b, []byte("\r\n"))
+	if len(line) < 12 || line[8] != ' ' {
+		return 0, false
+	}
+	code, err := strconv.Atoi(string(line[9:12]))
+	if err != nil || code < 100 || code > 999 || (len(line) > 12 && line[12] != ' ') {
+		return 0, false
+	}
+	return code, true
+}
+
+// parseRequestHeads parses the request heads at the start of b, which holds
+// the first bytes of a read or write. A head cut off by the capture keeps
+// what was seen; bodies are skipped by Content-Length when they fit. It
+// reports malformed when the first line is not a request line at all.
+func parseRequestHeads(b []byte, at time.Time) (heads []httpHead, malformed bool) {
+	for len(b) > 0 {
+		line, rest, found := bytes.Cut(b, []byte("\r\n"))
+		if !found && len(heads) > 0 {
+			return heads, false // the next request goes on past the capture
+		}
+		h, ok := parseRequestLine(line, found)
+		if !ok {
+			return heads, len(heads) == 0
+		}
+		h.start = at
+		if !found {
+			// The request line itself goes on past this read.
+			h.open, h.tail = true, nil
+			return append(heads, h), false
+		}
+		var body int
+		rest, body, found = h.parseFields(rest)
+		heads = append(heads, h)
+		if !found || body < 0 && body != -1 || body > len(rest) {
+			return heads, false
+		}
+		if body > 0 {
+			rest = rest[body:]
+		}
+		b = rest
+	}
+	return heads, false
+}
+
+// parseFields reads header lines from b up to the blank line that ends
+// the head. It returns what follows the head, the body length (-1 when
+// none was given, -2 for chunked) and whether the head ended in b; if not,
+// h stays open with its unfinished last line kept for the next read.
+func (h *httpHead) parseFields(b []byte) (rest []byte, body int, ended bool) {
+	body = -1
+	for {
+		line, after, found := bytes.Cut(b, []byte("\r\n"))
+		if !found {
+			h.open, h.tail = true, append([]byte(nil), line...)
+			return nil, body, false
+		}
+		b = after
+		if len(line) == 0 {
+			return b, body, true // end of the head
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		v := strings.TrimSpace(string(value))
+		switch strings.ToLower(string(name)) {
+		case "host":
+			h.host = v
+		case "traceparent":
+			h.traceparent = v
+		case "tracestate":
+			h.tracestate = v
+		case "content-length":
+			if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+				body = n
+			}
+		case "transfer-encoding":
+			body = -2 // chunked: where it ends is not known here
+		}
+	}
+}
+
+func isToken(c byte) bool { return c >= 'A' && c <= 'Z' }
+
+// parseRequestLine parses "METHOD target HTTP/1.x". A line that is not
+// complete (a request sent in pieces, or longer than the capture) is
+// taken for what it shows when it has a method and the start of a target.
+func parseRequestLine(line []byte, complete bool) (httpHead, bool) {
+	parts := bytes.Split(line, []byte(" "))
+	if len(parts) < 2 || len(parts) > 3 || len(parts[0]) == 0 || len(parts[0]) > 16 || len(parts[1]) == 0 {
+		return httpHead{}, false
+	}
+	for _, c := range parts[0] {
+		if !isToken(c) {
+			return httpHead{}, false
+		}
+	}
+	h := httpHead{method: string(parts[0]), target: string(parts[1])}
+	if len(parts) == 3 && bytes.HasPrefix(parts[2], []byte("HTTP/1.")) && len(parts[2]) == 8 {
+		h.version = string(parts[2][5:])
+		return h, true
+	}
+	if complete {
+		return httpHead{}, false
+	}
+	return h, true
+}
+
+// parseTraceparent reads a version-00 W3C traceparent.
+func parseTraceparent(v string) (trace.TraceID, trace.SpanID, bool) {
+	var tid trace.TraceID
+	var sid trace.SpanID
+	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' || v[:2] == "ff" {
+		return tid, sid, false
+	}
+	if _, err := hex.Decode(tid[:], []byte(v[3:35])); err != nil {
+		return tid, sid, false
+	}
+	if _, err := hex.Decode(sid[:], []byte(v[36:52])); err != nil {
+		return tid, sid, false
+	}
+	if strings.ToLower(v) != v || !tid.IsValid() || !sid.IsValid() {
+		return tid, sid, false
+	}
+	return tid, sid, true
+}
+
+// kernelSpan builds the span of one request and its response. Its trace
+// continues the request's traceparent when it has one; the caller picks
+// the other IDs.
+func kernelSpan(h httpHead, status int, end time.Time, kind trace.SpanKind) *Span {
+	path, query, _ := strings.Cut(h.target, "?")
+	attrs := []attribute.KeyValue{
+		attribute.String("http.request.method", h.method),
+		attribute.Int("http.response.status_code", status),
+		attribute.String("zerotrace.source", "kernel"),
+	}
+	if h.version != "" {
+		attrs = append(attrs, attribute.String("network.protocol.version", h.version))
+	}
+	host, port := splitHostPort(h.host)
+	if kind == trace.SpanKindServer {
+		attrs = append(attrs, attribute.String("url.path", path))
+		if query != "" {
+			attrs = append(attrs, attribute.String("url.query", query))
+		}
+		if host != "" {
+			attrs = append(attrs, attribute.String("server.address", host))
+		}
+	} else {
+		full := h.target
+		if strings.HasPrefix(full, "/") {
+			full = "http://" + h.host + h.target
+		}
+		attrs = append(attrs, attribute.String("url.full", full))
+		if host != "" {
+			attrs = append(attrs, attribute.String("server.address", host))
+		}
+	}
+	if port != 0 {
+		attrs = append(attrs, attribute.Int("server.port", port))
+	}
+	s := &Span{
+		Name:       h.method,
+		Kind:       kind,
+		Start:      h.start,
+		End:        end,
+		Attributes: attrs,
+	}
+	if status >= 500 || kind == trace.SpanKindClient && status >= 400 {
+		s.Status = codes.Error
+		s.Attributes = append(s.Attributes, attribute.String("error.type", strconv.Itoa(status)))
+	}
+	if tid, parent, ok := parseTraceparent(h.traceparent); ok {
+		s.TraceID, s.ParentSpanID = tid, parent
+		s.TraceState = h.tracestate
+	}
+	return s
+}

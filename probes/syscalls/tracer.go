@@ -1,0 +1,120 @@
+// Package syscalls traces HTTP/1.x of any process, whatever its language,
+// from syscall tracepoints on its socket reads and writes (see
+// bpf/syscalls/http.c). It needs tracefs, which it mounts when nothing has.
+package syscalls
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/zerotrace/zerotrace/probes/events"
+)
+
+// tracefsDir is where the agent looks for tracefs, and mounts it if absent.
+const tracefsDir = "/sys/kernel/tracing"
+
+// Tracer is the syscall tracepoints, shared by every process traced this
+// way; Add and Remove say which processes.
+type Tracer struct {
+	objs  httpsysObjects
+	links []link.Link
+}
+
+// tracepoints are the programs and where they go.
+func (t *Tracer) tracepoints() []struct {
+	name string
+	prog *ebpf.Program
+} {
+	o := &t.objs
+	return []struct {
+		name string
+		prog *ebpf.Program
+	}{
+		{"sys_enter_read", o.SysEnterRead}, {"sys_exit_read", o.SysExitRead},
+		{"sys_enter_recvfrom", o.SysEnterRecvfrom}, {"sys_exit_recvfrom", o.SysExitRecvfrom},
+		{"sys_enter_write", o.SysEnterWrite}, {"sys_enter_sendto", o.SysEnterSendto},
+		{"sys_enter_close", o.SysEnterClose},
+	}
+}
+
+// ensureTracefs mounts tracefs when the tracepoints' directory is missing.
+// It stays mounted: other tools may start using it.
+func ensureTracefs() error {
+	if _, err := os.Stat(tracefsDir + "/events/syscalls"); err == nil {
+		return nil
+	}
+	if _, err := os.Stat(tracefsDir + "/events"); err != nil {
+		if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
+			return fmt.Errorf("tracefs is not mounted and mounting it at %s failed (%w): run mount -t tracefs nodev %s", tracefsDir, err, tracefsDir)
+		}
+	}
+	if _, err := os.Stat(tracefsDir + "/events/syscalls"); err != nil {
+		return errors.New("this kernel has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS)")
+	}
+	return nil
+}
+
+// Spec returns the programs and maps, ready to load with
+// shared.Replacements().
+func Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
+	spec, err := loadHttpsys()
+	if err != nil {
+		return nil, fmt.Errorf("kernel HTTP tracing: %w", err)
+	}
+	if err := spec.Variables["wakeup_threshold"].Set(shared.WakeupThreshold()); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// NewTracer loads the programs and attaches the tracepoints. No process is
+// traced until Add.
+func NewTracer(shared *events.Shared) (*Tracer, error) {
+	t := &Tracer{}
+	if err := ensureTracefs(); err != nil {
+		return nil, err
+	}
+	spec, err := Spec(shared)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	opts := &ebpf.CollectionOptions{MapReplacements: shared.Replacements()}
+	if err := spec.LoadAndAssign(&t.objs, opts); err != nil {
+		t.Close()
+		return nil, fmt.Errorf("loading the kernel HTTP tracing programs: %w", err)
+	}
+	for _, tp := range t.tracepoints() {
+		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attaching to tracepoint syscalls/%s: %w", tp.name, err)
+		}
+		t.links = append(t.links, l)
+	}
+	return t, nil
+}
+
+// Add traces process pid from now on.
+func (t *Tracer) Add(pid int) error {
+	if err := t.objs.TracedTgids.Put(uint32(pid), uint8(1)); err != nil {
+		return fmt.Errorf("pid %d: tracing its sockets: %w", pid, err)
+	}
+	return nil
+}
+
+// Close detaches every tracepoint and unloads the programs.
+func (t *Tracer) Close() error {
+	var errs []error
+	for _, l := range t.links {
+		errs = append(errs, l.Close())
+	}
+	t.links = nil
+	errs = append(errs, t.objs.Close())
+	return errors.Join(errs...)
+}

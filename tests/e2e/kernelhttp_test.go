@@ -1,0 +1,171 @@
+package e2e
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zerotrace/zerotrace/tests/internal/testenv"
+)
+
+// python is Debian's interpreter (scripts/setup.sh installs it).
+const python = "/usr/bin/python3"
+
+// rawExchange sends parts on a new connection, with a pause between them,
+// closes its sending side and reads the server's first line, if any.
+func rawExchange(t *testing.T, addr string, parts ...string) string {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i, p := range parts {
+		if i > 0 {
+			time.Sleep(200 * time.Millisecond) // a slow sender
+		}
+		if _, err := io.WriteString(c, p); err != nil {
+			return ""
+		}
+	}
+	_ = c.(*net.TCPConn).CloseWrite()
+	_ = c.SetReadDeadline(time.Now().Add(testenv.Timeout(t, 5*time.Second)))
+	line, _ := bufio.NewReader(c).ReadString('\n')
+	return line
+}
+
+// TestKernelHTTPAnyLanguage traces a Go gateway (uprobes) that calls a
+// Python http.server backend, which zerotrace can only see through syscall
+// tracepoints. Every backend request must become a server span from the
+// kernel path, child of the gateway's client span through the traceparent
+// the gateway's agent injected, one per request, with method, path and
+// status. Hostile traffic to the backend (garbage, a truncated request, a
+// 64 KiB header, a request sent in slow pieces) must not crash anything and
+// must not produce a span unless the backend answered a request.
+func TestKernelHTTPAnyLanguage(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	app := testenv.BuildSampleApp(t)
+	script := filepath.Join(testenv.RepoRoot(t), "tests", "testdata", "pyhttp", "server.py")
+	backend, beAddr := testenv.StartSampleApp(t, python, script)
+	gateway, gwAddr := testenv.StartSampleApp(t, app, "-downstream", "http://"+beAddr)
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(gateway.Process.Pid), "--pid", fmt.Sprint(backend.Process.Pid),
+		"--output", "json")
+	if !strings.Contains(a.Stderr(), "traced from the kernel") {
+		t.Fatalf("the Python process was not traced from the kernel:\n%s", a.Stderr())
+	}
+
+	const requests, workers = 40, 8
+	var wg sync.WaitGroup
+	errs := make(chan error, requests)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: testenv.Timeout(t, 10*time.Second)}
+			for id := w; id < requests; id += workers {
+				resp, err := c.Get(fmt.Sprintf("http://%s/chain?id=%d", gwAddr, id))
+				if err != nil {
+					errs <- err
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if want := fmt.Sprintf("[%d:python]", id); string(body) != want {
+					errs <- fmt.Errorf("request %d: %q, want %q", id, body, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	// Direct requests: keep-alive, and a 500.
+	c := &http.Client{Timeout: testenv.Timeout(t, 10*time.Second)}
+	for _, path := range []string{"/direct/1", "/direct/2", "/fail"} {
+		if resp, err := c.Get("http://" + beAddr + path); err != nil {
+			t.Fatal(err)
+		} else {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	}
+	// Hostile traffic.
+	rawExchange(t, beAddr, "\x16\x03\x01\x02\x00garbage that is not HTTP\r\n\r\n")
+	rawExchange(t, beAddr, "GET /truncated HTT") // then the connection closes
+	rawExchange(t, beAddr, "GET /huge HTTP/1.1\r\nX-Big: "+strings.Repeat("b", 64<<10)+"\r\n\r\n")
+	if line := rawExchange(t, beAddr, "GET /slow HTTP/1.1\r\nHost: x", "\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(line, "HTTP/1.1 200") {
+		t.Fatalf("slow request answered %q", line)
+	}
+	if !alive(backend.Process.Pid) || !alive(gateway.Process.Pid) {
+		t.Fatal("a traced process died")
+	}
+	a.stop()
+
+	spans := fromJSON(a.jsonSpans())
+	clients := map[string]observed{}
+	var kernel []observed
+	for _, s := range spans {
+		switch {
+		case s.Kind == "client":
+			clients[s.SpanID] = s
+		case s.Attrs["zerotrace.source"] == "kernel":
+			kernel = append(kernel, s)
+		}
+	}
+	byPath := map[string]int{}
+	joined := map[string]bool{}
+	for _, s := range kernel {
+		if s.Kind != "server" || s.Resource["process.pid"] != fmt.Sprint(backend.Process.Pid) {
+			t.Errorf("kernel span %q kind %s from pid %s", s.Name, s.Kind, s.Resource["process.pid"])
+			continue
+		}
+		if _, ok := s.Resource["process.runtime.name"]; ok {
+			t.Errorf("the Python process is reported as runtime %q", s.Resource["process.runtime.name"])
+		}
+		path := s.Attrs["url.path"]
+		byPath[path]++
+		if path == "/chain" {
+			cs, ok := clients[s.ParentSpanID]
+			if !ok || cs.TraceID != s.TraceID {
+				t.Errorf("backend span %s (parent %q) does not continue a gateway client span", s.SpanID, s.ParentSpanID)
+			} else if joined[cs.SpanID] {
+				t.Errorf("two backend spans for client span %s", cs.SpanID)
+			}
+			joined[cs.SpanID] = true
+			if s.Attrs["http.request.method"] != "GET" || s.Attrs["http.response.status_code"] != "200" || s.Name != "GET" {
+				t.Errorf("backend span %q: %v", s.Name, s.Attrs)
+			}
+		}
+	}
+	// http.server answers the huge header with a 431: a real exchange, so
+	// a real span. It answers the truncated request and the garbage with an
+	// HTML page and no status line (HTTP/0.9 style): no span, and the
+	// truncated request counts as unanswered.
+	want := map[string]int{"/chain": requests, "/direct/1": 1, "/direct/2": 1, "/fail": 1, "/slow": 1, "/huge": 1}
+	for path, n := range want {
+		if byPath[path] != n {
+			t.Errorf("%d kernel spans for %s, want %d", byPath[path], path, n)
+		}
+	}
+	for path, n := range byPath {
+		if _, ok := want[path]; !ok {
+			t.Errorf("%d unexpected kernel spans for %s", n, path)
+		}
+	}
+	if len(joined) != requests {
+		t.Errorf("%d of %d backend spans joined the gateway's traces", len(joined), requests)
+	}
+	if !strings.Contains(a.Stderr(), "kernel_http_unanswered=1") {
+		t.Errorf("the truncated request was not counted as unanswered:\n%s", a.Stderr())
+	}
+}
