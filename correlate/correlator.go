@@ -35,8 +35,8 @@ type Correlator struct {
 	// kernel pairs the requests and responses of processes traced from
 	// the kernel; only Run's goroutine touches it.
 	kernel *kernelHTTP
-	red   *redact.Redactor
-	stats Stats
+	red    *redact.Redactor
+	stats  Stats
 }
 
 // New returns a Correlator that knows no process yet. Every span it builds
