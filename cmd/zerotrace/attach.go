@@ -20,6 +20,9 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/export"
+	"github.com/zerotrace/zerotrace/export/metrics"
+	"github.com/zerotrace/zerotrace/export/servicemap"
+	"github.com/zerotrace/zerotrace/export/web"
 	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/gobin"
@@ -27,6 +30,13 @@ import (
 	"github.com/zerotrace/zerotrace/probes/session"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
+
+// defaultListen is where the agent serves its map and metrics: loopback
+// only, since neither is protected.
+const defaultListen = "127.0.0.1:9464"
+
+// mapWindow is the sliding window of the service map's statistics.
+const mapWindow = 5 * time.Minute
 
 type attachOptions struct {
 	pids          []int
@@ -39,6 +49,7 @@ type attachOptions struct {
 	cpuProfile    string
 	configPath    string
 	inject        string
+	listen        string
 }
 
 func newAttachCommand() *cobra.Command {
@@ -67,6 +78,7 @@ func newAttachCommand() *cobra.Command {
 	f.DurationVar(&o.statsInterval, "stats-interval", 30*time.Second, "how often to report lost events on stderr (0 disables)")
 	f.IntVar(&o.queueLen, "queue", 16384, "events and spans buffered between pipeline stages before dropping")
 	f.StringVar(&o.configPath, "config", "", "YAML configuration file (redaction settings; see README)")
+	f.StringVar(&o.listen, "listen", defaultListen, "local HTTP endpoint for the service map page, /api/map and /metrics (\"off\" disables)")
 	f.StringVar(&o.inject, "inject", string(inject.Auto), "add a traceparent header to outgoing HTTP/1.x requests: auto, sk-msg, write-user or off")
 	// For developers measuring the agent's own CPU cost.
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the agent to this file")
@@ -257,6 +269,12 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	case "json":
 		sinks = append(sinks, export.NewJSONLines(stdout))
 	}
+	// The service map and metrics see the same redacted spans as the
+	// exporters.
+	graph := servicemap.New(mapWindow)
+	reg := metrics.New()
+	graph.OnCall = reg.ObserveCall
+	sinks = append(sinks, graph, reg)
 
 	// Build and start the whole pipeline before attaching, so that the
 	// ring buffer is drained from the first event on.
@@ -286,6 +304,18 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 	}
 
+	// Served from before the first attach, so that its address is known
+	// once the agent says it attached.
+	if o.listen != "" && o.listen != "off" {
+		// Without it the agent still traces: say so and go on.
+		if srv, err := web.Listen(o.listen, web.Handler(graph, reg), log); err != nil {
+			fmt.Fprintf(stderr, "zerotrace: no service map endpoint: %v\n", err)
+		} else {
+			defer srv.Close()
+			fmt.Fprintf(stderr, "zerotrace: service map on http://%s/ (map as JSON at /api/map, Prometheus metrics at /metrics)\n", srv.Addr())
+		}
+	}
+
 	var attached []*session.Attached
 	detachAll := func() {
 		for _, a := range attached {
@@ -304,6 +334,19 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		if sigCtx.Err() != nil {
 			break
 		}
+		// The process's connections go into the sockhash before its
+		// probes arm any context: a request armed on a connection that
+		// is not there yet would go out without its header.
+		var injected string
+		if injection.Injector != nil {
+			// Without it this process's requests carry no context to
+			// other hosts; everything else keeps working.
+			if what, err := injection.Injector.AttachProcess(p.Target.PID); err != nil {
+				injected = "no context injection: " + err.Error()
+			} else {
+				injected = what
+			}
+		}
 		// Register first: events can arrive as soon as the probes are in.
 		corr.Register(correlate.NewProcess(uint32(p.Target.PID), p.Target.Exe, serviceName, p.Target.Bin.GoVersion))
 		a, err := session.Attach(p, shared)
@@ -313,19 +356,14 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			return fail(stderr, err)
 		}
 		attached = append(attached, a)
-		fmt.Fprintln(stderr, "zerotrace:", a.Summary)
+		if injected != "" {
+			fmt.Fprintf(stderr, "zerotrace: %s: %s\n", p.Target, injected)
+		}
 		for _, n := range p.Notes {
 			fmt.Fprintf(stderr, "zerotrace: %s: %s\n", p.Target, n)
 		}
-		if injection.Injector != nil {
-			// Without it this process's requests carry no context to
-			// other hosts; everything else keeps working.
-			if what, err := injection.Injector.AttachProcess(p.Target.PID); err != nil {
-				fmt.Fprintf(stderr, "zerotrace: %s: no context injection: %v\n", p.Target, err)
-			} else {
-				fmt.Fprintf(stderr, "zerotrace: %s: %s\n", p.Target, what)
-			}
-		}
+		// Last: tests and scripts take this line to mean ready.
+		fmt.Fprintln(stderr, "zerotrace:", a.Summary)
 	}
 
 	for _, pid := range kernelPIDs {

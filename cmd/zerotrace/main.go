@@ -46,7 +46,7 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newAttachCommand(), newVersionCommand())
+	root.AddCommand(newAttachCommand(), newMapCommand(), newVersionCommand())
 	return root
 }
 

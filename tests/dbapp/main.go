@@ -49,6 +49,9 @@
 //	                         200 {"orders":[{"amount","card"}],"updated":U}
 //	GET  /fail               QueryContext of SELECT * FROM missing_table WHERE
 //	                         id = N; 500 with the driver's error text
+//	GET  /chain              (no ?db=) one query on the first enabled backend,
+//	                         then "N:db", so that a sample app's /chain can
+//	                         call this service
 //
 // Anything else gets the mux's 404 (or 405 for a known path with another
 // method). Only database/sql APIs are used for queries, with one *sql.DB per
@@ -62,6 +65,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -228,7 +232,32 @@ func newMux(backends map[string]*backend) *http.ServeMux {
 	mux.HandleFunc("POST /orders", a.handle(a.createOrder))
 	mux.HandleFunc("GET /orders/prepared", a.handle(a.prepared))
 	mux.HandleFunc("GET /fail", a.handle(a.fail))
+	mux.HandleFunc("GET /chain", a.chain)
 	return mux
+}
+
+// chain lets a sample app's /chain call this service: one query on the
+// first enabled backend (sqlite, pq, pgx in that order), then "id:db".
+func (a *app) chain(w http.ResponseWriter, r *http.Request) {
+	id, err := strconv.ParseInt(r.URL.Query().Get("id"), 10, 64)
+	if err != nil || id < 0 {
+		http.Error(w, "id must be a non-negative integer", http.StatusBadRequest)
+		return
+	}
+	for _, name := range []string{"sqlite", "pq", "pgx"} {
+		b, ok := a.backends[name]
+		if !ok {
+			continue
+		}
+		var n int64
+		if err := b.db.QueryRowContext(r.Context(), "SELECT count(*) FROM orders WHERE customer_id = "+num(id)).Scan(&n); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, num(id)+":db")
+		return
+	}
+	http.Error(w, "no backend enabled", http.StatusServiceUnavailable)
 }
 
 type app struct {

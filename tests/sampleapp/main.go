@@ -15,8 +15,9 @@
 //	GET  /bench       200 "ok" (trivial handler for benchmarks)
 //	GET  /fanout      calls -downstream four times from three goroutines
 //	GET  /chain       ?fan=N (1 to 8, default 1): calls -downstream's /chain
-//	                  N times in parallel goroutines and answers with what
-//	                  they said; without -downstream answers "id:leaf"
+//	                  N times in parallel goroutines (and -downstream2's too,
+//	                  when set) and answers with what they said; without
+//	                  -downstream answers "id:leaf"
 //	GET  /send        one request to -downstream shaped by the query (see
 //	                  send), answering with the downstream's status and body
 //
@@ -55,6 +56,7 @@ const (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on (port 0 picks a free port)")
 	flag.StringVar(&downstream, "downstream", "", "base URL of another sampleapp that /fanout calls, e.g. http://127.0.0.1:8081")
+	flag.StringVar(&downstream2, "downstream2", "", "base URL of a second service whose /chain /chain also calls")
 	flag.Parse()
 	log.SetPrefix("sampleapp: ")
 	log.SetFlags(0)
@@ -113,8 +115,8 @@ func newMux() *http.ServeMux {
 	return mux
 }
 
-// downstream is the service /fanout calls.
-var downstream string
+// downstream is the service /fanout calls; /chain calls it and downstream2.
+var downstream, downstream2 string
 
 // client is shared by every /fanout call, with keep-alive, as a real
 // gateway's would be.
@@ -189,13 +191,18 @@ func chain(w http.ResponseWriter, r *http.Request) {
 	if err != nil || fan < 1 || fan > 8 {
 		fan = 1
 	}
-	replies := make([]string, fan)
-	errs := make([]error, fan)
-	done := make(chan struct{}, fan)
-	for i := range fan {
+	targets := []string{downstream}
+	if downstream2 != "" {
+		targets = append(targets, downstream2)
+	}
+	n := fan * len(targets)
+	replies := make([]string, n)
+	errs := make([]error, n)
+	done := make(chan struct{}, n)
+	for i := range n {
 		go func() {
 			defer func() { done <- struct{}{} }()
-			resp, err := client.Get(downstream + "/chain?id=" + id)
+			resp, err := client.Get(targets[i/fan] + "/chain?id=" + id)
 			if err != nil {
 				errs[i] = err
 				return
@@ -208,7 +215,7 @@ func chain(w http.ResponseWriter, r *http.Request) {
 			replies[i], errs[i] = string(body), err
 		}()
 	}
-	for range fan {
+	for range n {
 		<-done
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -1,0 +1,240 @@
+// Package metrics keeps the agent's Prometheus metrics and writes them in
+// the OpenMetrics text format, exemplars included:
+//
+//   - service graph metrics, one series per caller → callee edge
+//     (traces_service_graph_request_total, ..._failed_total, and the client
+//     and server latency histograms), fed by the service map;
+//   - RED metrics per service and route: http.server.request.duration as
+//     the histogram http_server_request_duration_seconds, fed by server
+//     spans, each bucket with the trace ID of its latest request as an
+//     exemplar.
+package metrics
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/export/servicemap"
+)
+
+// ContentType is what Write produces.
+const ContentType = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+// buckets are the histograms' upper bounds, in seconds.
+var buckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+
+type exemplar struct {
+	traceID string
+	value   float64
+	at      time.Time
+}
+
+type histogram struct {
+	counts    []uint64 // per bucket, not cumulative; the last is +Inf
+	exemplars []exemplar
+	sum       float64
+	count     uint64
+}
+
+func newHistogram() *histogram {
+	return &histogram{counts: make([]uint64, len(buckets)+1), exemplars: make([]exemplar, len(buckets)+1)}
+}
+
+func (h *histogram) observe(seconds float64, traceID trace.TraceID, at time.Time) {
+	i, _ := slices.BinarySearch(buckets, seconds)
+	h.counts[i]++
+	h.sum += seconds
+	h.count++
+	if traceID.IsValid() {
+		h.exemplars[i] = exemplar{traceID: traceID.String(), value: seconds, at: at}
+	}
+}
+
+// labels is a series' label set, in a fixed order.
+type labels []string // name, value, name, value, ...
+
+func (l labels) key() string { return strings.Join(l, "\x00") }
+
+func (l labels) String() string {
+	var b strings.Builder
+	for i := 0; i+1 < len(l); i += 2 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(l[i])
+		b.WriteString(`="`)
+		b.WriteString(escape(l[i+1]))
+		b.WriteByte('"')
+	}
+	return b.String()
+}
+
+func escape(v string) string {
+	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
+}
+
+type series[T any] struct {
+	labels labels
+	value  T
+}
+
+// family holds the series of one metric, by label set.
+type family[T any] struct {
+	series map[string]*series[T]
+}
+
+func (f *family[T]) get(l labels, make func() T) T {
+	if f.series == nil {
+		f.series = map[string]*series[T]{}
+	}
+	k := l.key()
+	s := f.series[k]
+	if s == nil {
+		s = &series[T]{labels: l, value: make()}
+		f.series[k] = s
+	}
+	return s.value
+}
+
+func (f *family[T]) sorted() []*series[T] {
+	out := make([]*series[T], 0, len(f.series))
+	for _, s := range f.series {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b *series[T]) int { return strings.Compare(a.labels.key(), b.labels.key()) })
+	return out
+}
+
+type counter struct{ n uint64 }
+
+// Registry is the agent's metrics. Safe for concurrent use.
+type Registry struct {
+	mu           sync.Mutex
+	requests     family[*counter]
+	failed       family[*counter]
+	clientLat    family[*histogram]
+	serverLat    family[*histogram]
+	httpDuration family[*histogram]
+}
+
+// New returns an empty registry.
+func New() *Registry { return &Registry{} }
+
+// ObserveCall records one call of the service map (servicemap.Graph.OnCall).
+func (r *Registry) ObserveCall(c servicemap.Call) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	l := labels{"client", c.Client.Name, "server", c.Server.Name, "connection_type", connectionType(c.Server)}
+	r.requests.get(l, func() *counter { return &counter{} }).n++
+	if c.Failed {
+		r.failed.get(l, func() *counter { return &counter{} }).n++
+	}
+	now := time.Now()
+	r.clientLat.get(l, newHistogram).observe(c.ClientLatency.Seconds(), c.TraceID, now)
+	if c.ServerLatency > 0 {
+		r.serverLat.get(l, newHistogram).observe(c.ServerLatency.Seconds(), c.TraceID, now)
+	}
+}
+
+func connectionType(n servicemap.Node) string {
+	switch n.Kind {
+	case servicemap.KindDatabase:
+		return "database"
+	case servicemap.KindExternal:
+		return "virtual_node"
+	}
+	return ""
+}
+
+// Name implements export.Sink.
+func (r *Registry) Name() string { return "metrics" }
+
+// Shutdown implements export.Sink.
+func (r *Registry) Shutdown(context.Context) error { return nil }
+
+// Export implements export.Sink: server spans feed the RED histograms.
+func (r *Registry) Export(_ context.Context, spans []*correlate.Span) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range spans {
+		if s.Kind != trace.SpanKindServer {
+			continue
+		}
+		service := ""
+		if s.Process != nil {
+			service = s.Process.ServiceName
+		}
+		var method, route, status string
+		for _, kv := range s.Attributes {
+			switch kv.Key {
+			case "http.request.method":
+				method = kv.Value.AsString()
+			case "http.route":
+				route = kv.Value.AsString()
+			case "http.response.status_code":
+				status = strconv.FormatInt(kv.Value.AsInt64(), 10)
+			}
+		}
+		l := labels{"service_name", service, "http_request_method", method, "http_route", route, "http_response_status_code", status}
+		if s.Status == codes.Error {
+			l = append(l, "error_type", status)
+		}
+		r.httpDuration.get(l, newHistogram).observe(s.End.Sub(s.Start).Seconds(), s.TraceID, s.End)
+	}
+	return nil
+}
+
+func writeCounter(w io.Writer, name, help string, f *family[*counter]) {
+	fmt.Fprintf(w, "# TYPE %s counter\n# HELP %s %s\n", name, name, help)
+	for _, s := range f.sorted() {
+		fmt.Fprintf(w, "%s_total{%s} %d\n", name, s.labels, s.value.n)
+	}
+}
+
+func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
+
+func writeHistogram(w io.Writer, name, help string, f *family[*histogram]) {
+	fmt.Fprintf(w, "# TYPE %s histogram\n# UNIT %s seconds\n# HELP %s %s\n", name, name, name, help)
+	for _, s := range f.sorted() {
+		h := s.value
+		var cum uint64
+		for i := range h.counts {
+			cum += h.counts[i]
+			le := "+Inf"
+			if i < len(buckets) {
+				le = formatFloat(buckets[i])
+			}
+			fmt.Fprintf(w, "%s_bucket{%s,le=\"%s\"} %d", name, s.labels, le, cum)
+			if ex := h.exemplars[i]; ex.traceID != "" {
+				fmt.Fprintf(w, " # {trace_id=\"%s\"} %s %.3f", ex.traceID, formatFloat(ex.value), float64(ex.at.UnixNano())/1e9)
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s_sum{%s} %s\n%s_count{%s} %d\n", name, s.labels, formatFloat(h.sum), name, s.labels, h.count)
+	}
+}
+
+// Write writes every metric in the OpenMetrics text format.
+func (r *Registry) Write(w io.Writer) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var b strings.Builder
+	writeCounter(&b, "traces_service_graph_request", "Requests between two nodes of the service map.", &r.requests)
+	writeCounter(&b, "traces_service_graph_request_failed", "Failed requests between two nodes of the service map.", &r.failed)
+	writeHistogram(&b, "traces_service_graph_request_client_seconds", "Request durations as the caller saw them.", &r.clientLat)
+	writeHistogram(&b, "traces_service_graph_request_server_seconds", "Request durations as the callee saw them.", &r.serverLat)
+	writeHistogram(&b, "http_server_request_duration_seconds", "Duration of HTTP server requests (http.server.request.duration).", &r.httpDuration)
+	b.WriteString("# EOF\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}

@@ -1,0 +1,331 @@
+// Package servicemap builds the live map of who calls whom from finished
+// spans: services (by service.name), databases and external endpoints as
+// nodes, calls as edges with request and error counts, latency percentiles
+// and bytes, over a sliding window and in total. It is an export.Sink, so
+// it sees exactly the spans the other exporters see, after redaction.
+package servicemap
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zerotrace/zerotrace/correlate"
+)
+
+// Node kinds.
+const (
+	KindService  = "service"
+	KindDatabase = "database"
+	KindExternal = "external"
+)
+
+// Node is one box of the map.
+type Node struct {
+	ID   string `json:"id"`
+	Name string `json:"name"`
+	Kind string `json:"kind"`
+	// Protocol is how it is called: "http" or the database system.
+	Protocol string `json:"protocol,omitempty"`
+}
+
+// Stats summarise the calls of an edge over a period.
+type Stats struct {
+	Requests int64   `json:"requests"`
+	Errors   int64   `json:"errors"`
+	P50Ms    float64 `json:"p50_ms"`
+	P95Ms    float64 `json:"p95_ms"`
+	P99Ms    float64 `json:"p99_ms"`
+	Bytes    int64   `json:"bytes"` // request and response bodies, where known
+}
+
+// Edge is caller → callee.
+type Edge struct {
+	Source string `json:"source"`
+	Target string `json:"target"`
+	Total  Stats  `json:"total"`
+	Window Stats  `json:"window"`
+	// RecentTraces are the trace IDs of the last calls, newest first.
+	RecentTraces []string `json:"recent_traces"`
+}
+
+// Map is a snapshot of the graph.
+type Map struct {
+	GeneratedAt   time.Time `json:"generated_at"`
+	WindowSeconds float64   `json:"window_seconds"`
+	Nodes         []Node    `json:"nodes"`
+	Edges         []Edge    `json:"edges"`
+}
+
+// call is one observed call on an edge.
+type call struct {
+	at      time.Time
+	latency time.Duration
+	failed  bool
+	bytes   int64
+	traceID trace.TraceID
+}
+
+// maxSamples bounds the samples an edge keeps for its percentiles: the
+// newest ones win, so that the map's memory does not grow with traffic.
+const maxSamples = 4096
+
+type edge struct {
+	total Stats
+	// samples are the newest calls (at most maxSamples), for the window
+	// and for the total's percentiles.
+	samples []call
+	recent  []string
+}
+
+// pending is a client span waiting for the server span it caused.
+type pending struct {
+	span     *correlate.Span
+	deadline time.Time
+}
+
+// match is how long a client span waits for its server span (same agent:
+// both arrive within a batch or two) before its callee counts as external.
+const match = 5 * time.Second
+
+// Graph is the service map. Export feeds it; Snapshot reads it; both may
+// run concurrently.
+type Graph struct {
+	mu      sync.Mutex
+	window  time.Duration
+	now     func() time.Time
+	nodes   map[string]Node
+	edges   map[[2]string]*edge
+	clients map[trace.SpanID]pending    // HTTP client spans awaiting their server span
+	servers map[trace.SpanID]serverSide // server spans by parent, awaiting their client span
+	// OnCall, when set, is told of every call added to an edge (metrics).
+	OnCall func(Call)
+}
+
+// Call is one call added to an edge, for metrics.
+type Call struct {
+	Client, Server Node
+	// ClientLatency is the caller's view; ServerLatency the callee's, 0
+	// when the callee is not traced (databases, external endpoints).
+	ClientLatency, ServerLatency time.Duration
+	Failed                       bool
+	TraceID                      trace.TraceID
+}
+
+// serverSide is a server span waiting for its client span.
+type serverSide struct {
+	node     string
+	latency  time.Duration
+	deadline time.Time
+}
+
+// New returns an empty graph whose window statistics cover window.
+func New(window time.Duration) *Graph {
+	return &Graph{
+		window:  window,
+		now:     time.Now,
+		nodes:   map[string]Node{},
+		edges:   map[[2]string]*edge{},
+		clients: map[trace.SpanID]pending{},
+		servers: map[trace.SpanID]serverSide{},
+	}
+}
+
+// Name implements export.Sink.
+func (g *Graph) Name() string { return "servicemap" }
+
+// Shutdown implements export.Sink.
+func (g *Graph) Shutdown(context.Context) error { return nil }
+
+// Export implements export.Sink.
+func (g *Graph) Export(_ context.Context, spans []*correlate.Span) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, s := range spans {
+		g.add(s)
+	}
+	g.expire(g.now())
+	return nil
+}
+
+func attrs(s *correlate.Span) map[attribute.Key]attribute.Value {
+	m := make(map[attribute.Key]attribute.Value, len(s.Attributes))
+	for _, kv := range s.Attributes {
+		m[kv.Key] = kv.Value
+	}
+	return m
+}
+
+func serviceNode(s *correlate.Span) Node {
+	name := "unknown"
+	if s.Process != nil {
+		name = s.Process.ServiceName
+	}
+	return Node{ID: "service:" + name, Name: name, Kind: KindService, Protocol: "http"}
+}
+
+func hostPort(a map[attribute.Key]attribute.Value) string {
+	host := a["server.address"].AsString()
+	if p := a["server.port"].AsInt64(); p != 0 {
+		return host + ":" + strconv.FormatInt(p, 10)
+	}
+	return host
+}
+
+func (g *Graph) add(s *correlate.Span) {
+	a := attrs(s)
+	switch s.Kind {
+	case trace.SpanKindClient:
+		from := serviceNode(s)
+		g.nodes[from.ID] = from
+		if sys := a["db.system.name"].AsString(); sys != "" {
+			name := sys
+			if where := hostPort(a); where != "" {
+				name += " " + where
+			} else if ns := a["db.namespace"].AsString(); ns != "" {
+				name += " " + ns
+			}
+			to := Node{ID: "db:" + name, Name: name, Kind: KindDatabase, Protocol: sys}
+			g.nodes[to.ID] = to
+			g.record(from, to, s, a, 0)
+			return
+		}
+		if srv, ok := g.servers[s.SpanID]; ok {
+			delete(g.servers, s.SpanID)
+			g.record(from, g.nodes[srv.node], s, a, srv.latency)
+			return
+		}
+		g.clients[s.SpanID] = pending{span: s, deadline: g.now().Add(match)}
+	case trace.SpanKindServer:
+		to := serviceNode(s)
+		g.nodes[to.ID] = to
+		if !s.ParentSpanID.IsValid() {
+			return
+		}
+		if p, ok := g.clients[s.ParentSpanID]; ok {
+			delete(g.clients, s.ParentSpanID)
+			g.record(serviceNode(p.span), to, p.span, attrs(p.span), s.End.Sub(s.Start))
+			return
+		}
+		g.servers[s.ParentSpanID] = serverSide{node: to.ID, latency: s.End.Sub(s.Start), deadline: g.now().Add(match)}
+	}
+}
+
+// expire turns client spans whose server never showed into calls to
+// external endpoints, and forgets server spans whose caller is not traced.
+func (g *Graph) expire(now time.Time) {
+	for id, p := range g.clients {
+		if now.Before(p.deadline) {
+			continue
+		}
+		delete(g.clients, id)
+		a := attrs(p.span)
+		where := hostPort(a)
+		if where == "" {
+			where = "unknown"
+		}
+		to := Node{ID: "external:" + where, Name: where, Kind: KindExternal, Protocol: "http"}
+		g.nodes[to.ID] = to
+		g.record(serviceNode(p.span), to, p.span, a, 0)
+	}
+	for id, srv := range g.servers {
+		if now.After(srv.deadline) {
+			delete(g.servers, id)
+		}
+	}
+}
+
+// Flush settles every pending client span now, as Snapshot does after its
+// wait; for tests and for the final snapshot.
+func (g *Graph) Flush() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.expire(g.now().Add(match + time.Second))
+}
+
+func (g *Graph) record(from, to Node, s *correlate.Span, a map[attribute.Key]attribute.Value, serverLatency time.Duration) {
+	k := [2]string{from.ID, to.ID}
+	e := g.edges[k]
+	if e == nil {
+		e = &edge{}
+		g.edges[k] = e
+	}
+	c := call{
+		at:      s.End,
+		latency: s.End.Sub(s.Start),
+		failed:  s.Status == codes.Error,
+		bytes:   a["http.request.body.size"].AsInt64() + a["http.response.body.size"].AsInt64(),
+		traceID: s.TraceID,
+	}
+	e.total.Requests++
+	if c.failed {
+		e.total.Errors++
+	}
+	e.total.Bytes += c.bytes
+	e.samples = append(e.samples, c)
+	if len(e.samples) > maxSamples {
+		e.samples = slices.Delete(e.samples, 0, len(e.samples)-maxSamples)
+	}
+	e.recent = append([]string{s.TraceID.String()}, e.recent...)
+	if len(e.recent) > 10 {
+		e.recent = e.recent[:10]
+	}
+	if g.OnCall != nil {
+		g.OnCall(Call{Client: from, Server: to, ClientLatency: c.latency, ServerLatency: serverLatency, Failed: c.failed, TraceID: s.TraceID})
+	}
+}
+
+func percentiles(lat []time.Duration) (p50, p95, p99 float64) {
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(lat)
+	at := func(q float64) float64 {
+		i := int(q * float64(len(lat)-1))
+		return float64(lat[i]) / float64(time.Millisecond)
+	}
+	return at(0.50), at(0.95), at(0.99)
+}
+
+// Snapshot returns the map as it is now.
+func (g *Graph) Snapshot() Map {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := g.now()
+	g.expire(now)
+	m := Map{GeneratedAt: now, WindowSeconds: g.window.Seconds(), Nodes: []Node{}, Edges: []Edge{}}
+	for _, n := range g.nodes {
+		m.Nodes = append(m.Nodes, n)
+	}
+	slices.SortFunc(m.Nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
+	for k, e := range g.edges {
+		out := Edge{Source: k[0], Target: k[1], Total: e.total, RecentTraces: slices.Clone(e.recent)}
+		all := make([]time.Duration, 0, len(e.samples))
+		var win []time.Duration
+		for _, c := range e.samples {
+			all = append(all, c.latency)
+			if now.Sub(c.at) <= g.window {
+				win = append(win, c.latency)
+				out.Window.Requests++
+				out.Window.Bytes += c.bytes
+				if c.failed {
+					out.Window.Errors++
+				}
+			}
+		}
+		out.Total.P50Ms, out.Total.P95Ms, out.Total.P99Ms = percentiles(all)
+		out.Window.P50Ms, out.Window.P95Ms, out.Window.P99Ms = percentiles(win)
+		m.Edges = append(m.Edges, out)
+	}
+	slices.SortFunc(m.Edges, func(a, b Edge) int {
+		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Target, b.Target))
+	})
+	return m
+}

@@ -1,0 +1,114 @@
+package servicemap
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+)
+
+// Formats are the ways Render can write a map.
+var Formats = []string{"table", "json", "dot", "mermaid"}
+
+// Render writes m in format (one of Formats).
+func Render(w io.Writer, m Map, format string) error {
+	switch format {
+	case "table", "":
+		return renderTable(w, m)
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(m)
+	case "dot":
+		return renderDot(w, m)
+	case "mermaid":
+		return renderMermaid(w, m)
+	}
+	return fmt.Errorf("unknown format %q: want %s", format, strings.Join(Formats, ", "))
+}
+
+func names(m Map) map[string]Node {
+	byID := make(map[string]Node, len(m.Nodes))
+	for _, n := range m.Nodes {
+		byID[n.ID] = n
+	}
+	return byID
+}
+
+func label(n Node, id string) string {
+	if n.Name == "" {
+		return id
+	}
+	if n.Kind == KindService {
+		return n.Name
+	}
+	return n.Name + " (" + n.Kind + ")"
+}
+
+func renderTable(w io.Writer, m Map) error {
+	byID := names(m)
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "CALLER\tCALLEE\tREQUESTS\tERRORS\tP50 ms\tP95 ms\tP99 ms\tBYTES\tWINDOW (%.0fs) REQ/ERR\n", m.WindowSeconds)
+	for _, e := range m.Edges {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%d\t%d/%d\n",
+			label(byID[e.Source], e.Source), label(byID[e.Target], e.Target),
+			e.Total.Requests, e.Total.Errors, e.Total.P50Ms, e.Total.P95Ms, e.Total.P99Ms, e.Total.Bytes,
+			e.Window.Requests, e.Window.Errors)
+	}
+	if len(m.Edges) == 0 {
+		fmt.Fprintln(tw, "(no calls seen yet)")
+	}
+	return tw.Flush()
+}
+
+// quote makes s a DOT or Mermaid string literal.
+func quote(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `'`, "\n", " ").Replace(s) + `"`
+}
+
+func renderDot(w io.Writer, m Map) error {
+	var b strings.Builder
+	b.WriteString("digraph zerotrace {\n  rankdir=LR;\n")
+	for _, n := range m.Nodes {
+		shape := "box"
+		switch n.Kind {
+		case KindDatabase:
+			shape = "cylinder"
+		case KindExternal:
+			shape = "ellipse"
+		}
+		fmt.Fprintf(&b, "  %s [label=%s, shape=%s];\n", quote(n.ID), quote(n.Name), shape)
+	}
+	for _, e := range m.Edges {
+		fmt.Fprintf(&b, "  %s -> %s [label=%s];\n", quote(e.Source), quote(e.Target),
+			quote(fmt.Sprintf("%d req, %d err, p95 %.1f ms", e.Total.Requests, e.Total.Errors, e.Total.P95Ms)))
+	}
+	b.WriteString("}\n")
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func renderMermaid(w io.Writer, m Map) error {
+	ids := map[string]string{}
+	var b strings.Builder
+	b.WriteString("graph LR\n")
+	for i, n := range m.Nodes {
+		id := fmt.Sprintf("n%d", i)
+		ids[n.ID] = id
+		open, closing := "[", "]"
+		switch n.Kind {
+		case KindDatabase:
+			open, closing = "[(", ")]"
+		case KindExternal:
+			open, closing = "((", "))"
+		}
+		fmt.Fprintf(&b, "  %s%s%s%s\n", id, open, quote(n.Name), closing)
+	}
+	for _, e := range m.Edges {
+		fmt.Fprintf(&b, "  %s -->|%s| %s\n", ids[e.Source],
+			quote(fmt.Sprintf("%d req, %d err", e.Total.Requests, e.Total.Errors)), ids[e.Target])
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
