@@ -1,0 +1,82 @@
+package servicemap
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zerotrace/zerotrace/correlate"
+)
+
+func span(svc string, kind trace.SpanKind, id, parent byte, start time.Time, d time.Duration, attrs ...attribute.KeyValue) *correlate.Span {
+	return &correlate.Span{
+		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{id}, ParentSpanID: trace.SpanID{parent},
+		Kind: kind, Start: start, End: start.Add(d), Attributes: attrs,
+		Process: correlate.NewProcess(1, "/bin/"+svc, svc, ""),
+	}
+}
+
+func TestGraphPairsAndExpires(t *testing.T) {
+	now := time.Unix(1000, 0)
+	g := New(time.Minute)
+	g.now = func() time.Time { return now }
+	var calls []Call
+	g.OnCall = func(c Call) { calls = append(calls, c) }
+	ctx := context.Background()
+
+	// Client first, then its server span (another service).
+	_ = g.Export(ctx, []*correlate.Span{span("gw", trace.SpanKindClient, 1, 9, now, 3*time.Millisecond)})
+	_ = g.Export(ctx, []*correlate.Span{span("orders", trace.SpanKindServer, 2, 1, now, 2*time.Millisecond)})
+	// Server first, then the client span that caused it, failed.
+	s := span("orders", trace.SpanKindServer, 4, 3, now, time.Millisecond)
+	c := span("gw", trace.SpanKindClient, 3, 9, now, 5*time.Millisecond)
+	c.Status = codes.Error
+	_ = g.Export(ctx, []*correlate.Span{s, c})
+	// A database call, and a call to something untraced.
+	_ = g.Export(ctx, []*correlate.Span{
+		span("orders", trace.SpanKindClient, 5, 2, now, time.Millisecond, attribute.String("db.system.name", "postgresql"),
+			attribute.String("server.address", "10.0.0.5"), attribute.Int("server.port", 5432)),
+		span("gw", trace.SpanKindClient, 6, 9, now, 7*time.Millisecond, attribute.String("server.address", "api.example"), attribute.Int("server.port", 443)),
+	})
+	if m := g.Snapshot(); len(m.Edges) != 2 {
+		t.Fatalf("before the external call expires: %d edges, want 2: %+v", len(m.Edges), m.Edges)
+	}
+	now = now.Add(match + time.Second)
+	m := g.Snapshot()
+	want := map[[2]string][2]int64{
+		{"service:gw", "service:orders"}:                  {2, 1},
+		{"service:orders", "db:postgresql 10.0.0.5:5432"}: {1, 0},
+		{"service:gw", "external:api.example:443"}:        {1, 0},
+	}
+	if len(m.Edges) != len(want) {
+		t.Fatalf("edges %+v", m.Edges)
+	}
+	for _, e := range m.Edges {
+		w, ok := want[[2]string{e.Source, e.Target}]
+		if !ok || e.Total.Requests != w[0] || e.Total.Errors != w[1] {
+			t.Errorf("edge %s → %s: %d requests %d errors", e.Source, e.Target, e.Total.Requests, e.Total.Errors)
+		}
+	}
+	if len(calls) != 4 || calls[0].ServerLatency != 2*time.Millisecond || calls[2].ServerLatency != 0 {
+		t.Errorf("calls %+v", calls)
+	}
+	// Out of the window, in the total.
+	now = now.Add(2 * time.Minute)
+	for _, e := range g.Snapshot().Edges {
+		if e.Window.Requests != 0 || e.Total.Requests == 0 {
+			t.Errorf("edge %s → %s: window %d total %d", e.Source, e.Target, e.Window.Requests, e.Total.Requests)
+		}
+	}
+	for _, f := range Formats {
+		var b bytes.Buffer
+		if err := Render(&b, m, f); err != nil || !strings.Contains(b.String(), "orders") {
+			t.Errorf("format %s: %v\n%s", f, err, b.String())
+		}
+	}
+}
