@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -40,6 +41,8 @@ const mapWindow = 5 * time.Minute
 
 type attachOptions struct {
 	pids          []int
+	exes          []string
+	ports         []int
 	output        string
 	otlpEndpoint  string
 	serviceName   string
@@ -55,7 +58,7 @@ type attachOptions struct {
 func newAttachCommand() *cobra.Command {
 	o := &attachOptions{}
 	cmd := &cobra.Command{
-		Use:   "attach --pid PID [--pid PID ...]",
+		Use:   "attach (--pid PID | --exe GLOB | --port N)...",
 		Short: "Trace running processes until interrupted",
 		Long: "Attach probes to running Go processes and export a span for every request they\n" +
 			"handle, until SIGINT or SIGTERM; then detach and exit.\n\n" +
@@ -71,6 +74,8 @@ func newAttachCommand() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.IntSliceVar(&o.pids, "pid", nil, "process to trace (repeatable)")
+	f.StringArrayVar(&o.exes, "exe", nil, "trace processes whose executable path or name matches this glob, now and as they start (repeatable)")
+	f.IntSliceVar(&o.ports, "port", nil, "trace processes listening on this TCP port, now and as they start (repeatable)")
 	f.StringVarP(&o.output, "output", "o", "", "stdout format: text, json or none (default text, or none when an OTLP endpoint is set)")
 	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP endpoint, e.g. http://localhost:4318 (default from OTEL_EXPORTER_OTLP_*)")
 	f.StringVar(&o.serviceName, "service-name", "", "service.name of the traced processes (default OTEL_SERVICE_NAME, else the executable name)")
@@ -83,7 +88,6 @@ func newAttachCommand() *cobra.Command {
 	// For developers measuring the agent's own CPU cost.
 	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the agent to this file")
 	_ = f.MarkHidden("cpuprofile")
-	_ = cmd.MarkFlagRequired("pid")
 	_ = cmd.RegisterFlagCompletionFunc("output", cobra.FixedCompletions([]string{"text", "json", "none"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("pid", completePIDs)
 	_ = cmd.RegisterFlagCompletionFunc("inject", cobra.FixedCompletions([]string{"auto", "sk-msg", "write-user", "off"}, cobra.ShellCompDirectiveNoFileComp))
@@ -159,6 +163,13 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			return fail(stderr, err)
 		}
 	}
+	sel := selector{exes: o.exes, ports: o.ports}
+	if len(o.pids) == 0 && sel.empty() {
+		return fail(stderr, errors.New("nothing to trace: give --pid, --exe or --port"))
+	}
+	if err := sel.check(); err != nil {
+		return fail(stderr, err)
+	}
 	injectMode, err := inject.ParseMode(o.inject)
 	if err != nil {
 		return fail(stderr, err)
@@ -208,7 +219,15 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	var kernelPIDs []int // not Go: traced from the kernel
 	var errs []error
 	seen := map[int]bool{}
-	for _, pid := range o.pids {
+	selected := slices.Clone(o.pids)
+	if !sel.empty() {
+		for _, pid := range processes(os.Getpid()) {
+			if _, ok := sel.matches(pid); ok {
+				selected = append(selected, pid)
+			}
+		}
+	}
+	for _, pid := range selected {
 		if seen[pid] {
 			continue
 		}
@@ -236,7 +255,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	// tracepoints. Set up before any uprobe, so that failing leaves
 	// nothing attached.
 	var sysTracer *syscalls.Tracer
-	if len(kernelPIDs) > 0 {
+	if len(kernelPIDs) > 0 || !sel.empty() {
 		sysTracer, err = syscalls.NewTracer(shared)
 		if err != nil {
 			return fail(stderr, fmt.Errorf("tracing processes that are not Go programs (pid %v): %w", kernelPIDs, err))
@@ -280,7 +299,8 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	// ring buffer is drained from the first event on.
 	corr := correlate.New(log, red)
 	clock := events.NewClock()
-	reader, err := events.NewReader(shared, o.queueLen, clock, errTypeNamer(plans), log)
+	namer := newTypeNamer()
+	reader, err := events.NewReader(shared, o.queueLen, clock, namer.name, log)
 	if err != nil {
 		return fail(stderr, err)
 	}
@@ -316,8 +336,16 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 	}
 
+	// attached is written by the first attach below and by the watcher of
+	// --exe and --port, and read at detach.
+	var attachMu sync.Mutex
 	var attached []*session.Attached
+	detached := false // set at the end: no attach after that
+	errStopping := errors.New("the agent is stopping")
 	detachAll := func() {
+		attachMu.Lock()
+		defer attachMu.Unlock()
+		detached = true
 		for _, a := range attached {
 			if err := a.Detach(); err != nil {
 				log.Error("detaching", "target", a.Plan.Target.String(), "err", err)
@@ -325,14 +353,12 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		attached = nil
 	}
-	// Signals are caught from before the first attach: a SIGINT that comes
-	// while several processes are being attached detaches what is attached
-	// and exits cleanly instead of killing the agent half-way.
-	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
-	defer stopSignals()
-	for _, p := range plans {
-		if sigCtx.Err() != nil {
-			break
+	// attachPlan attaches one Go process; attachKernel one that is not.
+	attachPlan := func(p *session.Plan) error {
+		attachMu.Lock()
+		defer attachMu.Unlock()
+		if detached {
+			return errStopping
 		}
 		// The process's connections go into the sockhash before its
 		// probes arm any context: a request armed on a connection that
@@ -348,12 +374,11 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			}
 		}
 		// Register first: events can arrive as soon as the probes are in.
+		namer.add(p.Target)
 		corr.Register(correlate.NewProcess(uint32(p.Target.PID), p.Target.Exe, serviceName, p.Target.Bin.GoVersion))
 		a, err := session.Attach(p, shared)
 		if err != nil {
-			detachAll()
-			stopPipeline()
-			return fail(stderr, err)
+			return err
 		}
 		attached = append(attached, a)
 		if injected != "" {
@@ -364,24 +389,78 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		// Last: tests and scripts take this line to mean ready.
 		fmt.Fprintln(stderr, "zerotrace:", a.Summary)
+		return nil
 	}
-
-	for _, pid := range kernelPIDs {
+	attachKernel := func(pid int) error {
+		attachMu.Lock()
+		defer attachMu.Unlock()
+		if detached {
+			return errStopping
+		}
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
 		corr.Register(correlate.NewProcess(uint32(pid), exe, serviceName, ""))
 		if err := sysTracer.Add(pid); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (syscall tracepoints on read, recvfrom, write, sendto, close)\n", pid, exe)
+		return nil
+	}
+	// Signals are caught from before the first attach: a SIGINT that comes
+	// while several processes are being attached detaches what is attached
+	// and exits cleanly instead of killing the agent half-way.
+	sigCtx, stopSignals := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stopSignals()
+	for _, p := range plans {
+		if sigCtx.Err() != nil {
+			break
+		}
+		if err := attachPlan(p); err != nil {
 			detachAll()
 			stopPipeline()
 			return fail(stderr, err)
 		}
-		fmt.Fprintf(stderr, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (syscall tracepoints on read, recvfrom, write, sendto, close)\n", pid, exe)
+	}
+	for _, pid := range kernelPIDs {
+		if err := attachKernel(pid); err != nil {
+			detachAll()
+			stopPipeline()
+			return fail(stderr, err)
+		}
 	}
 
-	pids := make([]int, 0, len(plans)+len(kernelPIDs))
-	for _, p := range plans {
-		pids = append(pids, p.Target.PID)
+	// With --exe or --port the agent runs until stopped, picking up the
+	// processes that start and match; with --pid only, until they exit.
+	var exited <-chan struct{}
+	watchCtx, stopWatching := context.WithCancel(sigCtx)
+	defer stopWatching()
+	if sel.empty() {
+		pids := make([]int, 0, len(plans)+len(kernelPIDs))
+		for _, p := range plans {
+			pids = append(pids, p.Target.PID)
+		}
+		exited = watchExits(append(pids, kernelPIDs...), log)
+	} else {
+		fmt.Fprintf(stderr, "zerotrace: watching for processes that match %s\n", sel)
+		go watchNew(watchCtx, sel, seen, func(pid int, why string) {
+			p, err := session.Prepare(pid, session.Options{InjectWriteUser: injection.Mode == inject.WriteUser})
+			switch {
+			case errors.Is(err, gobin.ErrNotGo):
+				err = attachKernel(pid)
+			case err == nil:
+				if err = attachPlan(p); err != nil {
+					p.Target.Close()
+				} else {
+					attachMu.Lock()
+					plans = append(plans, p) // closed with the others at exit
+					attachMu.Unlock()
+				}
+			}
+			if err != nil {
+				// One line; the agent goes on with what it traces.
+				fmt.Fprintf(stderr, "zerotrace: pid %d matched %s but cannot be traced: %v\n", pid, why, err)
+			}
+		})
 	}
-	exited := watchExits(append(pids, kernelPIDs...), log)
 
 	rep := &reporter{log: log, shared: shared, reader: reader, corr: corr, fan: fan, otlp: otlp, inject: injection.Mode}
 	var tick <-chan time.Time
@@ -415,6 +494,7 @@ wait:
 
 	// Detach first so that nothing new arrives, then drain the ring
 	// buffer, and let the pipeline flush stage by stage.
+	stopWatching()
 	detachAll()
 	if sysTracer != nil {
 		if err := sysTracer.Close(); err != nil {
@@ -433,20 +513,60 @@ wait:
 	return nil
 }
 
-// errTypeNamer names error types in client events from the traced
-// binaries' itab symbols.
-func errTypeNamer(plans []*session.Plan) events.ErrTypeNamer {
-	targets := make(map[uint32]*probes.Target, len(plans))
-	for _, p := range plans {
-		targets[uint32(p.Target.PID)] = p.Target
+// typeNamer names the dynamic types behind itabs in events (errors,
+// database drivers) from the traced binaries' itab symbols. Targets are
+// added as they are attached.
+type typeNamer struct {
+	mu      sync.RWMutex
+	targets map[uint32]*probes.Target
+}
+
+func newTypeNamer() *typeNamer { return &typeNamer{targets: map[uint32]*probes.Target{}} }
+
+func (n *typeNamer) add(t *probes.Target) {
+	n.mu.Lock()
+	n.targets[uint32(t.PID)] = t
+	n.mu.Unlock()
+}
+
+func (n *typeNamer) name(pid uint32, itab uint64) string {
+	n.mu.RLock()
+	t := n.targets[pid]
+	n.mu.RUnlock()
+	if t == nil || itab < t.LoadBias {
+		return ""
 	}
-	return func(pid uint32, itab uint64) string {
-		t := targets[pid]
-		if t == nil || itab < t.LoadBias {
-			return ""
+	name, _ := t.Bin.ItabType(itab - t.LoadBias)
+	return name
+}
+
+// watchNew looks for processes that start and match sel, once a second,
+// and hands each new one to attach once. seen holds the PIDs already
+// handled; watchNew owns it from now on.
+func watchNew(ctx context.Context, sel selector, seen map[int]bool, attach func(pid int, why string)) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	self := os.Getpid()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
 		}
-		name, _ := t.Bin.ItabType(itab - t.LoadBias)
-		return name
+		for _, pid := range processes(self) {
+			if seen[pid] {
+				continue
+			}
+			why, ok := sel.matches(pid)
+			if !ok {
+				continue
+			}
+			seen[pid] = true
+			if ctx.Err() != nil {
+				return
+			}
+			attach(pid, why)
+		}
 	}
 }
 

@@ -40,7 +40,7 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 }
 
 // startAgent runs zerotrace with args and waits until it says it attached
-// to every --pid.
+// to every --pid, or, without --pid, that it watches for processes.
 func startAgent(t testing.TB, bin string, env []string, args ...string) *agent {
 	t.Helper()
 	a := &agent{t: t, done: make(chan struct{})}
@@ -75,7 +75,14 @@ func startAgent(t testing.TB, bin string, env []string, args ...string) *agent {
 			pids++
 		}
 	}
-	for strings.Count(a.Stderr(), "attached to") < max(pids, 1) {
+	ready := func() bool {
+		if pids == 0 {
+			// Selected by --exe or --port: ready once it watches.
+			return strings.Contains(a.Stderr(), "watching for processes")
+		}
+		return strings.Count(a.Stderr(), "attached to") >= pids
+	}
+	for !ready() {
 		select {
 		case <-a.done:
 			t.Fatalf("zerotrace exited before attaching (%v):\n%s", a.err, a.Stderr())
