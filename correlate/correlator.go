@@ -35,6 +35,7 @@ type Correlator struct {
 	// kernel pairs the requests and responses of processes traced from
 	// the kernel; only Run's goroutine touches it.
 	kernel *kernelHTTP
+	conns  *ConnTable
 	red    *redact.Redactor
 	stats  Stats
 }
@@ -52,6 +53,7 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 		red:   red,
 	}
 	c.kernel = newKernelHTTP(&c.stats)
+	c.conns = newConnTable()
 	return c
 }
 
@@ -101,6 +103,9 @@ func (c *Correlator) Handle(ev Event) *Span {
 		s, ids = httpClientSpan(e), e.IDs
 	case *DBQuery:
 		s, ids = dbSpan(e), e.IDs
+	case *ConnEvent:
+		c.conns.add(e, p)
+		return nil
 	case *SockData:
 		if s = c.kernel.handle(e); s == nil {
 			return nil
@@ -121,6 +126,9 @@ func (c *Correlator) Handle(ev Event) *Span {
 	redactSpan(c.red, s)
 	return s
 }
+
+// Connections is the table of the traced processes' TCP connections.
+func (c *Correlator) Connections() *ConnTable { return c.conns }
 
 func (c *Correlator) newSpanID() trace.SpanID {
 	var id trace.SpanID

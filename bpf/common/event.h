@@ -11,6 +11,7 @@ enum event_type {
 	EVENT_HTTP_CLIENT = 2,
 	EVENT_DB_QUERY = 3,
 	EVENT_SOCK_DATA = 4,
+	EVENT_CONN = 5,
 };
 
 // event_header flags.
@@ -228,4 +229,34 @@ struct sock_data_event {
 	__u8 pad;
 	__u16 cap; // bytes of data captured (at most SOCK_DATA_MAX)
 	char data[SOCK_DATA_MAX];
+};
+
+// What a conn_event reports.
+enum conn_kind {
+	CONN_OPEN = 1,  // the connection reached ESTABLISHED
+	CONN_CLOSE = 2, // it reached CLOSE; bytes are final
+};
+
+// Which side of the connection the traced process is.
+enum conn_role {
+	CONN_CLIENT = 1, // it connected
+	CONN_SERVER = 2, // it accepted, on a port it listens on
+};
+
+// A TCP connection of a traced process opening or closing, from the
+// sock:inet_sock_set_state tracepoint (bpf/syscalls). hdr.pid is the
+// traced process, whatever context the transition ran in.
+struct conn_event {
+	struct event_header hdr;
+	__u64 sock; // the socket's address, pairing open and close
+	__u64 bytes_received;
+	__u64 bytes_acked; // bytes sent and acknowledged
+	__u8 kind;   // enum conn_kind
+	__u8 role;   // enum conn_role
+	__u8 family; // AF_INET or AF_INET6
+	__u8 pad;
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 local_ip[16]; // IPv4 in the first 4 bytes
+	__u8 remote_ip[16];
 };

@@ -15,13 +15,18 @@
 // The read right after one that started a request is sent whatever it
 // holds, so that a head that arrived in pieces is complete in user space.
 //
+// It also follows the TCP connections of those processes (see below).
+//
 // Not covered yet: readv/writev, recvmsg/sendmsg and sendfile (Node and
 // some servers use them), and TLS.
 
 #include "common/kernel.h"
 #include "common/maps.h"
+#include <bpf/bpf_endian.h>
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define AF_INET 2
 
 // Processes to trace, by thread-group id; filled by user space.
 struct {
@@ -222,5 +227,126 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	e->pad = 0;
 	e->cap = 0;
 	bpf_ringbuf_submit(e, wakeup_flags());
+	return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Connections: every TCP connection of a traced process, with its role,
+// endpoints, open and close times and bytes each way.
+//
+// inet_sock_set_state often runs in softirq context, where the current task
+// is not the connection's owner. A client connection is recognised at
+// CLOSE -> SYN_SENT, which runs in the connecting process (connect()); a
+// server connection by its local port, which user space lists for the
+// ports traced processes listen on. The owner is then remembered by socket.
+
+// Processes whose connections are followed (every selected process, Go or
+// not), by tgid; filled by user space.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} conn_tgids SEC(".maps");
+
+// Listening ports of traced processes, to their tgid; filled by user space.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u16);
+	__type(value, __u32);
+} traced_ports SEC(".maps");
+
+// Owner (tgid) and role of the connections being followed, by socket.
+struct conn_owner {
+	__u32 tgid;
+	__u8 role;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct conn_owner);
+} conn_owners SEC(".maps");
+
+static __always_inline void emit_conn(const struct sock *sk, struct conn_owner *o, __u8 kind)
+{
+	struct conn_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_CONN);
+	e->hdr.pid = o->tgid;
+	e->sock = (__u64)sk;
+	e->kind = kind;
+	e->role = o->role;
+	e->pad = 0;
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	e->family = family;
+	e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	e->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
+	__builtin_memset(e->remote_ip, 0, sizeof(e->remote_ip));
+	if (family == AF_INET) {
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 b = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(e->local_ip, &a, 4);
+		__builtin_memcpy(e->remote_ip, &b, 4);
+	} else {
+		BPF_CORE_READ_INTO(&e->local_ip, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(&e->remote_ip, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+	e->bytes_received = 0;
+	e->bytes_acked = 0;
+	if (kind == CONN_CLOSE) {
+		const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+		e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+		e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	}
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)sk;
+	if (newstate == TCP_SYN_SENT) {
+		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+		if (!bpf_map_lookup_elem(&conn_tgids, &tgid))
+			return 0;
+		struct conn_owner o = {.tgid = tgid, .role = CONN_CLIENT};
+		bpf_map_update_elem(&conn_owners, &key, &o, BPF_ANY);
+		return 0;
+	}
+	if (newstate == TCP_ESTABLISHED) {
+		struct conn_owner *o = bpf_map_lookup_elem(&conn_owners, &key);
+		if (oldstate == TCP_SYN_SENT && o) {
+			emit_conn(sk, o, CONN_OPEN);
+			return 0;
+		}
+		if (oldstate != TCP_SYN_RECV)
+			return 0;
+		__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+		__u32 *tgid = bpf_map_lookup_elem(&traced_ports, &port);
+		if (!tgid)
+			return 0;
+		struct conn_owner n = {.tgid = *tgid, .role = CONN_SERVER};
+		bpf_map_update_elem(&conn_owners, &key, &n, BPF_ANY);
+		emit_conn(sk, &n, CONN_OPEN);
+		return 0;
+	}
+	if (newstate == TCP_CLOSE) {
+		struct conn_owner *o = bpf_map_lookup_elem(&conn_owners, &key);
+		if (!o)
+			return 0;
+		struct conn_owner c = *o;
+		bpf_map_delete_elem(&conn_owners, &key);
+		emit_conn(sk, &c, CONN_CLOSE);
+	}
 	return 0;
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -251,21 +252,23 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	if len(errs) > 0 {
 		return fail(stderr, errs...)
 	}
-	// Processes that are not Go programs: their HTTP/1.x from syscall
-	// tracepoints. Set up before any uprobe, so that failing leaves
-	// nothing attached.
-	var sysTracer *syscalls.Tracer
-	if len(kernelPIDs) > 0 || !sel.empty() {
-		sysTracer, err = syscalls.NewTracer(shared)
-		if err != nil {
+	// Kernel-level tracing: the connections of every traced process, and
+	// the HTTP/1.x of those that are not Go programs. Set up before any
+	// uprobe, so that failing leaves nothing attached. Go programs are
+	// traced without it when it cannot run.
+	sysTracer, err := syscalls.NewTracer(shared)
+	if err != nil {
+		if len(kernelPIDs) > 0 {
 			return fail(stderr, fmt.Errorf("tracing processes that are not Go programs (pid %v): %w", kernelPIDs, err))
 		}
-		defer func() {
-			if sysTracer != nil {
-				_ = sysTracer.Close()
-			}
-		}()
+		fmt.Fprintf(stderr, "zerotrace: no connection tracking and no tracing of programs that are not Go: %v\n", err)
+		sysTracer = nil
 	}
+	defer func() {
+		if sysTracer != nil {
+			_ = sysTracer.Close()
+		}
+	}()
 	switch injection.Mode {
 	case inject.Off:
 		fmt.Fprintf(stderr, "zerotrace: context injection off (%s): a trace continues only into services on this host traced by this agent\n", injection.Why)
@@ -328,7 +331,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	// once the agent says it attached.
 	if o.listen != "" && o.listen != "off" {
 		// Without it the agent still traces: say so and go on.
-		if srv, err := web.Listen(o.listen, web.Handler(graph, reg), log); err != nil {
+		if srv, err := web.Listen(o.listen, web.Handler(graph, reg, corr.Connections()), log); err != nil {
 			fmt.Fprintf(stderr, "zerotrace: no service map endpoint: %v\n", err)
 		} else {
 			defer srv.Close()
@@ -381,6 +384,11 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			return err
 		}
 		attached = append(attached, a)
+		if sysTracer != nil {
+			if err := sysTracer.AddConnections(p.Target.PID, slices.Collect(maps.Keys(listeningPortsOf(p.Target.PID)))); err != nil {
+				fmt.Fprintf(stderr, "zerotrace: %s: no connection tracking: %v\n", p.Target, err)
+			}
+		}
 		if injected != "" {
 			fmt.Fprintf(stderr, "zerotrace: %s: %s\n", p.Target, injected)
 		}
@@ -398,8 +406,14 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			return errStopping
 		}
 		exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if sysTracer == nil {
+			return fmt.Errorf("pid %d (%s) is not a Go program and kernel-level tracing cannot run here", pid, exe)
+		}
 		corr.Register(correlate.NewProcess(uint32(pid), exe, serviceName, ""))
-		if err := sysTracer.Add(pid); err != nil {
+		if err := sysTracer.AddConnections(pid, slices.Collect(maps.Keys(listeningPortsOf(pid)))); err != nil {
+			return err
+		}
+		if err := sysTracer.AddHTTP(pid); err != nil {
 			return err
 		}
 		fmt.Fprintf(stderr, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (syscall tracepoints on read, recvfrom, write, sendto, close)\n", pid, exe)

@@ -1,6 +1,7 @@
 // Package web is the agent's local HTTP endpoint: the live service map page
 // (cytoscape.js, embedded: no CDN), the map as JSON for `zerotrace map`, and
-// /metrics for Prometheus.
+// /metrics for Prometheus, and the traced processes' TCP connections as
+// JSON at /api/connections.
 package web
 
 import (
@@ -14,6 +15,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/export/metrics"
 	"github.com/zerotrace/zerotrace/export/servicemap"
 )
@@ -28,8 +30,8 @@ type Server struct {
 	log *slog.Logger
 }
 
-// Handler returns the endpoint's routes.
-func Handler(g *servicemap.Graph, reg *metrics.Registry) http.Handler {
+// Handler returns the endpoint's routes. conns may be nil.
+func Handler(g *servicemap.Graph, reg *metrics.Registry, conns *correlate.ConnTable) http.Handler {
 	mux := http.NewServeMux()
 	files, _ := fs.Sub(static, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(files)))
@@ -40,6 +42,15 @@ func Handler(g *servicemap.Graph, reg *metrics.Registry) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		_ = json.NewEncoder(w).Encode(g.Snapshot())
+	})
+	mux.HandleFunc("GET /api/connections", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		list := []correlate.Conn{}
+		if conns != nil {
+			list = conns.Snapshot()
+		}
+		_ = json.NewEncoder(w).Encode(list)
 	})
 	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", metrics.ContentType)

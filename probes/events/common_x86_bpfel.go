@@ -13,6 +13,22 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type commonConnEvent struct {
+	_             structs.HostLayout
+	Hdr           commonEventHeader
+	Sock          uint64
+	BytesReceived uint64
+	BytesAcked    uint64
+	Kind          uint8
+	Role          uint8
+	Family        uint8
+	Pad           uint8
+	LocalPort     uint16
+	RemotePort    uint16
+	LocalIp       [16]uint8
+	RemoteIp      [16]uint8
+}
+
 type commonDbQueryEvent struct {
 	_       structs.HostLayout
 	Hdr     commonEventHeader
@@ -141,6 +157,7 @@ const (
 	commonMapCounters              = "counters"
 	commonMapEvents                = "events"
 	commonMapGoCtx                 = "go_ctx"
+	commonVarUnusedConnEvent       = "unused_conn_event"
 	commonVarUnusedDbQueryEvent    = "unused_db_query_event"
 	commonVarUnusedEventHeader     = "unused_event_header"
 	commonVarUnusedHttpClientEvent = "unused_http_client_event"
@@ -208,6 +225,7 @@ type commonMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type commonVariableSpecs struct {
+	UnusedConnEvent       *ebpf.VariableSpec `ebpf:"unused_conn_event"`
 	UnusedDbQueryEvent    *ebpf.VariableSpec `ebpf:"unused_db_query_event"`
 	UnusedEventHeader     *ebpf.VariableSpec `ebpf:"unused_event_header"`
 	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
@@ -257,6 +275,7 @@ func (m *commonMaps) Close() error {
 //
 // It can be passed to loadCommonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type commonVariables struct {
+	UnusedConnEvent       *ebpf.Variable `ebpf:"unused_conn_event"`
 	UnusedDbQueryEvent    *ebpf.Variable `ebpf:"unused_db_query_event"`
 	UnusedEventHeader     *ebpf.Variable `ebpf:"unused_event_header"`
 	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`

@@ -16,6 +16,7 @@ const (
 	typeHTTPClient = 2
 	typeDBQuery    = 3
 	typeSockData   = 4
+	typeConn       = 5
 )
 
 // Bits of db_query_event.truncated.
@@ -53,6 +54,7 @@ var (
 	httpServerSize = int(unsafe.Sizeof(commonHttpServerEvent{}))
 	httpClientSize = int(unsafe.Sizeof(commonHttpClientEvent{}))
 	dbQuerySize    = int(unsafe.Sizeof(commonDbQueryEvent{}))
+	connSize       = int(unsafe.Sizeof(commonConnEvent{}))
 	// A close record stops before the data.
 	sockDataMin = int(unsafe.Offsetof(commonSockDataEvent{}.Data))
 )
@@ -84,6 +86,11 @@ func Decode(raw []byte, clock *Clock, namer ErrTypeNamer) (correlate.Event, erro
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
 		}
 		return decodeDBQuery((*commonDbQueryEvent)(unsafe.Pointer(&raw[0])), clock, namer), nil
+	case typeConn:
+		if len(raw) < connSize {
+			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
+		}
+		return decodeConn((*commonConnEvent)(unsafe.Pointer(&raw[0])), clock), nil
 	case typeSockData:
 		if len(raw) < sockDataMin {
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
@@ -180,6 +187,24 @@ func decodeHTTPClient(e *commonHttpClientEvent, clock *Clock, namer ErrTypeNamer
 		}
 	}
 	return r
+}
+
+func decodeConn(e *commonConnEvent, clock *Clock) *correlate.ConnEvent {
+	n := uint8(16)
+	if e.Family == 2 { // AF_INET
+		n = 4
+	}
+	return &correlate.ConnEvent{
+		PID:           e.Hdr.Pid,
+		Sock:          e.Sock,
+		Time:          clock.Wall(e.Hdr.TsNs),
+		Open:          e.Kind == 1,
+		Server:        e.Role == 2,
+		Local:         addrPort(e.LocalIp, n, e.LocalPort),
+		Remote:        addrPort(e.RemoteIp, n, e.RemotePort),
+		BytesReceived: e.BytesReceived,
+		BytesSent:     e.BytesAcked,
+	}
 }
 
 func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {

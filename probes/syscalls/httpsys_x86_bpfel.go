@@ -18,12 +18,16 @@ import (
 const (
 	httpsysMapConnCtx           = "conn_ctx"
 	httpsysMapConnCtxArmed      = "conn_ctx_armed"
+	httpsysMapConnOwners        = "conn_owners"
+	httpsysMapConnTgids         = "conn_tgids"
 	httpsysMapCounters          = "counters"
 	httpsysMapEvents            = "events"
 	httpsysMapGoCtx             = "go_ctx"
 	httpsysMapHttpFds           = "http_fds"
 	httpsysMapPendingReads      = "pending_reads"
+	httpsysMapTracedPorts       = "traced_ports"
 	httpsysMapTracedTgids       = "traced_tgids"
+	httpsysProgInetSockSetState = "inet_sock_set_state"
 	httpsysProgSysEnterClose    = "sys_enter_close"
 	httpsysProgSysEnterRead     = "sys_enter_read"
 	httpsysProgSysEnterRecvfrom = "sys_enter_recvfrom"
@@ -76,6 +80,7 @@ type httpsysSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpsysProgramSpecs struct {
+	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	SysEnterClose    *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
 	SysEnterRead     *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
 	SysEnterRecvfrom *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
@@ -91,11 +96,14 @@ type httpsysProgramSpecs struct {
 type httpsysMapSpecs struct {
 	ConnCtx      *ebpf.MapSpec `ebpf:"conn_ctx"`
 	ConnCtxArmed *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
+	ConnOwners   *ebpf.MapSpec `ebpf:"conn_owners"`
+	ConnTgids    *ebpf.MapSpec `ebpf:"conn_tgids"`
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	GoCtx        *ebpf.MapSpec `ebpf:"go_ctx"`
 	HttpFds      *ebpf.MapSpec `ebpf:"http_fds"`
 	PendingReads *ebpf.MapSpec `ebpf:"pending_reads"`
+	TracedPorts  *ebpf.MapSpec `ebpf:"traced_ports"`
 	TracedTgids  *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
 
@@ -128,11 +136,14 @@ func (o *httpsysObjects) Close() error {
 type httpsysMaps struct {
 	ConnCtx      *ebpf.Map `ebpf:"conn_ctx"`
 	ConnCtxArmed *ebpf.Map `ebpf:"conn_ctx_armed"`
+	ConnOwners   *ebpf.Map `ebpf:"conn_owners"`
+	ConnTgids    *ebpf.Map `ebpf:"conn_tgids"`
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	GoCtx        *ebpf.Map `ebpf:"go_ctx"`
 	HttpFds      *ebpf.Map `ebpf:"http_fds"`
 	PendingReads *ebpf.Map `ebpf:"pending_reads"`
+	TracedPorts  *ebpf.Map `ebpf:"traced_ports"`
 	TracedTgids  *ebpf.Map `ebpf:"traced_tgids"`
 }
 
@@ -140,11 +151,14 @@ func (m *httpsysMaps) Close() error {
 	return _HttpsysClose(
 		m.ConnCtx,
 		m.ConnCtxArmed,
+		m.ConnOwners,
+		m.ConnTgids,
 		m.Counters,
 		m.Events,
 		m.GoCtx,
 		m.HttpFds,
 		m.PendingReads,
+		m.TracedPorts,
 		m.TracedTgids,
 	)
 }
@@ -160,6 +174,7 @@ type httpsysVariables struct {
 //
 // It can be passed to loadHttpsysObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpsysPrograms struct {
+	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
 	SysEnterClose    *ebpf.Program `ebpf:"sys_enter_close"`
 	SysEnterRead     *ebpf.Program `ebpf:"sys_enter_read"`
 	SysEnterRecvfrom *ebpf.Program `ebpf:"sys_enter_recvfrom"`
@@ -171,6 +186,7 @@ type httpsysPrograms struct {
 
 func (p *httpsysPrograms) Close() error {
 	return _HttpsysClose(
+		p.InetSockSetState,
 		p.SysEnterClose,
 		p.SysEnterRead,
 		p.SysEnterRecvfrom,

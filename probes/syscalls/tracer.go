@@ -1,6 +1,9 @@
-// Package syscalls traces HTTP/1.x of any process, whatever its language,
-// from syscall tracepoints on its socket reads and writes (see
-// bpf/syscalls/http.c). It needs tracefs, which it mounts when nothing has.
+// Package syscalls traces processes from the kernel, whatever their
+// language (see bpf/syscalls/http.c): the TCP connections of every traced
+// process (sock:inet_sock_set_state, through BTF), and the HTTP/1.x of
+// processes that are not Go programs, from syscall tracepoints on their
+// socket reads and writes. The syscall tracepoints need tracefs, which it
+// mounts when nothing has.
 package syscalls
 
 import (
@@ -23,6 +26,7 @@ const tracefsDir = "/sys/kernel/tracing"
 type Tracer struct {
 	objs  httpsysObjects
 	links []link.Link
+	http  bool // the syscall tracepoints are attached
 }
 
 // tracepoints are the programs and where they go.
@@ -72,36 +76,58 @@ func Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
 	return spec, nil
 }
 
-// NewTracer loads the programs and attaches the tracepoints. No process is
-// traced until Add.
+// NewTracer loads the programs and attaches the connection tracepoint. No
+// process is traced until AddConnections or AddHTTP.
 func NewTracer(shared *events.Shared) (*Tracer, error) {
 	t := &Tracer{}
-	if err := ensureTracefs(); err != nil {
-		return nil, err
-	}
 	spec, err := Spec(shared)
 	if err != nil {
-		t.Close()
 		return nil, err
 	}
 	opts := &ebpf.CollectionOptions{MapReplacements: shared.Replacements()}
 	if err := spec.LoadAndAssign(&t.objs, opts); err != nil {
 		t.Close()
-		return nil, fmt.Errorf("loading the kernel HTTP tracing programs: %w", err)
+		return nil, fmt.Errorf("loading the kernel tracing programs: %w", err)
 	}
-	for _, tp := range t.tracepoints() {
-		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("attaching to tracepoint syscalls/%s: %w", tp.name, err)
-		}
-		t.links = append(t.links, l)
+	l, err := link.AttachTracing(link.TracingOptions{Program: t.objs.InetSockSetState})
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("attaching to tracepoint sock/inet_sock_set_state: %w", err)
 	}
+	t.links = append(t.links, l)
 	return t, nil
 }
 
-// Add traces process pid from now on.
-func (t *Tracer) Add(pid int) error {
+// AddConnections follows the TCP connections of process pid from now on:
+// those it opens, and those it accepts on listening.
+func (t *Tracer) AddConnections(pid int, listening []int) error {
+	if err := t.objs.ConnTgids.Put(uint32(pid), uint8(1)); err != nil {
+		return fmt.Errorf("pid %d: following its connections: %w", pid, err)
+	}
+	for _, p := range listening {
+		if err := t.objs.TracedPorts.Put(uint16(p), uint32(pid)); err != nil {
+			return fmt.Errorf("pid %d: following connections to port %d: %w", pid, p, err)
+		}
+	}
+	return nil
+}
+
+// AddHTTP traces the HTTP/1.x of process pid from its socket syscalls,
+// attaching the syscall tracepoints on first use.
+func (t *Tracer) AddHTTP(pid int) error {
+	if !t.http {
+		if err := ensureTracefs(); err != nil {
+			return err
+		}
+		for _, tp := range t.tracepoints() {
+			l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
+			if err != nil {
+				return fmt.Errorf("attaching to tracepoint syscalls/%s: %w", tp.name, err)
+			}
+			t.links = append(t.links, l)
+		}
+		t.http = true
+	}
 	if err := t.objs.TracedTgids.Put(uint32(pid), uint8(1)); err != nil {
 		return fmt.Errorf("pid %d: tracing its sockets: %w", pid, err)
 	}

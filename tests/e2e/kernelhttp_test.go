@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -57,7 +58,7 @@ func TestKernelHTTPAnyLanguage(t *testing.T) {
 	backend, beAddr := testenv.StartSampleApp(t, python, script)
 	gateway, gwAddr := testenv.StartSampleApp(t, app, "-downstream", "http://"+beAddr)
 	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(gateway.Process.Pid), "--pid", fmt.Sprint(backend.Process.Pid),
-		"--output", "json")
+		"--output", "json", "--listen", "127.0.0.1:0")
 	if !strings.Contains(a.Stderr(), "traced from the kernel") {
 		t.Fatalf("the Python process was not traced from the kernel:\n%s", a.Stderr())
 	}
@@ -109,6 +110,7 @@ func TestKernelHTTPAnyLanguage(t *testing.T) {
 	if !alive(backend.Process.Pid) || !alive(gateway.Process.Pid) {
 		t.Fatal("a traced process died")
 	}
+	checkConnections(t, a, gateway.Process.Pid, backend.Process.Pid, beAddr)
 	a.stop()
 
 	spans := fromJSON(a.jsonSpans())
@@ -167,5 +169,61 @@ func TestKernelHTTPAnyLanguage(t *testing.T) {
 	}
 	if !strings.Contains(a.Stderr(), "kernel_http_unanswered=1") {
 		t.Errorf("the truncated request was not counted as unanswered:\n%s", a.Stderr())
+	}
+}
+
+// checkConnections reads the agent's connection table: the gateway's
+// client connections to the backend and the backend's server side of them
+// must name each other as peers, and the backend's connections from the
+// test (closed by now) must carry their byte counts.
+func checkConnections(t *testing.T, a *agent, gwPID, bePID int, beAddr string) {
+	t.Helper()
+	m := mapAddr.FindStringSubmatch(a.Stderr())
+	if m == nil {
+		t.Fatalf("the agent did not say where its endpoint is:\n%s", a.Stderr())
+	}
+	type conn struct {
+		PID           int    `json:"pid"`
+		Role          string `json:"role"`
+		Local         string `json:"local"`
+		Remote        string `json:"remote"`
+		Closed        any    `json:"closed"`
+		BytesReceived uint64 `json:"bytes_received"`
+		BytesSent     uint64 `json:"bytes_sent"`
+		PeerPID       int    `json:"peer_pid"`
+	}
+	var conns []conn
+	deadline := time.Now().Add(testenv.Timeout(t, 10*time.Second))
+	var client, server, closed int
+	for {
+		resp, err := http.Get("http://" + m[1] + "/api/connections")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = nil
+		err = json.NewDecoder(resp.Body).Decode(&conns)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, server, closed = 0, 0, 0
+		for _, c := range conns {
+			switch {
+			case c.PID == gwPID && c.Role == "client" && c.Remote == beAddr && c.PeerPID == bePID:
+				client++
+			case c.PID == bePID && c.Role == "server" && c.Local == beAddr && c.PeerPID == gwPID:
+				server++
+			case c.PID == bePID && c.Role == "server" && c.Closed != nil && c.BytesReceived > 0 && c.BytesSent > 0:
+				closed++
+			}
+		}
+		if client > 0 && server > 0 && closed >= 3 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if client == 0 || server == 0 || closed < 3 {
+		t.Errorf("connections: %d gateway→backend with peer, %d backend server sides with peer, %d closed with bytes (want ≥1, ≥1, ≥3):\n%+v",
+			client, server, closed, conns)
 	}
 }

@@ -1,0 +1,113 @@
+package correlate
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// ConnEvent is a TCP connection of a traced process opening or closing.
+type ConnEvent struct {
+	PID    uint32
+	Sock   uint64 // pairs the open and the close
+	Time   time.Time
+	Open   bool // false: closed
+	Server bool // the process accepted it (else it connected)
+	Local  netip.AddrPort
+	Remote netip.AddrPort
+	// BytesReceived and BytesSent (acknowledged) are known at the close.
+	BytesReceived, BytesSent uint64
+}
+
+// ProcessID implements Event.
+func (e *ConnEvent) ProcessID() uint32 { return e.PID }
+
+// Conn is one connection in the table.
+type Conn struct {
+	PID     uint32     `json:"pid"`
+	Service string     `json:"service"`
+	Role    string     `json:"role"` // "client" or "server"
+	Local   string     `json:"local"`
+	Remote  string     `json:"remote"`
+	Opened  time.Time  `json:"opened"`
+	Closed  *time.Time `json:"closed,omitempty"`
+	// BytesReceived and BytesSent are 0 until the connection closes.
+	BytesReceived uint64 `json:"bytes_received"`
+	BytesSent     uint64 `json:"bytes_sent"`
+	// PeerPID and PeerService name the process at the other end when it is
+	// traced on this host (0 and "" otherwise).
+	PeerPID     uint32 `json:"peer_pid,omitempty"`
+	PeerService string `json:"peer_service,omitempty"`
+
+	sock uint64
+}
+
+// maxClosed bounds the closed connections the table keeps, newest last.
+const maxClosed = 1000
+
+// ConnTable holds the open connections of traced processes and the last
+// closed ones. Safe for concurrent use.
+type ConnTable struct {
+	mu     sync.Mutex
+	open   map[uint64]*Conn
+	closed []*Conn
+}
+
+func newConnTable() *ConnTable { return &ConnTable{open: map[uint64]*Conn{}} }
+
+func (t *ConnTable) add(e *ConnEvent, p *Process) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e.Open {
+		role := "client"
+		if e.Server {
+			role = "server"
+		}
+		t.open[e.Sock] = &Conn{
+			PID: e.PID, Service: p.ServiceName, Role: role,
+			Local: e.Local.String(), Remote: e.Remote.String(), Opened: e.Time, sock: e.Sock,
+		}
+		return
+	}
+	c := t.open[e.Sock]
+	if c == nil {
+		return // opened before the agent attached
+	}
+	delete(t.open, e.Sock)
+	at := e.Time
+	c.Closed = &at
+	c.BytesReceived, c.BytesSent = e.BytesReceived, e.BytesSent
+	t.closed = append(t.closed, c)
+	if len(t.closed) > maxClosed {
+		t.closed = slices.Delete(t.closed, 0, len(t.closed)-maxClosed)
+	}
+}
+
+// Snapshot returns the open connections and the last closed ones, each with
+// its peer process when both ends are traced here.
+func (t *ConnTable) Snapshot() []Conn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	all := make([]*Conn, 0, len(t.open)+len(t.closed))
+	for _, c := range t.open {
+		all = append(all, c)
+	}
+	all = append(all, t.closed...)
+	// The other end of local→remote is a connection whose local is our
+	// remote and whose remote is our local.
+	byEnds := make(map[[2]string]*Conn, len(all))
+	for _, c := range all {
+		byEnds[[2]string{c.Local, c.Remote}] = c
+	}
+	out := make([]Conn, 0, len(all))
+	for _, c := range all {
+		cc := *c
+		if peer := byEnds[[2]string{c.Remote, c.Local}]; peer != nil {
+			cc.PeerPID, cc.PeerService = peer.PID, peer.Service
+		}
+		out = append(out, cc)
+	}
+	slices.SortFunc(out, func(a, b Conn) int { return a.Opened.Compare(b.Opened) })
+	return out
+}
