@@ -284,7 +284,10 @@ func proofCell(s summary) string {
 	}
 	attach := fmt.Sprintf("%d links", p.Links)
 	if s.PerfEventLinks != nil && !*s.PerfEventLinks {
-		attach = fmt.Sprintf("%d perf events, no link", p.PerfEvents)
+		attach = fmt.Sprintf("%d uprobe perf events, no perf-event link", p.PerfEvents)
+		if p.Links > 0 {
+			attach += fmt.Sprintf(", %d other links", p.Links)
+		}
 	}
 	c := fmt.Sprintf("%d programs, %s while attached", p.Programs, attach)
 	if p.GoneAfterDetach {

@@ -57,7 +57,7 @@ func TestRender(t *testing.T) {
 		t.Errorf("the old table is still there:\n%s", out)
 	}
 	for _, want := range []string{
-		"| 5.10 | 5.10.0-32-amd64 | pass | 2/2 loaded | 1/1 passed | 2 programs, 2 perf events, no link while attached; all gone after detach | no BPF link for uprobes before 5.15 |",
+		"| 5.10 | 5.10.0-32-amd64 | pass | 2/2 loaded | 1/1 passed | 2 programs, 2 uprobe perf events, no perf-event link while attached; all gone after detach | no BPF link for uprobes before 5.15 |",
 		"| 6.1 | 6.1.0-50-amd64 | **FAIL** | 1/2 loaded, **1 rejected** | **0/1 passed** |",
 		`serve_http_return for sampleapp rejected: R1 invalid mem access \| processed 10 insns`,
 		"failed: TestVerifierAcceptsEveryProgram, TestKill9; payload exited with status 1",
