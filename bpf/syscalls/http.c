@@ -17,8 +17,8 @@
 //
 // It also follows the TCP connections of those processes (see below).
 //
-// Not covered yet: readv/writev, recvmsg/sendmsg and sendfile (Node and
-// some servers use them), and TLS.
+// readv/writev and recvmsg/sendmsg are seen through their first buffer.
+// Not covered yet: sendfile, recvmmsg/sendmmsg, io_uring, and TLS.
 
 #include "common/kernel.h"
 #include "common/maps.h"
@@ -39,6 +39,7 @@ struct {
 // A read in progress: where its data goes.
 struct pending_read {
 	__u64 buf;
+	__u64 cap; // bytes the buffer holds: the read's data beyond goes elsewhere (readv)
 	__s32 fd;
 	__u32 pad;
 };
@@ -141,7 +142,7 @@ static __always_inline void read_enter(struct trace_event_raw_sys_enter *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id >> 32))
 		return;
-	struct pending_read r = {.fd = (__s32)ctx->args[0], .buf = ctx->args[1]};
+	struct pending_read r = {.fd = (__s32)ctx->args[0], .buf = ctx->args[1], .cap = ctx->args[2]};
 	bpf_map_update_elem(&pending_reads, &id, &r, BPF_ANY);
 }
 
@@ -153,7 +154,10 @@ static __always_inline void read_exit(struct trace_event_raw_sys_exit *ctx)
 		return;
 	struct pending_read rd = *r;
 	bpf_map_delete_elem(&pending_reads, &id);
-	emit(id, rd.fd, rd.buf, ctx->ret, SOCK_DIR_READ);
+	__s64 n = ctx->ret;
+	if (n > 0 && (__u64)n > rd.cap)
+		n = rd.cap;
+	emit(id, rd.fd, rd.buf, n, SOCK_DIR_READ);
 }
 
 static __always_inline void write_enter(struct trace_event_raw_sys_enter *ctx)
@@ -162,6 +166,91 @@ static __always_inline void write_enter(struct trace_event_raw_sys_enter *ctx)
 	if (!traced(id >> 32))
 		return;
 	emit(id, (__s32)ctx->args[0], ctx->args[1], (__s64)ctx->args[2], SOCK_DIR_WRITE);
+}
+
+// The first buffer of an iovec array (readv, writev), or of a msghdr's
+// (recvmsg, sendmsg): where a request or response starts. A head split
+// over several buffers is seen up to the first one's end.
+static __always_inline bool first_iov(__u64 iov, __u64 *base, __u64 *len)
+{
+	struct iovec v = {};
+	if (!iov || bpf_probe_read_user(&v, sizeof(v), (void *)iov))
+		return false;
+	*base = (__u64)v.iov_base;
+	*len = v.iov_len;
+	return true;
+}
+
+static __always_inline __u64 msg_iov(__u64 msg)
+{
+	struct user_msghdr m = {};
+	if (!msg || bpf_probe_read_user(&m, sizeof(m), (void *)msg) || m.msg_iovlen < 1)
+		return 0;
+	return (__u64)m.msg_iov;
+}
+
+static __always_inline void readv_enter(struct trace_event_raw_sys_enter *ctx, __u64 iov)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id >> 32))
+		return;
+	__u64 base, len;
+	if (!first_iov(iov, &base, &len))
+		return;
+	struct pending_read r = {.fd = (__s32)ctx->args[0], .buf = base, .cap = len};
+	bpf_map_update_elem(&pending_reads, &id, &r, BPF_ANY);
+}
+
+static __always_inline void writev_enter(struct trace_event_raw_sys_enter *ctx, __u64 iov)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id >> 32))
+		return;
+	__u64 base, len;
+	if (first_iov(iov, &base, &len))
+		emit(id, (__s32)ctx->args[0], base, (__s64)len, SOCK_DIR_WRITE);
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int sys_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	readv_enter(ctx, ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int sys_exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	read_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	readv_enter(ctx, msg_iov(ctx->args[1]));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	read_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int sys_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	writev_enter(ctx, ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	writev_enter(ctx, msg_iov(ctx->args[1]));
+	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_read")

@@ -416,7 +416,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		if err := sysTracer.AddHTTP(pid); err != nil {
 			return err
 		}
-		fmt.Fprintf(stderr, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (syscall tracepoints on read, recvfrom, write, sendto, close)\n", pid, exe)
+		fmt.Fprintf(stderr, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (syscall tracepoints on its socket reads, writes and closes)\n", pid, exe)
 		return nil
 	}
 	// Signals are caught from before the first attach: a SIGINT that comes

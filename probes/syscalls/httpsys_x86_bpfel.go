@@ -30,11 +30,17 @@ const (
 	httpsysProgInetSockSetState = "inet_sock_set_state"
 	httpsysProgSysEnterClose    = "sys_enter_close"
 	httpsysProgSysEnterRead     = "sys_enter_read"
+	httpsysProgSysEnterReadv    = "sys_enter_readv"
 	httpsysProgSysEnterRecvfrom = "sys_enter_recvfrom"
+	httpsysProgSysEnterRecvmsg  = "sys_enter_recvmsg"
+	httpsysProgSysEnterSendmsg  = "sys_enter_sendmsg"
 	httpsysProgSysEnterSendto   = "sys_enter_sendto"
 	httpsysProgSysEnterWrite    = "sys_enter_write"
+	httpsysProgSysEnterWritev   = "sys_enter_writev"
 	httpsysProgSysExitRead      = "sys_exit_read"
+	httpsysProgSysExitReadv     = "sys_exit_readv"
 	httpsysProgSysExitRecvfrom  = "sys_exit_recvfrom"
+	httpsysProgSysExitRecvmsg   = "sys_exit_recvmsg"
 	httpsysVarWakeupThreshold   = "wakeup_threshold"
 )
 
@@ -83,11 +89,17 @@ type httpsysProgramSpecs struct {
 	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	SysEnterClose    *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
 	SysEnterRead     *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
+	SysEnterReadv    *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
 	SysEnterRecvfrom *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
+	SysEnterRecvmsg  *ebpf.ProgramSpec `ebpf:"sys_enter_recvmsg"`
+	SysEnterSendmsg  *ebpf.ProgramSpec `ebpf:"sys_enter_sendmsg"`
 	SysEnterSendto   *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
 	SysEnterWrite    *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
+	SysEnterWritev   *ebpf.ProgramSpec `ebpf:"sys_enter_writev"`
 	SysExitRead      *ebpf.ProgramSpec `ebpf:"sys_exit_read"`
+	SysExitReadv     *ebpf.ProgramSpec `ebpf:"sys_exit_readv"`
 	SysExitRecvfrom  *ebpf.ProgramSpec `ebpf:"sys_exit_recvfrom"`
+	SysExitRecvmsg   *ebpf.ProgramSpec `ebpf:"sys_exit_recvmsg"`
 }
 
 // httpsysMapSpecs contains maps before they are loaded into the kernel.
@@ -177,11 +189,17 @@ type httpsysPrograms struct {
 	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
 	SysEnterClose    *ebpf.Program `ebpf:"sys_enter_close"`
 	SysEnterRead     *ebpf.Program `ebpf:"sys_enter_read"`
+	SysEnterReadv    *ebpf.Program `ebpf:"sys_enter_readv"`
 	SysEnterRecvfrom *ebpf.Program `ebpf:"sys_enter_recvfrom"`
+	SysEnterRecvmsg  *ebpf.Program `ebpf:"sys_enter_recvmsg"`
+	SysEnterSendmsg  *ebpf.Program `ebpf:"sys_enter_sendmsg"`
 	SysEnterSendto   *ebpf.Program `ebpf:"sys_enter_sendto"`
 	SysEnterWrite    *ebpf.Program `ebpf:"sys_enter_write"`
+	SysEnterWritev   *ebpf.Program `ebpf:"sys_enter_writev"`
 	SysExitRead      *ebpf.Program `ebpf:"sys_exit_read"`
+	SysExitReadv     *ebpf.Program `ebpf:"sys_exit_readv"`
 	SysExitRecvfrom  *ebpf.Program `ebpf:"sys_exit_recvfrom"`
+	SysExitRecvmsg   *ebpf.Program `ebpf:"sys_exit_recvmsg"`
 }
 
 func (p *httpsysPrograms) Close() error {
@@ -189,11 +207,17 @@ func (p *httpsysPrograms) Close() error {
 		p.InetSockSetState,
 		p.SysEnterClose,
 		p.SysEnterRead,
+		p.SysEnterReadv,
 		p.SysEnterRecvfrom,
+		p.SysEnterRecvmsg,
+		p.SysEnterSendmsg,
 		p.SysEnterSendto,
 		p.SysEnterWrite,
+		p.SysEnterWritev,
 		p.SysExitRead,
+		p.SysExitReadv,
 		p.SysExitRecvfrom,
+		p.SysExitRecvmsg,
 	)
 }
 

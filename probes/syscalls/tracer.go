@@ -43,6 +43,9 @@ func (t *Tracer) tracepoints() []struct {
 		{"sys_enter_recvfrom", o.SysEnterRecvfrom}, {"sys_exit_recvfrom", o.SysExitRecvfrom},
 		{"sys_enter_write", o.SysEnterWrite}, {"sys_enter_sendto", o.SysEnterSendto},
 		{"sys_enter_close", o.SysEnterClose},
+		{"sys_enter_readv", o.SysEnterReadv}, {"sys_exit_readv", o.SysExitReadv},
+		{"sys_enter_recvmsg", o.SysEnterRecvmsg}, {"sys_exit_recvmsg", o.SysExitRecvmsg},
+		{"sys_enter_writev", o.SysEnterWritev}, {"sys_enter_sendmsg", o.SysEnterSendmsg},
 	}
 }
 

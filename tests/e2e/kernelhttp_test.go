@@ -227,3 +227,41 @@ func checkConnections(t *testing.T, a *agent, gwPID, bePID int, beAddr string) {
 			client, server, closed, conns)
 	}
 }
+
+// TestKernelHTTPVectoredCalls traces a Python server that reads requests
+// with recvmsg() or readv() and answers with sendmsg() or writev(), head and
+// body in separate buffers: each exchange must be one server span from the
+// kernel path, with its path and status.
+func TestKernelHTTPVectoredCalls(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	script := filepath.Join(testenv.RepoRoot(t), "tests", "testdata", "pyhttp", "vecserver.py")
+	srv, addr := testenv.StartSampleApp(t, python, script)
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(srv.Process.Pid), "--output", "json")
+	paths := []string{"/recvmsg/sendmsg/1", "/recvmsg/writev/2", "/readv/sendmsg/3", "/readv/writev/4"}
+	c := &http.Client{Timeout: testenv.Timeout(t, 10*time.Second)}
+	for _, p := range paths {
+		resp, err := c.Get("http://" + addr + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != p {
+			t.Fatalf("%s answered %q", p, body)
+		}
+	}
+	a.stop()
+	got := map[string]string{}
+	for _, s := range fromJSON(a.jsonSpans()) {
+		got[s.Attrs["url.path"]] = s.Attrs["http.response.status_code"]
+	}
+	for _, p := range paths {
+		if got[p] != "200" {
+			t.Errorf("%s: span status %q, want a span with 200 (spans: %v)", p, got[p], got)
+		}
+	}
+	if len(got) != len(paths) {
+		t.Errorf("spans %v, want one per request", got)
+	}
+}
