@@ -77,7 +77,9 @@ func (r *reporter) reportLoss(final bool) {
 	if !final {
 		return
 	}
-	line := fmt.Sprintf("zerotrace: traced %d requests, %d spans", r.reader.Stats().Records.Load(), r.corr.Stats().Spans.Load())
+	// Records are requests, queries and connection events; not every
+	// one makes a span.
+	line := fmt.Sprintf("zerotrace: %d spans from %d kernel records", r.corr.Stats().Spans.Load(), r.reader.Stats().Records.Load())
 	if r.otlp != nil {
 		line += fmt.Sprintf(", %d exported over OTLP", r.otlp.Exported())
 	}
