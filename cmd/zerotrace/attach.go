@@ -385,7 +385,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		attached = append(attached, a)
 		if sysTracer != nil {
-			if err := sysTracer.AddConnections(p.Target.PID, slices.Collect(maps.Keys(listeningPortsOf(p.Target.PID)))); err != nil {
+			if err := sysTracer.AddConnections(p.Target.PID, listening(p.Target.PID)); err != nil {
 				fmt.Fprintf(stderr, "zerotrace: %s: no connection tracking: %v\n", p.Target, err)
 			}
 		}
@@ -410,7 +410,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			return fmt.Errorf("pid %d (%s) is not a Go program and kernel-level tracing cannot run here", pid, exe)
 		}
 		corr.Register(correlate.NewProcess(uint32(pid), exe, serviceName, ""))
-		if err := sysTracer.AddConnections(pid, slices.Collect(maps.Keys(listeningPortsOf(pid)))); err != nil {
+		if err := sysTracer.AddConnections(pid, listening(pid)); err != nil {
 			return err
 		}
 		if err := sysTracer.AddHTTP(pid); err != nil {
@@ -525,6 +525,13 @@ wait:
 	stopPipeline()
 	rep.reportLoss(true)
 	return nil
+}
+
+// listening lists the ports process pid listens on (none when it cannot
+// be read: its server connections are then not followed).
+func listening(pid int) []int {
+	ports, _ := probes.ListeningPorts(pid)
+	return slices.Collect(maps.Keys(ports))
 }
 
 // typeNamer names the dynamic types behind itabs in events (errors,

@@ -1,12 +1,13 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/zerotrace/zerotrace/probes"
 )
 
 // selector picks processes by executable and by listening port, for
@@ -60,7 +61,7 @@ func (s selector) matches(pid int) (string, bool) {
 		}
 	}
 	if len(s.ports) > 0 {
-		listening := listeningPortsOf(pid)
+		listening, _ := probes.ListeningPorts(pid) // nil when it exited
 		for _, p := range s.ports {
 			if listening[p] {
 				return "--port " + strconv.Itoa(p), true
@@ -82,46 +83,4 @@ func processes(self int) []int {
 		out = append(out, pid)
 	}
 	return out
-}
-
-// listeningPortsOf returns the TCP ports process pid itself listens on:
-// LISTEN sockets of its network namespace whose inode is one of its
-// descriptors.
-func listeningPortsOf(pid int) map[int]bool {
-	inodes := map[string]bool{}
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil
-	}
-	for _, e := range entries {
-		target, err := os.Readlink(dir + "/" + e.Name())
-		if err != nil {
-			continue
-		}
-		if inode, ok := strings.CutPrefix(target, "socket:["); ok {
-			inodes[strings.TrimSuffix(inode, "]")] = true
-		}
-	}
-	ports := map[int]bool{}
-	for _, name := range []string{"tcp", "tcp6"} {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, name))
-		if err != nil {
-			continue
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			// sl local rem st tx:rx tr:when retrnsmt uid timeout inode
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 10 || fields[3] != "0A" || !inodes[fields[9]] {
-				continue
-			}
-			_, hexPort, _ := strings.Cut(fields[1], ":")
-			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
-				ports[int(p)] = true
-			}
-		}
-		f.Close()
-	}
-	return ports
 }

@@ -1,13 +1,14 @@
 package inject
 
 import (
-	"bufio"
 	"fmt"
 	"os"
 	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/zerotrace/zerotrace/probes"
 )
 
 // adoptConnections puts the established client TCP connections that
@@ -21,7 +22,7 @@ import (
 // Sockets on a port the process listens on are the server side of its
 // connections and are left alone. Returns how many were added.
 func (inj *Injector) adoptConnections(pid int) (int, error) {
-	listening, err := listeningPorts(pid)
+	listening, err := probes.ListeningPorts(pid)
 	if err != nil {
 		return 0, err
 	}
@@ -93,36 +94,4 @@ func (inj *Injector) adoptSocket(fd int, listening map[int]bool) bool {
 	// Fails for a socket another sockhash already holds; its requests
 	// are then counted as not seen.
 	return inj.objs.InjectSocks.Update(cookie, uint64(fd), 0) == nil
-}
-
-// listeningPorts are the TCP ports on which process pid's network
-// namespace has listening sockets.
-func listeningPorts(pid int) (map[int]bool, error) {
-	ports := map[int]bool{}
-	for _, name := range []string{"tcp", "tcp6"} {
-		f, err := os.Open(fmt.Sprintf("/proc/%d/net/%s", pid, name))
-		if err != nil {
-			if os.IsNotExist(err) {
-				continue
-			}
-			return nil, err
-		}
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			// sl local_address rem_address st ...; st 0A is LISTEN.
-			fields := strings.Fields(sc.Text())
-			if len(fields) < 4 || fields[3] != "0A" {
-				continue
-			}
-			_, hexPort, ok := strings.Cut(fields[1], ":")
-			if !ok {
-				continue
-			}
-			if p, err := strconv.ParseUint(hexPort, 16, 16); err == nil {
-				ports[int(p)] = true
-			}
-		}
-		f.Close()
-	}
-	return ports, nil
 }
