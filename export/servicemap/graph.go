@@ -155,12 +155,15 @@ func (g *Graph) Export(_ context.Context, spans []*correlate.Span) error {
 	return nil
 }
 
-func attrs(s *correlate.Span) map[attribute.Key]attribute.Value {
-	m := make(map[attribute.Key]attribute.Value, len(s.Attributes))
+// attr is the span's attribute key (the zero Value when absent): a scan
+// of a handful of attributes, cheaper per span than building a map.
+func attr(s *correlate.Span, key attribute.Key) attribute.Value {
 	for _, kv := range s.Attributes {
-		m[kv.Key] = kv.Value
+		if kv.Key == key {
+			return kv.Value
+		}
 	}
-	return m
+	return attribute.Value{}
 }
 
 func serviceNode(s *correlate.Span) Node {
@@ -171,35 +174,34 @@ func serviceNode(s *correlate.Span) Node {
 	return Node{ID: "service:" + name, Name: name, Kind: KindService, Protocol: "http"}
 }
 
-func hostPort(a map[attribute.Key]attribute.Value) string {
-	host := a["server.address"].AsString()
-	if p := a["server.port"].AsInt64(); p != 0 {
+func hostPort(s *correlate.Span) string {
+	host := attr(s, "server.address").AsString()
+	if p := attr(s, "server.port").AsInt64(); p != 0 {
 		return host + ":" + strconv.FormatInt(p, 10)
 	}
 	return host
 }
 
 func (g *Graph) add(s *correlate.Span) {
-	a := attrs(s)
 	switch s.Kind {
 	case trace.SpanKindClient:
 		from := serviceNode(s)
 		g.nodes[from.ID] = from
-		if sys := a["db.system.name"].AsString(); sys != "" {
+		if sys := attr(s, "db.system.name").AsString(); sys != "" {
 			name := sys
-			if where := hostPort(a); where != "" {
+			if where := hostPort(s); where != "" {
 				name += " " + where
-			} else if ns := a["db.namespace"].AsString(); ns != "" {
+			} else if ns := attr(s, "db.namespace").AsString(); ns != "" {
 				name += " " + ns
 			}
 			to := Node{ID: "db:" + name, Name: name, Kind: KindDatabase, Protocol: sys}
 			g.nodes[to.ID] = to
-			g.record(from, to, s, a, 0)
+			g.record(from, to, s, 0)
 			return
 		}
 		if srv, ok := g.servers[s.SpanID]; ok {
 			delete(g.servers, s.SpanID)
-			g.record(from, g.nodes[srv.node], s, a, srv.latency)
+			g.record(from, g.nodes[srv.node], s, srv.latency)
 			return
 		}
 		g.clients[s.SpanID] = pending{span: s, deadline: g.now().Add(match)}
@@ -211,7 +213,7 @@ func (g *Graph) add(s *correlate.Span) {
 		}
 		if p, ok := g.clients[s.ParentSpanID]; ok {
 			delete(g.clients, s.ParentSpanID)
-			g.record(serviceNode(p.span), to, p.span, attrs(p.span), s.End.Sub(s.Start))
+			g.record(serviceNode(p.span), to, p.span, s.End.Sub(s.Start))
 			return
 		}
 		g.servers[s.ParentSpanID] = serverSide{node: to.ID, latency: s.End.Sub(s.Start), deadline: g.now().Add(match)}
@@ -226,14 +228,13 @@ func (g *Graph) expire(now time.Time) {
 			continue
 		}
 		delete(g.clients, id)
-		a := attrs(p.span)
-		where := hostPort(a)
+		where := hostPort(p.span)
 		if where == "" {
 			where = "unknown"
 		}
 		to := Node{ID: "external:" + where, Name: where, Kind: KindExternal, Protocol: "http"}
 		g.nodes[to.ID] = to
-		g.record(serviceNode(p.span), to, p.span, a, 0)
+		g.record(serviceNode(p.span), to, p.span, 0)
 	}
 	for id, srv := range g.servers {
 		if now.After(srv.deadline) {
@@ -250,7 +251,7 @@ func (g *Graph) Flush() {
 	g.expire(g.now().Add(match + time.Second))
 }
 
-func (g *Graph) record(from, to Node, s *correlate.Span, a map[attribute.Key]attribute.Value, serverLatency time.Duration) {
+func (g *Graph) record(from, to Node, s *correlate.Span, serverLatency time.Duration) {
 	k := [2]string{from.ID, to.ID}
 	e := g.edges[k]
 	if e == nil {
@@ -261,7 +262,7 @@ func (g *Graph) record(from, to Node, s *correlate.Span, a map[attribute.Key]att
 		at:      s.End,
 		latency: s.End.Sub(s.Start),
 		failed:  s.Status == codes.Error,
-		bytes:   a["http.request.body.size"].AsInt64() + a["http.response.body.size"].AsInt64(),
+		bytes:   attr(s, "http.request.body.size").AsInt64() + attr(s, "http.response.body.size").AsInt64(),
 		traceID: s.TraceID,
 	}
 	e.total.Requests++
