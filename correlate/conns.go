@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -46,12 +47,19 @@ type Conn struct {
 // maxClosed bounds the closed connections the table keeps, newest last.
 const maxClosed = 1000
 
+// maxOpen bounds the open connections: a close the kernel side could not
+// report (its owner table is an LRU of the same size) would otherwise keep
+// an entry forever.
+const maxOpen = 65536
+
 // ConnTable holds the open connections of traced processes and the last
 // closed ones. Safe for concurrent use.
 type ConnTable struct {
 	mu     sync.Mutex
 	open   map[uint64]*Conn
 	closed []*Conn
+	// Dropped counts connections not recorded because maxOpen were open.
+	Dropped atomic.Uint64
 }
 
 func newConnTable() *ConnTable { return &ConnTable{open: map[uint64]*Conn{}} }
@@ -60,6 +68,10 @@ func (t *ConnTable) add(e *ConnEvent, p *Process) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if e.Open {
+		if _, known := t.open[e.Sock]; !known && len(t.open) >= maxOpen {
+			t.Dropped.Add(1)
+			return
+		}
 		role := "client"
 		if e.Server {
 			role = "server"
