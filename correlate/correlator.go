@@ -34,10 +34,11 @@ type Correlator struct {
 	rng   *rand.ChaCha8
 	// kernel pairs the requests and responses of processes traced from
 	// the kernel; only Run's goroutine touches it.
-	kernel *kernelHTTP
+	kernel *kernelTracer
 	conns  *ConnTable
 	red    *redact.Redactor
 	stats  Stats
+	one    [1]*Span // HandleAll's answer for one span, reused
 }
 
 // New returns a Correlator that knows no process yet. Every span it builds
@@ -52,7 +53,7 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 		rng:   rand.NewChaCha8(seed),
 		red:   red,
 	}
-	c.kernel = newKernelHTTP(&c.stats)
+	c.kernel = newKernelTracer(&c.stats, c)
 	c.conns = newConnTable()
 	return c
 }
@@ -74,7 +75,7 @@ func (c *Correlator) Run(in <-chan Event, out chan<- *Span) {
 	defer close(out)
 	for ev := range in {
 		c.stats.Events.Add(1)
-		if s := c.Handle(ev); s != nil {
+		for _, s := range c.HandleAll(ev) {
 			c.stats.Spans.Add(1)
 			out <- s
 		}
@@ -82,8 +83,19 @@ func (c *Correlator) Run(in <-chan Event, out chan<- *Span) {
 }
 
 // Handle builds the span for one event, or returns nil when the event
-// produces none.
+// produces none. For events that may complete several spans, use
+// HandleAll.
 func (c *Correlator) Handle(ev Event) *Span {
+	if spans := c.HandleAll(ev); len(spans) > 0 {
+		return spans[0]
+	}
+	return nil
+}
+
+// HandleAll builds the spans one event completes: none, one, or (a read
+// that answers several pipelined requests) more. The slice is reused by
+// the next call.
+func (c *Correlator) HandleAll(ev Event) []*Span {
 	c.mu.RLock()
 	p := c.procs[ev.ProcessID()]
 	c.mu.RUnlock()
@@ -107,15 +119,22 @@ func (c *Correlator) Handle(ev Event) *Span {
 		c.conns.add(e, p)
 		return nil
 	case *SockData:
-		if s = c.kernel.handle(e); s == nil {
-			return nil
+		// The kernel tracer chose every span's IDs.
+		spans := c.kernel.handle(e)
+		for _, s := range spans {
+			c.finish(s, p, SpanIDs{TraceID: s.TraceID, SpanID: s.SpanID, Parent: s.ParentSpanID})
 		}
-		// The trace and parent come from the request's traceparent, if
-		// any; the span's own ID is chosen here.
-		ids = SpanIDs{TraceID: s.TraceID, SpanID: c.newSpanID(), Parent: s.ParentSpanID}
+		return spans
 	default:
 		return nil
 	}
+	c.finish(s, p, ids)
+	c.one[0] = s
+	return c.one[:]
+}
+
+// finish gives s its process and IDs, and redacts it.
+func (c *Correlator) finish(s *Span, p *Process, ids SpanIDs) {
 	s.Process = p
 	s.TraceID, s.SpanID, s.ParentSpanID = ids.TraceID, ids.SpanID, ids.Parent
 	if !s.TraceID.IsValid() || !s.SpanID.IsValid() {
@@ -124,7 +143,6 @@ func (c *Correlator) Handle(ev Event) *Span {
 		c.newIDs(s)
 	}
 	redactSpan(c.red, s)
-	return s
 }
 
 // Connections is the table of the traced processes' TCP connections.
@@ -134,6 +152,15 @@ func (c *Correlator) newSpanID() trace.SpanID {
 	var id trace.SpanID
 	for !id.IsValid() {
 		binary.LittleEndian.PutUint64(id[:], c.rng.Uint64())
+	}
+	return id
+}
+
+func (c *Correlator) newTraceID() trace.TraceID {
+	var id trace.TraceID
+	for !id.IsValid() {
+		binary.LittleEndian.PutUint64(id[:8], c.rng.Uint64())
+		binary.LittleEndian.PutUint64(id[8:], c.rng.Uint64())
 	}
 	return id
 }

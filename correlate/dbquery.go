@@ -153,19 +153,10 @@ func dbSpan(q *DBQuery) *Span {
 		typ = q.Driver
 	}
 	system := dbSystem(typ)
-	text := redact.SanitizeSQL(q.Query)
-	op := redact.SQLOperation(text)
-	coll := redact.SQLCollection(text)
-	attrs := make([]attribute.KeyValue, 0, 10)
-	attrs = append(attrs,
-		attribute.String("db.system.name", system),
-		attribute.String("db.query.text", text))
-	if op != "" {
-		attrs = append(attrs, attribute.String("db.operation.name", op))
-	}
-	if coll != "" {
-		attrs = append(attrs, attribute.String("db.collection.name", coll))
-	}
+	s := sqlSpan(system, q.Query)
+	s.Kind = trace.SpanKindClient
+	s.Start, s.End = q.Start, q.End
+	attrs := s.Attributes
 	if i, ok := dsnAt[q.Connector]; ok && system != "sqlite" {
 		host, port, db := dsnServer(q.DSNs[i])
 		if host != "" {
@@ -187,21 +178,7 @@ func dbSpan(q *DBQuery) *Span {
 	if q.QueryTruncated {
 		attrs = append(attrs, attribute.Bool("zerotrace.truncated", true))
 	}
-
-	name := system
-	switch {
-	case op != "" && coll != "":
-		name = op + " " + coll
-	case op != "":
-		name = op
-	}
-	s := &Span{
-		Name:       name,
-		Kind:       trace.SpanKindClient,
-		Start:      q.Start,
-		End:        q.End,
-		Attributes: attrs,
-	}
+	s.Attributes = attrs
 	if q.Err {
 		errType := q.ErrType
 		if errType == "" {
@@ -215,4 +192,33 @@ func dbSpan(q *DBQuery) *Span {
 		s.Attributes = append(s.Attributes, attribute.String("error.type", errType))
 	}
 	return s
+}
+
+// sqlSpan starts the span of one SQL statement sent to a database of the
+// given system: its name ("{operation} {collection}" when the text shows
+// them) and the db.* attributes the text gives. The text is always
+// sanitized: literals become '?', whatever the redaction settings.
+func sqlSpan(system, query string) *Span {
+	text := redact.SanitizeSQL(query)
+	op := redact.SQLOperation(text)
+	coll := redact.SQLCollection(text)
+	attrs := make([]attribute.KeyValue, 0, 12)
+	attrs = append(attrs, attribute.String("db.system.name", system))
+	if text != "" {
+		attrs = append(attrs, attribute.String("db.query.text", text))
+	}
+	if op != "" {
+		attrs = append(attrs, attribute.String("db.operation.name", op))
+	}
+	if coll != "" {
+		attrs = append(attrs, attribute.String("db.collection.name", coll))
+	}
+	name := system
+	switch {
+	case op != "" && coll != "":
+		name = op + " " + coll
+	case op != "":
+		name = op
+	}
+	return &Span{Name: name, Attributes: attrs}
 }

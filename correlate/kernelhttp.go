@@ -3,6 +3,7 @@ package correlate
 import (
 	"bytes"
 	"encoding/hex"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -25,16 +26,34 @@ const (
 	SockReadMore SockDir = 4
 )
 
-// SockData is the start of a read or write that looks like HTTP/1.x, made
-// by a process traced from the kernel (syscall tracepoints), or the close
-// of a descriptor that carried such data.
+// SockProto is the protocol the kernel recognised on a descriptor.
+type SockProto uint8
+
+// Protocols (enum sock_proto in bpf/common/event.h).
+const (
+	ProtoHTTP     SockProto = 1
+	ProtoPostgres SockProto = 2 // client side
+	ProtoRedis    SockProto = 3 // client side
+)
+
+// SockData is the start of a read or write that looks like HTTP/1.x, or a
+// read or write of a descriptor that carries a database protocol, made by a
+// process traced from the kernel (syscall tracepoints), or the close of a
+// descriptor that carried either.
 type SockData struct {
 	PID, TID uint32
 	FD       int32
 	Time     time.Time
 	Dir      SockDir
-	Len      uint32 // bytes read, or bytes the write asked to send
-	Data     []byte // the first bytes, at most 512
+	Proto    SockProto
+	// Ready: a PostgreSQL read that ends with ReadyForQuery.
+	Ready bool
+	Len   uint32 // bytes read, or bytes the write asked to send
+	Data  []byte // the first bytes, at most 512
+	// The descriptor's TCP endpoints, when it is a TCP socket; Unix when
+	// it is a Unix-domain socket.
+	Local, Remote netip.AddrPort
+	Unix          bool
 }
 
 // ProcessID implements Event.
@@ -50,66 +69,32 @@ type httpHead struct {
 	// unfinished line, which the next read continues.
 	open bool
 	tail []byte
+	// The span's IDs, chosen when the request is seen so that what the
+	// serving thread calls meanwhile can name it as parent; tid is that
+	// thread.
+	ids SpanIDs
+	tid uint32
 }
 
-// sockKey names one descriptor of one process.
-type sockKey struct {
-	pid uint32
-	fd  int32
-}
-
-// sockStream pairs the requests and responses on one descriptor. Requests
-// wait in order (HTTP/1.1 answers pipelined requests in order).
-type sockStream struct {
-	served    []httpHead // requests read, awaiting the response written
-	requested []httpHead // requests written, awaiting the response read
-}
-
-// maxPending bounds the requests a descriptor may hold unanswered: past it
-// the oldest is dropped and counted, so a peer that never answers cannot
-// make the agent grow.
-const maxPending = 64
-
-// kernelHTTP turns SockData records into server and client spans.
-type kernelHTTP struct {
-	streams map[sockKey]*sockStream
-	stats   *Stats
-}
-
-func newKernelHTTP(stats *Stats) *kernelHTTP {
-	return &kernelHTTP{streams: map[sockKey]*sockStream{}, stats: stats}
-}
-
-// handle returns the span a record completes, or nil.
-func (k *kernelHTTP) handle(d *SockData) *Span {
-	key := sockKey{d.PID, d.FD}
-	if d.Dir == SockClose {
-		if st := k.streams[key]; st != nil {
-			k.stats.KernelUnanswered.Add(uint64(len(st.served) + len(st.requested)))
-			delete(k.streams, key)
-		}
-		return nil
-	}
-	st := k.streams[key]
-	if st == nil {
-		st = &sockStream{}
-		k.streams[key] = st
-	}
+// handleHTTP pairs HTTP/1.x requests and responses on one descriptor.
+// Requests wait in order: HTTP/1.1 answers pipelined requests in order.
+func (k *kernelTracer) handleHTTP(d *SockData, st *sockStream) {
 	if d.Dir == SockReadMore {
 		if n := len(st.served); n > 0 && st.served[n-1].open {
-			h := &st.served[n-1]
+			h := st.served[n-1]
 			data := append(h.tail, d.Data...)
 			h.tail = nil
 			h.open = false
 			h.parseFields(data)
+			k.continueTrace(h)
 		}
-		return nil
+		return
 	}
 	if bytes.HasPrefix(d.Data, []byte("HTTP/1.")) {
 		status, ok := parseStatusLine(d.Data)
 		if !ok {
 			k.stats.KernelMalformed.Add(1)
-			return nil
+			return
 		}
 		queue := &st.served // a response written answers a request read
 		kind := trace.SpanKindServer
@@ -119,29 +104,51 @@ func (k *kernelHTTP) handle(d *SockData) *Span {
 		if len(*queue) == 0 {
 			// A response to a request from before the agent attached,
 			// or a second write of the same response: nothing to pair.
-			return nil
+			return
 		}
 		req := (*queue)[0]
 		*queue = (*queue)[1:]
-		return kernelSpan(req, status, d.Time, kind)
+		if kind == trace.SpanKindServer {
+			k.leave(d.PID, req)
+		}
+		k.out = append(k.out, kernelSpan(req, status, d.Time, kind, st))
+		return
 	}
 	// One or more request heads (pipelining puts several in one read).
-	queue := &st.served
-	if d.Dir == SockWrite {
-		queue = &st.requested
-	}
 	heads, malformed := parseRequestHeads(d.Data, d.Time)
 	if malformed {
 		k.stats.KernelMalformed.Add(1)
 	}
-	for _, h := range heads {
-		if len(*queue) >= maxPending {
-			*queue = (*queue)[1:]
+	for i := range heads {
+		h := &heads[i]
+		h.tid = d.TID
+		if d.Dir == SockWrite {
+			h.ids = k.childIDs(d.PID, d.TID)
+			if len(st.requested) >= maxPending {
+				st.requested = st.requested[1:]
+				k.stats.KernelUnanswered.Add(1)
+			}
+			st.requested = append(st.requested, h)
+			continue
+		}
+		h.ids = SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
+		k.continueTrace(h)
+		if len(st.served) >= maxPending {
+			k.leave(d.PID, st.served[0])
+			st.served = st.served[1:]
 			k.stats.KernelUnanswered.Add(1)
 		}
-		*queue = append(*queue, h)
+		st.served = append(st.served, h)
+		k.enter(d.PID, h)
 	}
-	return nil
+}
+
+// continueTrace makes a served request's span continue the trace of its
+// traceparent, when it carries a valid one.
+func (k *kernelTracer) continueTrace(h *httpHead) {
+	if tid, parent, ok := parseTraceparent(h.traceparent); ok {
+		h.ids.TraceID, h.ids.Parent = tid, parent
+	}
 }
 
 // parseStatusLine reads the status code of "HTTP/1.x NNN ...".
@@ -274,10 +281,10 @@ func parseTraceparent(v string) (trace.TraceID, trace.SpanID, bool) {
 	return tid, sid, true
 }
 
-// kernelSpan builds the span of one request and its response. Its trace
-// continues the request's traceparent when it has one; the caller picks
-// the other IDs.
-func kernelSpan(h httpHead, status int, end time.Time, kind trace.SpanKind) *Span {
+// kernelSpan builds the span of one request and its response, on the
+// descriptor st. A client request that carries a traceparent of its own
+// (the program propagates context itself) continues that trace.
+func kernelSpan(h *httpHead, status int, end time.Time, kind trace.SpanKind, st *sockStream) *Span {
 	path, query, _ := strings.Cut(h.target, "?")
 	attrs := []attribute.KeyValue{
 		attribute.String("http.request.method", h.method),
@@ -293,36 +300,58 @@ func kernelSpan(h httpHead, status int, end time.Time, kind trace.SpanKind) *Spa
 		if query != "" {
 			attrs = append(attrs, attribute.String("url.query", query))
 		}
-		if host != "" {
-			attrs = append(attrs, attribute.String("server.address", host))
+		if host == "" && st.local.IsValid() {
+			host = st.local.Addr().String()
+		}
+		if port == 0 && st.local.IsValid() {
+			port = int(st.local.Port())
+		}
+		if st.remote.IsValid() {
+			attrs = append(attrs,
+				attribute.String("client.address", st.remote.Addr().String()),
+				attribute.String("network.peer.address", st.remote.Addr().String()),
+				attribute.Int("network.peer.port", int(st.remote.Port())))
 		}
 	} else {
+		if host == "" && st.remote.IsValid() {
+			host, port = st.remote.Addr().String(), int(st.remote.Port())
+		}
 		full := h.target
 		if strings.HasPrefix(full, "/") {
 			full = "http://" + h.host + h.target
 		}
 		attrs = append(attrs, attribute.String("url.full", full))
-		if host != "" {
-			attrs = append(attrs, attribute.String("server.address", host))
+		if st.remote.IsValid() {
+			attrs = append(attrs,
+				attribute.String("network.peer.address", st.remote.Addr().String()),
+				attribute.Int("network.peer.port", int(st.remote.Port())))
 		}
+	}
+	if host != "" {
+		attrs = append(attrs, attribute.String("server.address", host))
 	}
 	if port != 0 {
 		attrs = append(attrs, attribute.Int("server.port", port))
 	}
 	s := &Span{
-		Name:       h.method,
-		Kind:       kind,
-		Start:      h.start,
-		End:        end,
-		Attributes: attrs,
+		Name:         h.method,
+		Kind:         kind,
+		Start:        h.start,
+		End:          end,
+		Attributes:   attrs,
+		TraceID:      h.ids.TraceID,
+		SpanID:       h.ids.SpanID,
+		ParentSpanID: h.ids.Parent,
 	}
 	if status >= 500 || kind == trace.SpanKindClient && status >= 400 {
 		s.Status = codes.Error
 		s.Attributes = append(s.Attributes, attribute.String("error.type", strconv.Itoa(status)))
 	}
 	if tid, parent, ok := parseTraceparent(h.traceparent); ok {
-		s.TraceID, s.ParentSpanID = tid, parent
 		s.TraceState = h.tracestate
+		if kind == trace.SpanKindClient {
+			s.TraceID, s.ParentSpanID = tid, parent
+		}
 	}
 	return s
 }

@@ -10,7 +10,35 @@ import (
 )
 
 func sock(dir SockDir, fd int32, at int, data string) *SockData {
-	return &SockData{PID: 7, FD: fd, Dir: dir, Time: time.Unix(1000, int64(at)*int64(time.Millisecond)), Data: []byte(data)}
+	return &SockData{PID: 7, FD: fd, Dir: dir, Proto: ProtoHTTP, Time: time.Unix(1000, int64(at)*int64(time.Millisecond)), Data: []byte(data), Len: uint32(len(data))}
+}
+
+// seqIDs hands out IDs in sequence, so that tests can tell spans apart.
+type seqIDs struct{ n uint64 }
+
+func (s *seqIDs) newTraceID() trace.TraceID {
+	s.n++
+	return trace.TraceID{0: 0xaa, 15: byte(s.n)}
+}
+
+func (s *seqIDs) newSpanID() trace.SpanID {
+	s.n++
+	return trace.SpanID{0: 0xbb, 7: byte(s.n)}
+}
+
+// testKernel is a kernelTracer whose handle returns the first span only,
+// for tests of exchanges that complete one at a time.
+type testKernel struct{ *kernelTracer }
+
+func newTestKernel(stats *Stats) testKernel {
+	return testKernel{newKernelTracer(stats, &seqIDs{})}
+}
+
+func (k testKernel) handle(d *SockData) *Span {
+	if spans := k.kernelTracer.handle(d); len(spans) > 0 {
+		return spans[0]
+	}
+	return nil
 }
 
 func attr(s *Span, key string) string {
@@ -23,7 +51,7 @@ func attr(s *Span, key string) string {
 }
 
 func TestKernelHTTPServerSpan(t *testing.T) {
-	k := newKernelHTTP(&Stats{})
+	k := newTestKernel(&Stats{})
 	req := "GET /items/7?color=red HTTP/1.1\r\nHost: backend:8000\r\n" +
 		"traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\ntracestate: a=b\r\n\r\n"
 	if s := k.handle(sock(SockRead, 4, 0, req)); s != nil {
@@ -53,7 +81,7 @@ func TestKernelHTTPServerSpan(t *testing.T) {
 }
 
 func TestKernelHTTPPipelinedAndKeepAlive(t *testing.T) {
-	k := newKernelHTTP(&Stats{})
+	k := newTestKernel(&Stats{})
 	// Two pipelined requests in one read, the first with a body.
 	k.handle(sock(SockRead, 5, 0, "POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /b HTTP/1.1\r\n\r\n"))
 	a := k.handle(sock(SockWrite, 5, 1, "HTTP/1.1 201 Created\r\n\r\n"))
@@ -72,7 +100,7 @@ func TestKernelHTTPPipelinedAndKeepAlive(t *testing.T) {
 }
 
 func TestKernelHTTPClientSpan(t *testing.T) {
-	k := newKernelHTTP(&Stats{})
+	k := newTestKernel(&Stats{})
 	k.handle(sock(SockWrite, 6, 0, "GET /v1/models HTTP/1.1\r\nHost: api.example:443\r\n\r\n"))
 	s := k.handle(sock(SockRead, 6, 9, "HTTP/1.1 503 Busy\r\n\r\n"))
 	if s == nil || s.Kind != trace.SpanKindClient || attr(s, "url.full") != "http://api.example:443/v1/models" || s.Status != codes.Error {
@@ -82,7 +110,7 @@ func TestKernelHTTPClientSpan(t *testing.T) {
 
 func TestKernelHTTPPartialAndHostile(t *testing.T) {
 	stats := &Stats{}
-	k := newKernelHTTP(stats)
+	k := newTestKernel(stats)
 	// A request line cut by a slow sender: still answered, still a span.
 	k.handle(sock(SockRead, 8, 0, "GET /slow"))
 	if s := k.handle(sock(SockWrite, 8, 1, "HTTP/1.1 200 OK\r\n\r\n")); s == nil || attr(s, "url.path") != "/slow" {
@@ -117,12 +145,12 @@ func FuzzKernelHTTP(f *testing.F) {
 	f.Add([]byte("PUT /t HTTP/1.1\r\ntraceparent: 00-zz\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello"), []byte("HTTP/1.1 204 \r\n"))
 	f.Fuzz(func(t *testing.T, req, resp []byte) {
 		stats := &Stats{}
-		k := newKernelHTTP(stats)
+		k := newTestKernel(stats)
 		if len(req) > 512 {
 			req = req[:512] // what the probe captures
 		}
-		k.handle(&SockData{PID: 1, FD: 3, Dir: SockRead, Data: req})
-		s := k.handle(&SockData{PID: 1, FD: 3, Dir: SockWrite, Data: resp})
+		k.handle(&SockData{PID: 1, FD: 3, Dir: SockRead, Proto: ProtoHTTP, Data: req})
+		s := k.handle(&SockData{PID: 1, FD: 3, Dir: SockWrite, Proto: ProtoHTTP, Data: resp})
 		if s != nil {
 			code := attr(s, "http.response.status_code")
 			if len(code) != 3 || s.Name == "" {
@@ -137,7 +165,7 @@ func FuzzKernelHTTP(f *testing.F) {
 }
 
 func TestKernelHTTPHeadInPieces(t *testing.T) {
-	k := newKernelHTTP(&Stats{})
+	k := newTestKernel(&Stats{})
 	k.handle(sock(SockRead, 12, 0, "GET /a HTTP/1.1\r\nHost: x\r\ntracep"))
 	k.handle(sock(SockReadMore, 12, 1, "arent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n\r\n"))
 	// A body read after a complete head changes nothing.

@@ -217,17 +217,43 @@ enum sock_dir {
 	SOCK_DIR_READ_MORE = 4,
 };
 
-// The start of a read or write that looks like HTTP/1.x, or the close of a
-// descriptor that carried such data, from syscall tracepoints (bpf/syscalls).
-// A close record stops before data.
+// Protocol of a sock_data_event's descriptor, recognised from its first
+// bytes (bpf/syscalls).
+enum sock_proto {
+	SOCK_PROTO_HTTP = 1,     // HTTP/1.x, either side
+	SOCK_PROTO_POSTGRES = 2, // PostgreSQL frontend/backend protocol, client side
+	SOCK_PROTO_REDIS = 3,    // RESP (Redis, Valkey), client side
+};
+
+// sock_data_event flags.
+enum sock_data_flags {
+	// A PostgreSQL read ends with ReadyForQuery: the server is done with
+	// everything sent so far, even if the capture stops before that.
+	SOCK_FLAG_READY = 1 << 0,
+};
+
+// The start of a read or write that looks like HTTP/1.x, or any read or
+// write of a descriptor that carries a recognised database protocol, or the
+// close of a descriptor that carried either, from syscall tracepoints
+// (bpf/syscalls). A close record stops before data.
 struct sock_data_event {
 	struct event_header hdr; // hdr.ts_ns: when the read returned or the write began
 	__u32 tid;
 	__s32 fd;
 	__u32 len; // bytes read, or bytes the write was asked to send
 	__u8 dir;  // enum sock_dir
-	__u8 pad;
+	__u8 proto; // enum sock_proto; 0 for a close
 	__u16 cap; // bytes of data captured (at most SOCK_DATA_MAX)
+	__u8 flags; // enum sock_data_flags
+	__u8 pad;
+	// The descriptor's socket: family (AF_INET, AF_INET6, AF_UNIX; 0 when it
+	// is not a socket or could not be read), and for TCP both endpoints
+	// (IPv4 in the first 4 bytes, network order; ports in host order).
+	__u16 family;
+	__u16 local_port;
+	__u16 remote_port;
+	__u8 local_ip[16];
+	__u8 remote_ip[16];
 	char data[SOCK_DATA_MAX];
 };
 

@@ -1,16 +1,19 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-// HTTP/1.x of any process, from its socket reads and writes: syscall
-// tracepoints (no uprobes, no kprobes), for the processes user space lists
-// in traced_tgids.
+// HTTP/1.x and database protocols of any process, from its socket reads and
+// writes: syscall tracepoints (no uprobes, no kprobes), for the processes
+// user space lists in traced_tgids.
 //
 // A read (read, recvfrom) whose data starts like an HTTP/1.x request or
 // response, and a write (write, sendto) whose data does, go to user space
-// with their first SOCK_DATA_MAX bytes, the file descriptor and the time;
-// user space pairs requests with responses per descriptor and builds the
-// spans. Everything else (files, pipes, the rest of a body) costs one map
-// lookup and a 16-byte read at most, and a process not listed costs one map
-// lookup. A descriptor that carried HTTP is remembered until it is closed,
-// so that user space learns about the close.
+// with their first SOCK_DATA_MAX bytes, the file descriptor, its socket's
+// endpoints and the time; user space pairs requests with responses per
+// descriptor and builds the spans. A write that starts like a PostgreSQL
+// client's first message or query, or like a Redis (RESP) command, marks
+// its descriptor: from then on every read and write of it goes to user
+// space, which parses the messages. Everything else (files, pipes, the rest
+// of a body) costs one map lookup and a 16-byte read at most, and a process
+// not listed costs one map lookup. A marked descriptor is remembered until
+// it is closed, so that user space learns about the close.
 //
 // The read right after one that started a request is sent whatever it
 // holds, so that a head that arrived in pieces is complete in user space.
@@ -27,6 +30,9 @@
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 #define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
 
 // Processes to trace, by thread-group id; filled by user space.
 struct {
@@ -56,13 +62,14 @@ struct fd_key {
 	__s32 fd;
 };
 
-// Descriptors that carried HTTP, to report their close.
+// Descriptors that carried HTTP or a database protocol, to report their
+// close and to know what their data is.
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
 	__type(key, struct fd_key);
 	__type(value, __u8); // enum fd_flags
-} http_fds SEC(".maps");
+} sock_fds SEC(".maps");
 
 enum fd_flags {
 	FD_HTTP = 1 << 0,
@@ -70,6 +77,10 @@ enum fd_flags {
 	// too, whatever it holds, in case the head goes on there (a request
 	// that arrived in pieces).
 	FD_NEXT_READ = 1 << 1,
+	// A PostgreSQL or Redis client connection: every read and write goes
+	// to user space.
+	FD_POSTGRES = 1 << 2,
+	FD_REDIS = 1 << 3,
 };
 
 static __always_inline bool traced(__u32 tgid)
@@ -95,25 +106,131 @@ static __always_inline bool looks_like_http(const char p[16])
 	return c == '/' || c == '*' || (c >= 'a' && c <= 'z');
 }
 
+static __always_inline __u32 be32(const char *p)
+{
+	return (__u32)(__u8)p[0] << 24 | (__u32)(__u8)p[1] << 16 | (__u32)(__u8)p[2] << 8 | (__u32)(__u8)p[3];
+}
+
+// Does a write start like a PostgreSQL client: a startup packet or an SSL
+// or GSS encryption request, alone in the write (length, then a protocol
+// code), or, on a connection opened before the agent attached, a simple
+// query ('Q', alone) or a Parse ('P') whose length fits the write?
+static __always_inline bool looks_like_postgres_client(const char p[16], __s64 len)
+{
+	if (len >= 8 && be32(p) == len) {
+		__u32 code = be32(p + 4);
+		if (code >> 16 == 3 || code == 80877103 || code == 80877104)
+			return true;
+	}
+	if ((p[0] == 'Q' || p[0] == 'P') && len >= 6) {
+		__s64 n = be32(p + 1);
+		if (n >= 5 && n < (1 << 24) && (p[0] == 'Q' ? n + 1 == len : n + 1 <= len))
+			return true;
+	}
+	return false;
+}
+
+// Does a write start like a RESP command: an array of bulk strings,
+// "*N\r\n$"?
+static __always_inline bool looks_like_resp_command(const char p[16])
+{
+	if (p[0] != '*')
+		return false;
+	int i = 1;
+#pragma unroll
+	for (; i < 5; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			break;
+	}
+	if (i == 1 || i == 5)
+		return false;
+	return p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '$';
+}
+
+// Reads the family and, for TCP and UDP over IP, the endpoints of a socket.
+static __always_inline void sock_endpoints(const struct sock *sk, __u16 *family, __u16 *local_port,
+					   __u16 *remote_port, __u8 local_ip[16], __u8 remote_ip[16])
+{
+	__u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+	*family = fam;
+	if (fam != AF_INET && fam != AF_INET6)
+		return;
+	*local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	*remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (fam == AF_INET) {
+		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+		__u32 b = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+		__builtin_memcpy(local_ip, &a, 4);
+		__builtin_memcpy(remote_ip, &b, 4);
+	} else {
+		BPF_CORE_READ_INTO(local_ip, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+		BPF_CORE_READ_INTO(remote_ip, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+	}
+}
+
+// Fills e's socket fields from descriptor fd of the current process, through
+// its file table; they stay zero when fd is not a socket.
+static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd)
+{
+	e->family = 0;
+	e->local_port = 0;
+	e->remote_port = 0;
+	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
+	__builtin_memset(e->remote_ip, 0, sizeof(e->remote_ip));
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	const struct sock *sk = BPF_CORE_READ(so, sk);
+	if (sk)
+		sock_endpoints(sk, &e->family, &e->local_port, &e->remote_port, e->local_ip, e->remote_ip);
+}
+
 static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir)
 {
 	if (len <= 0 || !buf)
 		return;
 	struct fd_key k = {.tgid = id >> 32, .fd = fd};
-	__u8 flags = FD_HTTP;
 	char head[16] = {};
 	if (bpf_probe_read_user(head, len < 16 ? (__u32)len & 15 : 16, (void *)buf))
 		return;
-	if (looks_like_http(head)) {
+	__u8 *f = bpf_map_lookup_elem(&sock_fds, &k);
+	__u8 was = f ? *f : 0;
+	__u8 flags, proto;
+	if (was & FD_POSTGRES) {
+		proto = SOCK_PROTO_POSTGRES;
+		flags = was;
+	} else if (was & FD_REDIS) {
+		proto = SOCK_PROTO_REDIS;
+		flags = was;
+	} else if (looks_like_http(head)) {
 		// A request read: watch the next read. A response, or a
 		// write, ends that.
+		proto = SOCK_PROTO_HTTP;
+		flags = FD_HTTP;
 		if (dir == SOCK_DIR_READ && head[0] != 'H')
 			flags |= FD_NEXT_READ;
-	} else {
-		__u8 *f = dir == SOCK_DIR_READ ? bpf_map_lookup_elem(&http_fds, &k) : NULL;
-		if (!f || !(*f & FD_NEXT_READ))
-			return;
+	} else if ((was & FD_NEXT_READ) && dir == SOCK_DIR_READ) {
+		proto = SOCK_PROTO_HTTP;
+		flags = FD_HTTP;
 		dir = SOCK_DIR_READ_MORE;
+	} else if (was & FD_HTTP || dir != SOCK_DIR_WRITE) {
+		return;
+	} else if (looks_like_postgres_client(head, len)) {
+		proto = SOCK_PROTO_POSTGRES;
+		flags = FD_POSTGRES;
+	} else if (looks_like_resp_command(head)) {
+		proto = SOCK_PROTO_REDIS;
+		flags = FD_REDIS;
+	} else {
+		return;
 	}
 	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -125,7 +242,17 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	e->fd = fd;
 	e->len = len > 0xffffffff ? 0xffffffff : len;
 	e->dir = dir;
+	e->proto = proto;
+	e->flags = 0;
 	e->pad = 0;
+	// ReadyForQuery ('Z', length 5, status) closing a read: the server is
+	// done, wherever the capture stops.
+	char tail[6] = {};
+	if (proto == SOCK_PROTO_POSTGRES && dir == SOCK_DIR_READ && len >= 6 &&
+	    !bpf_probe_read_user(tail, sizeof(tail), (void *)(buf + len - 6)) && tail[0] == 'Z' && tail[1] == 0 &&
+	    tail[2] == 0 && tail[3] == 0 && tail[4] == 5)
+		e->flags |= SOCK_FLAG_READY;
+	fd_socket(e, fd);
 	__u32 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
 	barrier_var(n);
 	if (n > SOCK_DATA_MAX)
@@ -134,7 +261,8 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	if (!bpf_probe_read_user(e->data, n, (void *)buf))
 		e->cap = n;
 	bpf_ringbuf_submit(e, wakeup_flags());
-	bpf_map_update_elem(&http_fds, &k, &flags, BPF_ANY);
+	if (flags != was)
+		bpf_map_update_elem(&sock_fds, &k, &flags, BPF_ANY);
 }
 
 static __always_inline void read_enter(struct trace_event_raw_sys_enter *ctx)
@@ -300,9 +428,9 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct fd_key k = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
-	if (!bpf_map_lookup_elem(&http_fds, &k))
+	if (!bpf_map_lookup_elem(&sock_fds, &k))
 		return 0;
-	bpf_map_delete_elem(&http_fds, &k);
+	bpf_map_delete_elem(&sock_fds, &k);
 	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e) - SOCK_DATA_MAX, 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
@@ -313,8 +441,15 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	e->fd = k.fd;
 	e->len = 0;
 	e->dir = SOCK_DIR_CLOSE;
-	e->pad = 0;
+	e->proto = 0;
 	e->cap = 0;
+	e->flags = 0;
+	e->pad = 0;
+	e->family = 0;
+	e->local_port = 0;
+	e->remote_port = 0;
+	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
+	__builtin_memset(e->remote_ip, 0, sizeof(e->remote_ip));
 	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;
 }
@@ -373,21 +508,13 @@ static __always_inline void emit_conn(const struct sock *sk, struct conn_owner *
 	e->kind = kind;
 	e->role = o->role;
 	e->pad = 0;
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	e->family = family;
-	e->local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	e->remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	__u16 family = 0;
+	e->local_port = 0;
+	e->remote_port = 0;
 	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
 	__builtin_memset(e->remote_ip, 0, sizeof(e->remote_ip));
-	if (family == AF_INET) {
-		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-		__u32 b = BPF_CORE_READ(sk, __sk_common.skc_daddr);
-		__builtin_memcpy(e->local_ip, &a, 4);
-		__builtin_memcpy(e->remote_ip, &b, 4);
-	} else {
-		BPF_CORE_READ_INTO(&e->local_ip, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-		BPF_CORE_READ_INTO(&e->remote_ip, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-	}
+	sock_endpoints(sk, &family, &e->local_port, &e->remote_port, e->local_ip, e->remote_ip);
+	e->family = family;
 	e->bytes_received = 0;
 	e->bytes_acked = 0;
 	if (kind == CONN_CLOSE) {

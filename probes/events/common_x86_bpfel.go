@@ -137,15 +137,22 @@ type commonHttpServerEvent struct {
 }
 
 type commonSockDataEvent struct {
-	_    structs.HostLayout
-	Hdr  commonEventHeader
-	Tid  uint32
-	Fd   int32
-	Len  uint32
-	Dir  uint8
-	Pad  uint8
-	Cap  uint16
-	Data [512]int8
+	_          structs.HostLayout
+	Hdr        commonEventHeader
+	Tid        uint32
+	Fd         int32
+	Len        uint32
+	Dir        uint8
+	Proto      uint8
+	Cap        uint16
+	Flags      uint8
+	Pad        uint8
+	Family     uint16
+	LocalPort  uint16
+	RemotePort uint16
+	LocalIp    [16]uint8
+	RemoteIp   [16]uint8
+	Data       [512]int8
 }
 
 // Names of all BPF objects in the ELF.

@@ -29,6 +29,10 @@ const (
 	clientInfoPeerAddr = 1 << 2
 )
 
+// sock_data_event.flags (enum sock_data_flags): a PostgreSQL read that ends
+// with ReadyForQuery.
+const sockFlagReady = 1 << 0
+
 // Bits of http_server_event.info that decoding reads (HTTP_INFO_REMOTE_PARENT,
 // 1 << 3, is not needed: the ids carry the parent either way).
 const (
@@ -216,11 +220,24 @@ func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {
 		TID:  e.Tid,
 		FD:   e.Fd,
 		Time: clock.Wall(e.Hdr.TsNs),
-		Dir:  correlate.SockDir(e.Dir),
-		Len:  e.Len,
+		Dir:   correlate.SockDir(e.Dir),
+		Proto: correlate.SockProto(e.Proto),
+		Ready: e.Flags&sockFlagReady != 0,
+		Len:   e.Len,
 	}
 	if d.Dir == correlate.SockClose {
 		return d, nil
+	}
+	switch e.Family {
+	case 2, 10: // AF_INET, AF_INET6
+		n := uint8(16)
+		if e.Family == 2 {
+			n = 4
+		}
+		d.Local = addrPort(e.LocalIp, n, e.LocalPort)
+		d.Remote = addrPort(e.RemoteIp, n, e.RemotePort)
+	case 1: // AF_UNIX
+		d.Unix = true
 	}
 	n := int(e.Cap)
 	if n > len(e.Data) || sockDataMin+n > len(raw) {

@@ -23,8 +23,8 @@ const (
 	httpsysMapCounters          = "counters"
 	httpsysMapEvents            = "events"
 	httpsysMapGoCtx             = "go_ctx"
-	httpsysMapHttpFds           = "http_fds"
 	httpsysMapPendingReads      = "pending_reads"
+	httpsysMapSockFds           = "sock_fds"
 	httpsysMapTracedPorts       = "traced_ports"
 	httpsysMapTracedTgids       = "traced_tgids"
 	httpsysProgInetSockSetState = "inet_sock_set_state"
@@ -113,8 +113,8 @@ type httpsysMapSpecs struct {
 	Counters     *ebpf.MapSpec `ebpf:"counters"`
 	Events       *ebpf.MapSpec `ebpf:"events"`
 	GoCtx        *ebpf.MapSpec `ebpf:"go_ctx"`
-	HttpFds      *ebpf.MapSpec `ebpf:"http_fds"`
 	PendingReads *ebpf.MapSpec `ebpf:"pending_reads"`
+	SockFds      *ebpf.MapSpec `ebpf:"sock_fds"`
 	TracedPorts  *ebpf.MapSpec `ebpf:"traced_ports"`
 	TracedTgids  *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
@@ -153,8 +153,8 @@ type httpsysMaps struct {
 	Counters     *ebpf.Map `ebpf:"counters"`
 	Events       *ebpf.Map `ebpf:"events"`
 	GoCtx        *ebpf.Map `ebpf:"go_ctx"`
-	HttpFds      *ebpf.Map `ebpf:"http_fds"`
 	PendingReads *ebpf.Map `ebpf:"pending_reads"`
+	SockFds      *ebpf.Map `ebpf:"sock_fds"`
 	TracedPorts  *ebpf.Map `ebpf:"traced_ports"`
 	TracedTgids  *ebpf.Map `ebpf:"traced_tgids"`
 }
@@ -168,8 +168,8 @@ func (m *httpsysMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.GoCtx,
-		m.HttpFds,
 		m.PendingReads,
+		m.SockFds,
 		m.TracedPorts,
 		m.TracedTgids,
 	)

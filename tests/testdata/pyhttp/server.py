@@ -4,11 +4,73 @@ It knows nothing of tracing. It prints "listening on HOST:PORT" once bound,
 answers GET /chain?id=N with "N:python" (what a sample app's /chain leaf
 answers, so that a Go gateway can call it), GET /fail with 500 and any
 other GET with 200, with keep-alive (HTTP/1.1), until SIGTERM.
+
+With ZT_PG_DSN set (a libpq connection string) it connects to PostgreSQL
+with psycopg2 at start-up, and with ZT_REDIS_PORT set to a Redis server on
+127.0.0.1 with redis-py (and pings it), before it says it is listening, so
+those connections exist before any tracer attaches. Then:
+  GET /pg?id=N     a query on that connection, and an INSERT on a new one
+  GET /pg/fail     a query on a table that does not exist (500)
+  GET /pg/big      a 20000-row result
+  GET /redis?id=N  SET, GET and INCR
+  GET /redis/fail  LPUSH on a string key (WRONGTYPE, 500)
+  GET /redis/big   GET of a 200 KB value
 """
 import http.server
+import os
 import signal
 import sys
+import threading
 import urllib.parse
+
+pg = None  # the connection made at start-up
+pg_lock = threading.Lock()
+rd = None  # the Redis client made at start-up
+
+
+def pg_route(path, query):
+    import psycopg2
+
+    if path == "/pg/fail":
+        try:
+            with pg_lock, pg.cursor() as cur:
+                cur.execute("SELECT secret FROM no_such_table WHERE owner = %s", ("carol@example.com",))
+        except psycopg2.Error:
+            return b"failed", 500
+    if path == "/pg/big":
+        with pg_lock, pg.cursor() as cur:
+            cur.execute("SELECT g, md5(g::text) FROM generate_series(1, %s) AS g", (20000,))
+            return str(len(cur.fetchall())).encode(), 200
+    n = int(query.get("id", ["0"])[0])
+    with pg_lock, pg.cursor() as cur:
+        cur.execute("SELECT count(*) FROM items WHERE owner = %s", ("alice@example.com",))
+        count = cur.fetchone()[0]
+    fresh = psycopg2.connect(os.environ["ZT_PG_DSN"])
+    try:
+        with fresh, fresh.cursor() as cur:
+            cur.execute("INSERT INTO items (id, owner) VALUES (%s, %s)", (n, "bob@example.com"))
+    finally:
+        fresh.close()
+    return ("%d:%d" % (n, count)).encode(), 200
+
+
+def redis_route(path, query):
+    import redis
+
+    if path == "/redis/fail":
+        rd.set("zt:string", "plain")
+        try:
+            rd.lpush("zt:string", "x")
+        except redis.ResponseError:
+            return b"failed", 500
+    if path == "/redis/big":
+        rd.set("zt:big", "v" * 200000)
+        return str(len(rd.get("zt:big"))).encode(), 200
+    n = query.get("id", ["0"])[0]
+    rd.set("zt:key:" + n, "secret-value-" + n)
+    value = rd.get("zt:key:" + n)
+    hits = rd.incr("zt:hits")
+    return ("%s:%d" % (value.decode(), hits > 0)).encode(), 200
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -16,7 +78,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
-        if url.path == "/chain":
+        query = urllib.parse.parse_qs(url.query)
+        if url.path.startswith("/pg") and pg is not None:
+            body, code = pg_route(url.path, query)
+        elif url.path.startswith("/redis") and rd is not None:
+            body, code = redis_route(url.path, query)
+        elif url.path == "/chain":
             body = (urllib.parse.parse_qs(url.query).get("id", [""])[0] + ":python").encode()
             code = 200
         elif url.path == "/fail":
@@ -34,6 +101,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
 
 def main():
+    global pg, rd
+    if os.environ.get("ZT_PG_DSN"):
+        import psycopg2
+
+        pg = psycopg2.connect(os.environ["ZT_PG_DSN"])
+        pg.autocommit = True
+        with pg.cursor() as cur:
+            cur.execute("CREATE TABLE IF NOT EXISTS items (id int, owner text)")
+    if os.environ.get("ZT_REDIS_PORT"):
+        import redis
+
+        rd = redis.Redis(host="127.0.0.1", port=int(os.environ["ZT_REDIS_PORT"]))
+        rd.ping()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 0), Handler)
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
     print("listening on %s:%d" % server.server_address, flush=True)

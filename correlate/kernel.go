@@ -1,0 +1,161 @@
+package correlate
+
+import (
+	"net/netip"
+	"slices"
+
+	"go.opentelemetry.io/otel/trace"
+)
+
+// sockKey names one descriptor of one process.
+type sockKey struct {
+	pid uint32
+	fd  int32
+}
+
+// threadKey names one thread of one process.
+type threadKey struct {
+	pid, tid uint32
+}
+
+// sockStream is what is known of one descriptor: its endpoints, and the
+// exchanges of the protocol it carries that await their answer.
+type sockStream struct {
+	local, remote netip.AddrPort
+	unix          bool
+
+	served    []*httpHead // HTTP requests read, awaiting the response written
+	requested []*httpHead // HTTP requests written, awaiting the response read
+	pg        *pgConn
+	redis     *redisConn
+}
+
+// pending is how many exchanges the descriptor holds unanswered.
+func (st *sockStream) pending() int {
+	n := len(st.served) + len(st.requested)
+	if st.pg != nil {
+		n += len(st.pg.ops)
+	}
+	if st.redis != nil {
+		n += len(st.redis.cmds)
+	}
+	return n
+}
+
+// maxPending bounds the exchanges a descriptor may hold unanswered: past it
+// the oldest is dropped and counted, so a peer that never answers cannot
+// make the agent grow.
+const maxPending = 64
+
+// idSource chooses trace and span IDs.
+type idSource interface {
+	newTraceID() trace.TraceID
+	newSpanID() trace.SpanID
+}
+
+// kernelTracer turns SockData records (processes traced from the kernel)
+// into spans: HTTP/1.x server and client spans, and PostgreSQL and Redis
+// client spans.
+//
+// Within a process, a call made by the thread that is serving exactly one
+// request (a thread-per-request server such as Python's
+// ThreadingHTTPServer) is a child of that request's span. A thread serving
+// several requests at once (an event loop) gives its calls no parent:
+// there is no telling which request they belong to.
+type kernelTracer struct {
+	streams map[sockKey]*sockStream
+	serving map[threadKey][]*httpHead
+	stats   *Stats
+	ids     idSource
+	out     []*Span // what the record being handled completed
+}
+
+func newKernelTracer(stats *Stats, ids idSource) *kernelTracer {
+	return &kernelTracer{
+		streams: map[sockKey]*sockStream{},
+		serving: map[threadKey][]*httpHead{},
+		stats:   stats,
+		ids:     ids,
+	}
+}
+
+// handle returns the spans a record completes. The slice is reused by the
+// next call.
+func (k *kernelTracer) handle(d *SockData) []*Span {
+	k.out = k.out[:0]
+	key := sockKey{d.PID, d.FD}
+	st := k.streams[key]
+	if d.Dir == SockClose {
+		if st != nil {
+			k.closeStream(d, st)
+			delete(k.streams, key)
+		}
+		return k.out
+	}
+	if st == nil {
+		st = &sockStream{}
+		k.streams[key] = st
+	}
+	if d.Local.IsValid() {
+		st.local, st.remote = d.Local, d.Remote
+	}
+	st.unix = st.unix || d.Unix
+	switch d.Proto {
+	case ProtoHTTP:
+		k.handleHTTP(d, st)
+	case ProtoPostgres:
+		if st.pg == nil {
+			st.pg = &pgConn{}
+		}
+		k.handlePostgres(d, st)
+	case ProtoRedis:
+		if st.redis == nil {
+			st.redis = &redisConn{}
+		}
+		k.handleRedis(d, st)
+	}
+	return k.out
+}
+
+// closeStream settles a descriptor's exchanges at its close: unanswered
+// HTTP requests are counted; a database exchange whose answer was being
+// read ends at its last read.
+func (k *kernelTracer) closeStream(d *SockData, st *sockStream) {
+	for _, h := range st.served {
+		k.leave(d.PID, h)
+	}
+	if st.pg != nil {
+		k.settlePostgres(st)
+	}
+	if st.redis != nil {
+		k.settleRedis(st)
+	}
+	k.stats.KernelUnanswered.Add(uint64(st.pending()))
+}
+
+// enter records that h's thread is serving h.
+func (k *kernelTracer) enter(pid uint32, h *httpHead) {
+	t := threadKey{pid, h.tid}
+	k.serving[t] = append(k.serving[t], h)
+}
+
+// leave records that h is answered (or given up).
+func (k *kernelTracer) leave(pid uint32, h *httpHead) {
+	t := threadKey{pid, h.tid}
+	list := slices.DeleteFunc(k.serving[t], func(x *httpHead) bool { return x == h })
+	if len(list) == 0 {
+		delete(k.serving, t)
+	} else {
+		k.serving[t] = list
+	}
+}
+
+// childIDs chooses the IDs of a call thread tid of process pid starts now:
+// a child of the request the thread serves, if it serves exactly one, else
+// the root of a new trace.
+func (k *kernelTracer) childIDs(pid, tid uint32) SpanIDs {
+	if list := k.serving[threadKey{pid, tid}]; len(list) == 1 {
+		return SpanIDs{TraceID: list[0].ids.TraceID, SpanID: k.ids.newSpanID(), Parent: list[0].ids.SpanID}
+	}
+	return SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
+}

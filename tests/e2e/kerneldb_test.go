@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zerotrace/zerotrace/export/servicemap"
+	"github.com/zerotrace/zerotrace/tests/internal/postgres"
+	"github.com/zerotrace/zerotrace/tests/internal/redis"
+	"github.com/zerotrace/zerotrace/tests/internal/testenv"
+)
+
+// TestKernelDatabaseProtocols traces a Python http.server backend that
+// talks to PostgreSQL (psycopg2, libpq) and Redis (redis-py): programs
+// zerotrace sees only through syscall tracepoints. Its connections to both
+// are opened before the agent attaches (recognised by their first query or
+// command), and more are opened after (recognised by PostgreSQL's startup
+// message, after an SSL request the server declines). Every query and
+// command must become one CLIENT span, child of the server span of the
+// request that made it, with the database's system, sanitized text,
+// operation, collection, server address, rows, and the server's error
+// code for a failing one; replies spread over many reads (a 20000-row
+// result, a 200 KB value) end where they end. The service map must show
+// the two databases as nodes with request counts equal to the spans, and
+// no query literal, value or password may leave the agent.
+func TestKernelDatabaseProtocols(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	pg := postgres.Start(t)
+	rd := redis.Start(t)
+	pgHost, pgPort, _ := strings.Cut(pg.Addr(), ":")
+	dsn := fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s sslmode=prefer",
+		pgHost, pgPort, postgres.Database, postgres.User, postgres.Password)
+	script := filepath.Join(testenv.RepoRoot(t), "tests", "testdata", "pyhttp", "server.py")
+	// env execs python3 in its own process: the PID is the backend's.
+	backend, beAddr := testenv.StartSampleApp(t, "/usr/bin/env", "ZT_PG_DSN="+dsn,
+		fmt.Sprintf("ZT_REDIS_PORT=%d", rd.Port), python, script)
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(backend.Process.Pid), "--output", "json", "--listen", "127.0.0.1:0")
+	m := mapAddr.FindStringSubmatch(a.Stderr())
+	if m == nil {
+		t.Fatalf("the agent did not say where its endpoint is:\n%s", a.Stderr())
+	}
+
+	const perRoute, workers = 12, 3
+	routes := []string{"/pg", "/redis"}
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*perRoute+6)
+	get := func(c *http.Client, path string, want int) {
+		resp, err := c.Get("http://" + beAddr + path)
+		if err != nil {
+			errs <- err
+			return
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			errs <- fmt.Errorf("%s: status %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
+			for id := w; id < 2*perRoute; id += workers {
+				get(c, fmt.Sprintf("%s?id=%d", routes[id%2], id), 200)
+			}
+		}()
+	}
+	wg.Wait()
+	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
+	get(c, "/pg/fail", 500)
+	get(c, "/pg/big", 200)
+	get(c, "/redis/fail", 500)
+	get(c, "/redis/big", 200)
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if !alive(backend.Process.Pid) {
+		t.Fatal("the backend died")
+	}
+	base := "http://" + m[1]
+	var graph servicemap.Map
+	deadline := time.Now().Add(testenv.Timeout(t, 20*time.Second))
+	for {
+		var err error
+		if graph, err = getMap(base); err != nil {
+			t.Fatal(err)
+		}
+		if len(graph.Edges) == 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	a.stop()
+
+	spans := fromJSON(a.jsonSpans())
+	servers := map[string]observed{}
+	for _, s := range spans {
+		if s.Kind == "server" {
+			servers[s.SpanID] = s
+		}
+	}
+	// What each request must have made, in order, by route.
+	wantOps := map[string][]string{
+		"/pg":         {"SELECT items", "BEGIN", "INSERT items", "COMMIT"},
+		"/pg/fail":    {"SELECT no_such_table"},
+		"/pg/big":     {"SELECT"},
+		"/redis":      {"SET", "GET", "INCRBY"},
+		"/redis/fail": {"SET", "LPUSH"},
+		"/redis/big":  {"SET", "GET"},
+	}
+	wantServers := map[string]int{"/pg": perRoute, "/redis": perRoute, "/pg/fail": 1, "/pg/big": 1, "/redis/fail": 1, "/redis/big": 1}
+	children := map[string][]observed{}
+	perSystem := map[string]int64{}
+	for _, s := range spans {
+		if s.Kind != "client" {
+			continue
+		}
+		sys := s.Attrs["db.system.name"]
+		perSystem[sys]++
+		parent, ok := servers[s.ParentSpanID]
+		if !ok || parent.TraceID != s.TraceID {
+			t.Errorf("%s span %q (%s) is not the child of a server span", sys, s.Name, s.Attrs["db.query.text"])
+			continue
+		}
+		if s.Start.Before(parent.Start) || s.End.After(parent.End) || s.End.Before(s.Start) {
+			t.Errorf("%s span %q [%v, %v] is not inside its request [%v, %v]", sys, s.Name, s.Start, s.End, parent.Start, parent.End)
+		}
+		children[s.ParentSpanID] = append(children[s.ParentSpanID], s)
+		port := fmt.Sprint(rd.Port)
+		if sys == "postgresql" {
+			port = pgPort
+		}
+		if s.Attrs["server.address"] != "127.0.0.1" || s.Attrs["server.port"] != port || s.Attrs["zerotrace.source"] != "kernel" {
+			t.Errorf("%s span %q: server %s:%s, source %q", sys, s.Name, s.Attrs["server.address"], s.Attrs["server.port"], s.Attrs["zerotrace.source"])
+		}
+	}
+	byRoute := map[string]int{}
+	for id, srv := range servers {
+		route := srv.Attrs["url.path"]
+		byRoute[route]++
+		ops := children[id]
+		var names []string
+		for _, op := range ops {
+			names = append(names, op.Name)
+		}
+		if fmt.Sprint(names) != fmt.Sprint(wantOps[route]) {
+			t.Errorf("request %s made %v, want %v", route, names, wantOps[route])
+			continue
+		}
+		for _, op := range ops {
+			checkDatabaseSpan(t, route, op)
+		}
+	}
+	if fmt.Sprint(byRoute) != fmt.Sprint(wantServers) {
+		t.Errorf("server spans by route %v, want %v", byRoute, wantServers)
+	}
+	if want := int64(perRoute*4 + 2); perSystem["postgresql"] != want {
+		t.Errorf("%d PostgreSQL spans, want %d", perSystem["postgresql"], want)
+	}
+	if want := int64(perRoute*3 + 4); perSystem["redis"] != want {
+		t.Errorf("%d Redis spans, want %d", perSystem["redis"], want)
+	}
+
+	// The map: the backend and the two databases, as many requests per
+	// edge as spans.
+	svc := "service:" + exeName(t, backend.Process.Pid)
+	wantEdges := map[[2]string]int64{
+		{svc, "db:postgresql " + pg.Addr()}: perSystem["postgresql"],
+		{svc, "db:redis " + rd.Addr()}:      perSystem["redis"],
+	}
+	edges := map[[2]string]int64{}
+	for _, e := range graph.Edges {
+		edges[[2]string{e.Source, e.Target}] = e.Total.Requests
+		if want := int64(1); e.Total.Errors != want {
+			t.Errorf("edge %s → %s: %d errors, want %d", e.Source, e.Target, e.Total.Errors, want)
+		}
+	}
+	if fmt.Sprint(edges) != fmt.Sprint(wantEdges) {
+		t.Errorf("map edges %v, want %v", edges, wantEdges)
+	}
+	for _, n := range graph.Nodes {
+		if n.ID != svc && n.Kind != servicemap.KindDatabase {
+			t.Errorf("map node %s is a %s", n.ID, n.Kind)
+		}
+	}
+
+	out := a.Stdout() + a.Stderr()
+	for _, secret := range []string{"alice@example.com", "bob@example.com", "carol@example.com", "secret-value-", "zt:key:", postgres.Password, "generate_series(1, 20000)"} {
+		if strings.Contains(out, secret) {
+			t.Errorf("%q left the agent", secret)
+		}
+	}
+}
+
+// checkDatabaseSpan checks one query or command of the request route.
+func checkDatabaseSpan(t *testing.T, route string, s observed) {
+	t.Helper()
+	a := s.Attrs
+	switch {
+	case strings.HasPrefix(route, "/pg"):
+		if a["db.system.name"] != "postgresql" || a["db.operation.name"] != strings.Fields(s.Name)[0] {
+			t.Errorf("%s: span %q: %v", route, s.Name, a)
+		}
+		text := a["db.query.text"]
+		if strings.ContainsAny(text, "'") || strings.Contains(text, "%s") {
+			t.Errorf("%s: query text %q is not sanitized", route, text)
+		}
+		switch s.Name {
+		case "SELECT items":
+			if text != "SELECT count(*) FROM items WHERE owner = ?" || a["db.collection.name"] != "items" || a["db.response.returned_rows"] != "1" {
+				t.Errorf("%s: SELECT span: %v", route, a)
+			}
+		case "INSERT items":
+			// A connection opened after the attach: its startup names the database.
+			if text != "INSERT INTO items (id, owner) VALUES (?, ?)" || a["zerotrace.db.rows_affected"] != "1" || a["db.namespace"] != postgres.Database {
+				t.Errorf("%s: INSERT span: %v", route, a)
+			}
+		case "SELECT no_such_table":
+			if s.Status != "error" || a["error.type"] != "42P01" || a["db.response.status_code"] != "42P01" {
+				t.Errorf("%s: failing query: status %s, %v", route, s.Status, a)
+			}
+		case "SELECT":
+			// 20000 rows over many reads: the span lasts until the last.
+			if !strings.Contains(text, "generate_series(?, ?)") || s.End.Sub(s.Start) < 100*time.Microsecond {
+				t.Errorf("%s: big query: %v, lasted %v", route, a, s.End.Sub(s.Start))
+			}
+		}
+		if s.Name != "SELECT no_such_table" && s.Status == "error" {
+			t.Errorf("%s: %q failed: %v", route, s.Name, a)
+		}
+	default:
+		if a["db.system.name"] != "redis" || a["db.operation.name"] != s.Name {
+			t.Errorf("%s: span %q: %v", route, s.Name, a)
+		}
+		wantText := map[string]string{"SET": "SET ? ?", "GET": "GET ?", "INCRBY": "INCRBY ? ?", "LPUSH": "LPUSH ? ?"}[s.Name]
+		if a["db.query.text"] != wantText {
+			t.Errorf("%s: %s text %q, want %q", route, s.Name, a["db.query.text"], wantText)
+		}
+		if (s.Name == "LPUSH") != (s.Status == "error") || s.Name == "LPUSH" && a["error.type"] != "WRONGTYPE" {
+			t.Errorf("%s: %s status %s, error.type %q", route, s.Name, s.Status, a["error.type"])
+		}
+	}
+}
