@@ -19,6 +19,10 @@ type ConnEvent struct {
 	Remote netip.AddrPort
 	// BytesReceived and BytesSent (acknowledged) are known at the close.
 	BytesReceived, BytesSent uint64
+	// Before: an open found in /proc at attach time, for a connection
+	// established before the agent (Time is the attach time); its close
+	// comes with a Sock of its own and is matched by endpoints.
+	Before bool
 }
 
 // ProcessID implements Event.
@@ -32,7 +36,10 @@ type Conn struct {
 	Local   string     `json:"local"`
 	Remote  string     `json:"remote"`
 	Opened  time.Time  `json:"opened"`
-	Closed  *time.Time `json:"closed,omitempty"`
+	// OpenedBefore: the connection was established before the agent
+	// attached; Opened is the attach time.
+	OpenedBefore bool       `json:"opened_before_attach,omitempty"`
+	Closed       *time.Time `json:"closed,omitempty"`
 	// BytesReceived and BytesSent are 0 until the connection closes.
 	BytesReceived uint64 `json:"bytes_received"`
 	BytesSent     uint64 `json:"bytes_sent"`
@@ -55,20 +62,27 @@ const maxOpen = 65536
 // ConnTable holds the open connections of traced processes and the last
 // closed ones. Safe for concurrent use.
 type ConnTable struct {
-	mu     sync.Mutex
-	open   map[uint64]*Conn
-	closed []*Conn
+	mu   sync.Mutex
+	open map[uint64]*Conn
+	// adopted holds the open connections from before the agent, by
+	// their endpoints.
+	adopted map[[2]string]*Conn
+	closed  []*Conn
 	// Dropped counts connections not recorded because maxOpen were open.
 	Dropped atomic.Uint64
 }
 
-func newConnTable() *ConnTable { return &ConnTable{open: map[uint64]*Conn{}} }
+func newConnTable() *ConnTable {
+	return &ConnTable{open: map[uint64]*Conn{}, adopted: map[[2]string]*Conn{}}
+}
 
 func (t *ConnTable) add(e *ConnEvent, p *Process) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	ends := [2]string{e.Local.String(), e.Remote.String()}
 	if e.Open {
-		if _, known := t.open[e.Sock]; !known && len(t.open) >= maxOpen {
+		_, known := t.open[e.Sock]
+		if !known && len(t.open)+len(t.adopted) >= maxOpen {
 			t.Dropped.Add(1)
 			return
 		}
@@ -76,17 +90,25 @@ func (t *ConnTable) add(e *ConnEvent, p *Process) {
 		if e.Server {
 			role = "server"
 		}
-		t.open[e.Sock] = &Conn{
+		c := &Conn{
 			PID: e.PID, Service: p.ServiceName, Role: role,
-			Local: e.Local.String(), Remote: e.Remote.String(), Opened: e.Time, sock: e.Sock,
+			Local: ends[0], Remote: ends[1], Opened: e.Time, OpenedBefore: e.Before, sock: e.Sock,
+		}
+		if e.Before {
+			t.adopted[ends] = c
+		} else {
+			t.open[e.Sock] = c
 		}
 		return
 	}
 	c := t.open[e.Sock]
-	if c == nil {
-		return // opened before the agent attached
+	if c != nil {
+		delete(t.open, e.Sock)
+	} else if c = t.adopted[ends]; c != nil {
+		delete(t.adopted, ends)
+	} else {
+		return // opened before the agent attached, and not found then
 	}
-	delete(t.open, e.Sock)
 	at := e.Time
 	c.Closed = &at
 	c.BytesReceived, c.BytesSent = e.BytesReceived, e.BytesSent
@@ -101,8 +123,11 @@ func (t *ConnTable) add(e *ConnEvent, p *Process) {
 func (t *ConnTable) Snapshot() []Conn {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	all := make([]*Conn, 0, len(t.open)+len(t.closed))
+	all := make([]*Conn, 0, len(t.open)+len(t.adopted)+len(t.closed))
 	for _, c := range t.open {
+		all = append(all, c)
+	}
+	for _, c := range t.adopted {
 		all = append(all, c)
 	}
 	all = append(all, t.closed...)

@@ -145,6 +145,18 @@ func (c *Correlator) finish(s *Span, p *Process, ids SpanIDs) {
 	redactSpan(c.red, s)
 }
 
+// AddConnection records a connection event that did not come from the
+// probes: one found in /proc at attach time (ConnEvent.Before). Safe to
+// call from any goroutine.
+func (c *Correlator) AddConnection(e *ConnEvent) {
+	c.mu.RLock()
+	p := c.procs[e.PID]
+	c.mu.RUnlock()
+	if p != nil {
+		c.conns.add(e, p)
+	}
+}
+
 // Connections is the table of the traced processes' TCP connections.
 func (c *Correlator) Connections() *ConnTable { return c.conns }
 

@@ -155,7 +155,9 @@ static __always_inline void sock_endpoints(const struct sock *sk, __u16 *family,
 	*family = fam;
 	if (fam != AF_INET && fam != AF_INET6)
 		return;
-	*local_port = BPF_CORE_READ(sk, __sk_common.skc_num);
+	// inet_sport, not skc_num: the kernel clears skc_num (releasing the
+	// port) before it reports the move to TCP_CLOSE.
+	*local_port = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 	*remote_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (fam == AF_INET) {
 		__u32 a = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
@@ -525,6 +527,38 @@ static __always_inline void emit_conn(const struct sock *sk, struct conn_owner *
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
+// Connections established before the agent attached, which it found in
+// /proc, by their endpoints as the socket holds them; filled by user space
+// so that their close is reported too.
+struct conn_ends {
+	__u16 family;
+	__u16 local_port;
+	__u16 remote_port;
+	__u16 pad;
+	__u8 local_ip[16];
+	__u8 remote_ip[16];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct conn_ends);
+	__type(value, struct conn_owner);
+} adopted_conns SEC(".maps");
+
+// Reports the close of a connection from before the agent, if it is one.
+static __always_inline void close_adopted(const struct sock *sk)
+{
+	struct conn_ends k = {};
+	sock_endpoints(sk, &k.family, &k.local_port, &k.remote_port, k.local_ip, k.remote_ip);
+	struct conn_owner *o = bpf_map_lookup_elem(&adopted_conns, &k);
+	if (!o)
+		return;
+	struct conn_owner c = *o;
+	bpf_map_delete_elem(&adopted_conns, &k);
+	emit_conn(sk, &c, CONN_CLOSE);
+}
+
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
 {
@@ -558,8 +592,10 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 	}
 	if (newstate == TCP_CLOSE) {
 		struct conn_owner *o = bpf_map_lookup_elem(&conn_owners, &key);
-		if (!o)
+		if (!o) {
+			close_adopted(sk);
 			return 0;
+		}
 		struct conn_owner c = *o;
 		bpf_map_delete_elem(&conn_owners, &key);
 		emit_conn(sk, &c, CONN_CLOSE);

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"os"
 	"os/signal"
 	"runtime/pprof"
@@ -385,7 +384,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		attached = append(attached, a)
 		if sysTracer != nil {
-			if err := sysTracer.AddConnections(p.Target.PID, listening(p.Target.PID)); err != nil {
+			if err := followConnections(sysTracer, corr, p.Target.PID); err != nil {
 				fmt.Fprintf(stderr, "zerotrace: %s: no connection tracking: %v\n", p.Target, err)
 			}
 		}
@@ -410,7 +409,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			return fmt.Errorf("pid %d (%s) is not a Go program and kernel-level tracing cannot run here", pid, exe)
 		}
 		corr.Register(correlate.NewProcess(uint32(pid), exe, serviceName, ""))
-		if err := sysTracer.AddConnections(pid, listening(pid)); err != nil {
+		if err := followConnections(sysTracer, corr, pid); err != nil {
 			return err
 		}
 		if err := sysTracer.AddHTTP(pid); err != nil {
@@ -527,11 +526,30 @@ wait:
 	return nil
 }
 
-// listening lists the ports process pid listens on (none when it cannot
-// be read: its server connections are then not followed).
-func listening(pid int) []int {
-	ports, _ := probes.ListeningPorts(pid)
-	return slices.Collect(maps.Keys(ports))
+// followConnections follows the TCP connections of process pid: those it
+// opens or accepts from now on, and those it already has (listed in the
+// table as opened before the agent, their close reported like the others).
+// A connection made between the look at /proc and the start of the
+// following is missed: a window of a moment, at attach only.
+func followConnections(sys *syscalls.Tracer, corr *correlate.Correlator, pid int) error {
+	socks, err := probes.ProcessTCP(pid)
+	if err != nil {
+		return err
+	}
+	var listening []int
+	for _, s := range socks {
+		if s.Listening {
+			listening = append(listening, int(s.Local.Port()))
+		}
+	}
+	if err := sys.AddConnections(pid, listening); err != nil {
+		return err
+	}
+	adopted, err := sys.AdoptConnections(pid, socks, time.Now())
+	for _, e := range adopted {
+		corr.AddConnection(e)
+	}
+	return err
 }
 
 // typeNamer names the dynamic types behind itabs in events (errors,

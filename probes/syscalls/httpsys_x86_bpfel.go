@@ -16,6 +16,7 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	httpsysMapAdoptedConns      = "adopted_conns"
 	httpsysMapConnCtx           = "conn_ctx"
 	httpsysMapConnCtxArmed      = "conn_ctx_armed"
 	httpsysMapConnOwners        = "conn_owners"
@@ -106,6 +107,7 @@ type httpsysProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpsysMapSpecs struct {
+	AdoptedConns *ebpf.MapSpec `ebpf:"adopted_conns"`
 	ConnCtx      *ebpf.MapSpec `ebpf:"conn_ctx"`
 	ConnCtxArmed *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
 	ConnOwners   *ebpf.MapSpec `ebpf:"conn_owners"`
@@ -146,6 +148,7 @@ func (o *httpsysObjects) Close() error {
 //
 // It can be passed to loadHttpsysObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpsysMaps struct {
+	AdoptedConns *ebpf.Map `ebpf:"adopted_conns"`
 	ConnCtx      *ebpf.Map `ebpf:"conn_ctx"`
 	ConnCtxArmed *ebpf.Map `ebpf:"conn_ctx_armed"`
 	ConnOwners   *ebpf.Map `ebpf:"conn_owners"`
@@ -161,6 +164,7 @@ type httpsysMaps struct {
 
 func (m *httpsysMaps) Close() error {
 	return _HttpsysClose(
+		m.AdoptedConns,
 		m.ConnCtx,
 		m.ConnCtxArmed,
 		m.ConnOwners,

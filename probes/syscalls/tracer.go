@@ -9,12 +9,16 @@ package syscalls
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
+	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
 	"golang.org/x/sys/unix"
 
+	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/events"
 )
 
@@ -113,6 +117,77 @@ func (t *Tracer) AddConnections(pid int, listening []int) error {
 		}
 	}
 	return nil
+}
+
+// connEnds is struct conn_ends: a socket's endpoints as the kernel holds
+// them.
+type connEnds struct {
+	Family     uint16
+	LocalPort  uint16
+	RemotePort uint16
+	_          uint16
+	LocalIP    [16]byte
+	RemoteIP   [16]byte
+}
+
+// connOwner is struct conn_owner.
+type connOwner struct {
+	Tgid uint32
+	Role uint8
+	_    [3]uint8
+}
+
+// Connection roles (enum conn_role).
+const (
+	roleClient = 1
+	roleServer = 2
+)
+
+// AdoptConnections makes the close of process pid's established
+// connections, which predate the agent, reported like the others. It
+// returns them as ConnEvents that open them in the table, at the time
+// given.
+func (t *Tracer) AdoptConnections(pid int, socks []probes.TCPSocket, at time.Time) ([]*correlate.ConnEvent, error) {
+	listening := map[uint16]bool{}
+	for _, s := range socks {
+		if s.Listening {
+			listening[s.Local.Port()] = true
+		}
+	}
+	var events []*correlate.ConnEvent
+	var errs []error
+	for _, s := range socks {
+		if !s.Established {
+			continue
+		}
+		server := listening[s.Local.Port()]
+		k := connEnds{Family: 2, LocalPort: s.Local.Port(), RemotePort: s.Remote.Port()}
+		if s.V6 {
+			k.Family = 10
+			k.LocalIP, k.RemoteIP = s.Local.Addr().As16(), s.Remote.Addr().As16()
+		} else {
+			l, r := s.Local.Addr().As4(), s.Remote.Addr().As4()
+			copy(k.LocalIP[:], l[:])
+			copy(k.RemoteIP[:], r[:])
+		}
+		o := connOwner{Tgid: uint32(pid), Role: roleClient}
+		if server {
+			o.Role = roleServer
+		}
+		if err := t.objs.AdoptedConns.Put(k, o); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		events = append(events, &correlate.ConnEvent{
+			PID: uint32(pid), Time: at, Open: true, Server: server, Before: true,
+			Local:  netip.AddrPortFrom(s.Local.Addr().Unmap(), s.Local.Port()),
+			Remote: netip.AddrPortFrom(s.Remote.Addr().Unmap(), s.Remote.Port()),
+		})
+	}
+	if len(errs) > 0 {
+		return events, fmt.Errorf("pid %d: following %d connections opened before the agent: %w", pid, len(errs), errs[0])
+	}
+	return events, nil
 }
 
 // AddHTTP traces the HTTP/1.x of process pid from its socket syscalls,

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -79,6 +80,7 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 	get(c, "/pg/big", 200)
 	get(c, "/redis/fail", 500)
 	get(c, "/redis/big", 200)
+	get(c, "/redis/close", 200)
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
@@ -99,6 +101,7 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	checkAdoptedConnections(t, base, backend.Process.Pid, pg.Addr(), rd.Addr())
 	a.stop()
 
 	spans := fromJSON(a.jsonSpans())
@@ -117,7 +120,7 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 		"/redis/fail": {"SET", "LPUSH"},
 		"/redis/big":  {"SET", "GET"},
 	}
-	wantServers := map[string]int{"/pg": perRoute, "/redis": perRoute, "/pg/fail": 1, "/pg/big": 1, "/redis/fail": 1, "/redis/big": 1}
+	wantServers := map[string]int{"/pg": perRoute, "/redis": perRoute, "/pg/fail": 1, "/pg/big": 1, "/redis/fail": 1, "/redis/big": 1, "/redis/close": 1}
 	children := map[string][]observed{}
 	perSystem := map[string]int64{}
 	for _, s := range spans {
@@ -198,6 +201,48 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 		if strings.Contains(out, secret) {
 			t.Errorf("%q left the agent", secret)
 		}
+	}
+}
+
+// checkAdoptedConnections checks the connection table for the backend's
+// connections made before the agent attached: the one to PostgreSQL still
+// open, the one to Redis closed by /redis/close with its byte counts.
+func checkAdoptedConnections(t *testing.T, base string, pid int, pgAddr, rdAddr string) {
+	t.Helper()
+	type conn struct {
+		PID           int    `json:"pid"`
+		Role          string `json:"role"`
+		Remote        string `json:"remote"`
+		Before        bool   `json:"opened_before_attach"`
+		Closed        any    `json:"closed"`
+		BytesReceived uint64 `json:"bytes_received"`
+		BytesSent     uint64 `json:"bytes_sent"`
+	}
+	var pgOpen, rdClosed bool
+	var conns []conn
+	deadline := time.Now().Add(testenv.Timeout(t, 10*time.Second))
+	for !(pgOpen && rdClosed) && time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/api/connections")
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = nil
+		err = json.NewDecoder(resp.Body).Decode(&conns)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range conns {
+			if c.PID != pid || c.Role != "client" || !c.Before {
+				continue
+			}
+			pgOpen = pgOpen || c.Remote == pgAddr && c.Closed == nil
+			rdClosed = rdClosed || c.Remote == rdAddr && c.Closed != nil && c.BytesReceived > 0 && c.BytesSent > 0
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !pgOpen || !rdClosed {
+		t.Errorf("connections from before the attach: PostgreSQL open %v, Redis closed with bytes %v:\n%+v", pgOpen, rdClosed, conns)
 	}
 }
 

@@ -15,6 +15,7 @@ those connections exist before any tracer attaches. Then:
   GET /redis?id=N  SET, GET and INCR
   GET /redis/fail  LPUSH on a string key (WRONGTYPE, 500)
   GET /redis/big   GET of a 200 KB value
+  GET /redis/close closes the Redis connections (the next command opens one)
 """
 import http.server
 import os
@@ -63,6 +64,9 @@ def redis_route(path, query):
             rd.lpush("zt:string", "x")
         except redis.ResponseError:
             return b"failed", 500
+    if path == "/redis/close":
+        rd.connection_pool.disconnect()
+        return b"closed", 200
     if path == "/redis/big":
         rd.set("zt:big", "v" * 200000)
         return str(len(rd.get("zt:big"))).encode(), 200
