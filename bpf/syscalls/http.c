@@ -170,8 +170,26 @@ static __always_inline void sock_endpoints(const struct sock *sk, __u16 *family,
 	}
 }
 
-// Fills e's socket fields from descriptor fd of the current process, through
-// its file table; they stay zero when fd is not a socket.
+// The socket behind descriptor fd of the current process, through its file
+// table; NULL when fd is not a socket.
+static __always_inline const struct sock *fd_sock(__s32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
+		return NULL;
+	struct socket *so = BPF_CORE_READ(f, private_data);
+	return BPF_CORE_READ(so, sk);
+}
+
+// Fills e's socket fields from descriptor fd of the current process; they
+// stay zero when fd is not a socket.
 static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd)
 {
 	e->family = 0;
@@ -179,18 +197,7 @@ static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd)
 	e->remote_port = 0;
 	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
 	__builtin_memset(e->remote_ip, 0, sizeof(e->remote_ip));
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	if (!fdt || fd < 0 || (__u32)fd >= BPF_CORE_READ(fdt, max_fds))
-		return;
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *f = NULL;
-	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
-		return;
-	if ((BPF_CORE_READ(f, f_inode, i_mode) & S_IFMT) != S_IFSOCK)
-		return;
-	struct socket *so = BPF_CORE_READ(f, private_data);
-	const struct sock *sk = BPF_CORE_READ(so, sk);
+	const struct sock *sk = fd_sock(fd);
 	if (sk)
 		sock_endpoints(sk, &e->family, &e->local_port, &e->remote_port, e->local_ip, e->remote_ip);
 }
@@ -600,5 +607,42 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 		bpf_map_delete_elem(&conn_owners, &key);
 		emit_conn(sk, &c, CONN_CLOSE);
 	}
+	return 0;
+}
+
+// A connection accepted by a traced process is its own, whoever the
+// listening port was registered to: the workers of a pre-forking server
+// (gunicorn, nginx, PostgreSQL) share one listening socket. The open
+// reported at ESTABLISHED, by port, is corrected here when it named
+// another process, and reported here when no traced port matched (a
+// listening socket inherited or passed on).
+static __always_inline void accepted(struct trace_event_raw_sys_exit *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	if (ctx->ret < 0 || !bpf_map_lookup_elem(&conn_tgids, &tgid))
+		return;
+	const struct sock *sk = fd_sock((__s32)ctx->ret);
+	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+		return;
+	__u64 key = (__u64)sk;
+	struct conn_owner *o = bpf_map_lookup_elem(&conn_owners, &key);
+	if (o && o->tgid == tgid)
+		return;
+	struct conn_owner n = {.tgid = tgid, .role = CONN_SERVER};
+	bpf_map_update_elem(&conn_owners, &key, &n, BPF_ANY);
+	emit_conn(sk, &n, CONN_OPEN);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	accepted(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	accepted(ctx);
 	return 0;
 }

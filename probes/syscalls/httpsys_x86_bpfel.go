@@ -38,6 +38,8 @@ const (
 	httpsysProgSysEnterSendto   = "sys_enter_sendto"
 	httpsysProgSysEnterWrite    = "sys_enter_write"
 	httpsysProgSysEnterWritev   = "sys_enter_writev"
+	httpsysProgSysExitAccept    = "sys_exit_accept"
+	httpsysProgSysExitAccept4   = "sys_exit_accept4"
 	httpsysProgSysExitRead      = "sys_exit_read"
 	httpsysProgSysExitReadv     = "sys_exit_readv"
 	httpsysProgSysExitRecvfrom  = "sys_exit_recvfrom"
@@ -97,6 +99,8 @@ type httpsysProgramSpecs struct {
 	SysEnterSendto   *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
 	SysEnterWrite    *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
 	SysEnterWritev   *ebpf.ProgramSpec `ebpf:"sys_enter_writev"`
+	SysExitAccept    *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
+	SysExitAccept4   *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
 	SysExitRead      *ebpf.ProgramSpec `ebpf:"sys_exit_read"`
 	SysExitReadv     *ebpf.ProgramSpec `ebpf:"sys_exit_readv"`
 	SysExitRecvfrom  *ebpf.ProgramSpec `ebpf:"sys_exit_recvfrom"`
@@ -200,6 +204,8 @@ type httpsysPrograms struct {
 	SysEnterSendto   *ebpf.Program `ebpf:"sys_enter_sendto"`
 	SysEnterWrite    *ebpf.Program `ebpf:"sys_enter_write"`
 	SysEnterWritev   *ebpf.Program `ebpf:"sys_enter_writev"`
+	SysExitAccept    *ebpf.Program `ebpf:"sys_exit_accept"`
+	SysExitAccept4   *ebpf.Program `ebpf:"sys_exit_accept4"`
 	SysExitRead      *ebpf.Program `ebpf:"sys_exit_read"`
 	SysExitReadv     *ebpf.Program `ebpf:"sys_exit_readv"`
 	SysExitRecvfrom  *ebpf.Program `ebpf:"sys_exit_recvfrom"`
@@ -218,6 +224,8 @@ func (p *httpsysPrograms) Close() error {
 		p.SysEnterSendto,
 		p.SysEnterWrite,
 		p.SysEnterWritev,
+		p.SysExitAccept,
+		p.SysExitAccept4,
 		p.SysExitRead,
 		p.SysExitReadv,
 		p.SysExitRecvfrom,

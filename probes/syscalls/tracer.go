@@ -1,9 +1,9 @@
 // Package syscalls traces processes from the kernel, whatever their
 // language (see bpf/syscalls/http.c): the TCP connections of every traced
-// process (sock:inet_sock_set_state, through BTF), and the HTTP/1.x of
-// processes that are not Go programs, from syscall tracepoints on their
-// socket reads and writes. The syscall tracepoints need tracefs, which it
-// mounts when nothing has.
+// process (sock:inet_sock_set_state through BTF, and the accept syscalls),
+// and the HTTP/1.x, PostgreSQL and Redis traffic of processes that are not
+// Go programs, from syscall tracepoints on their socket reads and writes.
+// The syscall tracepoints need tracefs, which it mounts when nothing has.
 package syscalls
 
 import (
@@ -31,6 +31,9 @@ type Tracer struct {
 	objs  httpsysObjects
 	links []link.Link
 	http  bool // the syscall tracepoints are attached
+	// Note says what the tracer could not do, for the user; "" when it
+	// does everything.
+	Note string
 }
 
 // tracepoints are the programs and where they go.
@@ -83,8 +86,9 @@ func Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
 	return spec, nil
 }
 
-// NewTracer loads the programs and attaches the connection tracepoint. No
-// process is traced until AddConnections or AddHTTP.
+// NewTracer loads the programs and attaches the connection tracepoints
+// (sock/inet_sock_set_state, and the accept syscalls when tracefs can be
+// had). No process is traced until AddConnections or AddHTTP.
 func NewTracer(shared *events.Shared) (*Tracer, error) {
 	t := &Tracer{}
 	spec, err := Spec(shared)
@@ -102,6 +106,23 @@ func NewTracer(shared *events.Shared) (*Tracer, error) {
 		return nil, fmt.Errorf("attaching to tracepoint sock/inet_sock_set_state: %w", err)
 	}
 	t.links = append(t.links, l)
+	// Accepts name the process that owns a server connection; without
+	// them the listening port does (wrong for pre-forked workers).
+	if err := ensureTracefs(); err != nil {
+		t.Note = fmt.Sprintf("server connections are attributed by listening port only: %v", err)
+		return t, nil
+	}
+	for _, tp := range []struct {
+		name string
+		prog *ebpf.Program
+	}{{"sys_exit_accept4", t.objs.SysExitAccept4}, {"sys_exit_accept", t.objs.SysExitAccept}} {
+		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attaching to tracepoint syscalls/%s: %w", tp.name, err)
+		}
+		t.links = append(t.links, l)
+	}
 	return t, nil
 }
 
