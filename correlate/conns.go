@@ -28,6 +28,16 @@ type ConnEvent struct {
 // ProcessID implements Event.
 func (e *ConnEvent) ProcessID() uint32 { return e.PID }
 
+// ConnBytes is the byte counts of an open connection, read on demand.
+// Local and Remote are set for a connection from before the agent, which
+// the table knows by its endpoints; the others are known by Sock.
+type ConnBytes struct {
+	PID                      uint32
+	Sock                     uint64
+	Local, Remote            netip.AddrPort
+	BytesReceived, BytesSent uint64
+}
+
 // Conn is one connection in the table.
 type Conn struct {
 	PID     uint32     `json:"pid"`
@@ -40,7 +50,8 @@ type Conn struct {
 	// attached; Opened is the attach time.
 	OpenedBefore bool       `json:"opened_before_attach,omitempty"`
 	Closed       *time.Time `json:"closed,omitempty"`
-	// BytesReceived and BytesSent are 0 until the connection closes.
+	// BytesReceived and BytesSent (acknowledged): final once closed, as
+	// of the last look while open (0 when none could be had).
 	BytesReceived uint64 `json:"bytes_received"`
 	BytesSent     uint64 `json:"bytes_sent"`
 	// PeerPID and PeerService name the process at the other end when it is
@@ -68,6 +79,10 @@ type ConnTable struct {
 	// their endpoints.
 	adopted map[[2]string]*Conn
 	closed  []*Conn
+	// live reads the byte counts of the open connections; lastLive is
+	// when it last did.
+	live     func() ([]ConnBytes, error)
+	lastLive time.Time
 	// Dropped counts connections not recorded because maxOpen were open.
 	Dropped atomic.Uint64
 }
@@ -118,9 +133,51 @@ func (t *ConnTable) add(e *ConnEvent, p *Process) {
 	}
 }
 
+// SetLive gives the table a way to read the byte counts of its open
+// connections, which Snapshot uses at most once a second.
+func (t *ConnTable) SetLive(f func() ([]ConnBytes, error)) {
+	t.mu.Lock()
+	t.live = f
+	t.mu.Unlock()
+}
+
+// liveInterval is the least time between two reads of the byte counts:
+// each walks every TCP socket of the host.
+const liveInterval = time.Second
+
+// refresh updates the byte counts of the open connections, if due.
+func (t *ConnTable) refresh() {
+	t.mu.Lock()
+	live := t.live
+	due := live != nil && time.Since(t.lastLive) >= liveInterval
+	if due {
+		t.lastLive = time.Now()
+	}
+	t.mu.Unlock()
+	if !due {
+		return
+	}
+	counts, err := live()
+	if err != nil {
+		return // the counts stay as they were
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, b := range counts {
+		c := t.open[b.Sock]
+		if b.Local.IsValid() {
+			c = t.adopted[[2]string{b.Local.String(), b.Remote.String()}]
+		}
+		if c != nil && c.PID == b.PID {
+			c.BytesReceived, c.BytesSent = b.BytesReceived, b.BytesSent
+		}
+	}
+}
+
 // Snapshot returns the open connections and the last closed ones, each with
 // its peer process when both ends are traced here.
 func (t *ConnTable) Snapshot() []Conn {
+	t.refresh()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	all := make([]*Conn, 0, len(t.open)+len(t.adopted)+len(t.closed))

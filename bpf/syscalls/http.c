@@ -646,3 +646,44 @@ int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 	accepted(ctx);
 	return 0;
 }
+
+// ---------------------------------------------------------------------------
+// Byte counts of the open connections, on demand: user space reads this
+// iterator over every TCP socket of the host when it is asked for the
+// connection table, and gets one record per followed connection.
+
+struct conn_bytes {
+	__u64 sock;
+	__u64 bytes_received;
+	__u64 bytes_acked;
+	struct conn_ends ends; // set for a connection from before the agent
+	__u32 tgid;
+	__u32 pad;
+};
+
+SEC("iter/tcp")
+int conn_bytes(struct bpf_iter__tcp *ctx)
+{
+	struct sock_common *skc = ctx->sk_common;
+	if (!skc)
+		return 0;
+	struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+	if (!tp)
+		return 0; // a request or time-wait socket: no connection yet, or no more
+	const struct sock *sk = (const struct sock *)tp;
+	__u64 key = (__u64)sk;
+	struct conn_bytes b = {.sock = key};
+	struct conn_owner *o = bpf_map_lookup_elem(&conn_owners, &key);
+	if (!o) {
+		sock_endpoints(sk, &b.ends.family, &b.ends.local_port, &b.ends.remote_port, b.ends.local_ip,
+			       b.ends.remote_ip);
+		o = bpf_map_lookup_elem(&adopted_conns, &b.ends);
+		if (!o)
+			return 0;
+	}
+	b.tgid = o->tgid;
+	b.bytes_received = BPF_CORE_READ(tp, bytes_received);
+	b.bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	bpf_seq_write(ctx->meta->seq, &b, sizeof(b));
+	return 0;
+}

@@ -302,6 +302,9 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	// Build and start the whole pipeline before attaching, so that the
 	// ring buffer is drained from the first event on.
 	corr := correlate.New(log, red)
+	if sysTracer != nil {
+		corr.Connections().SetLive(sysTracer.LiveBytes)
+	}
 	clock := events.NewClock()
 	namer := newTypeNamer()
 	reader, err := events.NewReader(shared, o.queueLen, clock, namer.name, log)

@@ -28,6 +28,7 @@ const (
 	httpsysMapSockFds           = "sock_fds"
 	httpsysMapTracedPorts       = "traced_ports"
 	httpsysMapTracedTgids       = "traced_tgids"
+	httpsysProgConnBytes        = "conn_bytes"
 	httpsysProgInetSockSetState = "inet_sock_set_state"
 	httpsysProgSysEnterClose    = "sys_enter_close"
 	httpsysProgSysEnterRead     = "sys_enter_read"
@@ -89,6 +90,7 @@ type httpsysSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpsysProgramSpecs struct {
+	ConnBytes        *ebpf.ProgramSpec `ebpf:"conn_bytes"`
 	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
 	SysEnterClose    *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
 	SysEnterRead     *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
@@ -194,6 +196,7 @@ type httpsysVariables struct {
 //
 // It can be passed to loadHttpsysObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpsysPrograms struct {
+	ConnBytes        *ebpf.Program `ebpf:"conn_bytes"`
 	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
 	SysEnterClose    *ebpf.Program `ebpf:"sys_enter_close"`
 	SysEnterRead     *ebpf.Program `ebpf:"sys_enter_read"`
@@ -214,6 +217,7 @@ type httpsysPrograms struct {
 
 func (p *httpsysPrograms) Close() error {
 	return _HttpsysClose(
+		p.ConnBytes,
 		p.InetSockSetState,
 		p.SysEnterClose,
 		p.SysEnterRead,

@@ -7,8 +7,10 @@
 package syscalls
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"time"
@@ -30,6 +32,7 @@ const tracefsDir = "/sys/kernel/tracing"
 type Tracer struct {
 	objs  httpsysObjects
 	links []link.Link
+	iter  *link.Iter // the byte counts of open connections
 	http  bool // the syscall tracepoints are attached
 	// Note says what the tracer could not do, for the user; "" when it
 	// does everything.
@@ -106,6 +109,13 @@ func NewTracer(shared *events.Shared) (*Tracer, error) {
 		return nil, fmt.Errorf("attaching to tracepoint sock/inet_sock_set_state: %w", err)
 	}
 	t.links = append(t.links, l)
+	it, err := link.AttachIter(link.IterOptions{Program: t.objs.ConnBytes})
+	if err != nil {
+		t.Close()
+		return nil, fmt.Errorf("attaching the TCP socket iterator: %w", err)
+	}
+	t.iter = it
+	t.links = append(t.links, it)
 	// Accepts name the process that owns a server connection; without
 	// them the listening port does (wrong for pre-forked workers).
 	if err := ensureTracefs(); err != nil {
@@ -209,6 +219,55 @@ func (t *Tracer) AdoptConnections(pid int, socks []probes.TCPSocket, at time.Tim
 		return events, fmt.Errorf("pid %d: following %d connections opened before the agent: %w", pid, len(errs), errs[0])
 	}
 	return events, nil
+}
+
+// connBytes is struct conn_bytes.
+type connBytes struct {
+	Sock          uint64
+	BytesReceived uint64
+	BytesAcked    uint64
+	Ends          connEnds
+	Tgid          uint32
+	_             uint32
+}
+
+// LiveBytes reads the byte counts of every followed connection that is
+// still open, walking the host's TCP sockets once.
+func (t *Tracer) LiveBytes() ([]correlate.ConnBytes, error) {
+	rd, err := t.iter.Open()
+	if err != nil {
+		return nil, fmt.Errorf("reading the TCP socket iterator: %w", err)
+	}
+	defer rd.Close()
+	data, err := io.ReadAll(rd)
+	if err != nil {
+		return nil, fmt.Errorf("reading the TCP socket iterator: %w", err)
+	}
+	size := binary.Size(connBytes{})
+	out := make([]correlate.ConnBytes, 0, len(data)/size)
+	for ; len(data) >= size; data = data[size:] {
+		var b connBytes
+		if _, err := binary.Decode(data[:size], binary.NativeEndian, &b); err != nil {
+			return nil, err
+		}
+		c := correlate.ConnBytes{PID: b.Tgid, Sock: b.Sock, BytesReceived: b.BytesReceived, BytesSent: b.BytesAcked}
+		if b.Ends.Family != 0 {
+			c.Local, c.Remote = b.Ends.addrs()
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// addrs returns the endpoints, IPv4-mapped addresses unmapped.
+func (e connEnds) addrs() (local, remote netip.AddrPort) {
+	var l, r netip.Addr
+	if e.Family == 2 {
+		l, r = netip.AddrFrom4([4]byte(e.LocalIP[:4])), netip.AddrFrom4([4]byte(e.RemoteIP[:4]))
+	} else {
+		l, r = netip.AddrFrom16(e.LocalIP).Unmap(), netip.AddrFrom16(e.RemoteIP).Unmap()
+	}
+	return netip.AddrPortFrom(l, e.LocalPort), netip.AddrPortFrom(r, e.RemotePort)
 }
 
 // AddHTTP traces the HTTP/1.x of process pid from its socket syscalls,

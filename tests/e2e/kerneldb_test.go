@@ -206,7 +206,9 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 
 // checkAdoptedConnections checks the connection table for the backend's
 // connections made before the agent attached: the one to PostgreSQL still
-// open, the one to Redis closed by /redis/close with its byte counts.
+// open, the one to Redis closed by /redis/close, both with their byte
+// counts; and that connections still open (the test's keep-alive ones)
+// show their bytes so far.
 func checkAdoptedConnections(t *testing.T, base string, pid int, pgAddr, rdAddr string) {
 	t.Helper()
 	type conn struct {
@@ -218,10 +220,10 @@ func checkAdoptedConnections(t *testing.T, base string, pid int, pgAddr, rdAddr 
 		BytesReceived uint64 `json:"bytes_received"`
 		BytesSent     uint64 `json:"bytes_sent"`
 	}
-	var pgOpen, rdClosed bool
+	var pgOpen, rdClosed, liveServer bool
 	var conns []conn
 	deadline := time.Now().Add(testenv.Timeout(t, 10*time.Second))
-	for !(pgOpen && rdClosed) && time.Now().Before(deadline) {
+	for !(pgOpen && rdClosed && liveServer) && time.Now().Before(deadline) {
 		resp, err := http.Get(base + "/api/connections")
 		if err != nil {
 			t.Fatal(err)
@@ -233,16 +235,19 @@ func checkAdoptedConnections(t *testing.T, base string, pid int, pgAddr, rdAddr 
 			t.Fatal(err)
 		}
 		for _, c := range conns {
+			bytes := c.BytesReceived > 0 && c.BytesSent > 0
+			liveServer = liveServer || c.PID == pid && c.Role == "server" && c.Closed == nil && bytes
 			if c.PID != pid || c.Role != "client" || !c.Before {
 				continue
 			}
-			pgOpen = pgOpen || c.Remote == pgAddr && c.Closed == nil
-			rdClosed = rdClosed || c.Remote == rdAddr && c.Closed != nil && c.BytesReceived > 0 && c.BytesSent > 0
+			pgOpen = pgOpen || c.Remote == pgAddr && c.Closed == nil && bytes
+			rdClosed = rdClosed || c.Remote == rdAddr && c.Closed != nil && bytes
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if !pgOpen || !rdClosed {
-		t.Errorf("connections from before the attach: PostgreSQL open %v, Redis closed with bytes %v:\n%+v", pgOpen, rdClosed, conns)
+	if !pgOpen || !rdClosed || !liveServer {
+		t.Errorf("connections from before the attach: PostgreSQL open with bytes %v, Redis closed with bytes %v; an open server connection with bytes %v:\n%+v",
+			pgOpen, rdClosed, liveServer, conns)
 	}
 }
 
