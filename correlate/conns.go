@@ -40,12 +40,12 @@ type ConnBytes struct {
 
 // Conn is one connection in the table.
 type Conn struct {
-	PID     uint32     `json:"pid"`
-	Service string     `json:"service"`
-	Role    string     `json:"role"` // "client" or "server"
-	Local   string     `json:"local"`
-	Remote  string     `json:"remote"`
-	Opened  time.Time  `json:"opened"`
+	PID     uint32    `json:"pid"`
+	Service string    `json:"service"`
+	Role    string    `json:"role"` // "client" or "server"
+	Local   string    `json:"local"`
+	Remote  string    `json:"remote"`
+	Opened  time.Time `json:"opened"`
 	// OpenedBefore: the connection was established before the agent
 	// attached; Opened is the attach time.
 	OpenedBefore bool       `json:"opened_before_attach,omitempty"`

@@ -216,10 +216,10 @@ func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {
 	var e commonSockDataEvent
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&e)), sockDataMin), raw)
 	d := &correlate.SockData{
-		PID:  e.Hdr.Pid,
-		TID:  e.Tid,
-		FD:   e.Fd,
-		Time: clock.Wall(e.Hdr.TsNs),
+		PID:   e.Hdr.Pid,
+		TID:   e.Tid,
+		FD:    e.Fd,
+		Time:  clock.Wall(e.Hdr.TsNs),
 		Dir:   correlate.SockDir(e.Dir),
 		Proto: correlate.SockProto(e.Proto),
 		Ready: e.Flags&sockFlagReady != 0,

@@ -33,7 +33,7 @@ type Tracer struct {
 	objs  httpsysObjects
 	links []link.Link
 	iter  *link.Iter // the byte counts of open connections
-	http  bool // the syscall tracepoints are attached
+	http  bool       // the syscall tracepoints are attached
 	// Note says what the tracer could not do, for the user; "" when it
 	// does everything.
 	Note string
