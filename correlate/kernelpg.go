@@ -18,7 +18,7 @@ import (
 // batch (up to a Sync) in order.
 type pgConn struct {
 	database string
-	stmts    map[string]string // prepared statement name → query text
+	stmts    map[string]pgStatement // by prepared statement name
 	ops      []*pgOp
 
 	// The extended-protocol batch being written: the text of its last
@@ -50,6 +50,13 @@ type pgOp struct {
 	tag       string // CommandComplete: "SELECT 3", "INSERT 0 1", …
 	errCode   string // SQLSTATE of an ErrorResponse
 	errMsg    string
+}
+
+// pgStatement is a prepared statement's text; cut when the capture ended
+// inside it.
+type pgStatement struct {
+	text string
+	cut  bool
 }
 
 // maxStatements bounds the prepared statements remembered per connection.
@@ -121,18 +128,20 @@ func (k *kernelTracer) pgWrite(d *SockData, st *sockStream) {
 			name, rest, _ := cstr(body)
 			text, _, ok := cstr(rest)
 			c.batchText, c.batchCut = text, !ok
-			if ok && (len(c.stmts) < maxStatements || c.stmts[name] != "") {
+			if _, known := c.stmts[name]; known || len(c.stmts) < maxStatements {
 				if c.stmts == nil {
-					c.stmts = map[string]string{}
+					c.stmts = map[string]pgStatement{}
 				}
-				c.stmts[name] = text
+				// A text cut by the capture is kept as such: the
+				// statement's previous text is no longer its own.
+				c.stmts[name] = pgStatement{text: text, cut: !ok}
 			}
 		case 'B':
 			c.batchOpen = true
 			_, rest, _ := cstr(body)
 			if stmt, _, ok := cstr(rest); ok {
-				if text, known := c.stmts[stmt]; known {
-					c.batchText, c.batchCut = text, false
+				if p, known := c.stmts[stmt]; known {
+					c.batchText, c.batchCut = p.text, p.cut
 				}
 			}
 		case 'E':
@@ -203,7 +212,10 @@ func (k *kernelTracer) pgRead(d *SockData, st *sockStream) {
 		if total == 1 {
 			return
 		}
-		b, total = b[1:], total-1
+		if len(b) > 0 {
+			b = b[1:]
+		}
+		total--
 	}
 	if c.tls {
 		return

@@ -27,6 +27,7 @@ type redisConn struct {
 	errType    string
 	errMsg     string
 	lost       bool
+	lostAt     time.Time // the read that lost the boundary
 	lastRead   time.Time
 }
 
@@ -40,6 +41,10 @@ type redisCmd struct {
 
 // maxRedisName bounds a command name; longer means the data is not RESP.
 const maxRedisName = 32
+
+// maxBulk is the largest bulk string Redis accepts (proto-max-bulk-len can
+// raise it, not past this): a larger size means the data is not RESP.
+const maxBulk = 1 << 32
 
 func (k *kernelTracer) handleRedis(d *SockData, st *sockStream) {
 	switch d.Dir {
@@ -70,10 +75,11 @@ func (k *kernelTracer) redisWrite(d *SockData, st *sockStream) {
 		cmd := &redisCmd{start: d.Time, args: n - 1, ids: k.childIDs(d.PID, d.TID)}
 		b = rest
 		var first []string // the name, and SELECT's index
-		for i := 0; i < n && len(b) > 0; i++ {
+		cut := false       // the capture ends inside the command
+		for i := 0; i < n; i++ {
 			line, rest, ok := bytes.Cut(b, []byte("\r\n"))
 			if !ok {
-				b = nil
+				b, cut = nil, true
 				break
 			}
 			if len(line) < 2 || line[0] != '$' {
@@ -81,7 +87,7 @@ func (k *kernelTracer) redisWrite(d *SockData, st *sockStream) {
 				return
 			}
 			size, err := strconv.Atoi(string(line[1:]))
-			if err != nil || size < 0 {
+			if err != nil || size < 0 || size > maxBulk {
 				k.stats.KernelMalformed.Add(1)
 				return
 			}
@@ -89,10 +95,13 @@ func (k *kernelTracer) redisWrite(d *SockData, st *sockStream) {
 				first = append(first, string(rest[:size]))
 			}
 			if size+2 > len(rest) {
-				b = nil
+				b, cut = nil, true
 				break
 			}
 			b = rest[size+2:]
+		}
+		if len(first) == 0 && cut {
+			return // the name is past the capture
 		}
 		if len(first) == 0 || !redisName(first[0]) {
 			k.stats.KernelMalformed.Add(1)
@@ -145,12 +154,16 @@ func (k *kernelTracer) redisRead(d *SockData, st *sockStream) {
 	}
 	for pos < total {
 		if pos >= int64(len(b)) {
-			c.lost = true
+			c.lostAt, c.lost = d.Time, true
 			return
 		}
 		i := bytes.Index(b[pos:], []byte("\r\n"))
 		if i < 0 {
-			c.lost = true
+			c.lostAt, c.lost = d.Time, true
+			return
+		}
+		if i == 0 {
+			c.lostAt, c.lost = d.Time, true // an empty line is no reply
 			return
 		}
 		t, line := b[pos], string(b[pos+1:pos+int64(i)])
@@ -168,8 +181,8 @@ func (k *kernelTracer) redisRead(d *SockData, st *sockStream) {
 			k.redisElement(d.Time, st)
 		case '$', '!', '=':
 			size, err := strconv.ParseInt(line, 10, 64)
-			if err != nil {
-				c.lost = true
+			if err != nil || size > maxBulk {
+				c.lostAt, c.lost = d.Time, true
 				return
 			}
 			if size < 0 {
@@ -190,7 +203,7 @@ func (k *kernelTracer) redisRead(d *SockData, st *sockStream) {
 		case '*', '~', '>', '%':
 			n, err := strconv.ParseInt(line, 10, 64)
 			if err != nil {
-				c.lost = true
+				c.lostAt, c.lost = d.Time, true
 				return
 			}
 			if t == '%' {
@@ -201,7 +214,7 @@ func (k *kernelTracer) redisRead(d *SockData, st *sockStream) {
 			}
 			k.redisElement(d.Time, st)
 		default:
-			c.lost = true
+			c.lostAt, c.lost = d.Time, true
 			return
 		}
 	}
@@ -223,13 +236,16 @@ func (k *kernelTracer) redisElement(end time.Time, st *sockStream) {
 	k.out = append(k.out, redisSpan(cmd, c, st, end))
 }
 
-// settleRedis ends, after a missed boundary, the command being answered at
-// its last read; the reader starts afresh with the next command.
+// settleRedis ends, after a missed boundary, every command written before
+// the read that lost it, at the last read: their replies were in what could
+// not be followed. The reader starts afresh with the next command.
 func (k *kernelTracer) settleRedis(st *sockStream) {
 	c := st.redis
-	if c.lost && len(c.cmds) > 0 && c.lastRead.After(c.cmds[0].start) {
-		c.need = 1
-		k.redisElement(c.lastRead, st)
+	if c.lost {
+		for len(c.cmds) > 0 && !c.cmds[0].start.After(c.lostAt) && c.lastRead.After(c.cmds[0].start) {
+			c.need = 1
+			k.redisElement(c.lastRead, st)
+		}
 	}
 	c.need, c.skip, c.lost = 0, 0, false
 }
