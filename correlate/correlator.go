@@ -96,6 +96,10 @@ func (c *Correlator) Handle(ev Event) *Span {
 // that answers several pipelined requests) more. The slice is reused by
 // the next call.
 func (c *Correlator) HandleAll(ev Event) []*Span {
+	if t, ok := ev.(*TaskEvent); ok {
+		c.task(t)
+		return nil
+	}
 	c.mu.RLock()
 	p := c.procs[ev.ProcessID()]
 	c.mu.RUnlock()
@@ -143,6 +147,27 @@ func (c *Correlator) finish(s *Span, p *Process, ids SpanIDs) {
 		c.newIDs(s)
 	}
 	redactSpan(c.red, s)
+}
+
+// task follows a fork or an exit of a process traced from the kernel. A
+// child is its parent's service, under its own PID; an exit drops what the
+// kernel tracer held for the process, since its descriptors closed without
+// close() calls, and forgets a child.
+func (c *Correlator) task(t *TaskEvent) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !t.Exit {
+		if parent := c.procs[t.Parent]; parent != nil {
+			child := NewProcess(t.PID, parent.ExecutablePath, parent.ServiceName, parent.RuntimeVersion)
+			child.child = true
+			c.procs[t.PID] = child
+		}
+		return
+	}
+	c.kernel.forget(t.PID)
+	if p := c.procs[t.PID]; p != nil && p.child {
+		delete(c.procs, t.PID)
+	}
 }
 
 // AddConnection records a connection event that did not come from the

@@ -7,10 +7,21 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// sockKey names one descriptor of one process.
+// sockKey names one socket of one process, or a descriptor that is not a
+// socket (fd set, sock 0). A socket read through one descriptor and written
+// through another (inetd-style servers read fd 0 and write fd 1) is one
+// stream.
 type sockKey struct {
-	pid uint32
-	fd  int32
+	pid  uint32
+	fd   int32
+	sock uint64
+}
+
+func streamKey(d *SockData) sockKey {
+	if d.Sock != 0 {
+		return sockKey{pid: d.PID, fd: -1, sock: d.Sock}
+	}
+	return sockKey{pid: d.PID, fd: d.FD}
 }
 
 // threadKey names one thread of one process.
@@ -83,7 +94,7 @@ func newKernelTracer(stats *Stats, ids idSource) *kernelTracer {
 // next call.
 func (k *kernelTracer) handle(d *SockData) []*Span {
 	k.out = k.out[:0]
-	key := sockKey{d.PID, d.FD}
+	key := streamKey(d)
 	st := k.streams[key]
 	if d.Dir == SockClose {
 		if st != nil {
@@ -158,4 +169,20 @@ func (k *kernelTracer) childIDs(pid, tid uint32) SpanIDs {
 		return SpanIDs{TraceID: list[0].ids.TraceID, SpanID: k.ids.newSpanID(), Parent: list[0].ids.SpanID}
 	}
 	return SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
+}
+
+// forget drops what is held for process pid, which exited: its
+// descriptors closed with it. What they awaited counts as unanswered.
+func (k *kernelTracer) forget(pid uint32) {
+	for key, st := range k.streams {
+		if key.pid == pid {
+			k.stats.KernelUnanswered.Add(uint64(st.pending()))
+			delete(k.streams, key)
+		}
+	}
+	for t := range k.serving {
+		if t.pid == pid {
+			delete(k.serving, t)
+		}
+	}
 }

@@ -43,9 +43,12 @@ const (
 type SockData struct {
 	PID, TID uint32
 	FD       int32
-	Time     time.Time
-	Dir      SockDir
-	Proto    SockProto
+	// Sock identifies the socket behind FD (0 when FD is not one): the
+	// same for every descriptor of it, dup'd or inherited.
+	Sock  uint64
+	Time  time.Time
+	Dir   SockDir
+	Proto SockProto
 	// Ready: a PostgreSQL read that ends with ReadyForQuery.
 	Ready bool
 	Len   uint32 // bytes read, or bytes the write asked to send

@@ -18,6 +18,7 @@ type Process struct {
 	HostName       string
 
 	resource []attribute.KeyValue
+	child    bool // forked by a traced process, not selected
 }
 
 // SDK identification, reported as telemetry.sdk.* on every resource.
@@ -81,3 +82,14 @@ func (p *Process) Resource() []attribute.KeyValue { return p.resource }
 func (p *Process) String() string {
 	return p.ExecutableName + "[" + strconv.Itoa(int(p.PID)) + "]"
 }
+
+// TaskEvent is a process traced from the kernel forking a child, which is
+// traced from then on, or exiting.
+type TaskEvent struct {
+	PID    uint32 // the child, or the process that exited
+	Parent uint32 // for a fork
+	Exit   bool
+}
+
+// ProcessID implements Event.
+func (e *TaskEvent) ProcessID() uint32 { return e.PID }

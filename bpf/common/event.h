@@ -12,6 +12,7 @@ enum event_type {
 	EVENT_DB_QUERY = 3,
 	EVENT_SOCK_DATA = 4,
 	EVENT_CONN = 5,
+	EVENT_TASK = 6,
 };
 
 // event_header flags.
@@ -252,6 +253,11 @@ struct sock_data_event {
 	__u16 family;
 	__u16 local_port;
 	__u16 remote_port;
+	// Its struct sock's address (0 when fd is not a socket): the same for
+	// every descriptor that refers to it (dup, fork), so that a request
+	// read on one is paired with the response written on another
+	// (inetd-style servers read fd 0 and write fd 1).
+	__u64 sock;
 	__u8 local_ip[16];
 	__u8 remote_ip[16];
 	char data[SOCK_DATA_MAX];
@@ -285,4 +291,19 @@ struct conn_event {
 	__u16 remote_port;
 	__u8 local_ip[16]; // IPv4 in the first 4 bytes
 	__u8 remote_ip[16];
+};
+
+// What a task_event reports.
+enum task_kind {
+	TASK_FORK = 1, // a traced process made a child, which is traced from now on
+	TASK_EXIT = 2, // a process traced from the kernel exited
+};
+
+// A process traced from the kernel forked or exited (bpf/syscalls).
+// hdr.pid is the child, or the process that exited.
+struct task_event {
+	struct event_header hdr;
+	__u32 parent; // for a fork: the traced process that forked
+	__u8 kind;    // enum task_kind
+	__u8 pad[3];
 };

@@ -14,3 +14,4 @@ struct http_client_event *unused_http_client_event __attribute__((unused));
 struct db_query_event *unused_db_query_event __attribute__((unused));
 struct sock_data_event *unused_sock_data_event __attribute__((unused));
 struct conn_event *unused_conn_event __attribute__((unused));
+struct task_event *unused_task_event __attribute__((unused));

@@ -34,13 +34,20 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
 
-// Processes to trace, by thread-group id; filled by user space.
+// Processes to trace, by thread-group id; filled by user space, and by the
+// fork tracepoint for their children (value TRACED_CHILD).
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 8192);
 	__type(key, __u32);
 	__type(value, __u8);
 } traced_tgids SEC(".maps");
+
+// traced_tgids values.
+enum traced_how {
+	TRACED_SELECTED = 1, // selected by the user
+	TRACED_CHILD = 2,    // forked by a traced process
+};
 
 // A read in progress: where its data goes.
 struct pending_read {
@@ -198,6 +205,7 @@ static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd)
 	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
 	__builtin_memset(e->remote_ip, 0, sizeof(e->remote_ip));
 	const struct sock *sk = fd_sock(fd);
+	e->sock = (__u64)sk;
 	if (sk)
 		sock_endpoints(sk, &e->family, &e->local_port, &e->remote_port, e->local_ip, e->remote_ip);
 }
@@ -454,11 +462,7 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	e->cap = 0;
 	e->flags = 0;
 	e->pad = 0;
-	e->family = 0;
-	e->local_port = 0;
-	e->remote_port = 0;
-	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
-	__builtin_memset(e->remote_ip, 0, sizeof(e->remote_ip));
+	fd_socket(e, k.fd); // still open: this runs before the close
 	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;
 }
@@ -477,7 +481,7 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 // not), by tgid; filled by user space.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 1024);
+	__uint(max_entries, 8192);
 	__type(key, __u32);
 	__type(value, __u8);
 } conn_tgids SEC(".maps");
@@ -685,5 +689,62 @@ int conn_bytes(struct bpf_iter__tcp *ctx)
 	b.bytes_received = BPF_CORE_READ(tp, bytes_received);
 	b.bytes_acked = BPF_CORE_READ(tp, bytes_acked);
 	bpf_seq_write(ctx->meta->seq, &b, sizeof(b));
+	return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Children. A process traced from the kernel that forks (a server that
+// forks per connection, as busybox httpd and inetd-style servers do; a
+// pre-forking master replacing a worker) has its child traced from the
+// fork on, and user space is told, so that the child's records are its
+// own. Threads are not children. A child is forgotten when it exits; so is
+// the exit of any process traced from the kernel reported, so that user
+// space drops what it held for it.
+
+static __always_inline void emit_proc(__u32 pid, __u32 parent, __u8 kind)
+{
+	struct task_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_TASK);
+	e->hdr.pid = pid;
+	e->parent = parent;
+	e->kind = kind;
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = BPF_CORE_READ(parent, tgid);
+	__u32 ctgid = BPF_CORE_READ(child, tgid);
+	if (ptgid == ctgid || !bpf_map_lookup_elem(&traced_tgids, &ptgid))
+		return 0;
+	__u8 how = TRACED_CHILD;
+	if (bpf_map_update_elem(&traced_tgids, &ctgid, &how, BPF_NOEXIST))
+		return 0; // full: the child is not traced
+	bpf_map_update_elem(&conn_tgids, &ctgid, &how, BPF_ANY);
+	emit_proc(ctgid, ptgid, TASK_FORK);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sched_process_exit, struct task_struct *task)
+{
+	__u32 pid = BPF_CORE_READ(task, pid);
+	__u32 tgid = BPF_CORE_READ(task, tgid);
+	if (pid != tgid)
+		return 0; // a thread; the process exits with its leader
+	__u8 *how = bpf_map_lookup_elem(&traced_tgids, &tgid);
+	if (!how)
+		return 0;
+	if (*how == TRACED_CHILD) {
+		bpf_map_delete_elem(&traced_tgids, &tgid);
+		bpf_map_delete_elem(&conn_tgids, &tgid);
+	}
+	emit_proc(tgid, 0, TASK_EXIT);
 	return 0;
 }

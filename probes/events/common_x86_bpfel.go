@@ -150,9 +150,18 @@ type commonSockDataEvent struct {
 	Family     uint16
 	LocalPort  uint16
 	RemotePort uint16
+	Sock       uint64
 	LocalIp    [16]uint8
 	RemoteIp   [16]uint8
 	Data       [512]int8
+}
+
+type commonTaskEvent struct {
+	_      structs.HostLayout
+	Hdr    commonEventHeader
+	Parent uint32
+	Kind   uint8
+	Pad    [3]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -170,6 +179,7 @@ const (
 	commonVarUnusedHttpClientEvent = "unused_http_client_event"
 	commonVarUnusedHttpServerEvent = "unused_http_server_event"
 	commonVarUnusedSockDataEvent   = "unused_sock_data_event"
+	commonVarUnusedTaskEvent       = "unused_task_event"
 	commonVarWakeupThreshold       = "wakeup_threshold"
 )
 
@@ -238,6 +248,7 @@ type commonVariableSpecs struct {
 	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
 	UnusedSockDataEvent   *ebpf.VariableSpec `ebpf:"unused_sock_data_event"`
+	UnusedTaskEvent       *ebpf.VariableSpec `ebpf:"unused_task_event"`
 	WakeupThreshold       *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
@@ -288,6 +299,7 @@ type commonVariables struct {
 	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`
 	UnusedHttpServerEvent *ebpf.Variable `ebpf:"unused_http_server_event"`
 	UnusedSockDataEvent   *ebpf.Variable `ebpf:"unused_sock_data_event"`
+	UnusedTaskEvent       *ebpf.Variable `ebpf:"unused_task_event"`
 	WakeupThreshold       *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 

@@ -17,6 +17,7 @@ const (
 	typeDBQuery    = 3
 	typeSockData   = 4
 	typeConn       = 5
+	typeTask       = 6
 )
 
 // Bits of db_query_event.truncated.
@@ -28,6 +29,9 @@ const (
 	clientInfoError    = 1 << 1
 	clientInfoPeerAddr = 1 << 2
 )
+
+// task_event.kind (enum task_kind): an exit; else a fork.
+const taskExit = 2
 
 // sock_data_event.flags (enum sock_data_flags): a PostgreSQL read that ends
 // with ReadyForQuery.
@@ -59,6 +63,7 @@ var (
 	httpClientSize = int(unsafe.Sizeof(commonHttpClientEvent{}))
 	dbQuerySize    = int(unsafe.Sizeof(commonDbQueryEvent{}))
 	connSize       = int(unsafe.Sizeof(commonConnEvent{}))
+	taskSize       = int(unsafe.Sizeof(commonTaskEvent{}))
 	// A close record stops before the data.
 	sockDataMin = int(unsafe.Offsetof(commonSockDataEvent{}.Data))
 )
@@ -95,6 +100,12 @@ func Decode(raw []byte, clock *Clock, namer ErrTypeNamer) (correlate.Event, erro
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
 		}
 		return decodeConn((*commonConnEvent)(unsafe.Pointer(&raw[0])), clock), nil
+	case typeTask:
+		if len(raw) < taskSize {
+			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
+		}
+		e := (*commonTaskEvent)(unsafe.Pointer(&raw[0]))
+		return &correlate.TaskEvent{PID: e.Hdr.Pid, Parent: e.Parent, Exit: e.Kind == taskExit}, nil
 	case typeSockData:
 		if len(raw) < sockDataMin {
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
@@ -220,13 +231,11 @@ func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {
 		TID:   e.Tid,
 		FD:    e.Fd,
 		Time:  clock.Wall(e.Hdr.TsNs),
+		Sock:  e.Sock,
 		Dir:   correlate.SockDir(e.Dir),
 		Proto: correlate.SockProto(e.Proto),
 		Ready: e.Flags&sockFlagReady != 0,
 		Len:   e.Len,
-	}
-	if d.Dir == correlate.SockClose {
-		return d, nil
 	}
 	switch e.Family {
 	case 2, 10: // AF_INET, AF_INET6
@@ -238,6 +247,9 @@ func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {
 		d.Remote = addrPort(e.RemoteIp, n, e.RemotePort)
 	case 1: // AF_UNIX
 		d.Unix = true
+	}
+	if d.Dir == correlate.SockClose {
+		return d, nil
 	}
 	n := int(e.Cap)
 	if n > len(e.Data) || sockDataMin+n > len(raw) {

@@ -30,6 +30,8 @@ const (
 	httpsysMapTracedTgids       = "traced_tgids"
 	httpsysProgConnBytes        = "conn_bytes"
 	httpsysProgInetSockSetState = "inet_sock_set_state"
+	httpsysProgSchedProcessExit = "sched_process_exit"
+	httpsysProgSchedProcessFork = "sched_process_fork"
 	httpsysProgSysEnterClose    = "sys_enter_close"
 	httpsysProgSysEnterRead     = "sys_enter_read"
 	httpsysProgSysEnterReadv    = "sys_enter_readv"
@@ -92,6 +94,8 @@ type httpsysSpecs struct {
 type httpsysProgramSpecs struct {
 	ConnBytes        *ebpf.ProgramSpec `ebpf:"conn_bytes"`
 	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
+	SchedProcessExit *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
+	SchedProcessFork *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
 	SysEnterClose    *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
 	SysEnterRead     *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
 	SysEnterReadv    *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
@@ -198,6 +202,8 @@ type httpsysVariables struct {
 type httpsysPrograms struct {
 	ConnBytes        *ebpf.Program `ebpf:"conn_bytes"`
 	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
+	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
+	SchedProcessFork *ebpf.Program `ebpf:"sched_process_fork"`
 	SysEnterClose    *ebpf.Program `ebpf:"sys_enter_close"`
 	SysEnterRead     *ebpf.Program `ebpf:"sys_enter_read"`
 	SysEnterReadv    *ebpf.Program `ebpf:"sys_enter_readv"`
@@ -219,6 +225,8 @@ func (p *httpsysPrograms) Close() error {
 	return _HttpsysClose(
 		p.ConnBytes,
 		p.InetSockSetState,
+		p.SchedProcessExit,
+		p.SchedProcessFork,
 		p.SysEnterClose,
 		p.SysEnterRead,
 		p.SysEnterReadv,

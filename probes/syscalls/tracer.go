@@ -103,12 +103,21 @@ func NewTracer(shared *events.Shared) (*Tracer, error) {
 		t.Close()
 		return nil, fmt.Errorf("loading the kernel tracing programs: %w", err)
 	}
-	l, err := link.AttachTracing(link.TracingOptions{Program: t.objs.InetSockSetState})
-	if err != nil {
-		t.Close()
-		return nil, fmt.Errorf("attaching to tracepoint sock/inet_sock_set_state: %w", err)
+	for _, tp := range []struct {
+		name string
+		prog *ebpf.Program
+	}{
+		{"sock/inet_sock_set_state", t.objs.InetSockSetState},
+		{"sched/sched_process_fork", t.objs.SchedProcessFork},
+		{"sched/sched_process_exit", t.objs.SchedProcessExit},
+	} {
+		l, err := link.AttachTracing(link.TracingOptions{Program: tp.prog})
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("attaching to tracepoint %s: %w", tp.name, err)
+		}
+		t.links = append(t.links, l)
 	}
-	t.links = append(t.links, l)
 	it, err := link.AttachIter(link.IterOptions{Program: t.objs.ConnBytes})
 	if err != nil {
 		t.Close()
@@ -167,6 +176,10 @@ type connOwner struct {
 	Role uint8
 	_    [3]uint8
 }
+
+// tracedSelected marks a process the user selected in traced_tgids (enum
+// traced_how); its children are marked by the kernel.
+const tracedSelected = 1
 
 // Connection roles (enum conn_role).
 const (
@@ -286,7 +299,7 @@ func (t *Tracer) AddHTTP(pid int) error {
 		}
 		t.http = true
 	}
-	if err := t.objs.TracedTgids.Put(uint32(pid), uint8(1)); err != nil {
+	if err := t.objs.TracedTgids.Put(uint32(pid), uint8(tracedSelected)); err != nil {
 		return fmt.Errorf("pid %d: tracing its sockets: %w", pid, err)
 	}
 	return nil

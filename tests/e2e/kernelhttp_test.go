@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -263,5 +264,128 @@ func TestKernelHTTPVectoredCalls(t *testing.T) {
 	}
 	if len(got) != len(paths) {
 		t.Errorf("spans %v, want one per request", got)
+	}
+}
+
+// busybox is the static busybox of Debian's busybox-static (scripts/setup.sh
+// installs it; the kernel-matrix guests have it too).
+const busybox = "/bin/busybox"
+
+// TestKernelHTTPForkingServer traces a Go gateway calling busybox httpd, a C
+// server that forks a child for every connection: the children, which
+// start after the agent attached, must be traced from their fork (their
+// spans under their own PIDs, with their parent's service name), every
+// request must be one server span joined to the gateway's trace, and the
+// agent must hold nothing for them once they exit. It needs no Python, so
+// that the kernel path runs on every kernel of the matrix.
+func TestKernelHTTPForkingServer(t *testing.T) {
+	testenv.RequireRoot(t)
+	if _, err := os.Stat(busybox); err != nil {
+		t.Fatalf("%s: %v (scripts/setup.sh installs busybox-static)", busybox, err)
+	}
+	zt := testenv.BuildZerotrace(t)
+	app := testenv.BuildSampleApp(t)
+	dir := t.TempDir()
+	for name, body := range map[string]string{"chain": "busybox", "hello": "hello"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	// httpd dies of SIGTERM, which the harness takes for a crash: a shell
+	// runs it, says where it listens, and stops it on SIGTERM.
+	sh, _ := testenv.StartSampleApp(t, "/bin/sh", "-c", fmt.Sprintf(
+		`%s httpd -f -p %s -h %s & trap 'kill $!; wait; exit 0' TERM; echo listening on %s; wait`, busybox, beAddr, dir, beAddr))
+	httpdPID := 0
+	deadline := time.Now().Add(testenv.Timeout(t, 30*time.Second))
+	for httpdPID == 0 {
+		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", sh.Process.Pid, sh.Process.Pid))
+		if f := strings.Fields(string(raw)); len(f) == 1 {
+			fmt.Sscan(f[0], &httpdPID)
+		} else if time.Now().After(deadline) {
+			t.Fatalf("busybox httpd did not start under pid %d: children %q", sh.Process.Pid, raw)
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for {
+		c, err := net.Dial("tcp", beAddr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("busybox httpd does not accept on %s: %v", beAddr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	gateway, gwAddr := testenv.StartSampleApp(t, app, "-downstream", "http://"+beAddr)
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(gateway.Process.Pid), "--pid", fmt.Sprint(httpdPID), "--output", "json")
+
+	const requests = 20
+	c := &http.Client{Timeout: testenv.Timeout(t, 10*time.Second)}
+	for id := range requests {
+		resp, err := c.Get(fmt.Sprintf("http://%s/chain?id=%d", gwAddr, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(body) != "[busybox]" {
+			t.Fatalf("request %d: %d %q", id, resp.StatusCode, body)
+		}
+	}
+	if resp, err := c.Get("http://" + beAddr + "/missing"); err != nil {
+		t.Fatal(err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if !alive(httpdPID) || !alive(gateway.Process.Pid) {
+		t.Fatal("a traced process died")
+	}
+	a.stop()
+
+	spans := fromJSON(a.jsonSpans())
+	clients := map[string]observed{}
+	for _, s := range spans {
+		if s.Kind == "client" {
+			clients[s.SpanID] = s
+		}
+	}
+	pids := map[string]bool{}
+	var chain, missing int
+	for _, s := range spans {
+		if s.Attrs["zerotrace.source"] != "kernel" {
+			continue
+		}
+		pid := s.Resource["process.pid"]
+		if s.Kind != "server" || pid == fmt.Sprint(httpdPID) || s.Resource["service.name"] != "busybox" {
+			t.Errorf("kernel span %q kind %s from pid %s (httpd is %d), service %q", s.Name, s.Kind, pid, httpdPID, s.Resource["service.name"])
+		}
+		pids[pid] = true
+		switch s.Attrs["url.path"] {
+		case "/chain":
+			chain++
+			if cs, ok := clients[s.ParentSpanID]; !ok || cs.TraceID != s.TraceID || s.Attrs["http.response.status_code"] != "200" {
+				t.Errorf("backend span %s (parent %q, status %s) does not continue a gateway client span", s.SpanID, s.ParentSpanID, s.Attrs["http.response.status_code"])
+			}
+		case "/missing":
+			missing++
+			if s.Attrs["http.response.status_code"] != "404" {
+				t.Errorf("/missing answered %s", s.Attrs["http.response.status_code"])
+			}
+		default:
+			t.Errorf("unexpected kernel span for %q", s.Attrs["url.path"])
+		}
+	}
+	if chain != requests || missing != 1 {
+		t.Errorf("%d /chain and %d /missing kernel spans, want %d and 1", chain, missing, requests)
+	}
+	if len(pids) != requests+1 {
+		t.Errorf("spans from %d processes, want one child per connection (%d)", len(pids), requests+1)
+	}
+	if stderr := a.Stderr(); strings.Contains(stderr, "unregistered process") || strings.Contains(stderr, "kernel_http_unanswered") {
+		t.Errorf("children's records were dropped or left unanswered:\n%s", stderr)
 	}
 }
