@@ -299,11 +299,10 @@ func TestKernelHTTPForkingServer(t *testing.T) {
 	httpdPID := 0
 	deadline := time.Now().Add(testenv.Timeout(t, 30*time.Second))
 	for httpdPID == 0 {
-		raw, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", sh.Process.Pid, sh.Process.Pid))
-		if f := strings.Fields(string(raw)); len(f) == 1 {
+		if f := children(sh.Process.Pid); len(f) == 1 {
 			fmt.Sscan(f[0], &httpdPID)
 		} else if time.Now().After(deadline) {
-			t.Fatalf("busybox httpd did not start under pid %d: children %q", sh.Process.Pid, raw)
+			t.Fatalf("busybox httpd did not start under pid %d: children %q", sh.Process.Pid, f)
 		} else {
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -308,6 +308,25 @@ func (l *load) finish() {
 
 func alive(pid int) bool { return syscall.Kill(pid, 0) == nil }
 
+// children lists the processes whose parent is pid, from /proc/*/stat
+// (which every kernel has, unlike /proc/PID/task/TID/children).
+func children(pid int) []string {
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	var out []string
+	for _, f := range stats {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue // exited
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		_, rest, ok := strings.Cut(string(raw), ") ")
+		if fields := strings.Fields(rest); ok && len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			out = append(out, filepath.Base(filepath.Dir(f)))
+		}
+	}
+	return out
+}
+
 // cyclesEnv sets the number of attach/detach cycles of
 // TestDetachLeavesNothing, 20 by default. The kernel matrix lowers it in its
 // emulated guests, where a cycle under load takes 15-30 s instead of about

@@ -92,11 +92,7 @@ func TestPreforkWorkersOwnTheirConnections(t *testing.T) {
 	zt := testenv.BuildZerotrace(t)
 	script := filepath.Join(testenv.RepoRoot(t), "tests", "testdata", "pyhttp", "prefork.py")
 	parent, addr := testenv.StartSampleApp(t, python, script)
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", parent.Process.Pid, parent.Process.Pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	workers := strings.Fields(string(raw))
+	workers := children(parent.Process.Pid)
 	if len(workers) != 3 {
 		t.Fatalf("workers %v, want 3", workers)
 	}
