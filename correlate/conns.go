@@ -54,6 +54,12 @@ type Conn struct {
 	// of the last look while open (0 when none could be had).
 	BytesReceived uint64 `json:"bytes_received"`
 	BytesSent     uint64 `json:"bytes_sent"`
+	// Protocol is what the kernel path recognised on a connection of a
+	// program traced from the kernel: "http", "postgresql", "redis",
+	// "tls", or "tcp" while nothing was; "" for Go programs (their
+	// protocols come from uprobes). ServerName is a TLS client's SNI.
+	Protocol   string `json:"protocol,omitempty"`
+	ServerName string `json:"server_name,omitempty"`
 	// PeerPID and PeerService name the process at the other end when it is
 	// traced on this host (0 and "" otherwise).
 	PeerPID     uint32 `json:"peer_pid,omitempty"`
@@ -109,6 +115,13 @@ func (t *ConnTable) add(e *ConnEvent, p *Process) {
 			PID: e.PID, Service: p.ServiceName, Role: role,
 			Local: ends[0], Remote: ends[1], Opened: e.Time, OpenedBefore: e.Before, sock: e.Sock,
 		}
+		if p.RuntimeVersion == "" {
+			c.Protocol = "tcp" // until the kernel path recognises it
+		}
+		if prev := t.open[e.Sock]; prev != nil && prev.Protocol != "" {
+			// The acceptor corrects a connection reported by port.
+			c.Protocol, c.ServerName = prev.Protocol, prev.ServerName
+		}
 		if e.Before {
 			t.adopted[ends] = c
 		} else {
@@ -130,6 +143,27 @@ func (t *ConnTable) add(e *ConnEvent, p *Process) {
 	t.closed = append(t.closed, c)
 	if len(t.closed) > maxClosed {
 		t.closed = slices.Delete(t.closed, 0, len(t.closed)-maxClosed)
+	}
+}
+
+// recognised records the protocol the kernel path saw on the socket of a
+// data record, and a TLS client's server name.
+func (t *ConnTable) recognised(d *SockData, serverName string) {
+	if !d.Local.IsValid() {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.open[d.Sock] // a forked child shares its parent's socket
+	if c == nil {
+		c = t.adopted[[2]string{d.Local.String(), d.Remote.String()}]
+	}
+	if c == nil {
+		return
+	}
+	c.Protocol = d.Proto.String()
+	if serverName != "" {
+		c.ServerName = serverName
 	}
 }
 

@@ -55,6 +55,7 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 	}
 	c.kernel = newKernelTracer(&c.stats, c)
 	c.conns = newConnTable()
+	c.kernel.recognised = c.conns.recognised
 	return c
 }
 

@@ -79,6 +79,9 @@ type kernelTracer struct {
 	stats   *Stats
 	ids     idSource
 	out     []*Span // what the record being handled completed
+	// recognised, when set, is told of each socket's protocol when it is
+	// first seen (and of a TLS server name): the connection table's.
+	recognised func(d *SockData, serverName string)
 }
 
 func newKernelTracer(stats *Stats, ids idSource) *kernelTracer {
@@ -103,9 +106,20 @@ func (k *kernelTracer) handle(d *SockData) []*Span {
 		}
 		return k.out
 	}
+	if d.Proto == ProtoTLS {
+		// One record per connection: nothing to keep.
+		if k.recognised != nil {
+			name, _ := clientHelloServerName(d.Data)
+			k.recognised(d, name)
+		}
+		return k.out
+	}
 	if st == nil {
 		st = &sockStream{}
 		k.streams[key] = st
+		if k.recognised != nil {
+			k.recognised(d, "")
+		}
 	}
 	if d.Local.IsValid() {
 		st.local, st.remote = d.Local, d.Remote
@@ -185,4 +199,73 @@ func (k *kernelTracer) forget(pid uint32) {
 			delete(k.serving, t)
 		}
 	}
+}
+
+// clientHelloServerName reads the server_name extension (SNI) of a TLS
+// record holding a ClientHello, as far as b goes.
+func clientHelloServerName(b []byte) (string, bool) {
+	// record header (5), handshake header (4), version (2), random (32)
+	const fixed = 5 + 4 + 2 + 32
+	if len(b) < fixed+1 || b[0] != 0x16 || b[5] != 1 {
+		return "", false
+	}
+	p := b[fixed:]
+	skip := func(lenBytes int) bool {
+		if len(p) < lenBytes {
+			return false
+		}
+		n := 0
+		for _, c := range p[:lenBytes] {
+			n = n<<8 | int(c)
+		}
+		if len(p) < lenBytes+n {
+			return false
+		}
+		p = p[lenBytes+n:]
+		return true
+	}
+	// session id, cipher suites, compression methods
+	if !skip(1) || !skip(2) || !skip(1) || len(p) < 2 {
+		return "", false
+	}
+	p = p[2:] // the extensions' total length: the capture may end first
+	for len(p) >= 4 {
+		typ, n := int(p[0])<<8|int(p[1]), int(p[2])<<8|int(p[3])
+		p = p[4:]
+		if typ != 0 { // not server_name
+			if len(p) < n {
+				return "", false
+			}
+			p = p[n:]
+			continue
+		}
+		// list length (2), then entries: type (1: 0 = host name), length (2), name
+		if n > len(p) || n < 5 || p[2] != 0 {
+			return "", false
+		}
+		size := int(p[3])<<8 | int(p[4])
+		if 5+size > n {
+			return "", false
+		}
+		name := string(p[5 : 5+size])
+		if !validHostName(name) {
+			return "", false
+		}
+		return name, true
+	}
+	return "", false
+}
+
+// validHostName accepts what a DNS host name may hold.
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

@@ -34,7 +34,23 @@ const (
 	ProtoHTTP     SockProto = 1
 	ProtoPostgres SockProto = 2 // client side
 	ProtoRedis    SockProto = 3 // client side
+	ProtoTLS      SockProto = 4 // a ClientHello, the one record seen of the connection
 )
+
+// String names the protocol as connections and the map show it.
+func (p SockProto) String() string {
+	switch p {
+	case ProtoHTTP:
+		return "http"
+	case ProtoPostgres:
+		return "postgresql"
+	case ProtoRedis:
+		return "redis"
+	case ProtoTLS:
+		return "tls"
+	}
+	return "tcp"
+}
 
 // SockData is the start of a read or write that looks like HTTP/1.x, or a
 // read or write of a descriptor that carries a database protocol, made by a

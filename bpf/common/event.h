@@ -224,6 +224,7 @@ enum sock_proto {
 	SOCK_PROTO_HTTP = 1,     // HTTP/1.x, either side
 	SOCK_PROTO_POSTGRES = 2, // PostgreSQL frontend/backend protocol, client side
 	SOCK_PROTO_REDIS = 3,    // RESP (Redis, Valkey), client side
+	SOCK_PROTO_TLS = 4,      // a TLS ClientHello: the one record sent of the connection
 };
 
 // sock_data_event flags.

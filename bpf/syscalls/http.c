@@ -10,7 +10,8 @@
 // descriptor and builds the spans. A write that starts like a PostgreSQL
 // client's first message or query, or like a Redis (RESP) command, marks
 // its descriptor: from then on every read and write of it goes to user
-// space, which parses the messages. Everything else (files, pipes, the rest
+// space, which parses the messages. A TLS ClientHello goes to user space
+// (for the server's name) and marks its descriptor as one to leave alone. Everything else (files, pipes, the rest
 // of a body) costs one map lookup and a 16-byte read at most, and a process
 // not listed costs one map lookup. A marked descriptor is remembered until
 // it is closed, so that user space learns about the close.
@@ -88,6 +89,9 @@ enum fd_flags {
 	// to user space.
 	FD_POSTGRES = 1 << 2,
 	FD_REDIS = 1 << 3,
+	// A TLS client connection: its ClientHello went to user space (for
+	// the server name); nothing after it can be read.
+	FD_TLS = 1 << 4,
 };
 
 static __always_inline bool traced(__u32 tgid)
@@ -152,6 +156,13 @@ static __always_inline bool looks_like_resp_command(const char p[16])
 	if (i == 1 || i == 5)
 		return false;
 	return p[i] == '\r' && p[i + 1] == '\n' && p[i + 2] == '$';
+}
+
+// Does a write start like a TLS ClientHello: a handshake record (0x16) of
+// TLS 1.0-1.3 whose message is a ClientHello (1)?
+static __always_inline bool looks_like_tls_client_hello(const char p[16], __s64 len)
+{
+	return len >= 9 && p[0] == 0x16 && p[1] == 0x03 && (__u8)p[2] <= 0x04 && p[5] == 0x01;
 }
 
 // Reads the family and, for TCP and UDP over IP, the endpoints of a socket.
@@ -227,6 +238,8 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	} else if (was & FD_REDIS) {
 		proto = SOCK_PROTO_REDIS;
 		flags = was;
+	} else if (was & FD_TLS) {
+		return;
 	} else if (looks_like_http(head)) {
 		// A request read: watch the next read. A response, or a
 		// write, ends that.
@@ -246,6 +259,9 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	} else if (looks_like_resp_command(head)) {
 		proto = SOCK_PROTO_REDIS;
 		flags = FD_REDIS;
+	} else if (looks_like_tls_client_hello(head, len)) {
+		proto = SOCK_PROTO_TLS;
+		flags = FD_TLS;
 	} else {
 		return;
 	}

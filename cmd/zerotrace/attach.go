@@ -305,6 +305,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	if sysTracer != nil {
 		corr.Connections().SetLive(sysTracer.LiveBytes)
 	}
+	graph.Connections = corr.Connections().Snapshot
 	clock := events.NewClock()
 	namer := newTypeNamer()
 	reader, err := events.NewReader(shared, o.queueLen, clock, namer.name, log)

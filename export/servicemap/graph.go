@@ -8,6 +8,7 @@ package servicemap
 import (
 	"cmp"
 	"context"
+	"net"
 	"slices"
 	"strconv"
 	"sync"
@@ -44,6 +45,10 @@ type Stats struct {
 	P95Ms    float64 `json:"p95_ms"`
 	P99Ms    float64 `json:"p99_ms"`
 	Bytes    int64   `json:"bytes"` // request and response bodies, where known
+	// Connections counts, for an edge known only from TCP connections
+	// (TLS or a protocol not recognised), the connections open now or
+	// recently closed; Bytes is then theirs, both ways.
+	Connections int64 `json:"connections,omitempty"`
 }
 
 // Edge is caller → callee.
@@ -107,6 +112,14 @@ type Graph struct {
 	servers map[trace.SpanID]serverSide // server spans by parent, awaiting their client span
 	// OnCall, when set, is told of every call added to an edge (metrics).
 	OnCall func(Call)
+	// Connections, when set, lists the traced processes' TCP connections:
+	// those a program traced from the kernel made to endpoints no span
+	// names (TLS, protocols not recognised) become edges to external
+	// endpoints, counted in connections.
+	Connections func() []correlate.Conn
+	// peers are the endpoints client spans reached (address:port), which
+	// connections then need not show again.
+	peers map[string]bool
 }
 
 // Call is one call added to an edge, for metrics.
@@ -135,6 +148,7 @@ func New(window time.Duration) *Graph {
 		edges:   map[[2]string]*edge{},
 		clients: map[trace.SpanID]pending{},
 		servers: map[trace.SpanID]serverSide{},
+		peers:   map[string]bool{},
 	}
 }
 
@@ -187,6 +201,9 @@ func (g *Graph) add(s *correlate.Span) {
 	case trace.SpanKindClient:
 		from := serviceNode(s)
 		g.nodes[from.ID] = from
+		if peer := attr(s, "network.peer.address").AsString(); peer != "" && len(g.peers) < maxPeers {
+			g.peers[net.JoinHostPort(peer, strconv.FormatInt(attr(s, "network.peer.port").AsInt64(), 10))] = true
+		}
 		if sys := attr(s, "db.system.name").AsString(); sys != "" {
 			name := sys
 			if where := hostPort(s); where != "" {
@@ -295,8 +312,15 @@ func percentiles(lat []time.Duration) (p50, p95, p99 float64) {
 	return at(0.50), at(0.95), at(0.99)
 }
 
+// maxPeers bounds the endpoints remembered from client spans.
+const maxPeers = 65536
+
 // Snapshot returns the map as it is now.
 func (g *Graph) Snapshot() Map {
+	var conns []correlate.Conn
+	if g.Connections != nil {
+		conns = g.Connections() // before the lock: it may walk the host's sockets
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.now()
@@ -305,7 +329,6 @@ func (g *Graph) Snapshot() Map {
 	for _, n := range g.nodes {
 		m.Nodes = append(m.Nodes, n)
 	}
-	slices.SortFunc(m.Nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
 	for k, e := range g.edges {
 		out := Edge{Source: k[0], Target: k[1], Total: e.total, RecentTraces: slices.Clone(e.recent)}
 		all := make([]time.Duration, 0, len(e.samples))
@@ -325,8 +348,60 @@ func (g *Graph) Snapshot() Map {
 		out.Window.P50Ms, out.Window.P95Ms, out.Window.P99Ms = percentiles(win)
 		m.Edges = append(m.Edges, out)
 	}
+	g.addConnections(&m, conns, now)
+	slices.SortFunc(m.Nodes, func(a, b Node) int { return cmp.Compare(a.ID, b.ID) })
 	slices.SortFunc(m.Edges, func(a, b Edge) int {
 		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Target, b.Target))
 	})
 	return m
+}
+
+// addConnections adds to m the edges that only connections show: client
+// connections of programs traced from the kernel, whose protocol was not
+// recognised (tcp) or is TLS, to an endpoint that is not traced on this
+// host and that no client span reached. A TLS endpoint is named by the
+// server name its client asked for.
+func (g *Graph) addConnections(m *Map, conns []correlate.Conn, now time.Time) {
+	type key struct{ from, to string }
+	edges := map[key]*Edge{}
+	var order []key
+	added := map[string]bool{}
+	addNode := func(n Node) {
+		if _, known := g.nodes[n.ID]; !known && !added[n.ID] {
+			added[n.ID] = true
+			m.Nodes = append(m.Nodes, n)
+		}
+	}
+	for _, c := range conns {
+		if c.Role != "client" || c.PeerPID != 0 || (c.Protocol != "tcp" && c.Protocol != "tls") || g.peers[c.Remote] {
+			continue
+		}
+		name := c.Remote
+		if c.ServerName != "" {
+			if _, port, err := net.SplitHostPort(c.Remote); err == nil {
+				name = net.JoinHostPort(c.ServerName, port)
+			}
+		}
+		from := Node{ID: "service:" + c.Service, Name: c.Service, Kind: KindService, Protocol: "http"}
+		to := Node{ID: "external:" + name, Name: name, Kind: KindExternal, Protocol: c.Protocol}
+		k := key{from.ID, to.ID}
+		e := edges[k]
+		if e == nil {
+			addNode(from)
+			addNode(to)
+			e = &Edge{Source: from.ID, Target: to.ID, RecentTraces: []string{}}
+			edges[k] = e
+			order = append(order, k)
+		}
+		bytes := int64(c.BytesReceived + c.BytesSent)
+		e.Total.Connections++
+		e.Total.Bytes += bytes
+		if c.Closed == nil || now.Sub(*c.Closed) <= g.window {
+			e.Window.Connections++
+			e.Window.Bytes += bytes
+		}
+	}
+	for _, k := range order {
+		m.Edges = append(m.Edges, *edges[k])
+	}
 }

@@ -80,3 +80,51 @@ func TestGraphPairsAndExpires(t *testing.T) {
 		}
 	}
 }
+
+// TestGraphConnections adds the endpoints only connections show: TLS named
+// by its server name, unrecognised TCP by address; never a traced peer, an
+// endpoint a client span reached, a server side, or a Go program's.
+func TestGraphConnections(t *testing.T) {
+	now := time.Unix(1000, 0)
+	g := New(time.Minute)
+	g.now = func() time.Time { return now }
+	_ = g.Export(context.Background(), []*correlate.Span{span("py", trace.SpanKindClient, 1, 0, now, time.Millisecond,
+		attribute.String("db.system.name", "redis"), attribute.String("server.address", "10.0.0.9"), attribute.Int("server.port", 6379),
+		attribute.String("network.peer.address", "10.0.0.9"), attribute.Int("network.peer.port", 6379))})
+	old := now.Add(-2 * time.Minute)
+	g.Connections = func() []correlate.Conn {
+		return []correlate.Conn{
+			{Service: "py", Role: "client", Remote: "1.2.3.4:443", Protocol: "tls", ServerName: "api.llm.example", BytesSent: 100, BytesReceived: 900},
+			{Service: "py", Role: "client", Remote: "1.2.3.5:443", Protocol: "tls", ServerName: "api.llm.example", Closed: &old, BytesSent: 1},
+			{Service: "py", Role: "client", Remote: "10.0.0.7:9092", Protocol: "tcp", BytesSent: 5},
+			{Service: "py", Role: "client", Remote: "10.0.0.9:6379", Protocol: "tcp"},           // reached by a span
+			{Service: "py", Role: "client", Remote: "10.0.0.8:80", Protocol: "tcp", PeerPID: 4}, // traced here
+			{Service: "py", Role: "server", Remote: "10.0.0.6:5000", Protocol: "tcp"},
+			{Service: "gosvc", Role: "client", Remote: "10.0.0.5:7000"}, // a Go program's
+			{Service: "py", Role: "client", Remote: "10.0.0.4:5432", Protocol: "postgresql"},
+		}
+	}
+	m := g.Snapshot()
+	got := map[string]Stats{}
+	for _, e := range m.Edges {
+		got[e.Source+" → "+e.Target] = e.Total
+	}
+	if len(got) != 3 {
+		t.Fatalf("edges %v", got)
+	}
+	if s := got["service:py → external:api.llm.example:443"]; s.Connections != 2 || s.Bytes != 1001 || s.Requests != 0 {
+		t.Errorf("TLS edge %+v", s)
+	}
+	if s := got["service:py → external:10.0.0.7:9092"]; s.Connections != 1 || s.Bytes != 5 {
+		t.Errorf("TCP edge %+v", s)
+	}
+	for _, e := range m.Edges {
+		if e.Target == "external:api.llm.example:443" && (e.Window.Connections != 1 || e.Window.Bytes != 1000) {
+			t.Errorf("TLS edge window %+v", e.Window)
+		}
+	}
+	var out bytes.Buffer
+	if err := Render(&out, m, "dot"); err != nil || !strings.Contains(out.String(), "2 conn, 1001 bytes") {
+		t.Errorf("dot: %v\n%s", err, out.String())
+	}
+}

@@ -49,12 +49,12 @@ func label(n Node, id string) string {
 func renderTable(w io.Writer, m Map) error {
 	byID := names(m)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "CALLER\tCALLEE\tREQUESTS\tERRORS\tP50 ms\tP95 ms\tP99 ms\tBYTES\tWINDOW (%.0fs) REQ/ERR\n", m.WindowSeconds)
+	fmt.Fprintf(tw, "CALLER\tCALLEE\tREQUESTS\tERRORS\tP50 ms\tP95 ms\tP99 ms\tBYTES\tCONNS\tWINDOW (%.0fs) REQ/ERR\n", m.WindowSeconds)
 	for _, e := range m.Edges {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%d\t%d/%d\n",
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d/%d\n",
 			label(byID[e.Source], e.Source), label(byID[e.Target], e.Target),
 			e.Total.Requests, e.Total.Errors, e.Total.P50Ms, e.Total.P95Ms, e.Total.P99Ms, e.Total.Bytes,
-			e.Window.Requests, e.Window.Errors)
+			e.Total.Connections, e.Window.Requests, e.Window.Errors)
 	}
 	if len(m.Edges) == 0 {
 		fmt.Fprintln(tw, "(no calls seen yet)")
@@ -81,8 +81,11 @@ func renderDot(w io.Writer, m Map) error {
 		fmt.Fprintf(&b, "  %s [label=%s, shape=%s];\n", quote(n.ID), quote(n.Name), shape)
 	}
 	for _, e := range m.Edges {
-		fmt.Fprintf(&b, "  %s -> %s [label=%s];\n", quote(e.Source), quote(e.Target),
-			quote(fmt.Sprintf("%d req, %d err, p95 %.1f ms", e.Total.Requests, e.Total.Errors, e.Total.P95Ms)))
+		text := fmt.Sprintf("%d req, %d err, p95 %.1f ms", e.Total.Requests, e.Total.Errors, e.Total.P95Ms)
+		if e.Total.Requests == 0 && e.Total.Connections > 0 {
+			text = connLabel(e)
+		}
+		fmt.Fprintf(&b, "  %s -> %s [label=%s];\n", quote(e.Source), quote(e.Target), quote(text))
 	}
 	b.WriteString("}\n")
 	_, err := io.WriteString(w, b.String())
@@ -106,9 +109,17 @@ func renderMermaid(w io.Writer, m Map) error {
 		fmt.Fprintf(&b, "  %s%s%s%s\n", id, open, quote(n.Name), closing)
 	}
 	for _, e := range m.Edges {
-		fmt.Fprintf(&b, "  %s -->|%s| %s\n", ids[e.Source],
-			quote(fmt.Sprintf("%d req, %d err", e.Total.Requests, e.Total.Errors)), ids[e.Target])
+		text := fmt.Sprintf("%d req, %d err", e.Total.Requests, e.Total.Errors)
+		if e.Total.Requests == 0 && e.Total.Connections > 0 {
+			text = connLabel(e)
+		}
+		fmt.Fprintf(&b, "  %s -->|%s| %s\n", ids[e.Source], quote(text), ids[e.Target])
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// connLabel describes an edge known only from connections.
+func connLabel(e Edge) string {
+	return fmt.Sprintf("%d conn, %d bytes", e.Total.Connections, e.Total.Bytes)
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -81,6 +82,8 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 	get(c, "/redis/fail", 500)
 	get(c, "/redis/big", 200)
 	get(c, "/redis/close", 200)
+	tlsPort, tcpPort := serveOnce(t, nil), serveOnce(t, []byte("PONG\n"))
+	get(c, fmt.Sprintf("/external?tls=%d&tcp=%d", tlsPort, tcpPort), 200)
 	close(errs)
 	for err := range errs {
 		t.Fatal(err)
@@ -96,7 +99,7 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 		if graph, err = getMap(base); err != nil {
 			t.Fatal(err)
 		}
-		if len(graph.Edges) == 2 || time.Now().After(deadline) {
+		if len(graph.Edges) == 4 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -120,7 +123,7 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 		"/redis/fail": {"SET", "LPUSH"},
 		"/redis/big":  {"SET", "GET"},
 	}
-	wantServers := map[string]int{"/pg": perRoute, "/redis": perRoute, "/pg/fail": 1, "/pg/big": 1, "/redis/fail": 1, "/redis/big": 1, "/redis/close": 1}
+	wantServers := map[string]int{"/pg": perRoute, "/redis": perRoute, "/pg/fail": 1, "/pg/big": 1, "/redis/fail": 1, "/redis/big": 1, "/redis/close": 1, "/external": 1}
 	children := map[string][]observed{}
 	perSystem := map[string]int64{}
 	for _, s := range spans {
@@ -174,24 +177,39 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 	}
 
 	// The map: the backend and the two databases, as many requests per
-	// edge as spans.
+	// edge as spans; and the two endpoints only connections show, the TLS
+	// one named by the server name its client asked for.
 	svc := "service:" + exeName(t, backend.Process.Pid)
-	wantEdges := map[[2]string]int64{
-		{svc, "db:postgresql " + pg.Addr()}: perSystem["postgresql"],
-		{svc, "db:redis " + rd.Addr()}:      perSystem["redis"],
+	tlsNode, tcpNode := fmt.Sprintf("external:api.llm.example:%d", tlsPort), fmt.Sprintf("external:127.0.0.1:%d", tcpPort)
+	wantEdges := map[[2]string]string{
+		{svc, "db:postgresql " + pg.Addr()}: fmt.Sprintf("%d requests, 1 errors", perSystem["postgresql"]),
+		{svc, "db:redis " + rd.Addr()}:      fmt.Sprintf("%d requests, 1 errors", perSystem["redis"]),
+		{svc, tlsNode}:                      "1 connections",
+		{svc, tcpNode}:                      "1 connections",
 	}
-	edges := map[[2]string]int64{}
+	edges := map[[2]string]string{}
 	for _, e := range graph.Edges {
-		edges[[2]string{e.Source, e.Target}] = e.Total.Requests
-		if want := int64(1); e.Total.Errors != want {
-			t.Errorf("edge %s → %s: %d errors, want %d", e.Source, e.Target, e.Total.Errors, want)
+		got := fmt.Sprintf("%d requests, %d errors", e.Total.Requests, e.Total.Errors)
+		if e.Total.Connections > 0 {
+			got = fmt.Sprintf("%d connections", e.Total.Connections)
+			if e.Total.Requests != 0 || e.Total.Bytes <= 0 {
+				t.Errorf("edge %s → %s: %d requests, %d bytes", e.Source, e.Target, e.Total.Requests, e.Total.Bytes)
+			}
 		}
+		edges[[2]string{e.Source, e.Target}] = got
+	}
+	protocols := map[string]string{}
+	for _, n := range graph.Nodes {
+		protocols[n.ID] = n.Protocol
+	}
+	if protocols[tlsNode] != "tls" || protocols[tcpNode] != "tcp" {
+		t.Errorf("protocols: %s %q, %s %q", tlsNode, protocols[tlsNode], tcpNode, protocols[tcpNode])
 	}
 	if fmt.Sprint(edges) != fmt.Sprint(wantEdges) {
 		t.Errorf("map edges %v, want %v", edges, wantEdges)
 	}
 	for _, n := range graph.Nodes {
-		if n.ID != svc && n.Kind != servicemap.KindDatabase {
+		if n.ID != svc && n.Kind != servicemap.KindDatabase && n.Kind != servicemap.KindExternal {
 			t.Errorf("map node %s is a %s", n.ID, n.Kind)
 		}
 	}
@@ -202,6 +220,32 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 			t.Errorf("%q left the agent", secret)
 		}
 	}
+}
+
+// serveOnce listens on a free loopback port, reads what the first
+// connection sends (up to a line, or a TLS ClientHello), answers reply if
+// any, and closes; it returns the port.
+func serveOnce(t *testing.T, reply []byte) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		buf := make([]byte, 4096)
+		_, _ = c.Read(buf)
+		if reply != nil {
+			_, _ = c.Write(reply)
+		}
+	}()
+	return ln.Addr().(*net.TCPAddr).Port
 }
 
 // checkAdoptedConnections checks the connection table for the backend's

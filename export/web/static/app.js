@@ -27,7 +27,8 @@ function describe(e, nodes) {
   const name = (id) => (nodes.get(id) || { name: id }).name;
   const lines = [name(e.source) + " → " + name(e.target), ""];
   for (const [title, s] of [["total", e.total], ["window", e.window]]) {
-    lines.push(`${title}: ${s.requests} requests, ${s.errors} errors, ${s.bytes} bytes`);
+    lines.push(`${title}: ${s.requests} requests, ${s.errors} errors, ${s.bytes} bytes` +
+      (s.connections ? `, ${s.connections} connections` : ""));
     lines.push(`  p50 ${s.p50_ms.toFixed(2)} ms, p95 ${s.p95_ms.toFixed(2)} ms, p99 ${s.p99_ms.toFixed(2)} ms`);
   }
   lines.push("", "recent traces:");
@@ -49,7 +50,9 @@ function render(map) {
   }
   for (const e of map.edges) {
     const id = edgeID(e);
-    const label = `${e.total.requests} req · ${e.total.errors} err`;
+    const label = e.total.requests === 0 && e.total.connections
+      ? `${e.total.connections} conn · ${e.total.bytes} B`
+      : `${e.total.requests} req · ${e.total.errors} err`;
     const el = cy.getElementById(id);
     if (el.empty()) {
       cy.add({ group: "edges", data: { id, source: e.source, target: e.target, label } });

@@ -16,6 +16,10 @@ those connections exist before any tracer attaches. Then:
   GET /redis/fail  LPUSH on a string key (WRONGTYPE, 500)
   GET /redis/big   GET of a 200 KB value
   GET /redis/close closes the Redis connections (the next command opens one)
+  GET /external?tls=PORT&tcp=PORT
+                   a TLS handshake to 127.0.0.1:PORT for api.llm.example (whatever
+                   the answer), and "PING\n" over plain TCP to the other port,
+                   reading the reply
 """
 import http.server
 import os
@@ -87,6 +91,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body, code = pg_route(url.path, query)
         elif url.path.startswith("/redis") and rd is not None:
             body, code = redis_route(url.path, query)
+        elif url.path == "/external":
+            body, code = external_route(query)
         elif url.path == "/chain":
             body = (urllib.parse.parse_qs(url.query).get("id", [""])[0] + ":python").encode()
             code = 200
@@ -102,6 +108,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+def external_route(query):
+    import socket
+    import ssl
+
+    ctx = ssl.create_default_context()
+    with socket.create_connection(("127.0.0.1", int(query["tls"][0]))) as raw:
+        try:
+            with ctx.wrap_socket(raw, server_hostname="api.llm.example"):
+                pass
+        except (ssl.SSLError, OSError):
+            pass
+    with socket.create_connection(("127.0.0.1", int(query["tcp"][0]))) as conn:
+        conn.sendall(b"PING\n")
+        conn.recv(16)
+    return b"ok", 200
 
 
 def main():

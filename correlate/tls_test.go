@@ -1,0 +1,43 @@
+package correlate
+
+import (
+	"crypto/tls"
+	"net"
+	"testing"
+)
+
+// clientHello returns the first record a Go TLS client sends for name.
+func clientHello(t *testing.T, name string) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go func() {
+		c := tls.Client(a, &tls.Config{ServerName: name})
+		_ = c.Handshake() // fails when b closes
+	}()
+	buf := make([]byte, 16<<10)
+	n, err := b.Read(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n]
+}
+
+func TestClientHelloServerName(t *testing.T) {
+	hello := clientHello(t, "api.llm.example")
+	if name, ok := clientHelloServerName(hello[:min(len(hello), 512)]); !ok || name != "api.llm.example" {
+		t.Errorf("server name %q, %v", name, ok)
+	}
+	// Cut anywhere before the name: no name, no panic.
+	for n := range 60 {
+		if name, ok := clientHelloServerName(hello[:n]); ok {
+			t.Errorf("cut at %d: %q", n, name)
+		}
+	}
+	for _, bad := range [][]byte{nil, []byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 600)} {
+		if name, ok := clientHelloServerName(bad); ok {
+			t.Errorf("%q: server name %q", bad, name)
+		}
+	}
+}
