@@ -635,7 +635,8 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 // (gunicorn, nginx, PostgreSQL) share one listening socket. The open
 // reported at ESTABLISHED, by port, is corrected here when it named
 // another process, and reported here when no traced port matched (a
-// listening socket inherited or passed on).
+// listening socket inherited or passed on). Attached with the other syscall
+// tracepoints, when a program is traced from the kernel.
 static __always_inline void accepted(struct trace_event_raw_sys_exit *ctx)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;

@@ -262,8 +262,6 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		fmt.Fprintf(stderr, "zerotrace: no connection tracking and no tracing of programs that are not Go: %v\n", err)
 		sysTracer = nil
-	} else if sysTracer.Note != "" {
-		fmt.Fprintf(stderr, "zerotrace: %s\n", sysTracer.Note)
 	}
 	defer func() {
 		if sysTracer != nil {

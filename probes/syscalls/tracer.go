@@ -34,9 +34,6 @@ type Tracer struct {
 	links []link.Link
 	iter  *link.Iter // the byte counts of open connections
 	http  bool       // the syscall tracepoints are attached
-	// Note says what the tracer could not do, for the user; "" when it
-	// does everything.
-	Note string
 }
 
 // tracepoints are the programs and where they go.
@@ -54,6 +51,10 @@ func (t *Tracer) tracepoints() []struct {
 		{"sys_enter_write", o.SysEnterWrite}, {"sys_enter_sendto", o.SysEnterSendto},
 		{"sys_enter_close", o.SysEnterClose},
 		{"sys_enter_readv", o.SysEnterReadv}, {"sys_exit_readv", o.SysExitReadv},
+		// Accepts name the process that owns a server connection;
+		// without them the listening port does (wrong for pre-forked
+		// workers sharing one socket).
+		{"sys_exit_accept4", o.SysExitAccept4}, {"sys_exit_accept", o.SysExitAccept},
 		{"sys_enter_recvmsg", o.SysEnterRecvmsg}, {"sys_exit_recvmsg", o.SysExitRecvmsg},
 		{"sys_enter_writev", o.SysEnterWritev}, {"sys_enter_sendmsg", o.SysEnterSendmsg},
 	}
@@ -89,9 +90,10 @@ func Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
 	return spec, nil
 }
 
-// NewTracer loads the programs and attaches the connection tracepoints
-// (sock/inet_sock_set_state, and the accept syscalls when tracefs can be
-// had). No process is traced until AddConnections or AddHTTP.
+// NewTracer loads the programs and attaches the tracepoints that need no
+// tracefs and cost nothing to untraced processes' syscalls: connections
+// (sock/inet_sock_set_state), forks and exits, through BTF. No process is
+// traced until AddConnections or AddHTTP.
 func NewTracer(shared *events.Shared) (*Tracer, error) {
 	t := &Tracer{}
 	spec, err := Spec(shared)
@@ -125,23 +127,6 @@ func NewTracer(shared *events.Shared) (*Tracer, error) {
 	}
 	t.iter = it
 	t.links = append(t.links, it)
-	// Accepts name the process that owns a server connection; without
-	// them the listening port does (wrong for pre-forked workers).
-	if err := ensureTracefs(); err != nil {
-		t.Note = fmt.Sprintf("server connections are attributed by listening port only: %v", err)
-		return t, nil
-	}
-	for _, tp := range []struct {
-		name string
-		prog *ebpf.Program
-	}{{"sys_exit_accept4", t.objs.SysExitAccept4}, {"sys_exit_accept", t.objs.SysExitAccept}} {
-		l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("attaching to tracepoint syscalls/%s: %w", tp.name, err)
-		}
-		t.links = append(t.links, l)
-	}
 	return t, nil
 }
 
@@ -283,8 +268,11 @@ func (e connEnds) addrs() (local, remote netip.AddrPort) {
 	return netip.AddrPortFrom(l, e.LocalPort), netip.AddrPortFrom(r, e.RemotePort)
 }
 
-// AddHTTP traces the HTTP/1.x of process pid from its socket syscalls,
-// attaching the syscall tracepoints on first use.
+// AddHTTP traces the HTTP/1.x (and PostgreSQL, Redis, TLS server names) of
+// process pid from its socket syscalls, attaching the syscall tracepoints on
+// first use. Those are attached only then: once any syscall tracepoint is,
+// every syscall of every process on the host takes the kernel's slower
+// tracing path, which a host tracing Go programs alone need not pay.
 func (t *Tracer) AddHTTP(pid int) error {
 	if !t.http {
 		if err := ensureTracefs(); err != nil {
