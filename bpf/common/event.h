@@ -248,9 +248,10 @@ struct sock_data_event {
 	__u16 cap; // bytes of data captured (at most SOCK_DATA_MAX)
 	__u8 flags; // enum sock_data_flags
 	__u8 pad;
-	// The descriptor's socket: family (AF_INET, AF_INET6, AF_UNIX; 0 when it
-	// is not a socket or could not be read), and for TCP both endpoints
-	// (IPv4 in the first 4 bytes, network order; ports in host order).
+	// The descriptor's socket, on its first record only (user space keeps
+	// them): family (AF_INET, AF_INET6, AF_UNIX; 0 when it is not a socket
+	// or could not be read), and for TCP both endpoints (IPv4 in the first
+	// 4 bytes, network order; ports in host order).
 	__u16 family;
 	__u16 local_port;
 	__u16 remote_port;

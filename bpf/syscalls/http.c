@@ -207,8 +207,9 @@ static __always_inline const struct sock *fd_sock(__s32 fd)
 }
 
 // Fills e's socket fields from descriptor fd of the current process; they
-// stay zero when fd is not a socket.
-static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd)
+// stay zero when fd is not a socket. The endpoints are read only when ends
+// is set (a descriptor's first record): user space keeps them.
+static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd, bool ends)
 {
 	e->family = 0;
 	e->local_port = 0;
@@ -217,7 +218,7 @@ static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd)
 	__builtin_memset(e->remote_ip, 0, sizeof(e->remote_ip));
 	const struct sock *sk = fd_sock(fd);
 	e->sock = (__u64)sk;
-	if (sk)
+	if (sk && ends)
 		sock_endpoints(sk, &e->family, &e->local_port, &e->remote_port, e->local_ip, e->remote_ip);
 }
 
@@ -285,7 +286,7 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	    !bpf_probe_read_user(tail, sizeof(tail), (void *)(buf + len - 6)) && tail[0] == 'Z' && tail[1] == 0 &&
 	    tail[2] == 0 && tail[3] == 0 && tail[4] == 5)
 		e->flags |= SOCK_FLAG_READY;
-	fd_socket(e, fd);
+	fd_socket(e, fd, !was);
 	__u32 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
 	barrier_var(n);
 	if (n > SOCK_DATA_MAX)
@@ -478,7 +479,7 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	e->cap = 0;
 	e->flags = 0;
 	e->pad = 0;
-	fd_socket(e, k.fd); // still open: this runs before the close
+	fd_socket(e, k.fd, false); // still open: this runs before the close
 	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;
 }
