@@ -18,11 +18,15 @@ type Stats struct {
 	Events         atomic.Uint64 // events received
 	Spans          atomic.Uint64 // spans emitted
 	UnknownProcess atomic.Uint64 // events from a PID that was never registered, dropped
-	// Kernel-level HTTP (SockData): requests never answered before their
-	// descriptor closed or their queue overflowed, and data that started
-	// like HTTP but did not parse. Neither produces a span.
+	// Kernel-level tracing (SockData): requests, queries and commands
+	// never answered before their descriptor closed or their queue
+	// overflowed, and data that started like a protocol but did not parse.
+	// Neither produces a span.
 	KernelUnanswered atomic.Uint64
 	KernelMalformed  atomic.Uint64
+	// KernelStreamsFull counts records dropped because maxStreams sockets
+	// were being followed already (a loss).
+	KernelStreamsFull atomic.Uint64
 }
 
 // Correlator builds spans from events. Run it in one goroutine; Register

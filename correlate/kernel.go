@@ -53,6 +53,12 @@ func (st *sockStream) pending() int {
 	return n
 }
 
+// maxStreams bounds the sockets followed at once. A socket is forgotten at
+// its close or its process's exit; a close the probes cannot see (a
+// descriptor closed by exec, close_range or dup2) would otherwise keep one
+// forever.
+const maxStreams = 65536
+
 // maxPending bounds the exchanges a descriptor may hold unanswered: past it
 // the oldest is dropped and counted, so a peer that never answers cannot
 // make the agent grow.
@@ -115,6 +121,10 @@ func (k *kernelTracer) handle(d *SockData) []*Span {
 		return k.out
 	}
 	if st == nil {
+		if len(k.streams) >= maxStreams {
+			k.stats.KernelStreamsFull.Add(1)
+			return k.out
+		}
 		st = &sockStream{}
 		k.streams[key] = st
 		if k.recognised != nil {

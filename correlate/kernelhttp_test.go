@@ -175,3 +175,16 @@ func TestKernelHTTPHeadInPieces(t *testing.T) {
 		t.Fatalf("head in pieces: %+v", s)
 	}
 }
+
+// TestKernelStreamsBounded: past maxStreams sockets followed at once, a new
+// socket's records are dropped and counted, and the table does not grow.
+func TestKernelStreamsBounded(t *testing.T) {
+	stats := &Stats{}
+	k := newTestKernel(stats)
+	for fd := range int32(maxStreams + 10) {
+		k.handle(sock(SockRead, fd, 0, "GET / HTTP/1.1\r\n\r\n"))
+	}
+	if len(k.streams) != maxStreams || stats.KernelStreamsFull.Load() != 10 {
+		t.Fatalf("%d streams, %d dropped", len(k.streams), stats.KernelStreamsFull.Load())
+	}
+}

@@ -56,6 +56,7 @@ func (r *reporter) loss() string {
 	add("decode_errors", rs.DecodeErrors.Load())
 	add("unknown_process", r.corr.Stats().UnknownProcess.Load())
 	add("connection_table_full", r.corr.Connections().Dropped.Load())
+	add("kernel_streams_full", r.corr.Stats().KernelStreamsFull.Load())
 	for _, s := range r.fan.Stats() {
 		add(s.Name+"_queue_full", s.Dropped.Load())
 		add(s.Name+"_failed", s.Failed.Load())
