@@ -39,6 +39,7 @@ type sockStream struct {
 	requested []*httpHead // HTTP requests written, awaiting the response read
 	pg        *pgConn
 	redis     *redisConn
+	mysql     *mysqlConn
 }
 
 // pending is how many exchanges the descriptor holds unanswered.
@@ -49,6 +50,9 @@ func (st *sockStream) pending() int {
 	}
 	if st.redis != nil {
 		n += len(st.redis.cmds)
+	}
+	if st.mysql != nil && st.mysql.op != nil {
+		n++
 	}
 	return n
 }
@@ -71,8 +75,8 @@ type idSource interface {
 }
 
 // kernelTracer turns SockData records (processes traced from the kernel)
-// into spans: HTTP/1.x server and client spans, and PostgreSQL and Redis
-// client spans.
+// into spans: HTTP/1.x server and client spans, and PostgreSQL, MySQL and
+// Redis client spans.
 //
 // Within a process, a call made by the thread that is serving exactly one
 // request (a thread-per-request server such as Python's
@@ -148,6 +152,11 @@ func (k *kernelTracer) handle(d *SockData) []*Span {
 			st.redis = &redisConn{}
 		}
 		k.handleRedis(d, st)
+	case ProtoMySQL:
+		if st.mysql == nil {
+			st.mysql = &mysqlConn{}
+		}
+		k.handleMySQL(d, st)
 	}
 	return k.out
 }
@@ -164,6 +173,9 @@ func (k *kernelTracer) closeStream(d *SockData, st *sockStream) {
 	}
 	if st.redis != nil {
 		k.settleRedis(st)
+	}
+	if st.mysql != nil {
+		k.settleMySQL(st)
 	}
 	k.stats.KernelUnanswered.Add(uint64(st.pending()))
 }

@@ -1200,6 +1200,10 @@ func FuzzKernelDatabase(f *testing.F) {
 	f.Add(respCmd("LRANGE", "l", "0", "-1"), []byte("*2\r\n*1\r\n:1\r\n$70000\r\nab"), false, uint32(0), uint32(70000), uint16(5))
 	f.Add(respCmd("HGETALL", "h"), []byte("%1\r\n+f\r\n-WRONGTYPE x\r\n"), false, uint32(0), uint32(0), uint16(0))
 	f.Add(respCmd("SELECT", "3"), []byte("+OK\r\n"), false, uint32(0), uint32(0), uint16(1))
+	f.Add(myPacket(0, myQuery("SELECT * FROM t WHERE a = 'x'")), cat(myPacket(1, []byte{1}), myPacket(2, myColumn()), myPacket(3, myEOF(0)),
+		myPacket(4, myRow("a")), myPacket(5, myEOF(0))), true, uint32(0), uint32(0), uint16(11))
+	f.Add(myPacket(0, myQuery("INSERT INTO t VALUES (1)")), myPacket(1, myOK(1, 0)), false, uint32(0), uint32(0), uint16(0))
+	f.Add(myPacket(0, []byte{0x17, 1, 0, 0, 0}), myPacket(1, myErr(1146, "42S02", "no such table")), false, uint32(0), uint32(0), uint16(4))
 	// Inputs that once made the parsers panic.
 	f.Add(respCmd("GET", "k"), []byte("\r\n+OK\r\n"), false, uint32(0), uint32(0), uint16(0))
 	f.Add([]byte("*1\r\n$9223372036854775807\r\nGET\r\n"), []byte("+OK\r\n"), false, uint32(0), uint32(0), uint16(0))
@@ -1236,7 +1240,7 @@ func FuzzKernelDatabase(f *testing.F) {
 		// become its children, and its entry in k.serving must go at the close.
 		k.handle(&SockData{PID: 1, TID: 9, FD: 5, Dir: SockRead, Proto: ProtoHTTP, Data: []byte("GET / HTTP/1.1\r\n\r\n"), Len: 18})
 		cut := int(split) % (len(r) + 1)
-		for i, proto := range []SockProto{ProtoPostgres, ProtoRedis} {
+		for i, proto := range []SockProto{ProtoPostgres, ProtoRedis, ProtoMySQL} {
 			fd := int32(10 + i)
 			// Twice: what the first exchange leaves behind (bytes to skip, a
 			// lost reader, unanswered commands) meets the second.

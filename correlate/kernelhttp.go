@@ -35,6 +35,7 @@ const (
 	ProtoPostgres SockProto = 2 // client side
 	ProtoRedis    SockProto = 3 // client side
 	ProtoTLS      SockProto = 4 // a ClientHello, the one record seen of the connection
+	ProtoMySQL    SockProto = 5 // MySQL/MariaDB, client side
 )
 
 // String names the protocol as connections and the map show it.
@@ -48,6 +49,8 @@ func (p SockProto) String() string {
 		return "redis"
 	case ProtoTLS:
 		return "tls"
+	case ProtoMySQL:
+		return "mysql"
 	}
 	return "tcp"
 }
@@ -65,7 +68,8 @@ type SockData struct {
 	Time  time.Time
 	Dir   SockDir
 	Proto SockProto
-	// Ready: a PostgreSQL read that ends with ReadyForQuery.
+	// Ready: a PostgreSQL read that ends with ReadyForQuery, or a MySQL
+	// read that ends with the end of a response.
 	Ready bool
 	Len   uint32 // bytes read, or bytes the write asked to send
 	Data  []byte // the first bytes, at most 512

@@ -225,12 +225,15 @@ enum sock_proto {
 	SOCK_PROTO_POSTGRES = 2, // PostgreSQL frontend/backend protocol, client side
 	SOCK_PROTO_REDIS = 3,    // RESP (Redis, Valkey), client side
 	SOCK_PROTO_TLS = 4,      // a TLS ClientHello: the one record sent of the connection
+	SOCK_PROTO_MYSQL = 5,    // MySQL/MariaDB client/server protocol, client side
 };
 
 // sock_data_event flags.
 enum sock_data_flags {
-	// A PostgreSQL read ends with ReadyForQuery: the server is done with
-	// everything sent so far, even if the capture stops before that.
+	// A PostgreSQL read ends with ReadyForQuery, or a MySQL read with the
+	// EOF or OK packet that ends a response (no more results follow): the
+	// server is done with everything sent so far, even if the capture
+	// stops before that.
 	SOCK_FLAG_READY = 1 << 0,
 };
 

@@ -10,7 +10,9 @@
 // descriptor and builds the spans. A write that starts like a PostgreSQL
 // client's first message or query, or like a Redis (RESP) command, marks
 // its descriptor: from then on every read and write of it goes to user
-// space, which parses the messages. A TLS ClientHello goes to user space
+// space, which parses the messages; so does a read that starts like a
+// MySQL/MariaDB server's greeting, or a write like a MySQL command on a
+// connection opened before the agent. A TLS ClientHello goes to user space
 // (for the server's name) and marks its descriptor as one to leave alone. Everything else (files, pipes, the rest
 // of a body) costs one map lookup and a 16-byte read at most, and a process
 // not listed costs one map lookup. A marked descriptor is remembered until
@@ -92,6 +94,7 @@ enum fd_flags {
 	// A TLS client connection: its ClientHello went to user space (for
 	// the server name); nothing after it can be read.
 	FD_TLS = 1 << 4,
+	FD_MYSQL = 1 << 5,
 };
 
 static __always_inline bool traced(__u32 tgid)
@@ -163,6 +166,42 @@ static __always_inline bool looks_like_resp_command(const char p[16])
 static __always_inline bool looks_like_tls_client_hello(const char p[16], __s64 len)
 {
 	return len >= 9 && p[0] == 0x16 && p[1] == 0x03 && (__u8)p[2] <= 0x04 && p[5] == 0x01;
+}
+
+static __always_inline __u32 le24(const char *p)
+{
+	return (__u32)(__u8)p[0] | (__u32)(__u8)p[1] << 8 | (__u32)(__u8)p[2] << 16;
+}
+
+// Does a read start like a MySQL or MariaDB server's greeting: one packet
+// (3-byte length, sequence 0) filling the read, of protocol version 10,
+// whose server version starts with a digit?
+static __always_inline bool looks_like_mysql_greeting(const char p[16], __s64 len)
+{
+	return len >= 10 && le24(p) + 4 == len && p[3] == 0 && p[4] == 0x0a && p[5] >= '1' && p[5] <= '9';
+}
+
+// Does a write start like a MySQL client's command on a connection opened
+// before the agent attached: one packet of sequence 0 filling the write,
+// holding COM_QUERY (3) or COM_STMT_PREPARE (0x16) and some text?
+static __always_inline bool looks_like_mysql_command(const char p[16], __s64 len)
+{
+	return len >= 6 && le24(p) + 4 == len && p[3] == 0 && (p[4] == 0x03 || p[4] == 0x16);
+}
+
+// Does a MySQL read end with the packet that ends a response: an EOF packet
+// (length 5, 0xfe) or an OK packet with the 0xfe header (length 7, no rows
+// affected and no insert id: the end of a result set when the client asked
+// for no EOF packets), whose status does not say more results follow?
+static __always_inline bool mysql_read_ends_response(__u64 buf, __s64 len)
+{
+	char t[11] = {};
+	if (len < 11 || bpf_probe_read_user(t, sizeof(t), (void *)(buf + len - 11)))
+		return false;
+	// SERVER_MORE_RESULTS_EXISTS is bit 3 of the status flags.
+	if (t[2] == 5 && t[3] == 0 && t[4] == 0 && t[6] == (char)0xfe)
+		return !(t[9] & 0x08);
+	return t[0] == 7 && t[1] == 0 && t[2] == 0 && t[4] == (char)0xfe && t[5] == 0 && t[6] == 0 && !(t[7] & 0x08);
 }
 
 // Reads the family and, for TCP and UDP over IP, the endpoints of a socket.
@@ -239,6 +278,9 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	} else if (was & FD_REDIS) {
 		proto = SOCK_PROTO_REDIS;
 		flags = was;
+	} else if (was & FD_MYSQL) {
+		proto = SOCK_PROTO_MYSQL;
+		flags = was;
 	} else if (was & FD_TLS) {
 		return;
 	} else if (looks_like_http(head)) {
@@ -252,8 +294,13 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		proto = SOCK_PROTO_HTTP;
 		flags = FD_HTTP;
 		dir = SOCK_DIR_READ_MORE;
-	} else if (was & FD_HTTP || dir != SOCK_DIR_WRITE) {
+	} else if (was & FD_HTTP) {
 		return;
+	} else if (dir != SOCK_DIR_WRITE) {
+		if (!looks_like_mysql_greeting(head, len))
+			return;
+		proto = SOCK_PROTO_MYSQL;
+		flags = FD_MYSQL;
 	} else if (looks_like_postgres_client(head, len)) {
 		proto = SOCK_PROTO_POSTGRES;
 		flags = FD_POSTGRES;
@@ -263,6 +310,9 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	} else if (looks_like_tls_client_hello(head, len)) {
 		proto = SOCK_PROTO_TLS;
 		flags = FD_TLS;
+	} else if (looks_like_mysql_command(head, len)) {
+		proto = SOCK_PROTO_MYSQL;
+		flags = FD_MYSQL;
 	} else {
 		return;
 	}
@@ -285,6 +335,8 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	if (proto == SOCK_PROTO_POSTGRES && dir == SOCK_DIR_READ && len >= 6 &&
 	    !bpf_probe_read_user(tail, sizeof(tail), (void *)(buf + len - 6)) && tail[0] == 'Z' && tail[1] == 0 &&
 	    tail[2] == 0 && tail[3] == 0 && tail[4] == 5)
+		e->flags |= SOCK_FLAG_READY;
+	if (proto == SOCK_PROTO_MYSQL && dir == SOCK_DIR_READ && mysql_read_ends_response(buf, len))
 		e->flags |= SOCK_FLAG_READY;
 	fd_socket(e, fd, !was);
 	__u32 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;

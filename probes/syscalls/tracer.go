@@ -1,7 +1,7 @@
 // Package syscalls traces processes from the kernel, whatever their
 // language (see bpf/syscalls/http.c): the TCP connections of every traced
 // process (sock:inet_sock_set_state through BTF, and the accept syscalls),
-// and the HTTP/1.x, PostgreSQL and Redis traffic of processes that are not
+// and the HTTP/1.x, PostgreSQL, MySQL and Redis traffic of processes that are not
 // Go programs, from syscall tracepoints on their socket reads and writes.
 // The syscall tracepoints need tracefs, which it mounts when nothing has.
 package syscalls
@@ -268,7 +268,7 @@ func (e connEnds) addrs() (local, remote netip.AddrPort) {
 	return netip.AddrPortFrom(l, e.LocalPort), netip.AddrPortFrom(r, e.RemotePort)
 }
 
-// AddHTTP traces the HTTP/1.x (and PostgreSQL, Redis, TLS server names) of
+// AddHTTP traces the HTTP/1.x (and PostgreSQL, MySQL, Redis, TLS server names) of
 // process pid from its socket syscalls, attaching the syscall tracepoints on
 // first use. Those are attached only then: once any syscall tracepoint is,
 // every syscall of every process on the host takes the kernel's slower

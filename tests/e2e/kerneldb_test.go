@@ -13,17 +13,19 @@ import (
 	"time"
 
 	"github.com/zerotrace/zerotrace/export/servicemap"
+	"github.com/zerotrace/zerotrace/tests/internal/mysql"
 	"github.com/zerotrace/zerotrace/tests/internal/postgres"
 	"github.com/zerotrace/zerotrace/tests/internal/redis"
 	"github.com/zerotrace/zerotrace/tests/internal/testenv"
 )
 
 // TestKernelDatabaseProtocols traces a Python http.server backend that
-// talks to PostgreSQL (psycopg2, libpq) and Redis (redis-py): programs
-// zerotrace sees only through syscall tracepoints. Its connections to both
+// talks to PostgreSQL (psycopg2, libpq), MariaDB (PyMySQL) and Redis
+// (redis-py): programs zerotrace sees only through syscall tracepoints. Its connections to both
 // are opened before the agent attaches (recognised by their first query or
 // command), and more are opened after (recognised by PostgreSQL's startup
-// message, after an SSL request the server declines). Every query and
+// message, after an SSL request the server declines, and by MariaDB's
+// greeting). Every query and
 // command must become one CLIENT span, child of the server span of the
 // request that made it, with the database's system, sanitized text,
 // operation, collection, server address, rows, and the server's error
@@ -36,13 +38,14 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 	zt := testenv.BuildZerotrace(t)
 	pg := postgres.Start(t)
 	rd := redis.Start(t)
+	my := mysql.Start(t)
 	pgHost, pgPort, _ := strings.Cut(pg.Addr(), ":")
 	dsn := fmt.Sprintf("host=%s port=%s dbname=%s user=%s password=%s sslmode=prefer",
 		pgHost, pgPort, postgres.Database, postgres.User, postgres.Password)
 	script := filepath.Join(testenv.RepoRoot(t), "tests", "testdata", "pyhttp", "server.py")
 	// env execs python3 in its own process: the PID is the backend's.
 	backend, beAddr := testenv.StartSampleApp(t, "/usr/bin/env", "ZT_PG_DSN="+dsn,
-		fmt.Sprintf("ZT_REDIS_PORT=%d", rd.Port), python, script)
+		fmt.Sprintf("ZT_REDIS_PORT=%d", rd.Port), fmt.Sprintf("ZT_MYSQL_PORT=%d", my.Port), python, script)
 	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(backend.Process.Pid), "--output", "json", "--listen", "127.0.0.1:0")
 	m := mapAddr.FindStringSubmatch(a.Stderr())
 	if m == nil {
@@ -50,9 +53,9 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 	}
 
 	const perRoute, workers = 12, 3
-	routes := []string{"/pg", "/redis"}
+	routes := []string{"/pg", "/redis", "/mysql"}
 	var wg sync.WaitGroup
-	errs := make(chan error, 2*perRoute+6)
+	errs := make(chan error, len(routes)*perRoute+10)
 	get := func(c *http.Client, path string, want int) {
 		resp, err := c.Get("http://" + beAddr + path)
 		if err != nil {
@@ -70,8 +73,8 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
-			for id := w; id < 2*perRoute; id += workers {
-				get(c, fmt.Sprintf("%s?id=%d", routes[id%2], id), 200)
+			for id := w; id < len(routes)*perRoute; id += workers {
+				get(c, fmt.Sprintf("%s?id=%d", routes[id%len(routes)], id), 200)
 			}
 		}()
 	}
@@ -81,6 +84,8 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 	get(c, "/pg/big", 200)
 	get(c, "/redis/fail", 500)
 	get(c, "/redis/big", 200)
+	get(c, "/mysql/fail", 500)
+	get(c, "/mysql/big", 200)
 	get(c, "/redis/close", 200)
 	tlsPort, tcpPort := serveOnce(t, nil), serveOnce(t, []byte("PONG\n"))
 	get(c, fmt.Sprintf("/external?tls=%d&tcp=%d", tlsPort, tcpPort), 200)
@@ -99,12 +104,12 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 		if graph, err = getMap(base); err != nil {
 			t.Fatal(err)
 		}
-		if len(graph.Edges) == 4 || time.Now().After(deadline) {
+		if len(graph.Edges) == 5 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	checkAdoptedConnections(t, base, backend.Process.Pid, pg.Addr(), rd.Addr())
+	checkAdoptedConnections(t, base, backend.Process.Pid, pg.Addr(), rd.Addr(), my.Addr())
 	a.stop()
 
 	spans := fromJSON(a.jsonSpans())
@@ -122,8 +127,11 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 		"/redis":      {"SET", "GET", "INCRBY"},
 		"/redis/fail": {"SET", "LPUSH"},
 		"/redis/big":  {"SET", "GET"},
+		"/mysql":      {"SELECT items", "SET", "INSERT items", "COMMIT"},
+		"/mysql/fail": {"SELECT no_such_table"},
+		"/mysql/big":  {"SELECT seq_1_to_20000"},
 	}
-	wantServers := map[string]int{"/pg": perRoute, "/redis": perRoute, "/pg/fail": 1, "/pg/big": 1, "/redis/fail": 1, "/redis/big": 1, "/redis/close": 1, "/external": 1}
+	wantServers := map[string]int{"/pg": perRoute, "/redis": perRoute, "/pg/fail": 1, "/pg/big": 1, "/redis/fail": 1, "/redis/big": 1, "/redis/close": 1, "/external": 1, "/mysql": perRoute, "/mysql/fail": 1, "/mysql/big": 1}
 	children := map[string][]observed{}
 	perSystem := map[string]int64{}
 	for _, s := range spans {
@@ -141,10 +149,7 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 			t.Errorf("%s span %q [%v, %v] is not inside its request [%v, %v]", sys, s.Name, s.Start, s.End, parent.Start, parent.End)
 		}
 		children[s.ParentSpanID] = append(children[s.ParentSpanID], s)
-		port := fmt.Sprint(rd.Port)
-		if sys == "postgresql" {
-			port = pgPort
-		}
+		port := map[string]string{"postgresql": pgPort, "redis": fmt.Sprint(rd.Port), "mysql": fmt.Sprint(my.Port)}[sys]
 		if s.Attrs["server.address"] != "127.0.0.1" || s.Attrs["server.port"] != port || s.Attrs["zerotrace.source"] != "kernel" {
 			t.Errorf("%s span %q: server %s:%s, source %q", sys, s.Name, s.Attrs["server.address"], s.Attrs["server.port"], s.Attrs["zerotrace.source"])
 		}
@@ -175,6 +180,9 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 	if want := int64(perRoute*3 + 4); perSystem["redis"] != want {
 		t.Errorf("%d Redis spans, want %d", perSystem["redis"], want)
 	}
+	if want := int64(perRoute*4 + 2); perSystem["mysql"] != want {
+		t.Errorf("%d MySQL spans, want %d", perSystem["mysql"], want)
+	}
 
 	// The map: the backend and the two databases, as many requests per
 	// edge as spans; and the two endpoints only connections show, the TLS
@@ -184,6 +192,7 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 	wantEdges := map[[2]string]string{
 		{svc, "db:postgresql " + pg.Addr()}: fmt.Sprintf("%d requests, 1 errors", perSystem["postgresql"]),
 		{svc, "db:redis " + rd.Addr()}:      fmt.Sprintf("%d requests, 1 errors", perSystem["redis"]),
+		{svc, "db:mysql " + my.Addr()}:      fmt.Sprintf("%d requests, 1 errors", perSystem["mysql"]),
 		{svc, tlsNode}:                      "1 connections",
 		{svc, tcpNode}:                      "1 connections",
 	}
@@ -215,7 +224,7 @@ func TestKernelDatabaseProtocols(t *testing.T) {
 	}
 
 	out := a.Stdout() + a.Stderr()
-	for _, secret := range []string{"alice@example.com", "bob@example.com", "carol@example.com", "secret-value-", "zt:key:", postgres.Password, "generate_series(1, 20000)"} {
+	for _, secret := range []string{"alice@example.com", "bob@example.com", "carol@example.com", "dave@example.com", "erin@example.com", "frank@example.com", "secret-value-", "zt:key:", postgres.Password, "generate_series(1, 20000)"} {
 		if strings.Contains(out, secret) {
 			t.Errorf("%q left the agent", secret)
 		}
@@ -253,7 +262,7 @@ func serveOnce(t *testing.T, reply []byte) int {
 // open, the one to Redis closed by /redis/close, both with their byte
 // counts; and that connections still open (the test's keep-alive ones)
 // show their bytes so far.
-func checkAdoptedConnections(t *testing.T, base string, pid int, pgAddr, rdAddr string) {
+func checkAdoptedConnections(t *testing.T, base string, pid int, pgAddr, rdAddr, myAddr string) {
 	t.Helper()
 	type conn struct {
 		PID           int    `json:"pid"`
@@ -264,10 +273,10 @@ func checkAdoptedConnections(t *testing.T, base string, pid int, pgAddr, rdAddr 
 		BytesReceived uint64 `json:"bytes_received"`
 		BytesSent     uint64 `json:"bytes_sent"`
 	}
-	var pgOpen, rdClosed, liveServer bool
+	var pgOpen, myOpen, rdClosed, liveServer bool
 	var conns []conn
 	deadline := time.Now().Add(testenv.Timeout(t, 10*time.Second))
-	for !(pgOpen && rdClosed && liveServer) && time.Now().Before(deadline) {
+	for !(pgOpen && myOpen && rdClosed && liveServer) && time.Now().Before(deadline) {
 		resp, err := http.Get(base + "/api/connections")
 		if err != nil {
 			t.Fatal(err)
@@ -285,13 +294,14 @@ func checkAdoptedConnections(t *testing.T, base string, pid int, pgAddr, rdAddr 
 				continue
 			}
 			pgOpen = pgOpen || c.Remote == pgAddr && c.Closed == nil && bytes
+			myOpen = myOpen || c.Remote == myAddr && c.Closed == nil && bytes
 			rdClosed = rdClosed || c.Remote == rdAddr && c.Closed != nil && bytes
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	if !pgOpen || !rdClosed || !liveServer {
-		t.Errorf("connections from before the attach: PostgreSQL open with bytes %v, Redis closed with bytes %v; an open server connection with bytes %v:\n%+v",
-			pgOpen, rdClosed, liveServer, conns)
+	if !pgOpen || !myOpen || !rdClosed || !liveServer {
+		t.Errorf("connections from before the attach: PostgreSQL open with bytes %v, MySQL %v, Redis closed with bytes %v; an open server connection with bytes %v:\n%+v",
+			pgOpen, myOpen, rdClosed, liveServer, conns)
 	}
 }
 
@@ -325,6 +335,37 @@ func checkDatabaseSpan(t *testing.T, route string, s observed) {
 		case "SELECT":
 			// 20000 rows over many reads: the span lasts until the last.
 			if !strings.Contains(text, "generate_series(?, ?)") || s.End.Sub(s.Start) < 100*time.Microsecond {
+				t.Errorf("%s: big query: %v, lasted %v", route, a, s.End.Sub(s.Start))
+			}
+		}
+		if s.Name != "SELECT no_such_table" && s.Status == "error" {
+			t.Errorf("%s: %q failed: %v", route, s.Name, a)
+		}
+	case strings.HasPrefix(route, "/mysql"):
+		text := a["db.query.text"]
+		if a["db.system.name"] != "mysql" || a["db.operation.name"] != strings.Fields(s.Name)[0] || strings.ContainsAny(text, "'") {
+			t.Errorf("%s: span %q: %v", route, s.Name, a)
+		}
+		switch s.Name {
+		case "SELECT items":
+			if text != "SELECT count(*) FROM items WHERE owner = ?" || a["db.response.returned_rows"] != "1" {
+				t.Errorf("%s: SELECT span: %v", route, a)
+			}
+		case "INSERT items":
+			// A connection opened after the attach: its handshake names the
+			// database, and its greeting the server.
+			if text != "INSERT INTO items (id, owner) VALUES (?, ?)" || a["zerotrace.db.rows_affected"] != "1" || a["db.namespace"] != "zerotrace" ||
+				!strings.Contains(a["zerotrace.db.server_version"], "MariaDB") {
+				t.Errorf("%s: INSERT span: %v", route, a)
+			}
+		case "SELECT no_such_table":
+			if s.Status != "error" || a["error.type"] != "1146" || a["db.response.status_code"] != "1146" {
+				t.Errorf("%s: failing query: status %s, %v", route, s.Status, a)
+			}
+		case "SELECT seq_1_to_20000":
+			// 20000 rows over many reads: the span lasts until the last;
+			// rows past the capture are not counted, so none are claimed.
+			if rows, ok := a["db.response.returned_rows"]; ok && rows != "20000" || s.End.Sub(s.Start) < 100*time.Microsecond {
 				t.Errorf("%s: big query: %v, lasted %v", route, a, s.End.Sub(s.Start))
 			}
 		}

@@ -16,6 +16,10 @@ those connections exist before any tracer attaches. Then:
   GET /redis/fail  LPUSH on a string key (WRONGTYPE, 500)
   GET /redis/big   GET of a 200 KB value
   GET /redis/close closes the Redis connections (the next command opens one)
+  GET /mysql?id=N  with ZT_MYSQL_PORT (MariaDB/MySQL on 127.0.0.1, PyMySQL): a query
+                   on the connection made at start-up, an INSERT on a new one
+  GET /mysql/fail  a query on a table that does not exist (500)
+  GET /mysql/big   a 20000-row result
   GET /external?tls=PORT&tcp=PORT
                    a TLS handshake to 127.0.0.1:PORT for api.llm.example (whatever
                    the answer), and "PING\n" over plain TCP to the other port,
@@ -91,6 +95,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body, code = pg_route(url.path, query)
         elif url.path.startswith("/redis") and rd is not None:
             body, code = redis_route(url.path, query)
+        elif url.path.startswith("/mysql") and my is not None:
+            body, code = mysql_route(url.path, query)
         elif url.path == "/external":
             body, code = external_route(query)
         elif url.path == "/chain":
@@ -108,6 +114,43 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
+
+
+my = None  # the MySQL connection made at start-up
+my_lock = threading.Lock()
+
+
+def mysql_connect(db):
+    import pymysql
+
+    return pymysql.connect(host="127.0.0.1", port=int(os.environ["ZT_MYSQL_PORT"]), user="root", database=db)
+
+
+def mysql_route(path, query):
+    import pymysql
+
+    if path == "/mysql/fail":
+        try:
+            with my_lock, my.cursor() as cur:
+                cur.execute("SELECT secret FROM no_such_table WHERE owner = %s", ("dave@example.com",))
+        except pymysql.MySQLError:
+            return b"failed", 500
+    if path == "/mysql/big":
+        with my_lock, my.cursor() as cur:
+            cur.execute("SELECT seq, md5(seq) FROM seq_1_to_20000 WHERE seq > %s", (0,))
+            return str(len(cur.fetchall())).encode(), 200
+    n = int(query.get("id", ["0"])[0])
+    with my_lock, my.cursor() as cur:
+        cur.execute("SELECT count(*) FROM items WHERE owner = %s", ("erin@example.com",))
+        count = cur.fetchone()[0]
+    fresh = mysql_connect("zerotrace")
+    try:
+        with fresh.cursor() as cur:
+            cur.execute("INSERT INTO items (id, owner) VALUES (%s, %s)", (n, "frank@example.com"))
+        fresh.commit()
+    finally:
+        fresh.close()
+    return ("%d:%d" % (n, count)).encode(), 200
 
 
 def external_route(query):
@@ -128,7 +171,7 @@ def external_route(query):
 
 
 def main():
-    global pg, rd
+    global pg, rd, my
     if os.environ.get("ZT_PG_DSN"):
         import psycopg2
 
@@ -136,6 +179,13 @@ def main():
         pg.autocommit = True
         with pg.cursor() as cur:
             cur.execute("CREATE TABLE IF NOT EXISTS items (id int, owner text)")
+    if os.environ.get("ZT_MYSQL_PORT"):
+        my = mysql_connect(None)
+        my.autocommit(True)
+        with my.cursor() as cur:
+            cur.execute("CREATE DATABASE IF NOT EXISTS zerotrace")
+            cur.execute("CREATE TABLE IF NOT EXISTS zerotrace.items (id int, owner text)")
+        my.select_db("zerotrace")
     if os.environ.get("ZT_REDIS_PORT"):
         import redis
 

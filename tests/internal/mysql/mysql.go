@@ -1,0 +1,145 @@
+// Package mysql runs a throwaway MariaDB server as a child process of a
+// test, for tests of zerotrace's recognition of the MySQL protocol.
+//
+// Each Start makes a fresh data directory (mariadb-install-db) in a
+// temporary directory and runs Debian's mariadbd (installed by
+// scripts/setup.sh) on 127.0.0.1 on a free port, with its socket in that
+// directory and without grant tables (any user connects, no password), as
+// the "mysql" OS user that the package creates. It is stopped at cleanup.
+package mysql
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zerotrace/zerotrace/tests/internal/testenv"
+)
+
+const (
+	installDB = "/usr/bin/mariadb-install-db"
+	server    = "/usr/sbin/mariadbd"
+	osUser    = "mysql"
+	// readyTimeout bounds the wait for the server to greet a client.
+	readyTimeout = 60 * time.Second
+)
+
+// Server is a running MariaDB server.
+type Server struct {
+	Port int
+	dir  string
+	cmd  *exec.Cmd
+}
+
+// Addr returns the server's address, "127.0.0.1:PORT".
+func (s *Server) Addr() string { return "127.0.0.1:" + strconv.Itoa(s.Port) }
+
+// Start runs a MariaDB server for the rest of the test.
+func Start(t testing.TB) *Server {
+	t.Helper()
+	u, err := user.Lookup(osUser)
+	if err != nil {
+		t.Fatalf("user %s (the mariadb-server package creates it; scripts/setup.sh installs that): %v", osUser, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	dir, err := os.MkdirTemp("", "zerotrace-mysql-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chown(dir, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Port: testenv.FreePort(t), dir: dir}
+	data := filepath.Join(dir, "data")
+	out, err := exec.Command(installDB, "--no-defaults", "--datadir="+data, "--user="+osUser,
+		"--auth-root-authentication-method=normal", "--skip-test-db").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", installDB, err, out)
+	}
+	log := &tail{}
+	s.cmd = exec.Command(server, "--no-defaults", "--datadir="+data, "--user="+osUser,
+		"--port="+strconv.Itoa(s.Port), "--bind-address=127.0.0.1", "--socket="+filepath.Join(dir, "sock"),
+		"--pid-file="+filepath.Join(dir, "pid"), "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=16M")
+	s.cmd.Stdout, s.cmd.Stderr = log, log
+	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := s.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", server, err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- s.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-exited
+		}
+	})
+	deadline := time.Now().Add(testenv.Timeout(t, readyTimeout))
+	for {
+		err := greeted(s.Addr())
+		if err == nil {
+			t.Logf("MariaDB started (pid %d) on %s, data in %s", s.cmd.Process.Pid, s.Addr(), data)
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("MariaDB on %s not ready within %v: %v\n%s", s.Addr(), readyTimeout, err, log.String())
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("mariadbd exited at start-up: %v\n%s", err, log.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// greeted connects and reads the server's greeting (protocol version 10).
+func greeted(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	buf := make([]byte, 5)
+	if _, err := c.Read(buf); err != nil {
+		return err
+	}
+	if buf[4] != 0x0a {
+		return fmt.Errorf("greeting %x", buf)
+	}
+	return nil
+}
+
+// tail keeps the server's first output, for failure messages.
+type tail struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (w *tail) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.b.Len() < 64<<10 {
+		w.b.Write(p)
+	}
+	return len(p), nil
+}
+
+func (w *tail) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
