@@ -3,6 +3,7 @@ package correlate
 import (
 	"encoding/binary"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -146,6 +147,9 @@ func (k *kernelTracer) mysqlWrite(d *SockData, st *sockStream) {
 	case mysqlQuit, mysqlStmtClose:
 		return // no response
 	case mysqlQuery:
+		// A client that negotiated query attributes (MySQL 8's own
+		// connectors) puts their count and set count first: none, one set.
+		text = strings.TrimPrefix(text, "\x00\x01")
 		op.text, op.truncated = text, cut
 	case mysqlStmtPrepare:
 		op.text, op.truncated, op.prepare, op.silent = text, cut, true, true

@@ -163,3 +163,13 @@ func TestKernelMySQLLostAndTLS(t *testing.T) {
 		t.Errorf("TLS bytes taken for a command")
 	}
 }
+
+// MySQL 8's connectors put the query attributes' counts before the text.
+func TestKernelMySQLQueryAttributes(t *testing.T) {
+	w := &myWire{k: newKernelTracer(&Stats{}, &seqIDs{})}
+	w.send(SockWrite, myPacket(0, append([]byte{mysqlQuery, 0, 1}, "DELETE FROM carts WHERE id = 9"...)), false)
+	spans := w.send(SockRead, myPacket(1, myOK(1, 2)), false)
+	if len(spans) != 1 || spans[0].Name != "DELETE carts" || attr(spans[0], "db.query.text") != "DELETE FROM carts WHERE id = ?" {
+		t.Fatalf("spans %v", spans)
+	}
+}
