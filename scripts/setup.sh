@@ -20,12 +20,12 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # wrk: load for benchmarks. iproute2: ss, ip and tc for network tests.
 # postgresql: a real server (initdb, postgres, psql) that the database/sql
 # tracing tests start per test (tests/internal/postgres).
-# python3: the non-Go backend the kernel-level tracing tests call;
+# python3 and nodejs: the non-Go backends the kernel-level tracing tests call;
 # python3-psycopg2, redis-server (with python3-redis) and mariadb-server (with
 # python3-pymysql): the databases that backend talks to, recognised by their
 # wire protocol (the tests run their own servers; nothing is started here).
 # chromium: renders the service map page headless in the tests.
-packages=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio busybox-static xz-utils wrk iproute2 postgresql python3 python3-psycopg2 redis-server python3-redis mariadb-server python3-pymysql chromium)
+packages=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio busybox-static xz-utils wrk iproute2 postgresql python3 nodejs python3-psycopg2 redis-server python3-redis mariadb-server python3-pymysql chromium)
 
 step() { printf 'setup: %-10s %s\n' "$1:" "$2"; }
 die() {

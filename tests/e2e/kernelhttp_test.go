@@ -388,3 +388,82 @@ func TestKernelHTTPForkingServer(t *testing.T) {
 		t.Errorf("children's records were dropped or left unanswered:\n%s", stderr)
 	}
 }
+
+// node is the Node.js interpreter (scripts/setup.sh installs Debian's).
+const node = "/usr/bin/node"
+
+// TestKernelHTTPNode traces a Go gateway calling a Node.js http server
+// (libuv: its responses go out through writev): every backend request must
+// be one server span from the kernel path, joined to the gateway's trace
+// through the injected header, with its path and status; requests sent
+// straight to it (keep-alive, a 500) too.
+func TestKernelHTTPNode(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	app := testenv.BuildSampleApp(t)
+	script := filepath.Join(testenv.RepoRoot(t), "tests", "testdata", "nodehttp", "server.js")
+	backend, beAddr := testenv.StartSampleApp(t, node, script)
+	gateway, gwAddr := testenv.StartSampleApp(t, app, "-downstream", "http://"+beAddr)
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(gateway.Process.Pid), "--pid", fmt.Sprint(backend.Process.Pid), "--output", "json")
+
+	const requests = 20
+	c := &http.Client{Timeout: testenv.Timeout(t, 10*time.Second)}
+	for id := range requests {
+		resp, err := c.Get(fmt.Sprintf("http://%s/chain?id=%d", gwAddr, id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if want := fmt.Sprintf("[%d:node]", id); string(body) != want {
+			t.Fatalf("request %d: %q, want %q", id, body, want)
+		}
+	}
+	for _, path := range []string{"/direct/1", "/direct/2", "/fail"} {
+		resp, err := c.Get("http://" + beAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if !alive(backend.Process.Pid) || !alive(gateway.Process.Pid) {
+		t.Fatal("a traced process died")
+	}
+	a.stop()
+
+	spans := fromJSON(a.jsonSpans())
+	clients := map[string]observed{}
+	for _, s := range spans {
+		if s.Kind == "client" {
+			clients[s.SpanID] = s
+		}
+	}
+	byPath := map[string]int{}
+	for _, s := range spans {
+		if s.Attrs["zerotrace.source"] != "kernel" {
+			continue
+		}
+		if s.Kind != "server" || s.Resource["process.pid"] != fmt.Sprint(backend.Process.Pid) {
+			t.Errorf("kernel span %q kind %s from pid %s", s.Name, s.Kind, s.Resource["process.pid"])
+		}
+		path := s.Attrs["url.path"]
+		byPath[path]++
+		wantStatus := "200"
+		if path == "/fail" {
+			wantStatus = "500"
+		}
+		if s.Attrs["http.response.status_code"] != wantStatus || s.Name != "GET" {
+			t.Errorf("%s: span %q status %s", path, s.Name, s.Attrs["http.response.status_code"])
+		}
+		if path == "/chain" {
+			if cs, ok := clients[s.ParentSpanID]; !ok || cs.TraceID != s.TraceID {
+				t.Errorf("backend span %s (parent %q) does not continue a gateway client span", s.SpanID, s.ParentSpanID)
+			}
+		}
+	}
+	want := map[string]int{"/chain": requests, "/direct/1": 1, "/direct/2": 1, "/fail": 1}
+	if fmt.Sprint(byPath) != fmt.Sprint(want) {
+		t.Errorf("kernel spans by path %v, want %v", byPath, want)
+	}
+}
