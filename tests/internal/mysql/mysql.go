@@ -9,7 +9,6 @@
 package mysql
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -17,7 +16,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -67,7 +65,7 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", installDB, err, out)
 	}
-	log := &tail{}
+	log := testenv.NewOutputTail()
 	s.cmd = exec.Command(server, "--no-defaults", "--datadir="+data, "--user="+osUser,
 		"--port="+strconv.Itoa(s.Port), "--bind-address=127.0.0.1", "--socket="+filepath.Join(dir, "sock"),
 		"--pid-file="+filepath.Join(dir, "pid"), "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=16M")
@@ -121,25 +119,4 @@ func greeted(addr string) error {
 		return fmt.Errorf("greeting %x", buf)
 	}
 	return nil
-}
-
-// tail keeps the server's first output, for failure messages.
-type tail struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (w *tail) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if w.b.Len() < 64<<10 {
-		w.b.Write(p)
-	}
-	return len(p), nil
-}
-
-func (w *tail) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -41,7 +40,7 @@ func Start(t testing.TB) *Server {
 	s.cmd = exec.Command(binary, "--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port),
 		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--daemonize", "no", "--loglevel", "warning")
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out := &tail{}
+	out := testenv.NewOutputTail()
 	s.cmd.Stdout, s.cmd.Stderr = out, out
 	if err := s.cmd.Start(); err != nil {
 		t.Fatalf("starting %s (scripts/setup.sh installs it): %v", binary, err)
@@ -89,25 +88,4 @@ func ping(addr string) error {
 		return fmt.Errorf("PING answered %q (%v)", buf[:n], err)
 	}
 	return nil
-}
-
-// tail keeps the server's first output, for failure messages.
-type tail struct {
-	mu sync.Mutex
-	b  []byte
-}
-
-func (w *tail) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.b) < 64<<10 {
-		w.b = append(w.b, p...)
-	}
-	return len(p), nil
-}
-
-func (w *tail) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return string(w.b)
 }

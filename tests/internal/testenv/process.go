@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strconv"
@@ -270,6 +271,17 @@ type tailBuffer struct {
 func newTailBuffer(max int) *tailBuffer {
 	return &tailBuffer{max: max}
 }
+
+// OutputTail is what NewOutputTail returns: a writer for a child process's
+// output that keeps its last bytes for failure messages.
+type OutputTail interface {
+	io.Writer
+	String() string
+}
+
+// NewOutputTail returns a goroutine-safe writer that keeps the last 64 KiB
+// written, for the output of servers that tests start themselves.
+func NewOutputTail() OutputTail { return newTailBuffer(outputLimit) }
 
 func (b *tailBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
