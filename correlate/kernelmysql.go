@@ -8,7 +8,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // mysqlConn is a MySQL or MariaDB client connection of a process traced
@@ -410,20 +409,9 @@ func mysqlSpan(op *mysqlOp, c *mysqlConn, st *sockStream, end time.Time) *Span {
 	// connection from before the agent never shows its greeting, so
 	// naming the server from it would split one database in two on the
 	// map. The version, when known, says which it is.
-	s := sqlSpan("mysql", op.text)
-	s.Kind = trace.SpanKindClient
-	s.Start, s.End = op.start, end
-	s.TraceID, s.SpanID, s.ParentSpanID = op.ids.TraceID, op.ids.SpanID, op.ids.Parent
-	s.Attributes = append(s.Attributes, attribute.String("zerotrace.source", "kernel"))
-	if c.database != "" {
-		s.Attributes = append(s.Attributes, attribute.String("db.namespace", c.database))
-	}
-	s.Attributes = appendPeer(s.Attributes, st)
+	s := kernelSQLSpan("mysql", op.text, op.truncated, c.database, op.ids, op.start, end, st)
 	if c.version != "" {
 		s.Attributes = append(s.Attributes, attribute.String("zerotrace.db.server_version", c.version))
-	}
-	if op.truncated {
-		s.Attributes = append(s.Attributes, attribute.Bool("zerotrace.truncated", true))
 	}
 	switch {
 	case op.errCode != "":

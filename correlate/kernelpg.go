@@ -315,18 +315,7 @@ func (k *kernelTracer) settlePostgres(st *sockStream) {
 
 // pgSpan builds the CLIENT span of one operation.
 func pgSpan(op *pgOp, c *pgConn, st *sockStream, end time.Time) *Span {
-	s := sqlSpan("postgresql", op.text)
-	s.Kind = trace.SpanKindClient
-	s.Start, s.End = op.start, end
-	s.TraceID, s.SpanID, s.ParentSpanID = op.ids.TraceID, op.ids.SpanID, op.ids.Parent
-	s.Attributes = append(s.Attributes, attribute.String("zerotrace.source", "kernel"))
-	if c.database != "" {
-		s.Attributes = append(s.Attributes, attribute.String("db.namespace", c.database))
-	}
-	s.Attributes = appendPeer(s.Attributes, st)
-	if op.truncated {
-		s.Attributes = append(s.Attributes, attribute.Bool("zerotrace.truncated", true))
-	}
+	s := kernelSQLSpan("postgresql", op.text, op.truncated, c.database, op.ids, op.start, end, st)
 	if verb, count, ok := strings.Cut(op.tag, " "); ok {
 		// "SELECT n", "INSERT oid n", "UPDATE n": the count is last.
 		if i := strings.LastIndexByte(count, ' '); i >= 0 {
@@ -345,6 +334,25 @@ func pgSpan(op *pgOp, c *pgConn, st *sockStream, end time.Time) *Span {
 		s.Attributes = append(s.Attributes,
 			attribute.String("error.type", op.errCode),
 			attribute.String("db.response.status_code", op.errCode))
+	}
+	return s
+}
+
+// kernelSQLSpan starts the CLIENT span of one SQL exchange seen from the
+// kernel on socket st: what sqlSpan gives, its times and IDs, the
+// database, the server's address and whether the text was cut.
+func kernelSQLSpan(system, text string, truncated bool, database string, ids SpanIDs, start, end time.Time, st *sockStream) *Span {
+	s := sqlSpan(system, text)
+	s.Kind = trace.SpanKindClient
+	s.Start, s.End = start, end
+	s.TraceID, s.SpanID, s.ParentSpanID = ids.TraceID, ids.SpanID, ids.Parent
+	s.Attributes = append(s.Attributes, attribute.String("zerotrace.source", "kernel"))
+	if database != "" {
+		s.Attributes = append(s.Attributes, attribute.String("db.namespace", database))
+	}
+	s.Attributes = appendPeer(s.Attributes, st)
+	if truncated {
+		s.Attributes = append(s.Attributes, attribute.Bool("zerotrace.truncated", true))
 	}
 	return s
 }

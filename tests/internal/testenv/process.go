@@ -279,7 +279,7 @@ type OutputTail interface {
 	String() string
 }
 
-// NewOutputTail returns a goroutine-safe writer that keeps the last 64 KiB
+// NewOutputTail returns a goroutine-safe writer that keeps the last MiB
 // written, for the output of servers that tests start themselves.
 func NewOutputTail() OutputTail { return newTailBuffer(outputLimit) }
 
