@@ -117,9 +117,16 @@ type Graph struct {
 	// names (TLS, protocols not recognised) become edges to external
 	// endpoints, counted in connections.
 	Connections func() []correlate.Conn
-	// peers are the endpoints client spans reached (address:port), which
-	// connections then need not show again.
-	peers map[string]bool
+	// peers are the endpoints client spans reached, which connections
+	// then need not show again.
+	peers map[endpoint]bool
+}
+
+// endpoint is an address and port, kept as the span has them so that
+// remembering one allocates nothing on the per-span path.
+type endpoint struct {
+	addr string
+	port int64
 }
 
 // Call is one call added to an edge, for metrics.
@@ -148,7 +155,7 @@ func New(window time.Duration) *Graph {
 		edges:   map[[2]string]*edge{},
 		clients: map[trace.SpanID]pending{},
 		servers: map[trace.SpanID]serverSide{},
-		peers:   map[string]bool{},
+		peers:   map[endpoint]bool{},
 	}
 }
 
@@ -202,7 +209,7 @@ func (g *Graph) add(s *correlate.Span) {
 		from := serviceNode(s)
 		g.nodes[from.ID] = from
 		if peer := attr(s, "network.peer.address").AsString(); peer != "" && len(g.peers) < maxPeers {
-			g.peers[net.JoinHostPort(peer, strconv.FormatInt(attr(s, "network.peer.port").AsInt64(), 10))] = true
+			g.peers[endpoint{peer, attr(s, "network.peer.port").AsInt64()}] = true
 		}
 		if sys := attr(s, "db.system.name").AsString(); sys != "" {
 			name := sys
@@ -373,14 +380,19 @@ func (g *Graph) addConnections(m *Map, conns []correlate.Conn, now time.Time) {
 		}
 	}
 	for _, c := range conns {
-		if c.Role != "client" || c.PeerPID != 0 || (c.Protocol != "tcp" && c.Protocol != "tls") || g.peers[c.Remote] {
+		if c.Role != "client" || c.PeerPID != 0 || (c.Protocol != "tcp" && c.Protocol != "tls") {
+			continue
+		}
+		host, port, err := net.SplitHostPort(c.Remote)
+		if err != nil {
+			continue
+		}
+		if p, _ := strconv.ParseInt(port, 10, 64); g.peers[endpoint{host, p}] {
 			continue
 		}
 		name := c.Remote
 		if c.ServerName != "" {
-			if _, port, err := net.SplitHostPort(c.Remote); err == nil {
-				name = net.JoinHostPort(c.ServerName, port)
-			}
+			name = net.JoinHostPort(c.ServerName, port)
 		}
 		from := Node{ID: "service:" + c.Service, Name: c.Service, Kind: KindService, Protocol: "http"}
 		to := Node{ID: "external:" + name, Name: name, Kind: KindExternal, Protocol: c.Protocol}
