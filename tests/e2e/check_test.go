@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strconv"
 	"testing"
@@ -165,4 +167,33 @@ func checkServerSpans(t *testing.T, source string, spans []observed, reqs []*req
 			errorf("duration %s shorter than the handler's 15ms sleep", s.End.Sub(s.Start))
 		}
 	}
+}
+
+// apiConn is one connection of the agent's /api/connections.
+type apiConn struct {
+	PID           int    `json:"pid"`
+	Role          string `json:"role"`
+	Local         string `json:"local"`
+	Remote        string `json:"remote"`
+	Before        bool   `json:"opened_before_attach"`
+	Closed        any    `json:"closed"`
+	BytesReceived uint64 `json:"bytes_received"`
+	BytesSent     uint64 `json:"bytes_sent"`
+	PeerPID       int    `json:"peer_pid"`
+}
+
+// connections reads the connection table of the agent whose endpoint is
+// base ("http://HOST:PORT").
+func connections(t *testing.T, base string) []apiConn {
+	t.Helper()
+	resp, err := http.Get(base + "/api/connections")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var conns []apiConn
+	if err := json.NewDecoder(resp.Body).Decode(&conns); err != nil {
+		t.Fatal(err)
+	}
+	return conns
 }

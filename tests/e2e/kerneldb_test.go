@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -264,29 +263,11 @@ func serveOnce(t *testing.T, reply []byte) int {
 // show their bytes so far.
 func checkAdoptedConnections(t *testing.T, base string, pid int, pgAddr, rdAddr, myAddr string) {
 	t.Helper()
-	type conn struct {
-		PID           int    `json:"pid"`
-		Role          string `json:"role"`
-		Remote        string `json:"remote"`
-		Before        bool   `json:"opened_before_attach"`
-		Closed        any    `json:"closed"`
-		BytesReceived uint64 `json:"bytes_received"`
-		BytesSent     uint64 `json:"bytes_sent"`
-	}
 	var pgOpen, myOpen, rdClosed, liveServer bool
-	var conns []conn
+	var conns []apiConn
 	deadline := time.Now().Add(testenv.Timeout(t, 10*time.Second))
 	for !(pgOpen && myOpen && rdClosed && liveServer) && time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/api/connections")
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = nil
-		err = json.NewDecoder(resp.Body).Decode(&conns)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		conns = connections(t, base)
 		for _, c := range conns {
 			bytes := c.BytesReceived > 0 && c.BytesSent > 0
 			liveServer = liveServer || c.PID == pid && c.Role == "server" && c.Closed == nil && bytes

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -183,30 +182,11 @@ func checkConnections(t *testing.T, a *agent, gwPID, bePID int, beAddr string) {
 	if m == nil {
 		t.Fatalf("the agent did not say where its endpoint is:\n%s", a.Stderr())
 	}
-	type conn struct {
-		PID           int    `json:"pid"`
-		Role          string `json:"role"`
-		Local         string `json:"local"`
-		Remote        string `json:"remote"`
-		Closed        any    `json:"closed"`
-		BytesReceived uint64 `json:"bytes_received"`
-		BytesSent     uint64 `json:"bytes_sent"`
-		PeerPID       int    `json:"peer_pid"`
-	}
-	var conns []conn
+	var conns []apiConn
 	deadline := time.Now().Add(testenv.Timeout(t, 10*time.Second))
 	var client, server, closed int
 	for {
-		resp, err := http.Get("http://" + m[1] + "/api/connections")
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = nil
-		err = json.NewDecoder(resp.Body).Decode(&conns)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		conns = connections(t, "http://"+m[1])
 		client, server, closed = 0, 0, 0
 		for _, c := range conns {
 			switch {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -135,27 +134,11 @@ func TestPreforkWorkersOwnTheirConnections(t *testing.T) {
 	if m == nil {
 		t.Fatalf("the agent did not say where its endpoint is:\n%s", a.Stderr())
 	}
-	type conn struct {
-		PID    int    `json:"pid"`
-		Role   string `json:"role"`
-		Local  string `json:"local"`
-		Remote string `json:"remote"`
-		Closed any    `json:"closed"`
-	}
-	var conns []conn
+	var conns []apiConn
 	owner := map[string]string{}
 	deadline = time.Now().Add(testenv.Timeout(t, 10*time.Second))
 	for len(owner) < requests && time.Now().Before(deadline) {
-		resp, err := http.Get("http://" + m[1] + "/api/connections")
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = nil
-		err = json.NewDecoder(resp.Body).Decode(&conns)
-		resp.Body.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
+		conns = connections(t, "http://"+m[1])
 		for _, c := range conns {
 			if c.Role == "server" && c.Local == addr && c.Closed != nil {
 				_, p, _ := strings.Cut(c.Remote, ":")
