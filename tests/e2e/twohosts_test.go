@@ -101,32 +101,42 @@ func startOn(t *testing.T, h host, app string, args ...string) (*exec.Cmd, strin
 }
 
 // dialIn returns a dialer whose sockets live in network namespace ns: the
-// socket is created on an OS thread moved into ns, which is then thrown
-// away (a goroutine that exits locked takes its thread with it).
+// socket is created on an OS thread moved into ns and then moved back.
+//
+// The thread must come back rather than be thrown away (a goroutine that exits
+// locked takes its thread with it): any thread may be the one that started a
+// sample app, whose parent-death signal (testenv.StartSampleApp) fires when
+// that thread ends, killing the app in the middle of the test.
 func dialIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		type result struct {
-			c   net.Conn
-			err error
+		runtime.LockOSThread()
+		home, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()))
+		if err != nil {
+			runtime.UnlockOSThread()
+			return nil, err
 		}
-		ch := make(chan result, 1)
-		go func() {
-			runtime.LockOSThread()
-			f, err := os.Open("/run/netns/" + ns)
-			if err != nil {
-				ch <- result{nil, err}
-				return
+		defer home.Close()
+		target, err := os.Open("/run/netns/" + ns)
+		if err != nil {
+			runtime.UnlockOSThread()
+			return nil, err
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread()
+			return nil, fmt.Errorf("entering netns %s: %w", ns, err)
+		}
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if rerr := unix.Setns(int(home.Fd()), unix.CLONE_NEWNET); rerr != nil {
+			// The thread stays locked and in ns: it must never run another
+			// goroutine. The test fails on this error.
+			if c != nil {
+				c.Close()
 			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				ch <- result{nil, fmt.Errorf("entering netns %s: %w", ns, err)}
-				return
-			}
-			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
-			ch <- result{c, err}
-		}()
-		r := <-ch
-		return r.c, r.err
+			return nil, fmt.Errorf("leaving netns %s: %w", ns, rerr)
+		}
+		runtime.UnlockOSThread()
+		return c, err
 	}
 }
 
