@@ -91,6 +91,9 @@ type ConnTable struct {
 	lastLive time.Time
 	// Dropped counts connections not recorded because maxOpen were open.
 	Dropped atomic.Uint64
+	// LiveFailed counts failed reads of the open connections' byte
+	// counts; those counts then keep their last value.
+	LiveFailed atomic.Uint64
 }
 
 func newConnTable() *ConnTable {
@@ -193,6 +196,7 @@ func (t *ConnTable) refresh() {
 	}
 	counts, err := live()
 	if err != nil {
+		t.LiveFailed.Add(1)
 		return // the counts stay as they were
 	}
 	t.mu.Lock()

@@ -28,6 +28,9 @@ enum counter {
 	COUNTER_INJECT_SKIPPED = 7,
 	// A kernel helper failed; the request was sent unchanged.
 	COUNTER_INJECT_FAILED = 8,
+	// A child of a process traced from the kernel was not traced: the
+	// table of traced processes (traced_tgids) was full.
+	COUNTER_TRACED_FULL = 9,
 	COUNTER_MAX = 16,
 };
 

@@ -97,6 +97,9 @@ enum fd_flags {
 	FD_MYSQL = 1 << 5,
 };
 
+// errno values the programs tell apart (vmlinux.h has no macros).
+#define E2BIG 7
+
 static __always_inline bool traced(__u32 tgid)
 {
 	return bpf_map_lookup_elem(&traced_tgids, &tgid) != NULL;
@@ -794,8 +797,14 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 	if (ptgid == ctgid || !bpf_map_lookup_elem(&traced_tgids, &ptgid))
 		return 0;
 	__u8 how = TRACED_CHILD;
-	if (bpf_map_update_elem(&traced_tgids, &ctgid, &how, BPF_NOEXIST))
-		return 0; // full: the child is not traced
+	long err = bpf_map_update_elem(&traced_tgids, &ctgid, &how, BPF_NOEXIST);
+	if (err) {
+		// The table is full and the child goes untraced, or (-EEXIST)
+		// it is traced already.
+		if (err == -E2BIG)
+			count(COUNTER_TRACED_FULL);
+		return 0;
+	}
 	bpf_map_update_elem(&conn_tgids, &ctgid, &how, BPF_ANY);
 	emit_proc(ctgid, ptgid, TASK_FORK);
 	return 0;

@@ -23,7 +23,10 @@ const (
 	CounterInjectKept    Counter = 6
 	CounterInjectSkipped Counter = 7
 	CounterInjectFailed  Counter = 8
-	numCounters                  = 16
+	// A child of a process traced from the kernel went untraced: the
+	// kernel's table of traced processes was full.
+	CounterTracedFull Counter = 9
+	numCounters               = 16
 )
 
 // String names the counter in logs and metrics.
@@ -47,6 +50,8 @@ func (c Counter) String() string {
 		return "inject_skipped_unsafe"
 	case CounterInjectFailed:
 		return "inject_failed"
+	case CounterTracedFull:
+		return "traced_processes_full"
 	}
 	return fmt.Sprintf("counter_%d", int(c))
 }
