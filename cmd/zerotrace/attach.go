@@ -480,6 +480,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	}
 
 	rep := &reporter{log: log, shared: shared, reader: reader, corr: corr, fan: fan, otlp: otlp, inject: injection.Mode}
+	reg.SetLosses(rep.losses)
 	var tick <-chan time.Time
 	if o.statsInterval > 0 {
 		t := time.NewTicker(o.statsInterval)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/export"
+	"github.com/zerotrace/zerotrace/export/metrics"
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/inject"
 )
@@ -38,24 +39,23 @@ func (r *reporter) reportInjection(final bool) {
 	r.log.Info("context injection", "mode", string(r.inject), "counts", c.String())
 }
 
-// loss describes every non-zero loss counter, "" when nothing was lost.
-func (r *reporter) loss() string {
-	var parts []string
-	add := func(name string, n uint64) {
-		if n > 0 {
-			parts = append(parts, fmt.Sprintf("%s=%d", name, n))
-		}
-	}
+// losses returns every loss counter, zero or not, in a fixed order: what
+// /metrics serves as zerotrace_lost_total.
+func (r *reporter) losses() []metrics.Count {
+	var out []metrics.Count
+	add := func(name string, n uint64) { out = append(out, metrics.Count{Name: name, Value: n}) }
 	if kc, err := r.shared.Counters(); err == nil {
 		add("kernel_ringbuf_full", kc[events.CounterRingbufFull])
 		add("kernel_inflight_full", kc[events.CounterInflightFull])
 		add("kernel_read_failed", kc[events.CounterReadFailed])
+		add("kernel_traced_processes_full", kc[events.CounterTracedFull])
 	}
 	rs := r.reader.Stats()
 	add("event_queue_full", rs.QueueFull.Load())
 	add("decode_errors", rs.DecodeErrors.Load())
 	add("unknown_process", r.corr.Stats().UnknownProcess.Load())
 	add("connection_table_full", r.corr.Connections().Dropped.Load())
+	add("connection_bytes_failed", r.corr.Connections().LiveFailed.Load())
 	add("kernel_streams_full", r.corr.Stats().KernelStreamsFull.Load())
 	for _, s := range r.fan.Stats() {
 		add(s.Name+"_queue_full", s.Dropped.Load())
@@ -63,6 +63,17 @@ func (r *reporter) loss() string {
 	}
 	if r.otlp != nil {
 		add("otlp_export_failed", r.otlp.Failed())
+	}
+	return out
+}
+
+// loss describes every non-zero loss counter, "" when nothing was lost.
+func (r *reporter) loss() string {
+	var parts []string
+	for _, c := range r.losses() {
+		if c.Value > 0 {
+			parts = append(parts, fmt.Sprintf("%s=%d", c.Name, c.Value))
+		}
 	}
 	return strings.Join(parts, " ")
 }

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.opentelemetry.io/otel/codes"
@@ -117,8 +118,17 @@ func (f *family[T]) sorted() []*series[T] {
 
 type counter struct{ n uint64 }
 
+// Count is one named count the agent keeps about itself.
+type Count struct {
+	Name  string
+	Value uint64
+}
+
 // Registry is the agent's metrics. Safe for concurrent use.
 type Registry struct {
+	// losses, when set, reads the agent's loss counters.
+	losses atomic.Pointer[func() []Count]
+
 	mu           sync.Mutex
 	requests     family[*counter]
 	failed       family[*counter]
@@ -129,6 +139,10 @@ type Registry struct {
 
 // New returns an empty registry.
 func New() *Registry { return &Registry{} }
+
+// SetLosses makes Write serve the counts f returns as zerotrace_lost_total,
+// one series per count, labelled by its name.
+func (r *Registry) SetLosses(f func() []Count) { r.losses.Store(&f) }
 
 // ObserveCall records one call of the service map (servicemap.Graph.OnCall).
 func (r *Registry) ObserveCall(c servicemap.Call) {
@@ -226,9 +240,16 @@ func writeHistogram(w io.Writer, name, help string, f *family[*histogram]) {
 
 // Write writes every metric in the OpenMetrics text format.
 func (r *Registry) Write(w io.Writer) error {
+	var b strings.Builder
+	// The counts are read outside the lock: reading them asks the kernel.
+	if f := r.losses.Load(); f != nil {
+		b.WriteString("# TYPE zerotrace_lost counter\n# HELP zerotrace_lost Records, spans or connections the agent lost, by where it lost them.\n")
+		for _, c := range (*f)() {
+			fmt.Fprintf(&b, "zerotrace_lost_total{reason=\"%s\"} %d\n", escape(c.Name), c.Value)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var b strings.Builder
 	writeCounter(&b, "traces_service_graph_request", "Requests between two nodes of the service map.", &r.requests)
 	writeCounter(&b, "traces_service_graph_request_failed", "Failed requests between two nodes of the service map.", &r.failed)
 	writeHistogram(&b, "traces_service_graph_request_client_seconds", "Request durations as the caller saw them.", &r.clientLat)

@@ -209,6 +209,7 @@ func checkMetrics(t *testing.T, base string, j *jaeger.Jaeger, edges map[[2]stri
 	}
 	gotEdges := map[[2]string]int{}
 	gotServed := map[string]int{}
+	lost := map[string]int{}
 	exemplars := map[string]bool{}
 	sc := bufio.NewScanner(resp.Body)
 	eof := false
@@ -239,6 +240,8 @@ func checkMetrics(t *testing.T, base string, j *jaeger.Jaeger, edges map[[2]stri
 			gotEdges[[2]string{l["client"], l["server"]}] += int(v)
 		case "http_server_request_duration_seconds_count":
 			gotServed[l["service_name"]] += int(v)
+		case "zerotrace_lost_total":
+			lost[l["reason"]] = int(v)
 		}
 		if m[4] != "" {
 			exemplars[m[4]] = true
@@ -252,6 +255,18 @@ func checkMetrics(t *testing.T, base string, j *jaeger.Jaeger, edges map[[2]stri
 	}
 	if fmt.Sprint(gotServed) != fmt.Sprint(served) {
 		t.Errorf("http_server_request_duration_seconds_count by service %v, want %v", gotServed, served)
+	}
+	// The agent's own loss counters are served, zeros included, and this
+	// light traffic loses nothing.
+	for _, reason := range []string{"kernel_ringbuf_full", "event_queue_full", "kernel_streams_full", "connection_bytes_failed", "otlp_queue_full", "otlp_export_failed"} {
+		if _, ok := lost[reason]; !ok {
+			t.Errorf("/metrics has no zerotrace_lost_total{reason=%q}; it has %v", reason, lost)
+		}
+	}
+	for reason, n := range lost {
+		if n != 0 {
+			t.Errorf("zerotrace_lost_total{reason=%q} = %d, want 0", reason, n)
+		}
 	}
 	if len(exemplars) == 0 {
 		t.Fatal("no exemplar in /metrics")
