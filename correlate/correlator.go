@@ -85,6 +85,18 @@ func (c *Correlator) Run(in <-chan Event, out chan<- *Span) {
 			out <- s
 		}
 	}
+	// The events stopped (the agent detaches): responses still being
+	// written were answered, and end with their last write seen.
+	c.kernel.flush(func(pid uint32, s *Span) {
+		c.mu.RLock()
+		p := c.procs[pid]
+		c.mu.RUnlock()
+		if p != nil {
+			c.finish(s, p, SpanIDs{TraceID: s.TraceID, SpanID: s.SpanID, Parent: s.ParentSpanID})
+			c.stats.Spans.Add(1)
+			out <- s
+		}
+	})
 }
 
 // Handle builds the span for one event, or returns nil when the event
@@ -102,8 +114,7 @@ func (c *Correlator) Handle(ev Event) *Span {
 // the next call.
 func (c *Correlator) HandleAll(ev Event) []*Span {
 	if t, ok := ev.(*TaskEvent); ok {
-		c.task(t)
-		return nil
+		return c.task(t)
 	}
 	c.mu.RLock()
 	p := c.procs[ev.ProcessID()]
@@ -157,8 +168,9 @@ func (c *Correlator) finish(s *Span, p *Process, ids SpanIDs) {
 // task follows a fork or an exit of a process traced from the kernel. A
 // child is its parent's service, under its own PID; an exit drops what the
 // kernel tracer held for the process, since its descriptors closed without
-// close() calls, and forgets a child.
-func (c *Correlator) task(t *TaskEvent) {
+// close() calls, and forgets a child. It returns the spans of responses the
+// process was writing, which end with it.
+func (c *Correlator) task(t *TaskEvent) []*Span {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !t.Exit {
@@ -167,12 +179,21 @@ func (c *Correlator) task(t *TaskEvent) {
 			child.child = true
 			c.procs[t.PID] = child
 		}
-		return
+		return nil
 	}
-	c.kernel.forget(t.PID)
-	if p := c.procs[t.PID]; p != nil && p.child {
+	spans := c.kernel.forget(t.PID)
+	p := c.procs[t.PID]
+	if p != nil {
+		for _, s := range spans {
+			c.finish(s, p, SpanIDs{TraceID: s.TraceID, SpanID: s.SpanID, Parent: s.ParentSpanID})
+		}
+	} else {
+		spans = nil
+	}
+	if p != nil && p.child {
 		delete(c.procs, t.PID)
 	}
+	return spans
 }
 
 // AddConnection records a connection event that did not come from the

@@ -36,6 +36,7 @@ type sockStream struct {
 	unix          bool
 
 	served    []*httpHead // HTTP requests read, awaiting the response written
+	sending   *reply      // the response being written, until its end
 	requested []*httpHead // HTTP requests written, awaiting the response read
 	pg        *pgConn
 	redis     *redisConn
@@ -165,6 +166,9 @@ func (k *kernelTracer) handle(d *SockData) []*Span {
 // HTTP requests are counted; a database exchange whose answer was being
 // read ends at its last read.
 func (k *kernelTracer) closeStream(d *SockData, st *sockStream) {
+	if st.sending != nil {
+		k.endReply(d.PID, st) // a response framed by the close ends with it
+	}
 	for _, h := range st.served {
 		k.leave(d.PID, h)
 	}
@@ -208,10 +212,16 @@ func (k *kernelTracer) childIDs(pid, tid uint32) SpanIDs {
 }
 
 // forget drops what is held for process pid, which exited: its
-// descriptors closed with it. What they awaited counts as unanswered.
-func (k *kernelTracer) forget(pid uint32) {
+// descriptors closed with it. Responses it was writing end there (their
+// spans are returned; the slice is reused by the next call); what its
+// descriptors awaited counts as unanswered.
+func (k *kernelTracer) forget(pid uint32) []*Span {
+	k.out = k.out[:0]
 	for key, st := range k.streams {
 		if key.pid == pid {
+			if st.sending != nil {
+				k.endReply(pid, st)
+			}
 			k.stats.KernelUnanswered.Add(uint64(st.pending()))
 			delete(k.streams, key)
 		}
@@ -221,6 +231,7 @@ func (k *kernelTracer) forget(pid uint32) {
 			delete(k.serving, t)
 		}
 	}
+	return k.out
 }
 
 // clientHelloServerName reads the server_name extension (SNI) of a TLS

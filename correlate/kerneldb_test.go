@@ -1110,7 +1110,7 @@ func TestKernelDBChildOfServedRequest(t *testing.T) {
 	q := pg.read(pgRows(1, "o"))
 	c := rd.read([]byte("$-1\r\n"))
 	o := other.read(pgRows(1, "1"))
-	resp := sock(SockWrite, 20, 50, "HTTP/1.1 200 OK\r\n\r\n")
+	resp := sock(SockWrite, 20, 50, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	resp.TID = 100
 	server := slices.Clone(k.handle(resp))
 	if len(q) != 1 || len(c) != 1 || len(o) != 1 || len(server) != 1 {
@@ -1169,7 +1169,7 @@ func TestKernelDBEventLoopNoParent(t *testing.T) {
 	if spans[0].ParentSpanID.IsValid() {
 		t.Errorf("parent %s chosen among two requests", spans[0].ParentSpanID)
 	}
-	resp := sock(SockWrite, 30, 1, "HTTP/1.1 200 OK\r\n\r\n")
+	resp := sock(SockWrite, 30, 1, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	resp.TID = 200
 	first := slices.Clone(k.handle(resp))
 	if len(first) != 1 || spans[0].TraceID == first[0].TraceID {
@@ -1178,7 +1178,7 @@ func TestKernelDBEventLoopNoParent(t *testing.T) {
 	// One request left in flight: the thread's calls are its children again.
 	pg.write(pgQuery("SELECT * FROM b"))
 	spans = pg.read(pgRows(1, "b"))
-	resp = sock(SockWrite, 31, 2, "HTTP/1.1 200 OK\r\n\r\n")
+	resp = sock(SockWrite, 31, 2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	resp.TID = 200
 	second := slices.Clone(k.handle(resp))
 	if len(second) != 1 || spans[0].ParentSpanID != second[0].SpanID || spans[0].TraceID != second[0].TraceID {

@@ -24,6 +24,9 @@ const (
 	// SockReadMore is the read after one that started a request, whatever
 	// it holds: the rest of a head that arrived in pieces, or a body.
 	SockReadMore SockDir = 4
+	// SockWriteBody is a write after a response head was written: more
+	// of its body, with its length and tail only.
+	SockWriteBody SockDir = 5
 )
 
 // SockProto is the protocol the kernel recognised on a descriptor.
@@ -71,8 +74,13 @@ type SockData struct {
 	// Ready: a PostgreSQL read that ends with ReadyForQuery, or a MySQL
 	// read that ends with the end of a response.
 	Ready bool
-	Len   uint32 // bytes read, or bytes the write asked to send
-	Data  []byte // the first bytes, at most 512
+	// Partial: Len and Tail cover only part of a vectored write.
+	Partial bool
+	Len     uint32 // bytes read, or bytes the write asked to send
+	Data    []byte // the first bytes, at most 512
+	// Tail is the last bytes (at most 8) of an HTTP write: of its last
+	// buffer, for writev and sendmsg.
+	Tail []byte
 	// The descriptor's TCP endpoints, when it is a TCP socket; Unix when
 	// it is a Unix-domain socket.
 	Local, Remote netip.AddrPort
@@ -102,6 +110,12 @@ type httpHead struct {
 // handleHTTP pairs HTTP/1.x requests and responses on one descriptor.
 // Requests wait in order: HTTP/1.1 answers pipelined requests in order.
 func (k *kernelTracer) handleHTTP(d *SockData, st *sockStream) {
+	if d.Dir == SockWriteBody {
+		if r := st.sending; r != nil && r.more(d) {
+			k.endReply(d.PID, st)
+		}
+		return
+	}
 	if d.Dir == SockReadMore {
 		if n := len(st.served); n > 0 && st.served[n-1].open {
 			h := st.served[n-1]
@@ -119,22 +133,34 @@ func (k *kernelTracer) handleHTTP(d *SockData, st *sockStream) {
 			k.stats.KernelMalformed.Add(1)
 			return
 		}
-		queue := &st.served // a response written answers a request read
-		kind := trace.SpanKindServer
 		if d.Dir == SockRead {
-			queue, kind = &st.requested, trace.SpanKindClient
-		}
-		if len(*queue) == 0 {
-			// A response to a request from before the agent attached,
-			// or a second write of the same response: nothing to pair.
+			// A response read answers the oldest request written. The
+			// client span ends with the head, as a Go client's does.
+			if len(st.requested) == 0 {
+				return // a request from before the agent attached
+			}
+			req := st.requested[0]
+			st.requested = st.requested[1:]
+			k.out = append(k.out, kernelSpan(req, status, d.Time, trace.SpanKindClient, st))
 			return
 		}
-		req := (*queue)[0]
-		*queue = (*queue)[1:]
-		if kind == trace.SpanKindServer {
-			k.leave(d.PID, req)
+		// A response written answers the oldest request read. One still
+		// being written ended before this head.
+		if st.sending != nil {
+			k.endReply(d.PID, st)
 		}
-		k.out = append(k.out, kernelSpan(req, status, d.Time, kind, st))
+		if len(st.served) == 0 || status < 200 && status != 101 {
+			// A response to a request from before the agent attached,
+			// or an interim one (100 Continue): the final one follows.
+			return
+		}
+		req := st.served[0]
+		st.served = st.served[1:]
+		r, done := startReply(req, status, d)
+		st.sending = r
+		if done {
+			k.endReply(d.PID, st)
+		}
 		return
 	}
 	// One or more request heads (pipelining puts several in one read).
@@ -153,6 +179,10 @@ func (k *kernelTracer) handleHTTP(d *SockData, st *sockStream) {
 			}
 			st.requested = append(st.requested, h)
 			continue
+		}
+		if st.sending != nil {
+			// The client asked again: the response before is complete.
+			k.endReply(d.PID, st)
 		}
 		h.ids = SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
 		k.continueTrace(h)

@@ -216,6 +216,11 @@ enum sock_dir {
 	// The read after one that started a request, whatever it holds: the
 	// rest of a head that arrived in pieces, or a body.
 	SOCK_DIR_READ_MORE = 4,
+	// A write after a response head, until the next request is read on
+	// the descriptor: more of the response's body. No data, only its
+	// length and tail, so that user space finds where the response ends
+	// (a streamed answer lasts until its last chunk).
+	SOCK_DIR_WRITE_BODY = 5,
 };
 
 // Protocol of a sock_data_event's descriptor, recognised from its first
@@ -235,7 +240,13 @@ enum sock_data_flags {
 	// server is done with everything sent so far, even if the capture
 	// stops before that.
 	SOCK_FLAG_READY = 1 << 0,
+	// len and tail cover only part of the write (a writev or sendmsg with
+	// more buffers than the probe looks at).
+	SOCK_FLAG_PARTIAL = 1 << 1,
 };
+
+// Bytes kept of the end of a read or write (sock_data_event.tail).
+#define SOCK_TAIL_MAX 8
 
 // The start of a read or write that looks like HTTP/1.x, or any read or
 // write of a descriptor that carries a recognised database protocol, or the
@@ -245,12 +256,12 @@ struct sock_data_event {
 	struct event_header hdr; // hdr.ts_ns: when the read returned or the write began
 	__u32 tid;
 	__s32 fd;
-	__u32 len; // bytes read, or bytes the write was asked to send
+	__u32 len; // bytes read, or bytes the write was asked to send (all its buffers'; see SOCK_FLAG_PARTIAL)
 	__u8 dir;  // enum sock_dir
 	__u8 proto; // enum sock_proto; 0 for a close
 	__u16 cap; // bytes of data captured (at most SOCK_DATA_MAX)
 	__u8 flags; // enum sock_data_flags
-	__u8 pad;
+	__u8 tail_len; // bytes in tail
 	// The descriptor's socket, on its first record only (user space keeps
 	// them): family (AF_INET, AF_INET6, AF_UNIX; 0 when it is not a socket
 	// or could not be read), and for TCP both endpoints (IPv4 in the first
@@ -265,6 +276,10 @@ struct sock_data_event {
 	__u64 sock;
 	__u8 local_ip[16];
 	__u8 remote_ip[16];
+	// The last bytes of an HTTP write (of its last buffer, for writev and
+	// sendmsg), wherever the capture stops: the end of a chunked body
+	// shows there.
+	char tail[SOCK_TAIL_MAX];
 	char data[SOCK_DATA_MAX];
 };
 

@@ -95,6 +95,20 @@ enum fd_flags {
 	// the server name); nothing after it can be read.
 	FD_TLS = 1 << 4,
 	FD_MYSQL = 1 << 5,
+	// A response head was written last: every later write goes to user
+	// space as body (length and tail only) until the next request is read,
+	// so that a streamed response ends where its last chunk is written.
+	FD_RESPONDING = 1 << 6,
+};
+
+// Where a read or write ends, when it is not simply buf + len (readv and
+// writev): its length in all, and its last buffer's bytes [base, end);
+// partial when those do not cover all of it.
+struct io_end {
+	__u64 total;
+	__u64 base, end;
+	__u8 partial;
+	__u8 pad[7];
 };
 
 // errno values the programs tell apart (vmlinux.h has no macros).
@@ -264,7 +278,7 @@ static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd, bool 
 		sock_endpoints(sk, &e->family, &e->local_port, &e->remote_port, e->local_ip, e->remote_ip);
 }
 
-static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir)
+static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir, const struct io_end *end)
 {
 	if (len <= 0 || !buf)
 		return;
@@ -288,15 +302,22 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		return;
 	} else if (looks_like_http(head)) {
 		// A request read: watch the next read. A response, or a
-		// write, ends that.
+		// write, ends that. A response: follow its body.
 		proto = SOCK_PROTO_HTTP;
 		flags = FD_HTTP;
 		if (dir == SOCK_DIR_READ && head[0] != 'H')
 			flags |= FD_NEXT_READ;
+		// (Not after a 101: what follows is another protocol.)
+		if (head[0] == 'H' && dir == SOCK_DIR_WRITE && !(head[9] == '1' && head[10] == '0' && head[11] == '1'))
+			flags |= FD_RESPONDING;
 	} else if ((was & FD_NEXT_READ) && dir == SOCK_DIR_READ) {
 		proto = SOCK_PROTO_HTTP;
 		flags = FD_HTTP;
 		dir = SOCK_DIR_READ_MORE;
+	} else if ((was & FD_RESPONDING) && dir == SOCK_DIR_WRITE) {
+		proto = SOCK_PROTO_HTTP;
+		flags = was;
+		dir = SOCK_DIR_WRITE_BODY;
 	} else if (was & FD_HTTP) {
 		return;
 	} else if (dir != SOCK_DIR_WRITE) {
@@ -327,11 +348,24 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	fill_header(&e->hdr, EVENT_SOCK_DATA);
 	e->tid = (__u32)id;
 	e->fd = fd;
-	e->len = len > 0xffffffff ? 0xffffffff : len;
+	__u64 total = end ? end->total : (__u64)len;
+	e->len = total > 0xffffffff ? 0xffffffff : total;
 	e->dir = dir;
 	e->proto = proto;
-	e->flags = 0;
-	e->pad = 0;
+	e->flags = end && end->partial ? SOCK_FLAG_PARTIAL : 0;
+	e->tail_len = 0;
+	__builtin_memset(e->tail, 0, sizeof(e->tail));
+	if (proto == SOCK_PROTO_HTTP && dir != SOCK_DIR_READ && dir != SOCK_DIR_READ_MORE) {
+		// The last bytes of the last buffer; of a short one, what it has.
+		__u64 base = end ? end->base : buf;
+		__u64 last = end ? end->end : buf + len;
+		__u64 tn = last > base ? last - base : 0;
+		if (tn > SOCK_TAIL_MAX)
+			tn = SOCK_TAIL_MAX;
+		barrier_var(tn);
+		if (tn > 0 && tn <= SOCK_TAIL_MAX && !bpf_probe_read_user(e->tail, tn, (void *)(last - tn)))
+			e->tail_len = tn;
+	}
 	// ReadyForQuery ('Z', length 5, status) closing a read: the server is
 	// done, wherever the capture stops.
 	char tail[6] = {};
@@ -347,7 +381,8 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	if (n > SOCK_DATA_MAX)
 		n = SOCK_DATA_MAX;
 	e->cap = 0;
-	if (!bpf_probe_read_user(e->data, n, (void *)buf))
+	// A body record needs only its length and tail.
+	if (dir != SOCK_DIR_WRITE_BODY && !bpf_probe_read_user(e->data, n, (void *)buf))
 		e->cap = n;
 	bpf_ringbuf_submit(e, wakeup_flags());
 	if (flags != was)
@@ -374,7 +409,7 @@ static __always_inline void read_exit(struct trace_event_raw_sys_exit *ctx)
 	__s64 n = ctx->ret;
 	if (n > 0 && (__u64)n > rd.cap)
 		n = rd.cap;
-	emit(id, rd.fd, rd.buf, n, SOCK_DIR_READ);
+	emit(id, rd.fd, rd.buf, n, SOCK_DIR_READ, NULL);
 }
 
 static __always_inline void write_enter(struct trace_event_raw_sys_enter *ctx)
@@ -382,7 +417,7 @@ static __always_inline void write_enter(struct trace_event_raw_sys_enter *ctx)
 	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id >> 32))
 		return;
-	emit(id, (__s32)ctx->args[0], ctx->args[1], (__s64)ctx->args[2], SOCK_DIR_WRITE);
+	emit(id, (__s32)ctx->args[0], ctx->args[1], (__s64)ctx->args[2], SOCK_DIR_WRITE, NULL);
 }
 
 // The first buffer of an iovec array (readv, writev), or of a msghdr's
@@ -398,11 +433,12 @@ static __always_inline bool first_iov(__u64 iov, __u64 *base, __u64 *len)
 	return true;
 }
 
-static __always_inline __u64 msg_iov(__u64 msg)
+static __always_inline __u64 msg_iov(__u64 msg, __u64 *count)
 {
 	struct user_msghdr m = {};
 	if (!msg || bpf_probe_read_user(&m, sizeof(m), (void *)msg) || m.msg_iovlen < 1)
 		return 0;
+	*count = m.msg_iovlen;
 	return (__u64)m.msg_iov;
 }
 
@@ -418,14 +454,33 @@ static __always_inline void readv_enter(struct trace_event_raw_sys_enter *ctx, _
 	bpf_map_update_elem(&pending_reads, &id, &r, BPF_ANY);
 }
 
-static __always_inline void writev_enter(struct trace_event_raw_sys_enter *ctx, __u64 iov)
+// Buffers of a writev or sendmsg read at once: enough for the head, body
+// and chunk framing that servers write together.
+#define WRITEV_SEEN 8
+
+static __always_inline void writev_enter(struct trace_event_raw_sys_enter *ctx, __u64 iov, __u64 count)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	if (!traced(id >> 32))
+	if (!traced(id >> 32) || !iov || !count)
 		return;
-	__u64 base, len;
-	if (first_iov(iov, &base, &len))
-		emit(id, (__s32)ctx->args[0], base, (__s64)len, SOCK_DIR_WRITE);
+	struct iovec v[WRITEV_SEEN] = {};
+	__u64 k = count > WRITEV_SEEN ? WRITEV_SEEN : count;
+	barrier_var(k);
+	if (k < 1 || k > WRITEV_SEEN || bpf_probe_read_user(v, k * sizeof(v[0]), (void *)iov))
+		return;
+	// Its length in all and its last non-empty buffer; with more buffers
+	// than that, neither is known.
+	struct io_end end = {.partial = count > WRITEV_SEEN};
+	for (int i = 0; i < WRITEV_SEEN && i < k; i++) {
+		end.total += v[i].iov_len;
+		if (v[i].iov_len) {
+			end.base = (__u64)v[i].iov_base;
+			end.end = end.base + v[i].iov_len;
+		}
+	}
+	if (end.partial)
+		end.base = end.end = 0;
+	emit(id, (__s32)ctx->args[0], (__u64)v[0].iov_base, (__s64)v[0].iov_len, SOCK_DIR_WRITE, &end);
 }
 
 SEC("tracepoint/syscalls/sys_enter_readv")
@@ -445,7 +500,8 @@ int sys_exit_readv(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_recvmsg")
 int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	readv_enter(ctx, msg_iov(ctx->args[1]));
+	__u64 count = 0;
+	readv_enter(ctx, msg_iov(ctx->args[1], &count));
 	return 0;
 }
 
@@ -459,14 +515,16 @@ int sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
 SEC("tracepoint/syscalls/sys_enter_writev")
 int sys_enter_writev(struct trace_event_raw_sys_enter *ctx)
 {
-	writev_enter(ctx, ctx->args[1]);
+	writev_enter(ctx, ctx->args[1], ctx->args[2]);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_sendmsg")
 int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
 {
-	writev_enter(ctx, msg_iov(ctx->args[1]));
+	__u64 count = 0;
+	__u64 iov = msg_iov(ctx->args[1], &count);
+	writev_enter(ctx, iov, count);
 	return 0;
 }
 
@@ -533,7 +591,8 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	e->proto = 0;
 	e->cap = 0;
 	e->flags = 0;
-	e->pad = 0;
+	e->tail_len = 0;
+	__builtin_memset(e->tail, 0, sizeof(e->tail));
 	fd_socket(e, k.fd, false); // still open: this runs before the close
 	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;

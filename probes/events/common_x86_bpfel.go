@@ -146,13 +146,14 @@ type commonSockDataEvent struct {
 	Proto      uint8
 	Cap        uint16
 	Flags      uint8
-	Pad        uint8
+	TailLen    uint8
 	Family     uint16
 	LocalPort  uint16
 	RemotePort uint16
 	Sock       uint64
 	LocalIp    [16]uint8
 	RemoteIp   [16]uint8
+	Tail       [8]int8
 	Data       [512]int8
 }
 

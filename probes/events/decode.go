@@ -35,7 +35,10 @@ const taskExit = 2
 
 // sock_data_event.flags (enum sock_data_flags): a PostgreSQL read that ends
 // with ReadyForQuery.
-const sockFlagReady = 1 << 0
+const (
+	sockFlagReady   = 1 << 0
+	sockFlagPartial = 1 << 1
+)
 
 // Bits of http_server_event.info that decoding reads (HTTP_INFO_REMOTE_PARENT,
 // 1 << 3, is not needed: the ids carry the parent either way).
@@ -227,15 +230,22 @@ func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {
 	var e commonSockDataEvent
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(&e)), sockDataMin), raw)
 	d := &correlate.SockData{
-		PID:   e.Hdr.Pid,
-		TID:   e.Tid,
-		FD:    e.Fd,
-		Time:  clock.Wall(e.Hdr.TsNs),
-		Sock:  e.Sock,
-		Dir:   correlate.SockDir(e.Dir),
-		Proto: correlate.SockProto(e.Proto),
-		Ready: e.Flags&sockFlagReady != 0,
-		Len:   e.Len,
+		PID:     e.Hdr.Pid,
+		TID:     e.Tid,
+		FD:      e.Fd,
+		Time:    clock.Wall(e.Hdr.TsNs),
+		Sock:    e.Sock,
+		Dir:     correlate.SockDir(e.Dir),
+		Proto:   correlate.SockProto(e.Proto),
+		Ready:   e.Flags&sockFlagReady != 0,
+		Partial: e.Flags&sockFlagPartial != 0,
+		Len:     e.Len,
+	}
+	if n := min(int(e.TailLen), len(e.Tail)); n > 0 {
+		d.Tail = make([]byte, n)
+		for i := range n {
+			d.Tail[i] = byte(e.Tail[i])
+		}
 	}
 	switch e.Family {
 	case 2, 10: // AF_INET, AF_INET6

@@ -136,3 +136,32 @@ func monotonicNow() uint64 {
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
 	return uint64(ts.Nano())
 }
+
+// TestDecodeSockDataBody: a body record carries its length, its tail and
+// whether it saw all of a vectored write, and no data.
+func TestDecodeSockDataBody(t *testing.T) {
+	var e commonSockDataEvent
+	e.Hdr = commonEventHeader{Type: typeSockData, Pid: 5, TsNs: 1}
+	e.Dir = uint8(correlate.SockWriteBody)
+	e.Proto = uint8(correlate.ProtoHTTP)
+	e.Len = 70000
+	e.Flags = sockFlagPartial
+	e.TailLen = uint8(putString(e.Tail[:], "0\r\n\r\n"))
+	raw := unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e))
+	ev, err := Decode(raw, &Clock{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, ok := ev.(*correlate.SockData)
+	if !ok {
+		t.Fatalf("decoded %T", ev)
+	}
+	if d.Dir != correlate.SockWriteBody || d.Len != 70000 || !d.Partial || string(d.Tail) != "0\r\n\r\n" || len(d.Data) != 0 {
+		t.Errorf("decoded %+v", d)
+	}
+	// A tail length past the field is clamped, not trusted.
+	e.TailLen = 200
+	if ev, err = Decode(raw, &Clock{}, nil); err != nil || len(ev.(*correlate.SockData).Tail) != len(e.Tail) {
+		t.Errorf("tail_len 200: %v %v", ev, err)
+	}
+}

@@ -209,6 +209,105 @@ func checkConnections(t *testing.T, a *agent, gwPID, bePID int, beAddr string) {
 	}
 }
 
+// TestKernelHTTPStreamedResponses traces a Python backend that streams its
+// answers as a model server streams tokens: in pieces written 100 ms apart,
+// chunked, with a Content-Length, or ended by closing the connection. Each
+// server span must last until the last piece was written, not end with the
+// head; a call the backend makes while streaming is that request's child;
+// and what the client receives is exactly what the backend wrote.
+func TestKernelHTTPStreamedResponses(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	app := testenv.BuildSampleApp(t)
+	script := filepath.Join(testenv.RepoRoot(t), "tests", "testdata", "pyhttp", "server.py")
+	backend, beAddr := testenv.StartSampleApp(t, python, script)
+	tool, toolAddr := testenv.StartSampleApp(t, app)
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(backend.Process.Pid), "--pid", fmt.Sprint(tool.Process.Pid), "--output", "json")
+
+	const gap = 100 * time.Millisecond
+	streams := map[string]int{ // path → pieces
+		"/stream/chunked": 4,
+		"/stream/length":  3,
+		"/stream/close":   3,
+	}
+	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
+	for path, n := range streams {
+		url := fmt.Sprintf("http://%s%s?chunks=%d&gap_ms=%d", beAddr, path, n, gap.Milliseconds())
+		if path == "/stream/chunked" {
+			url += "&call=http://" + toolAddr + "/hello"
+		}
+		resp, err := c.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var want strings.Builder
+		for i := range n {
+			fmt.Fprintf(&want, "token%d ", i)
+		}
+		if string(body) != want.String() {
+			t.Fatalf("%s: body %q, want %q", path, body, want.String())
+		}
+	}
+	if resp, err := c.Get("http://" + beAddr + "/direct"); err != nil {
+		t.Fatal(err)
+	} else {
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	if !alive(backend.Process.Pid) || !alive(tool.Process.Pid) {
+		t.Fatal("a traced process died")
+	}
+	a.stop()
+
+	servers := map[string]observed{}
+	var call, toolServer *observed
+	for _, s := range fromJSON(a.jsonSpans()) {
+		switch {
+		case s.Attrs["zerotrace.source"] == "kernel" && s.Kind == "server":
+			if _, dup := servers[s.Attrs["url.path"]]; dup {
+				t.Errorf("two server spans for %s", s.Attrs["url.path"])
+			}
+			servers[s.Attrs["url.path"]] = s
+		case s.Attrs["zerotrace.source"] == "kernel" && s.Kind == "client":
+			call = &s
+		case s.Kind == "server" && s.Attrs["url.path"] == "/hello":
+			toolServer = &s
+		}
+	}
+	for path, n := range streams {
+		s, ok := servers[path]
+		if !ok {
+			t.Errorf("no server span for %s; have %v", path, servers)
+			continue
+		}
+		// The backend sleeps before each piece: the last one is written
+		// n gaps after the request was read, at the earliest.
+		if d := s.End.Sub(s.Start); d < time.Duration(n)*gap {
+			t.Errorf("%s: span lasts %v, ends before its last piece (%d pieces %v apart)", path, d, n, gap)
+		}
+		if s.Attrs["http.response.status_code"] != "200" {
+			t.Errorf("%s: status %s", path, s.Attrs["http.response.status_code"])
+		}
+	}
+	if _, ok := servers["/direct"]; !ok {
+		t.Errorf("no server span for /direct")
+	}
+	chunked := servers["/stream/chunked"]
+	switch {
+	case call == nil:
+		t.Error("no client span for the call made while streaming")
+	case call.TraceID != chunked.TraceID || call.ParentSpanID != chunked.SpanID:
+		t.Errorf("the call made while streaming (trace %s parent %s) is not a child of %s/%s", call.TraceID, call.ParentSpanID, chunked.TraceID, chunked.SpanID)
+	case call.End.After(chunked.End):
+		t.Errorf("the call ended at %v, after the streamed response it was made in (%v)", call.End, chunked.End)
+	}
+	if toolServer == nil {
+		t.Error("the Go service called while streaming has no server span")
+	}
+}
+
 // TestKernelHTTPVectoredCalls traces a Python server that reads requests
 // with recvmsg() or readv() and answers with sendmsg() or writev(), head and
 // body in separate buffers: each exchange must be one server span from the
@@ -376,7 +475,8 @@ const node = "/usr/bin/node"
 // (libuv: its responses go out through writev): every backend request must
 // be one server span from the kernel path, joined to the gateway's trace
 // through the injected header, with its path and status; requests sent
-// straight to it (keep-alive, a 500) too.
+// straight to it (keep-alive, a 500, a streamed chunked answer that must
+// last until its end) too.
 func TestKernelHTTPNode(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
@@ -399,13 +499,16 @@ func TestKernelHTTPNode(t *testing.T) {
 			t.Fatalf("request %d: %q, want %q", id, body, want)
 		}
 	}
-	for _, path := range []string{"/direct/1", "/direct/2", "/fail"} {
+	for _, path := range []string{"/direct/1", "/direct/2", "/fail", "/stream"} {
 		resp, err := c.Get("http://" + beAddr + path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, resp.Body)
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
+		if path == "/stream" && string(body) != "token0 token1 token2 token3 " {
+			t.Fatalf("/stream: body %q", body)
+		}
 	}
 	if !alive(backend.Process.Pid) || !alive(gateway.Process.Pid) {
 		t.Fatal("a traced process died")
@@ -441,8 +544,14 @@ func TestKernelHTTPNode(t *testing.T) {
 				t.Errorf("backend span %s (parent %q) does not continue a gateway client span", s.SpanID, s.ParentSpanID)
 			}
 		}
+		// Four pieces, each written 100 ms after the one before (libuv
+		// writes chunk framing and data with writev), the end 100 ms
+		// after the last: the span lasts until the end.
+		if d := s.End.Sub(s.Start); path == "/stream" && d < 500*time.Millisecond {
+			t.Errorf("/stream: span lasts %v, ends before its last chunk", d)
+		}
 	}
-	want := map[string]int{"/chain": requests, "/direct/1": 1, "/direct/2": 1, "/fail": 1}
+	want := map[string]int{"/chain": requests, "/direct/1": 1, "/direct/2": 1, "/fail": 1, "/stream": 1}
 	if fmt.Sprint(byPath) != fmt.Sprint(want) {
 		t.Errorf("kernel spans by path %v, want %v", byPath, want)
 	}

@@ -20,6 +20,13 @@ those connections exist before any tracer attaches. Then:
                    on the connection made at start-up, an INSERT on a new one
   GET /mysql/fail  a query on a table that does not exist (500)
   GET /mysql/big   a 20000-row result
+  GET /stream/chunked?chunks=N&gap_ms=M&call=URL
+  GET /stream/length?...
+  GET /stream/close?...
+                   a response streamed in N pieces written M ms apart, as a model
+                   server streams tokens: chunked, with a Content-Length, or ended
+                   by closing the connection; with call=URL, a GET of URL (urllib)
+                   between the first and second piece
   GET /external?tls=PORT&tcp=PORT
                    a TLS handshake to 127.0.0.1:PORT for api.llm.example (whatever
                    the answer), and "PING\n" over plain TCP to the other port,
@@ -30,7 +37,9 @@ import os
 import signal
 import sys
 import threading
+import time
 import urllib.parse
+import urllib.request
 
 pg = None  # the connection made at start-up
 pg_lock = threading.Lock()
@@ -97,6 +106,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body, code = redis_route(url.path, query)
         elif url.path.startswith("/mysql") and my is not None:
             body, code = mysql_route(url.path, query)
+        elif url.path.startswith("/stream/"):
+            return self.stream(url.path, query)
         elif url.path == "/external":
             body, code = external_route(query)
         elif url.path == "/chain":
@@ -111,6 +122,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def stream(self, path, query):
+        chunks = int(query.get("chunks", ["4"])[0])
+        gap = int(query.get("gap_ms", ["100"])[0]) / 1000
+        call = query.get("call", [None])[0]
+        pieces = [b"token%d " % i for i in range(chunks)]
+        chunked = path == "/stream/chunked"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        elif path == "/stream/length":
+            self.send_header("Content-Length", str(sum(map(len, pieces))))
+        else:  # the body ends with the connection
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        self.end_headers()
+        for i, p in enumerate(pieces):
+            time.sleep(gap)
+            if i == 1 and call:
+                urllib.request.urlopen(call).read()
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(p), p) if chunked else p)
+        if chunked:
+            self.wfile.write(b"0\r\n\r\n")
 
     def log_message(self, *args):
         pass
