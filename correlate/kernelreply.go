@@ -2,8 +2,6 @@ package correlate
 
 import (
 	"bytes"
-	"strconv"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -41,33 +39,24 @@ func startReply(req *httpHead, status int, d *SockData) (*reply, bool) {
 		// here, as it is written.
 		return r, true
 	}
-	end := bytes.Index(d.Data, []byte("\r\n\r\n"))
-	if end < 0 {
+	// The status line, then the fields as a request's are read.
+	_, fields, found := bytes.Cut(d.Data, []byte("\r\n"))
+	if !found {
 		return r, true // the framing fields are past the capture
 	}
-	length, chunked := int64(-1), false
-	for _, line := range bytes.Split(d.Data[:end], []byte("\r\n"))[1:] {
-		name, value, ok := bytes.Cut(line, []byte(":"))
-		if !ok {
-			continue
-		}
-		v := strings.TrimSpace(string(value))
-		switch strings.ToLower(string(name)) {
-		case "content-length":
-			if n, err := strconv.ParseInt(v, 10, 64); err == nil && n >= 0 {
-				length = n
-			}
-		case "transfer-encoding":
-			chunked = strings.Contains(strings.ToLower(v), "chunked")
-		}
+	var h httpHead
+	rest, body, ended := h.parseFields(fields)
+	if !ended {
+		return r, true
 	}
 	switch {
-	case chunked:
+	case body == -2:
 		r.framing = bodyChunked
 		return r, chunkedEnd(d.Tail)
-	case length >= 0:
+	case body >= 0:
 		r.framing = bodyLength
-		r.left = length - (int64(d.Len) - int64(end+4))
+		head := len(d.Data) - len(rest)
+		r.left = int64(body) - (int64(d.Len) - int64(head))
 		return r, r.left <= 0
 	}
 	r.framing = bodyClose
