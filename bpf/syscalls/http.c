@@ -570,6 +570,58 @@ int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
+// sendfile on a descriptor writing a response's body (a file server's,
+// nginx's): the bytes it sent are more of the body. They are counted at
+// the exit, where the kernel says how many went.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); // pid_tgid
+	__type(value, __s32); // out_fd
+} pending_sendfiles SEC(".maps");
+
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fd_key k = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
+	__u8 *f = bpf_map_lookup_elem(&sock_fds, &k);
+	if (f && (*f & FD_RESPONDING))
+		bpf_map_update_elem(&pending_sendfiles, &id, &k.fd, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int sys_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__s32 *fdp = bpf_map_lookup_elem(&pending_sendfiles, &id);
+	if (!fdp)
+		return 0;
+	__s32 fd = *fdp;
+	bpf_map_delete_elem(&pending_sendfiles, &id);
+	if (ctx->ret <= 0)
+		return 0;
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e) - SOCK_DATA_MAX, 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return 0;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->len = ctx->ret > 0xffffffff ? 0xffffffff : ctx->ret;
+	e->dir = SOCK_DIR_WRITE_BODY;
+	e->proto = SOCK_PROTO_HTTP;
+	e->cap = 0;
+	e->flags = 0;
+	e->tail_len = 0; // file bytes: no chunk framing to find
+	__builtin_memset(e->tail, 0, sizeof(e->tail));
+	fd_socket(e, fd, false);
+	bpf_ringbuf_submit(e, wakeup_flags());
+	return 0;
+}
+
 SEC("tracepoint/syscalls/sys_enter_close")
 int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 {

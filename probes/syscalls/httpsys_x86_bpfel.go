@@ -16,38 +16,41 @@ import (
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	httpsysMapAdoptedConns      = "adopted_conns"
-	httpsysMapConnCtx           = "conn_ctx"
-	httpsysMapConnCtxArmed      = "conn_ctx_armed"
-	httpsysMapConnOwners        = "conn_owners"
-	httpsysMapConnTgids         = "conn_tgids"
-	httpsysMapCounters          = "counters"
-	httpsysMapEvents            = "events"
-	httpsysMapGoCtx             = "go_ctx"
-	httpsysMapPendingReads      = "pending_reads"
-	httpsysMapSockFds           = "sock_fds"
-	httpsysMapTracedPorts       = "traced_ports"
-	httpsysMapTracedTgids       = "traced_tgids"
-	httpsysProgConnBytes        = "conn_bytes"
-	httpsysProgInetSockSetState = "inet_sock_set_state"
-	httpsysProgSchedProcessExit = "sched_process_exit"
-	httpsysProgSchedProcessFork = "sched_process_fork"
-	httpsysProgSysEnterClose    = "sys_enter_close"
-	httpsysProgSysEnterRead     = "sys_enter_read"
-	httpsysProgSysEnterReadv    = "sys_enter_readv"
-	httpsysProgSysEnterRecvfrom = "sys_enter_recvfrom"
-	httpsysProgSysEnterRecvmsg  = "sys_enter_recvmsg"
-	httpsysProgSysEnterSendmsg  = "sys_enter_sendmsg"
-	httpsysProgSysEnterSendto   = "sys_enter_sendto"
-	httpsysProgSysEnterWrite    = "sys_enter_write"
-	httpsysProgSysEnterWritev   = "sys_enter_writev"
-	httpsysProgSysExitAccept    = "sys_exit_accept"
-	httpsysProgSysExitAccept4   = "sys_exit_accept4"
-	httpsysProgSysExitRead      = "sys_exit_read"
-	httpsysProgSysExitReadv     = "sys_exit_readv"
-	httpsysProgSysExitRecvfrom  = "sys_exit_recvfrom"
-	httpsysProgSysExitRecvmsg   = "sys_exit_recvmsg"
-	httpsysVarWakeupThreshold   = "wakeup_threshold"
+	httpsysMapAdoptedConns        = "adopted_conns"
+	httpsysMapConnCtx             = "conn_ctx"
+	httpsysMapConnCtxArmed        = "conn_ctx_armed"
+	httpsysMapConnOwners          = "conn_owners"
+	httpsysMapConnTgids           = "conn_tgids"
+	httpsysMapCounters            = "counters"
+	httpsysMapEvents              = "events"
+	httpsysMapGoCtx               = "go_ctx"
+	httpsysMapPendingReads        = "pending_reads"
+	httpsysMapPendingSendfiles    = "pending_sendfiles"
+	httpsysMapSockFds             = "sock_fds"
+	httpsysMapTracedPorts         = "traced_ports"
+	httpsysMapTracedTgids         = "traced_tgids"
+	httpsysProgConnBytes          = "conn_bytes"
+	httpsysProgInetSockSetState   = "inet_sock_set_state"
+	httpsysProgSchedProcessExit   = "sched_process_exit"
+	httpsysProgSchedProcessFork   = "sched_process_fork"
+	httpsysProgSysEnterClose      = "sys_enter_close"
+	httpsysProgSysEnterRead       = "sys_enter_read"
+	httpsysProgSysEnterReadv      = "sys_enter_readv"
+	httpsysProgSysEnterRecvfrom   = "sys_enter_recvfrom"
+	httpsysProgSysEnterRecvmsg    = "sys_enter_recvmsg"
+	httpsysProgSysEnterSendfile64 = "sys_enter_sendfile64"
+	httpsysProgSysEnterSendmsg    = "sys_enter_sendmsg"
+	httpsysProgSysEnterSendto     = "sys_enter_sendto"
+	httpsysProgSysEnterWrite      = "sys_enter_write"
+	httpsysProgSysEnterWritev     = "sys_enter_writev"
+	httpsysProgSysExitAccept      = "sys_exit_accept"
+	httpsysProgSysExitAccept4     = "sys_exit_accept4"
+	httpsysProgSysExitRead        = "sys_exit_read"
+	httpsysProgSysExitReadv       = "sys_exit_readv"
+	httpsysProgSysExitRecvfrom    = "sys_exit_recvfrom"
+	httpsysProgSysExitRecvmsg     = "sys_exit_recvmsg"
+	httpsysProgSysExitSendfile64  = "sys_exit_sendfile64"
+	httpsysVarWakeupThreshold     = "wakeup_threshold"
 )
 
 // loadHttpsys returns the embedded CollectionSpec for httpsys.
@@ -92,43 +95,46 @@ type httpsysSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpsysProgramSpecs struct {
-	ConnBytes        *ebpf.ProgramSpec `ebpf:"conn_bytes"`
-	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
-	SchedProcessExit *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
-	SchedProcessFork *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
-	SysEnterClose    *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
-	SysEnterRead     *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
-	SysEnterReadv    *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmsg  *ebpf.ProgramSpec `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendmsg  *ebpf.ProgramSpec `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto   *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
-	SysEnterWrite    *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
-	SysEnterWritev   *ebpf.ProgramSpec `ebpf:"sys_enter_writev"`
-	SysExitAccept    *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
-	SysExitAccept4   *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
-	SysExitRead      *ebpf.ProgramSpec `ebpf:"sys_exit_read"`
-	SysExitReadv     *ebpf.ProgramSpec `ebpf:"sys_exit_readv"`
-	SysExitRecvfrom  *ebpf.ProgramSpec `ebpf:"sys_exit_recvfrom"`
-	SysExitRecvmsg   *ebpf.ProgramSpec `ebpf:"sys_exit_recvmsg"`
+	ConnBytes          *ebpf.ProgramSpec `ebpf:"conn_bytes"`
+	InetSockSetState   *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
+	SchedProcessExit   *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
+	SchedProcessFork   *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
+	SysEnterClose      *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
+	SysEnterRead       *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
+	SysEnterReadv      *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
+	SysEnterRecvfrom   *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
+	SysEnterRecvmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_recvmsg"`
+	SysEnterSendfile64 *ebpf.ProgramSpec `ebpf:"sys_enter_sendfile64"`
+	SysEnterSendmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_sendmsg"`
+	SysEnterSendto     *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
+	SysEnterWrite      *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
+	SysEnterWritev     *ebpf.ProgramSpec `ebpf:"sys_enter_writev"`
+	SysExitAccept      *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
+	SysExitAccept4     *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
+	SysExitRead        *ebpf.ProgramSpec `ebpf:"sys_exit_read"`
+	SysExitReadv       *ebpf.ProgramSpec `ebpf:"sys_exit_readv"`
+	SysExitRecvfrom    *ebpf.ProgramSpec `ebpf:"sys_exit_recvfrom"`
+	SysExitRecvmsg     *ebpf.ProgramSpec `ebpf:"sys_exit_recvmsg"`
+	SysExitSendfile64  *ebpf.ProgramSpec `ebpf:"sys_exit_sendfile64"`
 }
 
 // httpsysMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpsysMapSpecs struct {
-	AdoptedConns *ebpf.MapSpec `ebpf:"adopted_conns"`
-	ConnCtx      *ebpf.MapSpec `ebpf:"conn_ctx"`
-	ConnCtxArmed *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
-	ConnOwners   *ebpf.MapSpec `ebpf:"conn_owners"`
-	ConnTgids    *ebpf.MapSpec `ebpf:"conn_tgids"`
-	Counters     *ebpf.MapSpec `ebpf:"counters"`
-	Events       *ebpf.MapSpec `ebpf:"events"`
-	GoCtx        *ebpf.MapSpec `ebpf:"go_ctx"`
-	PendingReads *ebpf.MapSpec `ebpf:"pending_reads"`
-	SockFds      *ebpf.MapSpec `ebpf:"sock_fds"`
-	TracedPorts  *ebpf.MapSpec `ebpf:"traced_ports"`
-	TracedTgids  *ebpf.MapSpec `ebpf:"traced_tgids"`
+	AdoptedConns     *ebpf.MapSpec `ebpf:"adopted_conns"`
+	ConnCtx          *ebpf.MapSpec `ebpf:"conn_ctx"`
+	ConnCtxArmed     *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
+	ConnOwners       *ebpf.MapSpec `ebpf:"conn_owners"`
+	ConnTgids        *ebpf.MapSpec `ebpf:"conn_tgids"`
+	Counters         *ebpf.MapSpec `ebpf:"counters"`
+	Events           *ebpf.MapSpec `ebpf:"events"`
+	GoCtx            *ebpf.MapSpec `ebpf:"go_ctx"`
+	PendingReads     *ebpf.MapSpec `ebpf:"pending_reads"`
+	PendingSendfiles *ebpf.MapSpec `ebpf:"pending_sendfiles"`
+	SockFds          *ebpf.MapSpec `ebpf:"sock_fds"`
+	TracedPorts      *ebpf.MapSpec `ebpf:"traced_ports"`
+	TracedTgids      *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
 
 // httpsysVariableSpecs contains global variables before they are loaded into the kernel.
@@ -158,18 +164,19 @@ func (o *httpsysObjects) Close() error {
 //
 // It can be passed to loadHttpsysObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpsysMaps struct {
-	AdoptedConns *ebpf.Map `ebpf:"adopted_conns"`
-	ConnCtx      *ebpf.Map `ebpf:"conn_ctx"`
-	ConnCtxArmed *ebpf.Map `ebpf:"conn_ctx_armed"`
-	ConnOwners   *ebpf.Map `ebpf:"conn_owners"`
-	ConnTgids    *ebpf.Map `ebpf:"conn_tgids"`
-	Counters     *ebpf.Map `ebpf:"counters"`
-	Events       *ebpf.Map `ebpf:"events"`
-	GoCtx        *ebpf.Map `ebpf:"go_ctx"`
-	PendingReads *ebpf.Map `ebpf:"pending_reads"`
-	SockFds      *ebpf.Map `ebpf:"sock_fds"`
-	TracedPorts  *ebpf.Map `ebpf:"traced_ports"`
-	TracedTgids  *ebpf.Map `ebpf:"traced_tgids"`
+	AdoptedConns     *ebpf.Map `ebpf:"adopted_conns"`
+	ConnCtx          *ebpf.Map `ebpf:"conn_ctx"`
+	ConnCtxArmed     *ebpf.Map `ebpf:"conn_ctx_armed"`
+	ConnOwners       *ebpf.Map `ebpf:"conn_owners"`
+	ConnTgids        *ebpf.Map `ebpf:"conn_tgids"`
+	Counters         *ebpf.Map `ebpf:"counters"`
+	Events           *ebpf.Map `ebpf:"events"`
+	GoCtx            *ebpf.Map `ebpf:"go_ctx"`
+	PendingReads     *ebpf.Map `ebpf:"pending_reads"`
+	PendingSendfiles *ebpf.Map `ebpf:"pending_sendfiles"`
+	SockFds          *ebpf.Map `ebpf:"sock_fds"`
+	TracedPorts      *ebpf.Map `ebpf:"traced_ports"`
+	TracedTgids      *ebpf.Map `ebpf:"traced_tgids"`
 }
 
 func (m *httpsysMaps) Close() error {
@@ -183,6 +190,7 @@ func (m *httpsysMaps) Close() error {
 		m.Events,
 		m.GoCtx,
 		m.PendingReads,
+		m.PendingSendfiles,
 		m.SockFds,
 		m.TracedPorts,
 		m.TracedTgids,
@@ -200,25 +208,27 @@ type httpsysVariables struct {
 //
 // It can be passed to loadHttpsysObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpsysPrograms struct {
-	ConnBytes        *ebpf.Program `ebpf:"conn_bytes"`
-	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
-	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
-	SchedProcessFork *ebpf.Program `ebpf:"sched_process_fork"`
-	SysEnterClose    *ebpf.Program `ebpf:"sys_enter_close"`
-	SysEnterRead     *ebpf.Program `ebpf:"sys_enter_read"`
-	SysEnterReadv    *ebpf.Program `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom *ebpf.Program `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmsg  *ebpf.Program `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendmsg  *ebpf.Program `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto   *ebpf.Program `ebpf:"sys_enter_sendto"`
-	SysEnterWrite    *ebpf.Program `ebpf:"sys_enter_write"`
-	SysEnterWritev   *ebpf.Program `ebpf:"sys_enter_writev"`
-	SysExitAccept    *ebpf.Program `ebpf:"sys_exit_accept"`
-	SysExitAccept4   *ebpf.Program `ebpf:"sys_exit_accept4"`
-	SysExitRead      *ebpf.Program `ebpf:"sys_exit_read"`
-	SysExitReadv     *ebpf.Program `ebpf:"sys_exit_readv"`
-	SysExitRecvfrom  *ebpf.Program `ebpf:"sys_exit_recvfrom"`
-	SysExitRecvmsg   *ebpf.Program `ebpf:"sys_exit_recvmsg"`
+	ConnBytes          *ebpf.Program `ebpf:"conn_bytes"`
+	InetSockSetState   *ebpf.Program `ebpf:"inet_sock_set_state"`
+	SchedProcessExit   *ebpf.Program `ebpf:"sched_process_exit"`
+	SchedProcessFork   *ebpf.Program `ebpf:"sched_process_fork"`
+	SysEnterClose      *ebpf.Program `ebpf:"sys_enter_close"`
+	SysEnterRead       *ebpf.Program `ebpf:"sys_enter_read"`
+	SysEnterReadv      *ebpf.Program `ebpf:"sys_enter_readv"`
+	SysEnterRecvfrom   *ebpf.Program `ebpf:"sys_enter_recvfrom"`
+	SysEnterRecvmsg    *ebpf.Program `ebpf:"sys_enter_recvmsg"`
+	SysEnterSendfile64 *ebpf.Program `ebpf:"sys_enter_sendfile64"`
+	SysEnterSendmsg    *ebpf.Program `ebpf:"sys_enter_sendmsg"`
+	SysEnterSendto     *ebpf.Program `ebpf:"sys_enter_sendto"`
+	SysEnterWrite      *ebpf.Program `ebpf:"sys_enter_write"`
+	SysEnterWritev     *ebpf.Program `ebpf:"sys_enter_writev"`
+	SysExitAccept      *ebpf.Program `ebpf:"sys_exit_accept"`
+	SysExitAccept4     *ebpf.Program `ebpf:"sys_exit_accept4"`
+	SysExitRead        *ebpf.Program `ebpf:"sys_exit_read"`
+	SysExitReadv       *ebpf.Program `ebpf:"sys_exit_readv"`
+	SysExitRecvfrom    *ebpf.Program `ebpf:"sys_exit_recvfrom"`
+	SysExitRecvmsg     *ebpf.Program `ebpf:"sys_exit_recvmsg"`
+	SysExitSendfile64  *ebpf.Program `ebpf:"sys_exit_sendfile64"`
 }
 
 func (p *httpsysPrograms) Close() error {
@@ -232,6 +242,7 @@ func (p *httpsysPrograms) Close() error {
 		p.SysEnterReadv,
 		p.SysEnterRecvfrom,
 		p.SysEnterRecvmsg,
+		p.SysEnterSendfile64,
 		p.SysEnterSendmsg,
 		p.SysEnterSendto,
 		p.SysEnterWrite,
@@ -242,6 +253,7 @@ func (p *httpsysPrograms) Close() error {
 		p.SysExitReadv,
 		p.SysExitRecvfrom,
 		p.SysExitRecvmsg,
+		p.SysExitSendfile64,
 	)
 }
 

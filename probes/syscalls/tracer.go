@@ -57,6 +57,8 @@ func (t *Tracer) tracepoints() []struct {
 		{"sys_exit_accept4", o.SysExitAccept4}, {"sys_exit_accept", o.SysExitAccept},
 		{"sys_enter_recvmsg", o.SysEnterRecvmsg}, {"sys_exit_recvmsg", o.SysExitRecvmsg},
 		{"sys_enter_writev", o.SysEnterWritev}, {"sys_enter_sendmsg", o.SysEnterSendmsg},
+		// A response body sent from a file.
+		{"sys_enter_sendfile64", o.SysEnterSendfile64}, {"sys_exit_sendfile64", o.SysExitSendfile64},
 	}
 }
 

@@ -211,7 +211,8 @@ func checkConnections(t *testing.T, a *agent, gwPID, bePID int, beAddr string) {
 
 // TestKernelHTTPStreamedResponses traces a Python backend that streams its
 // answers as a model server streams tokens: in pieces written 100 ms apart,
-// chunked, with a Content-Length, or ended by closing the connection. Each
+// chunked, with a Content-Length, or ended by closing the connection, and a
+// file's body sent with sendfile in two halves 100 ms apart. Each
 // server span must last until the last piece was written, not end with the
 // head; a call the backend makes while streaming is that request's child;
 // and what the client receives is exactly what the backend wrote.
@@ -229,6 +230,11 @@ func TestKernelHTTPStreamedResponses(t *testing.T) {
 		"/stream/chunked": 4,
 		"/stream/length":  3,
 		"/stream/close":   3,
+	}
+	// Spans checked below: the streams, and /sendfile's two halves.
+	pieces := map[string]int{"/sendfile": 1}
+	for path, n := range streams {
+		pieces[path] = n
 	}
 	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
 	for path, n := range streams {
@@ -256,6 +262,16 @@ func TestKernelHTTPStreamedResponses(t *testing.T) {
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
+	// A body sent from a file with sendfile, in two halves.
+	resp, err := c.Get(fmt.Sprintf("http://%s/sendfile?gap_ms=%d", beAddr, gap.Milliseconds()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := strings.Repeat("file-body ", 100); string(body) != want {
+		t.Fatalf("/sendfile: body %q, want %q", body, want)
+	}
 	if !alive(backend.Process.Pid) || !alive(tool.Process.Pid) {
 		t.Fatal("a traced process died")
 	}
@@ -276,7 +292,7 @@ func TestKernelHTTPStreamedResponses(t *testing.T) {
 			toolServer = &s
 		}
 	}
-	for path, n := range streams {
+	for path, n := range pieces {
 		s, ok := servers[path]
 		if !ok {
 			t.Errorf("no server span for %s; have %v", path, servers)

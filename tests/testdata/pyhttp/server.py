@@ -27,6 +27,9 @@ those connections exist before any tracer attaches. Then:
                    server streams tokens: chunked, with a Content-Length, or ended
                    by closing the connection; with call=URL, a GET of URL (urllib)
                    between the first and second piece
+  GET /sendfile?gap_ms=M
+                   a 1000-byte body (Content-Length) sent from a file with sendfile(2),
+                   in two halves M ms apart
   GET /external?tls=PORT&tcp=PORT
                    a TLS handshake to 127.0.0.1:PORT for api.llm.example (whatever
                    the answer), and "PING\n" over plain TCP to the other port,
@@ -36,6 +39,7 @@ import http.server
 import os
 import signal
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -108,6 +112,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             body, code = mysql_route(url.path, query)
         elif url.path.startswith("/stream/"):
             return self.stream(url.path, query)
+        elif url.path == "/sendfile":
+            return self.send_file(query)
         elif url.path == "/external":
             body, code = external_route(query)
         elif url.path == "/chain":
@@ -146,6 +152,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"%x\r\n%s\r\n" % (len(p), p) if chunked else p)
         if chunked:
             self.wfile.write(b"0\r\n\r\n")
+
+    def send_file(self, query):
+        gap = int(query.get("gap_ms", ["100"])[0]) / 1000
+        data = b"file-body " * 100
+        with tempfile.TemporaryFile() as f:
+            f.write(data)
+            f.flush()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            out, half = self.connection.fileno(), len(data) // 2
+            sent = 0
+            while sent < len(data):
+                if sent >= half and gap:
+                    time.sleep(gap)
+                    gap = 0
+                end = half if sent < half else len(data)
+                sent += os.sendfile(out, f.fileno(), sent, end - sent)
 
     def log_message(self, *args):
         pass
