@@ -92,7 +92,7 @@ func (c *Correlator) Run(in <-chan Event, out chan<- *Span) {
 		p := c.procs[pid]
 		c.mu.RUnlock()
 		if p != nil {
-			c.finish(s, p, SpanIDs{TraceID: s.TraceID, SpanID: s.SpanID, Parent: s.ParentSpanID})
+			c.finishKernel(s, p)
 			c.stats.Spans.Add(1)
 			out <- s
 		}
@@ -139,10 +139,9 @@ func (c *Correlator) HandleAll(ev Event) []*Span {
 		c.conns.add(e, p)
 		return nil
 	case *SockData:
-		// The kernel tracer chose every span's IDs.
 		spans := c.kernel.handle(e)
 		for _, s := range spans {
-			c.finish(s, p, SpanIDs{TraceID: s.TraceID, SpanID: s.SpanID, Parent: s.ParentSpanID})
+			c.finishKernel(s, p)
 		}
 		return spans
 	default:
@@ -151,6 +150,11 @@ func (c *Correlator) HandleAll(ev Event) []*Span {
 	c.finish(s, p, ids)
 	c.one[0] = s
 	return c.one[:]
+}
+
+// finishKernel finishes a span of the kernel tracer, which chose its IDs.
+func (c *Correlator) finishKernel(s *Span, p *Process) {
+	c.finish(s, p, SpanIDs{TraceID: s.TraceID, SpanID: s.SpanID, Parent: s.ParentSpanID})
 }
 
 // finish gives s its process and IDs, and redacts it.
@@ -185,7 +189,7 @@ func (c *Correlator) task(t *TaskEvent) []*Span {
 	p := c.procs[t.PID]
 	if p != nil {
 		for _, s := range spans {
-			c.finish(s, p, SpanIDs{TraceID: s.TraceID, SpanID: s.SpanID, Parent: s.ParentSpanID})
+			c.finishKernel(s, p)
 		}
 	} else {
 		spans = nil
