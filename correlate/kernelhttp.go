@@ -24,8 +24,9 @@ const (
 	// SockReadMore is the read after one that started a request, whatever
 	// it holds: the rest of a head that arrived in pieces, or a body.
 	SockReadMore SockDir = 4
-	// SockWriteBody is a write after a response head was written: more
-	// of its body, with its length and tail only.
+	// SockWriteBody is a write (or sendfile) after a response head was
+	// written: more of its body. Time is when it returned, Len the bytes
+	// it sent, Tail its last bytes when it sent all it asked; no Data.
 	SockWriteBody SockDir = 5
 )
 

@@ -216,10 +216,11 @@ enum sock_dir {
 	// The read after one that started a request, whatever it holds: the
 	// rest of a head that arrived in pieces, or a body.
 	SOCK_DIR_READ_MORE = 4,
-	// A write after a response head, until the next request is read on
-	// the descriptor: more of the response's body. No data, only its
-	// length and tail, so that user space finds where the response ends
-	// (a streamed answer lasts until its last chunk).
+	// A write (or sendfile) after a response head, until the next request
+	// is read on the descriptor: more of the response's body. Reported at
+	// its exit (hdr.ts_ns), with the bytes it sent and, when it sent all
+	// it asked, its tail; no data. User space finds where the response
+	// ends from them (a streamed answer lasts until its last chunk).
 	SOCK_DIR_WRITE_BODY = 5,
 };
 

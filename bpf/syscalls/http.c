@@ -278,6 +278,68 @@ static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd, bool 
 		sock_endpoints(sk, &e->family, &e->local_port, &e->remote_port, e->local_ip, e->remote_ip);
 }
 
+// Keep the last bytes of a write's last buffer [base, last); of a short
+// one, what it has.
+static __always_inline void fill_tail(struct sock_data_event *e, __u64 base, __u64 last)
+{
+	e->tail_len = 0;
+	__builtin_memset(e->tail, 0, sizeof(e->tail));
+	__u64 tn = last > base ? last - base : 0;
+	if (tn > SOCK_TAIL_MAX)
+		tn = SOCK_TAIL_MAX;
+	barrier_var(tn);
+	if (tn > 0 && tn <= SOCK_TAIL_MAX && !bpf_probe_read_user(e->tail, tn, (void *)(last - tn)))
+		e->tail_len = tn;
+}
+
+// A write of a response's body in progress (write, sendto, writev, sendmsg,
+// sendfile): what it asked to send. Its record is made at the exit, where
+// the kernel says how much went: a non-blocking server's write may send
+// part of a buffer and ask again for the rest.
+struct pending_body {
+	__u64 total;      // bytes asked; 0 for sendfile (the exit says)
+	__u64 base, last; // its last buffer, for the tail (0: none)
+	__s32 fd;
+	__u8 partial;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); // pid_tgid
+	__type(value, struct pending_body);
+} pending_bodies SEC(".maps");
+
+static __always_inline void body_enter(__u64 id, __s32 fd, __u64 total, __u64 base, __u64 last, __u8 partial)
+{
+	struct pending_body b = {.total = total, .base = base, .last = last, .fd = fd, .partial = partial};
+	bpf_map_update_elem(&pending_bodies, &id, &b, BPF_ANY);
+}
+
+// A write of a response's body: its length and tail, in a record without
+// data (a tenth of the ring space), for user space to find where the
+// response ends.
+static __always_inline void emit_body(__u64 id, __s32 fd, __u64 total, __u64 base, __u64 last, bool partial)
+{
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e) - SOCK_DATA_MAX, 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->len = total > 0xffffffff ? 0xffffffff : total;
+	e->dir = SOCK_DIR_WRITE_BODY;
+	e->proto = SOCK_PROTO_HTTP;
+	e->cap = 0;
+	e->flags = partial ? SOCK_FLAG_PARTIAL : 0;
+	fill_tail(e, base, last);
+	fd_socket(e, fd, false);
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
 static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir, const struct io_end *end)
 {
 	if (len <= 0 || !buf)
@@ -315,9 +377,11 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		flags = FD_HTTP;
 		dir = SOCK_DIR_READ_MORE;
 	} else if ((was & FD_RESPONDING) && dir == SOCK_DIR_WRITE) {
-		proto = SOCK_PROTO_HTTP;
-		flags = was;
-		dir = SOCK_DIR_WRITE_BODY;
+		if (end)
+			body_enter(id, fd, end->total, end->base, end->end, end->partial);
+		else
+			body_enter(id, fd, len, buf, buf + len, 0);
+		return;
 	} else if (was & FD_HTTP) {
 		return;
 	} else if (dir != SOCK_DIR_WRITE) {
@@ -353,19 +417,10 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	e->dir = dir;
 	e->proto = proto;
 	e->flags = end && end->partial ? SOCK_FLAG_PARTIAL : 0;
-	e->tail_len = 0;
-	__builtin_memset(e->tail, 0, sizeof(e->tail));
-	if (proto == SOCK_PROTO_HTTP && dir != SOCK_DIR_READ && dir != SOCK_DIR_READ_MORE) {
-		// The last bytes of the last buffer; of a short one, what it has.
-		__u64 base = end ? end->base : buf;
-		__u64 last = end ? end->end : buf + len;
-		__u64 tn = last > base ? last - base : 0;
-		if (tn > SOCK_TAIL_MAX)
-			tn = SOCK_TAIL_MAX;
-		barrier_var(tn);
-		if (tn > 0 && tn <= SOCK_TAIL_MAX && !bpf_probe_read_user(e->tail, tn, (void *)(last - tn)))
-			e->tail_len = tn;
-	}
+	if (proto == SOCK_PROTO_HTTP && dir == SOCK_DIR_WRITE)
+		fill_tail(e, end ? end->base : buf, end ? end->end : buf + len);
+	else
+		fill_tail(e, 0, 0);
 	// ReadyForQuery ('Z', length 5, status) closing a read: the server is
 	// done, wherever the capture stops.
 	char tail[6] = {};
@@ -381,8 +436,7 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	if (n > SOCK_DATA_MAX)
 		n = SOCK_DATA_MAX;
 	e->cap = 0;
-	// A body record needs only its length and tail.
-	if (dir != SOCK_DIR_WRITE_BODY && !bpf_probe_read_user(e->data, n, (void *)buf))
+	if (!bpf_probe_read_user(e->data, n, (void *)buf))
 		e->cap = n;
 	bpf_ringbuf_submit(e, wakeup_flags());
 	if (flags != was)
@@ -570,16 +624,57 @@ int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
 	return 0;
 }
 
-// sendfile on a descriptor writing a response's body (a file server's,
-// nginx's): the bytes it sent are more of the body. They are counted at
-// the exit, where the kernel says how many went.
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, __u64); // pid_tgid
-	__type(value, __s32); // out_fd
-} pending_sendfiles SEC(".maps");
+// The exit of a write of a response's body: the bytes that went. A write
+// that sent only part of what it asked did not reach its end, so its tail
+// is not the response's.
+static __always_inline void body_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_body *p = bpf_map_lookup_elem(&pending_bodies, &id);
+	if (!p)
+		return;
+	struct pending_body b = *p;
+	bpf_map_delete_elem(&pending_bodies, &id);
+	__s64 ret = ctx->ret;
+	if (ret <= 0)
+		return;
+	if ((__u64)ret < b.total)
+		emit_body(id, b.fd, ret, 0, 0, false);
+	else
+		emit_body(id, b.fd, ret, b.base, b.last, b.partial);
+}
 
+SEC("tracepoint/syscalls/sys_exit_write")
+int sys_exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+	body_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int sys_exit_sendto(struct trace_event_raw_sys_exit *ctx)
+{
+	body_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int sys_exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	body_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int sys_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	body_exit(ctx);
+	return 0;
+}
+
+// sendfile on a descriptor writing a response's body (a file server's,
+// nginx's): the bytes it sent are more of the body. File bytes: no chunk
+// framing to find at their end.
 SEC("tracepoint/syscalls/sys_enter_sendfile64")
 int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
 {
@@ -587,38 +682,14 @@ int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
 	struct fd_key k = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
 	__u8 *f = bpf_map_lookup_elem(&sock_fds, &k);
 	if (f && (*f & FD_RESPONDING))
-		bpf_map_update_elem(&pending_sendfiles, &id, &k.fd, BPF_ANY);
+		body_enter(id, k.fd, 0, 0, 0, 0);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_sendfile64")
 int sys_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	__s32 *fdp = bpf_map_lookup_elem(&pending_sendfiles, &id);
-	if (!fdp)
-		return 0;
-	__s32 fd = *fdp;
-	bpf_map_delete_elem(&pending_sendfiles, &id);
-	if (ctx->ret <= 0)
-		return 0;
-	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e) - SOCK_DATA_MAX, 0);
-	if (!e) {
-		count(COUNTER_RINGBUF_FULL);
-		return 0;
-	}
-	fill_header(&e->hdr, EVENT_SOCK_DATA);
-	e->tid = (__u32)id;
-	e->fd = fd;
-	e->len = ctx->ret > 0xffffffff ? 0xffffffff : ctx->ret;
-	e->dir = SOCK_DIR_WRITE_BODY;
-	e->proto = SOCK_PROTO_HTTP;
-	e->cap = 0;
-	e->flags = 0;
-	e->tail_len = 0; // file bytes: no chunk framing to find
-	__builtin_memset(e->tail, 0, sizeof(e->tail));
-	fd_socket(e, fd, false);
-	bpf_ringbuf_submit(e, wakeup_flags());
+	body_exit(ctx);
 	return 0;
 }
 
@@ -643,8 +714,7 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	e->proto = 0;
 	e->cap = 0;
 	e->flags = 0;
-	e->tail_len = 0;
-	__builtin_memset(e->tail, 0, sizeof(e->tail));
+	fill_tail(e, 0, 0);
 	fd_socket(e, k.fd, false); // still open: this runs before the close
 	bpf_ringbuf_submit(e, wakeup_flags());
 	return 0;

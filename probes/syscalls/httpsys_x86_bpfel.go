@@ -24,8 +24,8 @@ const (
 	httpsysMapCounters            = "counters"
 	httpsysMapEvents              = "events"
 	httpsysMapGoCtx               = "go_ctx"
+	httpsysMapPendingBodies       = "pending_bodies"
 	httpsysMapPendingReads        = "pending_reads"
-	httpsysMapPendingSendfiles    = "pending_sendfiles"
 	httpsysMapSockFds             = "sock_fds"
 	httpsysMapTracedPorts         = "traced_ports"
 	httpsysMapTracedTgids         = "traced_tgids"
@@ -50,6 +50,10 @@ const (
 	httpsysProgSysExitRecvfrom    = "sys_exit_recvfrom"
 	httpsysProgSysExitRecvmsg     = "sys_exit_recvmsg"
 	httpsysProgSysExitSendfile64  = "sys_exit_sendfile64"
+	httpsysProgSysExitSendmsg     = "sys_exit_sendmsg"
+	httpsysProgSysExitSendto      = "sys_exit_sendto"
+	httpsysProgSysExitWrite       = "sys_exit_write"
+	httpsysProgSysExitWritev      = "sys_exit_writev"
 	httpsysVarWakeupThreshold     = "wakeup_threshold"
 )
 
@@ -116,25 +120,29 @@ type httpsysProgramSpecs struct {
 	SysExitRecvfrom    *ebpf.ProgramSpec `ebpf:"sys_exit_recvfrom"`
 	SysExitRecvmsg     *ebpf.ProgramSpec `ebpf:"sys_exit_recvmsg"`
 	SysExitSendfile64  *ebpf.ProgramSpec `ebpf:"sys_exit_sendfile64"`
+	SysExitSendmsg     *ebpf.ProgramSpec `ebpf:"sys_exit_sendmsg"`
+	SysExitSendto      *ebpf.ProgramSpec `ebpf:"sys_exit_sendto"`
+	SysExitWrite       *ebpf.ProgramSpec `ebpf:"sys_exit_write"`
+	SysExitWritev      *ebpf.ProgramSpec `ebpf:"sys_exit_writev"`
 }
 
 // httpsysMapSpecs contains maps before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpsysMapSpecs struct {
-	AdoptedConns     *ebpf.MapSpec `ebpf:"adopted_conns"`
-	ConnCtx          *ebpf.MapSpec `ebpf:"conn_ctx"`
-	ConnCtxArmed     *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
-	ConnOwners       *ebpf.MapSpec `ebpf:"conn_owners"`
-	ConnTgids        *ebpf.MapSpec `ebpf:"conn_tgids"`
-	Counters         *ebpf.MapSpec `ebpf:"counters"`
-	Events           *ebpf.MapSpec `ebpf:"events"`
-	GoCtx            *ebpf.MapSpec `ebpf:"go_ctx"`
-	PendingReads     *ebpf.MapSpec `ebpf:"pending_reads"`
-	PendingSendfiles *ebpf.MapSpec `ebpf:"pending_sendfiles"`
-	SockFds          *ebpf.MapSpec `ebpf:"sock_fds"`
-	TracedPorts      *ebpf.MapSpec `ebpf:"traced_ports"`
-	TracedTgids      *ebpf.MapSpec `ebpf:"traced_tgids"`
+	AdoptedConns  *ebpf.MapSpec `ebpf:"adopted_conns"`
+	ConnCtx       *ebpf.MapSpec `ebpf:"conn_ctx"`
+	ConnCtxArmed  *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
+	ConnOwners    *ebpf.MapSpec `ebpf:"conn_owners"`
+	ConnTgids     *ebpf.MapSpec `ebpf:"conn_tgids"`
+	Counters      *ebpf.MapSpec `ebpf:"counters"`
+	Events        *ebpf.MapSpec `ebpf:"events"`
+	GoCtx         *ebpf.MapSpec `ebpf:"go_ctx"`
+	PendingBodies *ebpf.MapSpec `ebpf:"pending_bodies"`
+	PendingReads  *ebpf.MapSpec `ebpf:"pending_reads"`
+	SockFds       *ebpf.MapSpec `ebpf:"sock_fds"`
+	TracedPorts   *ebpf.MapSpec `ebpf:"traced_ports"`
+	TracedTgids   *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
 
 // httpsysVariableSpecs contains global variables before they are loaded into the kernel.
@@ -164,19 +172,19 @@ func (o *httpsysObjects) Close() error {
 //
 // It can be passed to loadHttpsysObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpsysMaps struct {
-	AdoptedConns     *ebpf.Map `ebpf:"adopted_conns"`
-	ConnCtx          *ebpf.Map `ebpf:"conn_ctx"`
-	ConnCtxArmed     *ebpf.Map `ebpf:"conn_ctx_armed"`
-	ConnOwners       *ebpf.Map `ebpf:"conn_owners"`
-	ConnTgids        *ebpf.Map `ebpf:"conn_tgids"`
-	Counters         *ebpf.Map `ebpf:"counters"`
-	Events           *ebpf.Map `ebpf:"events"`
-	GoCtx            *ebpf.Map `ebpf:"go_ctx"`
-	PendingReads     *ebpf.Map `ebpf:"pending_reads"`
-	PendingSendfiles *ebpf.Map `ebpf:"pending_sendfiles"`
-	SockFds          *ebpf.Map `ebpf:"sock_fds"`
-	TracedPorts      *ebpf.Map `ebpf:"traced_ports"`
-	TracedTgids      *ebpf.Map `ebpf:"traced_tgids"`
+	AdoptedConns  *ebpf.Map `ebpf:"adopted_conns"`
+	ConnCtx       *ebpf.Map `ebpf:"conn_ctx"`
+	ConnCtxArmed  *ebpf.Map `ebpf:"conn_ctx_armed"`
+	ConnOwners    *ebpf.Map `ebpf:"conn_owners"`
+	ConnTgids     *ebpf.Map `ebpf:"conn_tgids"`
+	Counters      *ebpf.Map `ebpf:"counters"`
+	Events        *ebpf.Map `ebpf:"events"`
+	GoCtx         *ebpf.Map `ebpf:"go_ctx"`
+	PendingBodies *ebpf.Map `ebpf:"pending_bodies"`
+	PendingReads  *ebpf.Map `ebpf:"pending_reads"`
+	SockFds       *ebpf.Map `ebpf:"sock_fds"`
+	TracedPorts   *ebpf.Map `ebpf:"traced_ports"`
+	TracedTgids   *ebpf.Map `ebpf:"traced_tgids"`
 }
 
 func (m *httpsysMaps) Close() error {
@@ -189,8 +197,8 @@ func (m *httpsysMaps) Close() error {
 		m.Counters,
 		m.Events,
 		m.GoCtx,
+		m.PendingBodies,
 		m.PendingReads,
-		m.PendingSendfiles,
 		m.SockFds,
 		m.TracedPorts,
 		m.TracedTgids,
@@ -229,6 +237,10 @@ type httpsysPrograms struct {
 	SysExitRecvfrom    *ebpf.Program `ebpf:"sys_exit_recvfrom"`
 	SysExitRecvmsg     *ebpf.Program `ebpf:"sys_exit_recvmsg"`
 	SysExitSendfile64  *ebpf.Program `ebpf:"sys_exit_sendfile64"`
+	SysExitSendmsg     *ebpf.Program `ebpf:"sys_exit_sendmsg"`
+	SysExitSendto      *ebpf.Program `ebpf:"sys_exit_sendto"`
+	SysExitWrite       *ebpf.Program `ebpf:"sys_exit_write"`
+	SysExitWritev      *ebpf.Program `ebpf:"sys_exit_writev"`
 }
 
 func (p *httpsysPrograms) Close() error {
@@ -254,6 +266,10 @@ func (p *httpsysPrograms) Close() error {
 		p.SysExitRecvfrom,
 		p.SysExitRecvmsg,
 		p.SysExitSendfile64,
+		p.SysExitSendmsg,
+		p.SysExitSendto,
+		p.SysExitWrite,
+		p.SysExitWritev,
 	)
 }
 

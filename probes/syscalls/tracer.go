@@ -49,6 +49,9 @@ func (t *Tracer) tracepoints() []struct {
 		{"sys_enter_read", o.SysEnterRead}, {"sys_exit_read", o.SysExitRead},
 		{"sys_enter_recvfrom", o.SysEnterRecvfrom}, {"sys_exit_recvfrom", o.SysExitRecvfrom},
 		{"sys_enter_write", o.SysEnterWrite}, {"sys_enter_sendto", o.SysEnterSendto},
+		// The exits of writes only report how much of a response's body
+		// went (see pending_bodies).
+		{"sys_exit_write", o.SysExitWrite}, {"sys_exit_sendto", o.SysExitSendto},
 		{"sys_enter_close", o.SysEnterClose},
 		{"sys_enter_readv", o.SysEnterReadv}, {"sys_exit_readv", o.SysExitReadv},
 		// Accepts name the process that owns a server connection;
@@ -57,6 +60,7 @@ func (t *Tracer) tracepoints() []struct {
 		{"sys_exit_accept4", o.SysExitAccept4}, {"sys_exit_accept", o.SysExitAccept},
 		{"sys_enter_recvmsg", o.SysEnterRecvmsg}, {"sys_exit_recvmsg", o.SysExitRecvmsg},
 		{"sys_enter_writev", o.SysEnterWritev}, {"sys_enter_sendmsg", o.SysEnterSendmsg},
+		{"sys_exit_writev", o.SysExitWritev}, {"sys_exit_sendmsg", o.SysExitSendmsg},
 		// A response body sent from a file.
 		{"sys_enter_sendfile64", o.SysEnterSendfile64}, {"sys_exit_sendfile64", o.SysExitSendfile64},
 	}
