@@ -417,10 +417,14 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	e->dir = dir;
 	e->proto = proto;
 	e->flags = end && end->partial ? SOCK_FLAG_PARTIAL : 0;
-	if (proto == SOCK_PROTO_HTTP && dir == SOCK_DIR_WRITE)
-		fill_tail(e, end ? end->base : buf, end ? end->end : buf + len);
-	else
-		fill_tail(e, 0, 0);
+	// The tail of an HTTP write only: one call, whatever the branch (each
+	// inlined copy costs the verifier as much again).
+	__u64 tail_base = 0, tail_end = 0;
+	if (proto == SOCK_PROTO_HTTP && dir == SOCK_DIR_WRITE) {
+		tail_base = end ? end->base : buf;
+		tail_end = end ? end->end : buf + len;
+	}
+	fill_tail(e, tail_base, tail_end);
 	// ReadyForQuery ('Z', length 5, status) closing a read: the server is
 	// done, wherever the capture stops.
 	char tail[6] = {};
@@ -522,18 +526,18 @@ static __always_inline void writev_enter(struct trace_event_raw_sys_enter *ctx, 
 	barrier_var(k);
 	if (k < 1 || k > WRITEV_SEEN || bpf_probe_read_user(v, k * sizeof(v[0]), (void *)iov))
 		return;
-	// Its length in all and its last non-empty buffer; with more buffers
-	// than that, neither is known.
+	// Its length in all (the buffers past k are zero: no branch per
+	// buffer, which would multiply the verifier's paths) and its last
+	// buffer, read again by address; with more buffers than that,
+	// neither is known.
 	struct io_end end = {.partial = count > WRITEV_SEEN};
-	for (int i = 0; i < WRITEV_SEEN && i < k; i++) {
+	for (int i = 0; i < WRITEV_SEEN; i++)
 		end.total += v[i].iov_len;
-		if (v[i].iov_len) {
-			end.base = (__u64)v[i].iov_base;
-			end.end = end.base + v[i].iov_len;
-		}
+	struct iovec last = {};
+	if (!end.partial && !bpf_probe_read_user(&last, sizeof(last), (void *)(iov + (k - 1) * sizeof(last)))) {
+		end.base = (__u64)last.iov_base;
+		end.end = end.base + last.iov_len;
 	}
-	if (end.partial)
-		end.base = end.end = 0;
 	emit(id, (__s32)ctx->args[0], (__u64)v[0].iov_base, (__s64)v[0].iov_len, SOCK_DIR_WRITE, &end);
 }
 
