@@ -317,10 +317,10 @@ static __always_inline void body_enter(__u64 id, __s32 fd, __u64 total, __u64 ba
 	bpf_map_update_elem(&pending_bodies, &id, &b, BPF_ANY);
 }
 
-// A write of a response's body: its length and tail, in a record without
-// data (a tenth of the ring space), for user space to find where the
-// response ends.
-static __always_inline void emit_body(__u64 id, __s32 fd, __u64 total, __u64 base, __u64 last, bool partial)
+// A record without data (a tenth of the ring space): a close, or a write
+// of a response's body with its length and the tail of [base, last).
+static __always_inline void emit_short(__u64 id, __s32 fd, __u8 dir, __u8 proto, __u64 len, __u8 flags, __u64 base,
+				       __u64 last)
 {
 	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e) - SOCK_DATA_MAX, 0);
 	if (!e) {
@@ -330,14 +330,21 @@ static __always_inline void emit_body(__u64 id, __s32 fd, __u64 total, __u64 bas
 	fill_header(&e->hdr, EVENT_SOCK_DATA);
 	e->tid = (__u32)id;
 	e->fd = fd;
-	e->len = total > 0xffffffff ? 0xffffffff : total;
-	e->dir = SOCK_DIR_WRITE_BODY;
-	e->proto = SOCK_PROTO_HTTP;
+	e->len = len > 0xffffffff ? 0xffffffff : len;
+	e->dir = dir;
+	e->proto = proto;
 	e->cap = 0;
-	e->flags = partial ? SOCK_FLAG_PARTIAL : 0;
+	e->flags = flags;
 	fill_tail(e, base, last);
-	fd_socket(e, fd, false);
+	fd_socket(e, fd, false); // a close runs before the descriptor goes
 	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+// A write of a response's body, for user space to find where the response
+// ends.
+static __always_inline void emit_body(__u64 id, __s32 fd, __u64 total, __u64 base, __u64 last, __u8 partial)
+{
+	emit_short(id, fd, SOCK_DIR_WRITE_BODY, SOCK_PROTO_HTTP, total, partial ? SOCK_FLAG_PARTIAL : 0, base, last);
 }
 
 static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir, const struct io_end *end)
@@ -528,8 +535,8 @@ static __always_inline void writev_enter(struct trace_event_raw_sys_enter *ctx, 
 		return;
 	// Its length in all (the buffers past k are zero: no branch per
 	// buffer, which would multiply the verifier's paths) and its last
-	// buffer, read again by address; with more buffers than that,
-	// neither is known.
+	// buffer, read again by address. With more buffers than that, the
+	// length is the first eight's and the end is not known (partial).
 	struct io_end end = {.partial = count > WRITEV_SEEN};
 	for (int i = 0; i < WRITEV_SEEN; i++)
 		end.total += v[i].iov_len;
@@ -705,22 +712,7 @@ int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
 	if (!bpf_map_lookup_elem(&sock_fds, &k))
 		return 0;
 	bpf_map_delete_elem(&sock_fds, &k);
-	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e) - SOCK_DATA_MAX, 0);
-	if (!e) {
-		count(COUNTER_RINGBUF_FULL);
-		return 0;
-	}
-	fill_header(&e->hdr, EVENT_SOCK_DATA);
-	e->tid = (__u32)id;
-	e->fd = k.fd;
-	e->len = 0;
-	e->dir = SOCK_DIR_CLOSE;
-	e->proto = 0;
-	e->cap = 0;
-	e->flags = 0;
-	fill_tail(e, 0, 0);
-	fd_socket(e, k.fd, false); // still open: this runs before the close
-	bpf_ringbuf_submit(e, wakeup_flags());
+	emit_short(id, k.fd, SOCK_DIR_CLOSE, 0, 0, 0, 0, 0);
 	return 0;
 }
 
