@@ -101,12 +101,9 @@ func startOn(t *testing.T, h host, app string, args ...string) (*exec.Cmd, strin
 }
 
 // dialIn returns a dialer whose sockets live in network namespace ns: the
-// socket is created on an OS thread moved into ns and then moved back.
-//
-// The thread must come back rather than be thrown away (a goroutine that exits
-// locked takes its thread with it): any thread may be the one that started a
-// sample app, whose parent-death signal (testenv.StartSampleApp) fires when
-// that thread ends, killing the app in the middle of the test.
+// socket is created on an OS thread moved into ns and then moved back, so
+// that the thread can serve other goroutines again instead of being thrown
+// away.
 func dialIn(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		runtime.LockOSThread()

@@ -101,8 +101,7 @@ func Start(t testing.TB) *Jaeger {
 	cmd.Stderr = logFile
 	// Kill Jaeger if the test process dies (a "go test" timeout): an orphan
 	// would keep the fixed ports and break the next run.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	if err := testenv.StartTied(cmd, syscall.SIGKILL); err != nil {
 		logFile.Close()
 		t.Fatalf("starting %s: %v", bin, err)
 	}

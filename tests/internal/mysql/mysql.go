@@ -70,8 +70,7 @@ func Start(t testing.TB) *Server {
 		"--port="+strconv.Itoa(s.Port), "--bind-address=127.0.0.1", "--socket="+filepath.Join(dir, "sock"),
 		"--pid-file="+filepath.Join(dir, "pid"), "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=16M")
 	s.cmd.Stdout, s.cmd.Stderr = log, log
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := s.cmd.Start(); err != nil {
+	if err := testenv.StartTied(s.cmd, syscall.SIGKILL); err != nil {
 		t.Fatalf("starting %s: %v", server, err)
 	}
 	exited := make(chan error, 1)

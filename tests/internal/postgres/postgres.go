@@ -193,8 +193,8 @@ func (s *Server) startServer(t testing.TB) error {
 	// SIGQUIT is PostgreSQL's immediate shutdown: if the test process dies
 	// without cleaning up, the server goes too instead of holding its port
 	// and directory.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGQUIT}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	if err := testenv.StartTied(cmd, syscall.SIGQUIT); err != nil {
 		return err
 	}
 	exited := make(chan struct{})

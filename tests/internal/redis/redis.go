@@ -39,10 +39,9 @@ func Start(t testing.TB) *Server {
 	s := &Server{Port: testenv.FreePort(t)}
 	s.cmd = exec.Command(binary, "--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port),
 		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--daemonize", "no", "--loglevel", "warning")
-	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out := testenv.NewOutputTail()
 	s.cmd.Stdout, s.cmd.Stderr = out, out
-	if err := s.cmd.Start(); err != nil {
+	if err := testenv.StartTied(s.cmd, syscall.SIGKILL); err != nil {
 		t.Fatalf("starting %s (scripts/setup.sh installs it): %v", binary, err)
 	}
 	exited := make(chan error, 1)

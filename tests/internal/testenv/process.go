@@ -73,14 +73,8 @@ func StartSampleApp(t testing.TB, bin string, args ...string) (*exec.Cmd, string
 	}
 	p.cmd.Stdout = p.stdout
 	p.cmd.Stderr = p.stderr
-	// Kill the app if the test process dies (a "go test" timeout, a crash),
-	// so that no orphan keeps serving. The signal is tied to the OS thread
-	// that started the child. The Go runtime retires a thread only when a
-	// goroutine exits locked to it, so tests must never do that (they would
-	// kill whichever app that thread started): one that moves a thread into
-	// another namespace moves it back before unlocking.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
+	// Killed if the test process dies, so that no orphan keeps serving.
+	if err := StartTied(p.cmd, syscall.SIGKILL); err != nil {
 		t.Fatalf("starting sample app %s: %v", bin, err)
 	}
 	go func() {
