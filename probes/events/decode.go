@@ -241,12 +241,6 @@ func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {
 		Partial: e.Flags&sockFlagPartial != 0,
 		Len:     e.Len,
 	}
-	if n := min(int(e.TailLen), len(e.Tail)); n > 0 {
-		d.Tail = make([]byte, n)
-		for i := range n {
-			d.Tail[i] = byte(e.Tail[i])
-		}
-	}
 	switch e.Family {
 	case 2, 10: // AF_INET, AF_INET6
 		n := uint8(16)
@@ -265,7 +259,17 @@ func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {
 	if n > len(e.Data) || sockDataMin+n > len(raw) {
 		return nil, &DecodeError{Kind: "size", Type: typeSockData, Size: len(raw)}
 	}
-	d.Data = append([]byte(nil), raw[sockDataMin:sockDataMin+n]...)
+	// Data and tail in one allocation: one per record.
+	tn := min(int(e.TailLen), len(e.Tail))
+	if n+tn == 0 {
+		return d, nil
+	}
+	buf := make([]byte, n+tn)
+	copy(buf, raw[sockDataMin:sockDataMin+n])
+	for i := range tn {
+		buf[n+i] = byte(e.Tail[i])
+	}
+	d.Data, d.Tail = buf[:n:n], buf[n:]
 	return d, nil
 }
 
