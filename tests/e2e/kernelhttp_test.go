@@ -209,6 +209,22 @@ func checkConnections(t *testing.T, a *agent, gwPID, bePID int, beAddr string) {
 	}
 }
 
+// getBody GETs url and returns the body, whatever the status; the test
+// fails if the request does.
+func getBody(t *testing.T, c *http.Client, url string) string {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading %s: %v", url, err)
+	}
+	return string(body)
+}
+
 // TestKernelHTTPStreamedResponses traces a Python backend that streams its
 // answers as a model server streams tokens: in pieces written 100 ms apart,
 // chunked, with a Content-Length, or ended by closing the connection, and a
@@ -242,34 +258,18 @@ func TestKernelHTTPStreamedResponses(t *testing.T) {
 		if path == "/stream/chunked" {
 			url += "&call=http://" + toolAddr + "/hello"
 		}
-		resp, err := c.Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
 		var want strings.Builder
 		for i := range n {
 			fmt.Fprintf(&want, "token%d ", i)
 		}
-		if string(body) != want.String() {
+		if body := getBody(t, c, url); body != want.String() {
 			t.Fatalf("%s: body %q, want %q", path, body, want.String())
 		}
 	}
-	if resp, err := c.Get("http://" + beAddr + "/direct"); err != nil {
-		t.Fatal(err)
-	} else {
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
+	getBody(t, c, "http://"+beAddr+"/direct")
 	// A body sent from a file with sendfile, in two halves.
-	resp, err := c.Get(fmt.Sprintf("http://%s/sendfile?gap_ms=%d", beAddr, gap.Milliseconds()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if want := strings.Repeat("file-body ", 100); string(body) != want {
+	body := getBody(t, c, fmt.Sprintf("http://%s/sendfile?gap_ms=%d", beAddr, gap.Milliseconds()))
+	if want := strings.Repeat("file-body ", 100); body != want {
 		t.Fatalf("/sendfile: body %q, want %q", body, want)
 	}
 	if !alive(backend.Process.Pid) || !alive(tool.Process.Pid) {
@@ -505,24 +505,12 @@ func TestKernelHTTPNode(t *testing.T) {
 	const requests = 20
 	c := &http.Client{Timeout: testenv.Timeout(t, 10*time.Second)}
 	for id := range requests {
-		resp, err := c.Get(fmt.Sprintf("http://%s/chain?id=%d", gwAddr, id))
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if want := fmt.Sprintf("[%d:node]", id); string(body) != want {
+		if body, want := getBody(t, c, fmt.Sprintf("http://%s/chain?id=%d", gwAddr, id)), fmt.Sprintf("[%d:node]", id); body != want {
 			t.Fatalf("request %d: %q, want %q", id, body, want)
 		}
 	}
 	for _, path := range []string{"/direct/1", "/direct/2", "/fail", "/stream"} {
-		resp, err := c.Get("http://" + beAddr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if path == "/stream" && string(body) != "token0 token1 token2 token3 " {
+		if body := getBody(t, c, "http://"+beAddr+path); path == "/stream" && body != "token0 token1 token2 token3 " {
 			t.Fatalf("/stream: body %q", body)
 		}
 	}
