@@ -16,7 +16,6 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -65,41 +64,16 @@ func Start(t testing.TB) *Server {
 	if err != nil {
 		t.Fatalf("%s: %v\n%s", installDB, err, out)
 	}
-	log := testenv.NewOutputTail()
 	s.cmd = exec.Command(server, "--no-defaults", "--datadir="+data, "--user="+osUser,
 		"--port="+strconv.Itoa(s.Port), "--bind-address=127.0.0.1", "--socket="+filepath.Join(dir, "sock"),
 		"--pid-file="+filepath.Join(dir, "pid"), "--skip-grant-tables", "--skip-log-bin", "--innodb-buffer-pool-size=16M")
-	s.cmd.Stdout, s.cmd.Stderr = log, log
-	if err := testenv.StartTied(s.cmd, syscall.SIGKILL); err != nil {
-		t.Fatalf("starting %s: %v", server, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- s.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-exited
-		}
+	testenv.RunServer(t, s.cmd, testenv.ServerSpec{
+		Name:         "MariaDB on " + s.Addr() + " (data in " + data + ")",
+		Ready:        func() error { return greeted(s.Addr()) },
+		ReadyTimeout: readyTimeout,
+		StopTimeout:  30 * time.Second,
 	})
-	deadline := time.Now().Add(testenv.Timeout(t, readyTimeout))
-	for {
-		err := greeted(s.Addr())
-		if err == nil {
-			t.Logf("MariaDB started (pid %d) on %s, data in %s", s.cmd.Process.Pid, s.Addr(), data)
-			return s
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("MariaDB on %s not ready within %v: %v\n%s", s.Addr(), readyTimeout, err, log.String())
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("mariadbd exited at start-up: %v\n%s", err, log.String())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return s
 }
 
 // greeted connects and reads the server's greeting (protocol version 10).

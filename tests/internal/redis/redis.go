@@ -11,7 +11,6 @@ import (
 	"net"
 	"os/exec"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,36 +38,13 @@ func Start(t testing.TB) *Server {
 	s := &Server{Port: testenv.FreePort(t)}
 	s.cmd = exec.Command(binary, "--bind", "127.0.0.1", "--port", strconv.Itoa(s.Port),
 		"--save", "", "--appendonly", "no", "--dir", t.TempDir(), "--daemonize", "no", "--loglevel", "warning")
-	out := testenv.NewOutputTail()
-	s.cmd.Stdout, s.cmd.Stderr = out, out
-	if err := testenv.StartTied(s.cmd, syscall.SIGKILL); err != nil {
-		t.Fatalf("starting %s (scripts/setup.sh installs it): %v", binary, err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- s.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(15 * time.Second):
-			_ = s.cmd.Process.Kill()
-			<-exited
-		}
+	testenv.RunServer(t, s.cmd, testenv.ServerSpec{
+		Name:         "Redis on " + s.Addr(),
+		Ready:        func() error { return ping(s.Addr()) },
+		ReadyTimeout: readyTimeout,
+		StopTimeout:  15 * time.Second,
 	})
-	deadline := time.Now().Add(testenv.Timeout(t, readyTimeout))
-	for {
-		if err := ping(s.Addr()); err == nil {
-			t.Logf("Redis started (pid %d) on %s", s.cmd.Process.Pid, s.Addr())
-			return s
-		} else if time.Now().After(deadline) {
-			t.Fatalf("Redis on %s not ready within %v: %v\n%s", s.Addr(), readyTimeout, err, out.String())
-		}
-		select {
-		case err := <-exited:
-			t.Fatalf("redis-server exited at start-up: %v\n%s", err, out.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	return s
 }
 
 // ping sends PING and expects +PONG.
