@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/zerotrace/zerotrace/correlate/model"
 )
 
 // ConnEvent is a TCP connection of a traced process opening or closing.
@@ -100,7 +102,7 @@ func newConnTable() *ConnTable {
 	return &ConnTable{open: map[uint64]*Conn{}, adopted: map[[2]string]*Conn{}}
 }
 
-func (t *ConnTable) add(e *ConnEvent, p *Process) {
+func (t *ConnTable) add(e *ConnEvent, p *model.Process) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	ends := [2]string{e.Local.String(), e.Remote.String()}

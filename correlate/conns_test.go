@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/zerotrace/zerotrace/correlate/model"
 )
 
 // TestConnTable follows a connection seen opening, one from before the
@@ -11,8 +13,8 @@ import (
 // they are open, and the peer of a connection whose other end is traced.
 func TestConnTable(t *testing.T) {
 	tbl := newConnTable()
-	p := NewProcess(10, "/bin/app", "app", "")
-	q := NewProcess(20, "/bin/db", "db", "")
+	p := model.NewProcess(10, "/bin/app", "app", "")
+	q := model.NewProcess(20, "/bin/db", "db", "")
 	at := time.Unix(1000, 0)
 	a, b := netip.MustParseAddrPort("127.0.0.1:40000"), netip.MustParseAddrPort("127.0.0.1:5432")
 	c, d := netip.MustParseAddrPort("10.0.0.1:41000"), netip.MustParseAddrPort("10.0.0.2:6379")

@@ -10,7 +10,9 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/redact"
+	"github.com/zerotrace/zerotrace/correlate/semconv"
 )
 
 // Stats counts what the correlator did, for the agent's loss report.
@@ -34,7 +36,7 @@ type Stats struct {
 type Correlator struct {
 	log   *slog.Logger
 	mu    sync.RWMutex
-	procs map[uint32]*Process
+	procs map[uint32]*model.Process
 	rng   *rand.ChaCha8
 	// kernel pairs the requests and responses of processes traced from
 	// the kernel; only Run's goroutine touches it.
@@ -42,7 +44,7 @@ type Correlator struct {
 	conns  *ConnTable
 	red    *redact.Redactor
 	stats  Stats
-	one    [1]*Span // HandleAll's answer for one span, reused
+	one    [1]*model.Span // HandleAll's answer for one span, reused
 }
 
 // New returns a Correlator that knows no process yet. Every span it builds
@@ -53,7 +55,7 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 	_, _ = crand.Read(seed[:]) // never fails on Linux
 	c := &Correlator{
 		log:   log,
-		procs: make(map[uint32]*Process),
+		procs: make(map[uint32]*model.Process),
 		rng:   rand.NewChaCha8(seed),
 		red:   red,
 	}
@@ -64,7 +66,7 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 }
 
 // Register makes events from p.PID attributable to p.
-func (c *Correlator) Register(p *Process) {
+func (c *Correlator) Register(p *model.Process) {
 	c.mu.Lock()
 	c.procs[p.PID] = p
 	c.mu.Unlock()
@@ -76,7 +78,7 @@ func (c *Correlator) Stats() *Stats { return &c.stats }
 // Run turns every event from in into spans sent to out, and closes out when
 // in is closed. Sends to out block: the stage after the correlator is the
 // exporters' fan-out, which never blocks.
-func (c *Correlator) Run(in <-chan Event, out chan<- *Span) {
+func (c *Correlator) Run(in <-chan Event, out chan<- *model.Span) {
 	defer close(out)
 	for ev := range in {
 		c.stats.Events.Add(1)
@@ -87,12 +89,12 @@ func (c *Correlator) Run(in <-chan Event, out chan<- *Span) {
 	}
 	// The events stopped (the agent detaches): responses still being
 	// written were answered, and end with their last write seen.
-	c.kernel.flush(func(pid uint32, s *Span) {
+	c.kernel.flush(func(pid uint32, s *model.Span) {
 		c.mu.RLock()
 		p := c.procs[pid]
 		c.mu.RUnlock()
 		if p != nil {
-			c.finishKernel(s, p)
+			c.finish(s, p)
 			c.stats.Spans.Add(1)
 			out <- s
 		}
@@ -102,7 +104,7 @@ func (c *Correlator) Run(in <-chan Event, out chan<- *Span) {
 // Handle builds the span for one event, or returns nil when the event
 // produces none. For events that may complete several spans, use
 // HandleAll.
-func (c *Correlator) Handle(ev Event) *Span {
+func (c *Correlator) Handle(ev Event) *model.Span {
 	if spans := c.HandleAll(ev); len(spans) > 0 {
 		return spans[0]
 	}
@@ -112,7 +114,7 @@ func (c *Correlator) Handle(ev Event) *Span {
 // HandleAll builds the spans one event completes: none, one, or (a read
 // that answers several pipelined requests) more. The slice is reused by
 // the next call.
-func (c *Correlator) HandleAll(ev Event) []*Span {
+func (c *Correlator) HandleAll(ev Event) []*model.Span {
 	if t, ok := ev.(*TaskEvent); ok {
 		return c.task(t)
 	}
@@ -125,48 +127,33 @@ func (c *Correlator) HandleAll(ev Event) []*Span {
 		}
 		return nil
 	}
-	var s *Span
-	var ids SpanIDs
 	switch e := ev.(type) {
-	case *HTTPServerRequest:
-		s, ids = httpServerSpan(e), e.IDs
-		s.TraceState = e.TraceState
-	case *HTTPClientRequest:
-		s, ids = httpClientSpan(e), e.IDs
-	case *DBQuery:
-		s, ids = dbSpan(e), e.IDs
+	case *model.Span:
+		c.finish(e, p)
+		c.one[0] = e
+		return c.one[:]
 	case *ConnEvent:
 		c.conns.add(e, p)
-		return nil
 	case *SockData:
 		spans := c.kernel.handle(e)
 		for _, s := range spans {
-			c.finishKernel(s, p)
+			c.finish(s, p)
 		}
 		return spans
-	default:
-		return nil
 	}
-	c.finish(s, p, ids)
-	c.one[0] = s
-	return c.one[:]
+	return nil
 }
 
-// finishKernel finishes a span of the kernel tracer, which chose its IDs.
-func (c *Correlator) finishKernel(s *Span, p *Process) {
-	c.finish(s, p, SpanIDs{TraceID: s.TraceID, SpanID: s.SpanID, Parent: s.ParentSpanID})
-}
-
-// finish gives s its process and IDs, and redacts it.
-func (c *Correlator) finish(s *Span, p *Process, ids SpanIDs) {
+// finish gives s its process, makes sure it has IDs, and redacts it and
+// derives its name and attributes (semconv).
+func (c *Correlator) finish(s *model.Span, p *model.Process) {
 	s.Process = p
-	s.TraceID, s.SpanID, s.ParentSpanID = ids.TraceID, ids.SpanID, ids.Parent
 	if !s.TraceID.IsValid() || !s.SpanID.IsValid() {
 		// The probes always choose IDs; this only guards against a
 		// record from a probe that did not.
 		c.newIDs(s)
 	}
-	redactSpan(c.red, s)
+	semconv.Apply(s, c.red)
 }
 
 // task follows a fork or an exit of a process traced from the kernel. A
@@ -174,13 +161,13 @@ func (c *Correlator) finish(s *Span, p *Process, ids SpanIDs) {
 // kernel tracer held for the process, since its descriptors closed without
 // close() calls, and forgets a child. It returns the spans of responses the
 // process was writing, which end with it.
-func (c *Correlator) task(t *TaskEvent) []*Span {
+func (c *Correlator) task(t *TaskEvent) []*model.Span {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !t.Exit {
 		if parent := c.procs[t.Parent]; parent != nil {
-			child := NewProcess(t.PID, parent.ExecutablePath, parent.ServiceName, parent.RuntimeVersion)
-			child.child = true
+			child := model.NewProcess(t.PID, parent.ExecutablePath, parent.ServiceName, parent.RuntimeVersion)
+			child.Parent = t.Parent
 			c.procs[t.PID] = child
 		}
 		return nil
@@ -189,13 +176,14 @@ func (c *Correlator) task(t *TaskEvent) []*Span {
 	p := c.procs[t.PID]
 	if p != nil {
 		for _, s := range spans {
-			c.finishKernel(s, p)
+			c.finish(s, p)
 		}
 	} else {
 		spans = nil
 	}
-	if p != nil && p.child {
+	if p != nil && p.Parent != 0 {
 		delete(c.procs, t.PID)
+		p.MarkGone()
 	}
 	return spans
 }
@@ -232,7 +220,7 @@ func (c *Correlator) newTraceID() trace.TraceID {
 	return id
 }
 
-func (c *Correlator) newIDs(s *Span) {
+func (c *Correlator) newIDs(s *model.Span) {
 	s.ParentSpanID = trace.SpanID{}
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], c.rng.Uint64())

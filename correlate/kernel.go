@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"slices"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -89,7 +90,7 @@ type kernelTracer struct {
 	serving map[threadKey][]*httpHead
 	stats   *Stats
 	ids     idSource
-	out     []*Span // what the record being handled completed
+	out     []*model.Span // what the record being handled completed
 	// recognised, when set, is told of each socket's protocol when it is
 	// first seen (and of a TLS server name): the connection table's.
 	recognised func(d *SockData, serverName string)
@@ -106,7 +107,7 @@ func newKernelTracer(stats *Stats, ids idSource) *kernelTracer {
 
 // handle returns the spans a record completes. The slice is reused by the
 // next call.
-func (k *kernelTracer) handle(d *SockData) []*Span {
+func (k *kernelTracer) handle(d *SockData) []*model.Span {
 	k.out = k.out[:0]
 	key := streamKey(d)
 	st := k.streams[key]
@@ -204,18 +205,18 @@ func (k *kernelTracer) leave(pid uint32, h *httpHead) {
 // childIDs chooses the IDs of a call thread tid of process pid starts now:
 // a child of the request the thread serves, if it serves exactly one, else
 // the root of a new trace.
-func (k *kernelTracer) childIDs(pid, tid uint32) SpanIDs {
+func (k *kernelTracer) childIDs(pid, tid uint32) model.SpanIDs {
 	if list := k.serving[threadKey{pid, tid}]; len(list) == 1 {
-		return SpanIDs{TraceID: list[0].ids.TraceID, SpanID: k.ids.newSpanID(), Parent: list[0].ids.SpanID}
+		return model.SpanIDs{TraceID: list[0].ids.TraceID, SpanID: k.ids.newSpanID(), Parent: list[0].ids.SpanID}
 	}
-	return SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
+	return model.SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
 }
 
 // forget drops what is held for process pid, which exited: its
 // descriptors closed with it. Responses it was writing end there (their
 // spans are returned; the slice is reused by the next call); what its
 // descriptors awaited counts as unanswered.
-func (k *kernelTracer) forget(pid uint32) []*Span {
+func (k *kernelTracer) forget(pid uint32) []*model.Span {
 	k.out = k.out[:0]
 	for key, st := range k.streams {
 		if key.pid == pid {

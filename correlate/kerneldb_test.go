@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -69,11 +70,11 @@ func endsWithReady(b []byte) bool {
 
 // send hands d to the tracer and copies what it returns: the tracer
 // reuses its result slice on the next call.
-func (w *wire) send(d *SockData) []*Span { return slices.Clone(w.k.handle(d)) }
+func (w *wire) send(d *SockData) []*model.Span { return conv(slices.Clone(w.k.handle(d))) }
 
-func (w *wire) write(b []byte) []*Span { return w.send(w.record(SockWrite, b)) }
-func (w *wire) read(b []byte) []*Span  { return w.send(w.record(SockRead, b)) }
-func (w *wire) close() []*Span {
+func (w *wire) write(b []byte) []*model.Span { return w.send(w.record(SockWrite, b)) }
+func (w *wire) read(b []byte) []*model.Span  { return w.send(w.record(SockRead, b)) }
+func (w *wire) close() []*model.Span {
 	*w.clock++
 	w.last = time.Unix(2000, 0).Add(time.Duration(*w.clock) * time.Millisecond)
 	return w.send(&SockData{PID: w.pid, TID: w.tid, FD: w.fd, Time: w.last, Dir: SockClose})
@@ -83,7 +84,7 @@ func (w *wire) close() []*Span {
 // way a client with a buffer of that size would receive it. It returns
 // every span, the index of the read that completed each, and the time
 // of each read.
-func (w *wire) readChunks(b []byte, size int) (spans []*Span, at []int, times []time.Time) {
+func (w *wire) readChunks(b []byte, size int) (spans []*model.Span, at []int, times []time.Time) {
 	for i := 0; len(b) > 0; i++ {
 		n := min(size, len(b))
 		for _, s := range w.read(b[:n]) {
@@ -202,7 +203,7 @@ func respBulk(s string) []byte { return []byte("$" + strconv.Itoa(len(s)) + "\r\
 
 // --- checks ---------------------------------------------------------------
 
-func wantAttrs(t *testing.T, s *Span, want map[string]string) {
+func wantAttrs(t *testing.T, s *model.Span, want map[string]string) {
 	t.Helper()
 	for k, v := range want {
 		if got := attr(s, k); got != v {
@@ -211,7 +212,7 @@ func wantAttrs(t *testing.T, s *Span, want map[string]string) {
 	}
 }
 
-func wantNames(t *testing.T, spans []*Span, names ...string) {
+func wantNames(t *testing.T, spans []*model.Span, names ...string) {
 	t.Helper()
 	var got []string
 	for _, s := range spans {
@@ -468,7 +469,7 @@ func TestKernelPGMessageSplitAcrossReads(t *testing.T) {
 			var clock int
 			w := newWire(k, ProtoPostgres, 4, &clock)
 			w.write(pgQuery("SELECT v FROM t"))
-			var spans []*Span
+			var spans []*model.Span
 			prev := 0
 			for _, cut := range append(c.cuts, len(answer)) {
 				got := w.read(answer[prev:cut])
@@ -1112,12 +1113,12 @@ func TestKernelDBChildOfServedRequest(t *testing.T) {
 	o := other.read(pgRows(1, "1"))
 	resp := sock(SockWrite, 20, 50, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	resp.TID = 100
-	server := slices.Clone(k.handle(resp))
+	server := conv(slices.Clone(k.handle(resp)))
 	if len(q) != 1 || len(c) != 1 || len(o) != 1 || len(server) != 1 {
 		t.Fatalf("spans: %d %d %d %d", len(q), len(c), len(o), len(server))
 	}
 	srv := server[0]
-	for _, s := range []*Span{q[0], c[0]} {
+	for _, s := range []*model.Span{q[0], c[0]} {
 		if s.ParentSpanID != srv.SpanID || s.TraceID != srv.TraceID {
 			t.Errorf("%s: trace %s parent %s, want trace %s parent %s", s.Name, s.TraceID, s.ParentSpanID, srv.TraceID, srv.SpanID)
 		}
@@ -1144,7 +1145,7 @@ func TestKernelDBChildOfServedRequest(t *testing.T) {
 	rd.write(respCmd("GET", "cache"))
 	c = rd.read([]byte("$-1\r\n"))
 	resp.Time = rd.last.Add(time.Millisecond)
-	server = slices.Clone(k.handle(resp))
+	server = conv(slices.Clone(k.handle(resp)))
 	if len(c) != 1 || len(server) != 1 || c[0].TraceID.String() != "0af7651916cd43dd8448eb211c80319c" ||
 		c[0].TraceID != server[0].TraceID || c[0].ParentSpanID != server[0].SpanID {
 		t.Errorf("query %+v under continued request %+v", c, server)
@@ -1171,7 +1172,7 @@ func TestKernelDBEventLoopNoParent(t *testing.T) {
 	}
 	resp := sock(SockWrite, 30, 1, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	resp.TID = 200
-	first := slices.Clone(k.handle(resp))
+	first := conv(slices.Clone(k.handle(resp)))
 	if len(first) != 1 || spans[0].TraceID == first[0].TraceID {
 		t.Fatalf("query in the trace of request 1: %v", first)
 	}
@@ -1180,7 +1181,7 @@ func TestKernelDBEventLoopNoParent(t *testing.T) {
 	spans = pg.read(pgRows(1, "b"))
 	resp = sock(SockWrite, 31, 2, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 	resp.TID = 200
-	second := slices.Clone(k.handle(resp))
+	second := conv(slices.Clone(k.handle(resp)))
 	if len(second) != 1 || spans[0].ParentSpanID != second[0].SpanID || spans[0].TraceID != second[0].TraceID {
 		t.Errorf("query %s/%s, remaining request %v", spans[0].TraceID, spans[0].ParentSpanID, second)
 	}
@@ -1221,7 +1222,8 @@ func FuzzKernelDatabase(f *testing.F) {
 				Time: time.Unix(3000, int64(at)*int64(time.Millisecond)),
 				Len:  uint32(min(n, math.MaxUint32)), Data: b[:min(len(b), sockCapture)]}
 		}
-		check := func(spans []*Span) {
+		check := func(spans []*model.Span) {
+			conv(spans)
 			for _, s := range spans {
 				if s.Name == "" || attr(s, "db.system.name") == "" {
 					t.Fatalf("span name %q system %q", s.Name, attr(s, "db.system.name"))

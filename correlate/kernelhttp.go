@@ -8,8 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	"github.com/zerotrace/zerotrace/correlate/model"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -104,7 +103,7 @@ type httpHead struct {
 	// The span's IDs, chosen when the request is seen so that what the
 	// serving thread calls meanwhile can name it as parent; tid is that
 	// thread.
-	ids SpanIDs
+	ids model.SpanIDs
 	tid uint32
 }
 
@@ -185,7 +184,7 @@ func (k *kernelTracer) handleHTTP(d *SockData, st *sockStream) {
 			// The client asked again: the response before is complete.
 			k.endReply(d.PID, st)
 		}
-		h.ids = SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
+		h.ids = model.SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
 		k.continueTrace(h)
 		if len(st.served) >= maxPending {
 			k.leave(d.PID, st.served[0])
@@ -338,69 +337,41 @@ func parseTraceparent(v string) (trace.TraceID, trace.SpanID, bool) {
 // kernelSpan builds the span of one request and its response, on the
 // descriptor st. A client request that carries a traceparent of its own
 // (the program propagates context itself) continues that trace.
-func kernelSpan(h *httpHead, status int, end time.Time, kind trace.SpanKind, st *sockStream) *Span {
-	path, query, _ := strings.Cut(h.target, "?")
-	attrs := []attribute.KeyValue{
-		attribute.String("http.request.method", h.method),
-		attribute.Int("http.response.status_code", status),
-		attribute.String("zerotrace.source", "kernel"),
+func kernelSpan(h *httpHead, status int, end time.Time, kind trace.SpanKind, st *sockStream) *model.Span {
+	x := &model.HTTP{
+		Method:  h.method,
+		Host:    h.host,
+		Version: h.version,
+		Status:  status,
 	}
-	if h.version != "" {
-		attrs = append(attrs, attribute.String("network.protocol.version", h.version))
+	target := h.target
+	if !strings.HasPrefix(target, "/") {
+		// The absolute form a request to a proxy uses.
+		if scheme, rest, ok := strings.Cut(target, "://"); ok {
+			x.Scheme = scheme
+			host, path, _ := strings.Cut(rest, "/")
+			if x.Host == "" {
+				x.Host = host
+			}
+			target = "/" + path
+		}
 	}
-	host, port := splitHostPort(h.host)
+	x.Path, x.Query, _ = strings.Cut(target, "?")
 	if kind == trace.SpanKindServer {
-		attrs = append(attrs, attribute.String("url.path", path))
-		if query != "" {
-			attrs = append(attrs, attribute.String("url.query", query))
-		}
-		if host == "" && st.local.IsValid() {
-			host = st.local.Addr().String()
-		}
-		if port == 0 && st.local.IsValid() {
-			port = int(st.local.Port())
-		}
-		if st.remote.IsValid() {
-			attrs = append(attrs,
-				attribute.String("client.address", st.remote.Addr().String()),
-				attribute.String("network.peer.address", st.remote.Addr().String()),
-				attribute.Int("network.peer.port", int(st.remote.Port())))
-		}
+		// What the kernel sees of a connection is plain text.
+		x.Scheme = "http"
+		x.Local, x.Peer = st.local, st.remote
 	} else {
-		if host == "" && st.remote.IsValid() {
-			host, port = st.remote.Addr().String(), int(st.remote.Port())
-		}
-		full := h.target
-		if strings.HasPrefix(full, "/") {
-			full = "http://" + h.host + h.target
-		}
-		attrs = append(attrs, attribute.String("url.full", full))
-		if st.remote.IsValid() {
-			attrs = append(attrs,
-				attribute.String("network.peer.address", st.remote.Addr().String()),
-				attribute.Int("network.peer.port", int(st.remote.Port())))
-		}
+		x.Peer = st.remote
 	}
-	if host != "" {
-		attrs = append(attrs, attribute.String("server.address", host))
+	s := &model.Span{
+		Kind:   kind,
+		Start:  h.start,
+		End:    end,
+		Source: model.SourceKernel,
+		HTTP:   x,
 	}
-	if port != 0 {
-		attrs = append(attrs, attribute.Int("server.port", port))
-	}
-	s := &Span{
-		Name:         h.method,
-		Kind:         kind,
-		Start:        h.start,
-		End:          end,
-		Attributes:   attrs,
-		TraceID:      h.ids.TraceID,
-		SpanID:       h.ids.SpanID,
-		ParentSpanID: h.ids.Parent,
-	}
-	if status >= 500 || kind == trace.SpanKindClient && status >= 400 {
-		s.Status = codes.Error
-		s.Attributes = append(s.Attributes, attribute.String("error.type", strconv.Itoa(status)))
-	}
+	s.SetIDs(h.ids)
 	if tid, parent, ok := parseTraceparent(h.traceparent); ok {
 		s.TraceState = h.tracestate
 		if kind == trace.SpanKindClient {

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/semconv"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -49,14 +51,14 @@ func newTestKernel(stats *Stats) testKernel {
 	return testKernel{newKernelTracer(stats, &seqIDs{})}
 }
 
-func (k testKernel) handle(d *SockData) *Span {
-	if spans := k.kernelTracer.handle(d); len(spans) > 0 {
+func (k testKernel) handle(d *SockData) *model.Span {
+	if spans := conv(k.kernelTracer.handle(d)); len(spans) > 0 {
 		return spans[0]
 	}
 	return nil
 }
 
-func attr(s *Span, key string) string {
+func attr(s *model.Span, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
 			return kv.Value.Emit()
@@ -167,13 +169,13 @@ func FuzzKernelHTTP(f *testing.F) {
 			req = req[:512] // what the probe captures
 		}
 		k.handle(&SockData{PID: 1, FD: 3, Dir: SockRead, Proto: ProtoHTTP, Data: req})
-		var spans []*Span
+		var spans []*model.Span
 		for _, d := range []*SockData{
 			{PID: 1, FD: 3, Dir: SockWrite, Proto: ProtoHTTP, Data: resp, Len: uint32(len(resp)), Tail: tail(string(resp))},
 			{PID: 1, FD: 3, Dir: SockWriteBody, Proto: ProtoHTTP, Len: uint32(len(body)), Tail: tail(string(body))},
 			{PID: 1, FD: 3, Dir: SockClose},
 		} {
-			spans = append(spans, k.kernelTracer.handle(d)...)
+			spans = append(spans, conv(k.kernelTracer.handle(d))...)
 		}
 		if len(spans) > 1 {
 			t.Fatalf("%d spans for one request", len(spans))
@@ -221,7 +223,7 @@ func TestKernelStreamsBounded(t *testing.T) {
 // until then.
 func TestKernelHTTPResponseEnds(t *testing.T) {
 	k := newTestKernel(&Stats{})
-	dur := func(s *Span) time.Duration { return s.End.Sub(s.Start) }
+	dur := func(s *model.Span) time.Duration { return s.End.Sub(s.Start) }
 
 	// Content-Length, body in two later writes.
 	k.handle(sock(SockRead, 20, 0, "GET /len HTTP/1.1\r\n\r\n"))
@@ -261,7 +263,7 @@ func TestKernelHTTPResponseEnds(t *testing.T) {
 	k.handle(sock(SockRead, 23, 0, "GET /old HTTP/1.0\r\n\r\n"))
 	k.handle(sock(SockWrite, 23, 1, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"))
 	k.handle(bodyWrite(23, 50, "data"))
-	spans := k.kernelTracer.handle(sock(SockClose, 23, 90, ""))
+	spans := conv(k.kernelTracer.handle(sock(SockClose, 23, 90, "")))
 	if len(spans) != 1 || dur(spans[0]) != 50*time.Millisecond {
 		t.Fatalf("close-delimited: %v", spans)
 	}
@@ -273,12 +275,12 @@ func TestKernelHTTPResponseEnds(t *testing.T) {
 		t.Fatalf("ended by the next request: %v", s)
 	}
 	// Or with the process: it exited without closing.
-	if spans := k.forget(7); len(spans) != 0 {
+	if spans := conv(k.forget(7)); len(spans) != 0 {
 		t.Fatalf("forget ended responses not yet begun: %v", spans)
 	}
 	k.handle(sock(SockRead, 25, 0, "GET /c HTTP/1.0\r\n\r\n"))
 	k.handle(sock(SockWrite, 25, 1, "HTTP/1.0 200 OK\r\n\r\n"))
-	if spans := k.forget(7); len(spans) != 1 || attr(spans[0], "url.path") != "/c" {
+	if spans := conv(k.forget(7)); len(spans) != 1 || attr(spans[0], "url.path") != "/c" {
 		t.Fatalf("at exit: %v", spans)
 	}
 
@@ -312,14 +314,22 @@ func TestKernelHTTPResponseEnds(t *testing.T) {
 	k.handle(sock(SockRead, 27, 0, "GET /long HTTP/1.1\r\n\r\n"))
 	k.handle(sock(SockWrite, 27, 1, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"))
 	k.handle(bodyWrite(27, 40, "5\r\nhello\r\n"))
-	var flushed []*Span
-	k.flush(func(pid uint32, s *Span) {
+	var flushed []*model.Span
+	k.flush(func(pid uint32, s *model.Span) {
 		if pid != 7 {
 			t.Errorf("flushed span of pid %d", pid)
 		}
-		flushed = append(flushed, s)
+		flushed = append(flushed, conv([]*model.Span{s})...)
 	})
 	if len(flushed) != 1 || dur(flushed[0]) != 40*time.Millisecond {
 		t.Fatalf("flush at detach: %v", flushed)
 	}
+}
+
+// conv derives the spans' names and attributes as the correlator does.
+func conv(spans []*model.Span) []*model.Span {
+	for _, s := range spans {
+		semconv.Apply(s, nil)
+	}
+	return spans
 }

@@ -6,8 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	"github.com/zerotrace/zerotrace/correlate/model"
 )
 
 // mysqlConn is a MySQL or MariaDB client connection of a process traced
@@ -48,7 +47,7 @@ const (
 // mysqlOp is one command awaiting its response.
 type mysqlOp struct {
 	start     time.Time
-	ids       SpanIDs
+	ids       model.SpanIDs
 	text      string
 	truncated bool
 	silent    bool // answered, but no span (ping, init db, prepare)
@@ -404,25 +403,21 @@ func (k *kernelTracer) settleMySQL(st *sockStream) {
 }
 
 // mysqlSpan builds the CLIENT span of one command.
-func mysqlSpan(op *mysqlOp, c *mysqlConn, st *sockStream, end time.Time) *Span {
+func mysqlSpan(op *mysqlOp, c *mysqlConn, st *sockStream, end time.Time) *model.Span {
 	// "mysql" for MariaDB too: what is recognised is the protocol, and a
 	// connection from before the agent never shows its greeting, so
 	// naming the server from it would split one database in two on the
 	// map. The version, when known, says which it is.
 	s := kernelSQLSpan("mysql", op.text, op.truncated, c.database, op.ids, op.start, end, st)
-	if c.version != "" {
-		s.Attributes = append(s.Attributes, attribute.String("zerotrace.db.server_version", c.version))
-	}
+	s.DB.ServerVersion = c.version
 	switch {
 	case op.errCode != "":
-		s.Status, s.StatusMsg = codes.Error, op.errMsg
-		s.Attributes = append(s.Attributes,
-			attribute.String("error.type", op.errCode),
-			attribute.String("db.response.status_code", op.errCode))
+		s.Failure = model.Failure{Failed: true, Type: op.errCode, Message: op.errMsg}
+		s.DB.StatusCode = op.errCode
 	case op.resultSet && !op.rowsLost:
-		s.Attributes = append(s.Attributes, attribute.Int64("db.response.returned_rows", op.rows))
+		s.DB.ReturnedRows = op.rows
 	case op.hasOK:
-		s.Attributes = append(s.Attributes, attribute.Int64("zerotrace.db.rows_affected", op.affected))
+		s.DB.RowsAffected = op.affected
 	}
 	return s
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zerotrace/zerotrace/correlate/model"
 )
 
 // MySQL packets as a server or client sends them: a 3-byte little-endian
@@ -55,10 +57,10 @@ type myWire struct {
 	at int
 }
 
-func (w *myWire) send(dir SockDir, b []byte, ready bool) []*Span {
+func (w *myWire) send(dir SockDir, b []byte, ready bool) []*model.Span {
 	w.at++
-	return w.k.handle(&SockData{PID: 3, TID: 4, FD: 9, Proto: ProtoMySQL, Dir: dir, Ready: ready,
-		Time: time.Unix(5000, int64(w.at)*int64(time.Millisecond)), Len: uint32(len(b)), Data: b[:min(len(b), 512)]})
+	return conv(w.k.handle(&SockData{PID: 3, TID: 4, FD: 9, Proto: ProtoMySQL, Dir: dir, Ready: ready,
+		Time: time.Unix(5000, int64(w.at)*int64(time.Millisecond)), Len: uint32(len(b)), Data: b[:min(len(b), 512)]}))
 }
 
 func TestKernelMySQLHandshakeQueryAndOK(t *testing.T) {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/semconv"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -46,7 +46,7 @@ type pgOp struct {
 	text      string
 	truncated bool
 	silent    bool // a Sync with no Execute: answered, but no span
-	ids       SpanIDs
+	ids       model.SpanIDs
 	tag       string // CommandComplete: "SELECT 3", "INSERT 0 1", …
 	errCode   string // SQLSTATE of an ErrorResponse
 	errMsg    string
@@ -314,7 +314,7 @@ func (k *kernelTracer) settlePostgres(st *sockStream) {
 }
 
 // pgSpan builds the CLIENT span of one operation.
-func pgSpan(op *pgOp, c *pgConn, st *sockStream, end time.Time) *Span {
+func pgSpan(op *pgOp, c *pgConn, st *sockStream, end time.Time) *model.Span {
 	s := kernelSQLSpan("postgresql", op.text, op.truncated, c.database, op.ids, op.start, end, st)
 	if verb, count, ok := strings.Cut(op.tag, " "); ok {
 		// "SELECT n", "INSERT oid n", "UPDATE n": the count is last.
@@ -322,55 +322,48 @@ func pgSpan(op *pgOp, c *pgConn, st *sockStream, end time.Time) *Span {
 			count = count[i+1:]
 		}
 		if n, err := strconv.ParseInt(count, 10, 64); err == nil {
-			key := "zerotrace.db.rows_affected"
 			if verb == "SELECT" {
-				key = "db.response.returned_rows"
+				s.DB.ReturnedRows = n
+			} else {
+				s.DB.RowsAffected = n
 			}
-			s.Attributes = append(s.Attributes, attribute.Int64(key, n))
 		}
 	}
 	if op.errCode != "" {
-		s.Status, s.StatusMsg = codes.Error, op.errMsg
-		s.Attributes = append(s.Attributes,
-			attribute.String("error.type", op.errCode),
-			attribute.String("db.response.status_code", op.errCode))
+		s.Failure = model.Failure{Failed: true, Type: op.errCode, Message: op.errMsg}
+		s.DB.StatusCode = op.errCode
 	}
 	return s
 }
 
 // kernelSQLSpan starts the CLIENT span of one SQL exchange seen from the
-// kernel on socket st: what sqlSpan gives, its times and IDs, the
+// kernel on socket st: the sanitized statement, its times and IDs, the
 // database, the server's address and whether the text was cut.
-func kernelSQLSpan(system, text string, truncated bool, database string, ids SpanIDs, start, end time.Time, st *sockStream) *Span {
-	s := sqlSpan(system, text)
-	s.Kind = trace.SpanKindClient
-	s.Start, s.End = start, end
-	s.TraceID, s.SpanID, s.ParentSpanID = ids.TraceID, ids.SpanID, ids.Parent
-	s.Attributes = append(s.Attributes, attribute.String("zerotrace.source", "kernel"))
-	if database != "" {
-		s.Attributes = append(s.Attributes, attribute.String("db.namespace", database))
+func kernelSQLSpan(system, text string, truncated bool, database string, ids model.SpanIDs, start, end time.Time, st *sockStream) *model.Span {
+	d := semconv.SQL(system, text)
+	d.Namespace = database
+	setPeer(d, st)
+	s := &model.Span{
+		Kind:      trace.SpanKindClient,
+		Start:     start,
+		End:       end,
+		Source:    model.SourceKernel,
+		Truncated: truncated,
+		DB:        d,
 	}
-	s.Attributes = appendPeer(s.Attributes, st)
-	if truncated {
-		s.Attributes = append(s.Attributes, attribute.Bool("zerotrace.truncated", true))
-	}
+	s.SetIDs(ids)
 	return s
 }
 
-// appendPeer adds the server's address, as the connection's endpoints give
-// it, to a client span's attributes.
-func appendPeer(attrs []attribute.KeyValue, st *sockStream) []attribute.KeyValue {
+// setPeer sets the server's address, as the connection's endpoints give it,
+// on a database exchange.
+func setPeer(d *model.DB, st *sockStream) {
 	switch {
 	case st.remote.IsValid():
-		addr, port := st.remote.Addr().String(), int(st.remote.Port())
-		return append(attrs,
-			attribute.String("server.address", addr),
-			attribute.Int("server.port", port),
-			attribute.String("network.peer.address", addr),
-			attribute.Int("network.peer.port", port),
-			attribute.String("network.transport", "tcp"))
+		d.ServerAddress, d.ServerPort = st.remote.Addr().String(), int(st.remote.Port())
+		d.Peer = st.remote
+		d.Transport = "tcp"
 	case st.unix:
-		return append(attrs, attribute.String("network.transport", "unix"))
+		d.Transport = "unix"
 	}
-	return attrs
 }

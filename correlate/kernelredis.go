@@ -6,8 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	"github.com/zerotrace/zerotrace/correlate/model"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -36,7 +35,7 @@ type redisCmd struct {
 	start time.Time
 	name  string
 	args  int // arguments after the name
-	ids   SpanIDs
+	ids   model.SpanIDs
 }
 
 // maxRedisName bounds a command name; longer means the data is not RESP.
@@ -253,33 +252,22 @@ func (k *kernelTracer) settleRedis(st *sockStream) {
 // redisSpan builds the CLIENT span of one command. The arguments, which
 // may be keys or values of anything, never leave the agent: the query
 // text shows the command and one '?' per argument.
-func redisSpan(cmd *redisCmd, c *redisConn, st *sockStream, end time.Time) *Span {
-	attrs := make([]attribute.KeyValue, 0, 12)
-	attrs = append(attrs,
-		attribute.String("db.system.name", "redis"),
-		attribute.String("db.operation.name", cmd.name),
-		attribute.String("db.query.text", cmd.name+strings.Repeat(" ?", min(cmd.args, 64))),
-		attribute.String("zerotrace.source", "kernel"))
-	if c.db != "" {
-		attrs = append(attrs, attribute.String("db.namespace", c.db))
+func redisSpan(cmd *redisCmd, c *redisConn, st *sockStream, end time.Time) *model.Span {
+	d := model.NewDB("redis")
+	d.Operation = cmd.name
+	d.Query = cmd.name + strings.Repeat(" ?", min(cmd.args, 64))
+	d.Namespace = c.db
+	setPeer(d, st)
+	s := &model.Span{
+		Kind:   trace.SpanKindClient,
+		Start:  cmd.start,
+		End:    end,
+		Source: model.SourceKernel,
+		DB:     d,
 	}
-	s := &Span{
-		Name:         cmd.name,
-		Kind:         trace.SpanKindClient,
-		Start:        cmd.start,
-		End:          end,
-		Attributes:   appendPeer(attrs, st),
-		TraceID:      cmd.ids.TraceID,
-		SpanID:       cmd.ids.SpanID,
-		ParentSpanID: cmd.ids.Parent,
-	}
+	s.SetIDs(cmd.ids)
 	if c.replyErr {
-		errType := c.errType
-		if errType == "" {
-			errType = "error"
-		}
-		s.Status, s.StatusMsg = codes.Error, c.errMsg
-		s.Attributes = append(s.Attributes, attribute.String("error.type", errType))
+		s.Failure = model.Failure{Failed: true, Type: c.errType, Message: c.errMsg}
 	}
 	return s
 }

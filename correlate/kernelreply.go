@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -100,7 +101,7 @@ func (k *kernelTracer) endReply(pid uint32, st *sockStream) {
 
 // flush ends every response still being written, giving each span with its
 // process's PID to yield.
-func (k *kernelTracer) flush(yield func(pid uint32, s *Span)) {
+func (k *kernelTracer) flush(yield func(pid uint32, s *model.Span)) {
 	for key, st := range k.streams {
 		if st.sending != nil {
 			k.out = k.out[:0]

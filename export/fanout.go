@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/correlate/model"
 )
 
 // Sink receives batches of finished spans.
@@ -16,7 +16,7 @@ type Sink interface {
 	Name() string
 	// Export delivers a batch. It may block; the Fanout calls it from the
 	// sink's own goroutine.
-	Export(ctx context.Context, spans []*correlate.Span) error
+	Export(ctx context.Context, spans []*model.Span) error
 	// Shutdown flushes what the sink still holds and releases it.
 	Shutdown(ctx context.Context) error
 }
@@ -31,7 +31,7 @@ type SinkStats struct {
 
 type sinkQueue struct {
 	sink  Sink
-	ch    chan *correlate.Span
+	ch    chan *model.Span
 	stats *SinkStats
 }
 
@@ -50,7 +50,7 @@ func NewFanout(log *slog.Logger, queueLen int, sinks ...Sink) *Fanout {
 	for _, s := range sinks {
 		f.queues = append(f.queues, &sinkQueue{
 			sink:  s,
-			ch:    make(chan *correlate.Span, queueLen),
+			ch:    make(chan *model.Span, queueLen),
 			stats: &SinkStats{Name: s.Name()},
 		})
 	}
@@ -69,7 +69,7 @@ func (f *Fanout) Stats() []*SinkStats {
 // Run distributes spans from in until it is closed, then lets every sink
 // finish its queue and shuts the sinks down, giving them until
 // shutdownTimeout to flush.
-func (f *Fanout) Run(in <-chan *correlate.Span, shutdownTimeout time.Duration) {
+func (f *Fanout) Run(in <-chan *model.Span, shutdownTimeout time.Duration) {
 	var wg sync.WaitGroup
 	for _, q := range f.queues {
 		wg.Add(1)
@@ -106,7 +106,7 @@ func (f *Fanout) Run(in <-chan *correlate.Span, shutdownTimeout time.Duration) {
 // drain feeds one sink in batches: it waits for one span, then takes
 // whatever else is already queued.
 func (f *Fanout) drain(q *sinkQueue) {
-	batch := make([]*correlate.Span, 0, maxBatch)
+	batch := make([]*model.Span, 0, maxBatch)
 	for s := range q.ch {
 		batch = append(batch[:0], s)
 	more:

@@ -10,10 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+
 	coltrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	"google.golang.org/protobuf/proto"
-
-	"github.com/zerotrace/zerotrace/correlate"
 )
 
 // blockingSink never returns from Export until released.
@@ -24,7 +24,7 @@ type blockingSink struct {
 }
 
 func (*blockingSink) Name() string { return "blocking" }
-func (b *blockingSink) Export(_ context.Context, spans []*correlate.Span) error {
+func (b *blockingSink) Export(_ context.Context, spans []*model.Span) error {
 	<-b.release
 	b.mu.Lock()
 	b.got += len(spans)
@@ -39,7 +39,7 @@ type countSink struct {
 }
 
 func (*countSink) Name() string { return "count" }
-func (c *countSink) Export(_ context.Context, spans []*correlate.Span) error {
+func (c *countSink) Export(_ context.Context, spans []*model.Span) error {
 	c.mu.Lock()
 	c.got += len(spans)
 	c.mu.Unlock()
@@ -53,7 +53,7 @@ func TestFanoutIsolatesSlowSinks(t *testing.T) {
 	stuck := &blockingSink{release: make(chan struct{})}
 	fast := &countSink{}
 	f := NewFanout(log, 100, stuck, fast)
-	in := make(chan *correlate.Span)
+	in := make(chan *model.Span)
 	done := make(chan struct{})
 	go func() { f.Run(in, time.Second); close(done) }()
 	const n = 1000
@@ -117,7 +117,7 @@ func TestOTLPKeepsIDs(t *testing.T) {
 	child.Process = s.Process
 	child.ParentSpanID = s.SpanID
 	child.SpanID[0] = 0x01
-	if err := o.Export(context.Background(), []*correlate.Span{s, child}); err != nil {
+	if err := o.Export(context.Background(), []*model.Span{s, child}); err != nil {
 		t.Fatal(err)
 	}
 	if err := o.Shutdown(context.Background()); err != nil {

@@ -10,11 +10,11 @@ import (
 	"strconv"
 	"unicode/utf8"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/zerotrace/zerotrace/correlate"
 )
 
 // JSONSpan is the shape of one line of JSON output.
@@ -39,14 +39,14 @@ type JSONSpan struct {
 type JSONLines struct {
 	w         *bufio.Writer
 	buf       []byte
-	resources map[*correlate.Process][]byte
+	resources map[*model.Process][]byte
 }
 
 // NewJSONLines writes to w.
 func NewJSONLines(w io.Writer) *JSONLines {
 	return &JSONLines{
 		w:         bufio.NewWriterSize(w, 64<<10),
-		resources: make(map[*correlate.Process][]byte),
+		resources: make(map[*model.Process][]byte),
 	}
 }
 
@@ -54,7 +54,7 @@ func NewJSONLines(w io.Writer) *JSONLines {
 func (*JSONLines) Name() string { return "json" }
 
 // Export implements Sink.
-func (j *JSONLines) Export(_ context.Context, spans []*correlate.Span) error {
+func (j *JSONLines) Export(_ context.Context, spans []*model.Span) error {
 	for _, s := range spans {
 		j.buf = j.appendSpan(j.buf[:0], s)
 		if _, err := j.w.Write(j.buf); err != nil {
@@ -67,7 +67,7 @@ func (j *JSONLines) Export(_ context.Context, spans []*correlate.Span) error {
 // Shutdown implements Sink.
 func (j *JSONLines) Shutdown(context.Context) error { return j.w.Flush() }
 
-func (j *JSONLines) appendSpan(b []byte, s *correlate.Span) []byte {
+func (j *JSONLines) appendSpan(b []byte, s *model.Span) []byte {
 	b = append(b, `{"trace_id":"`...)
 	b = hex.AppendEncode(b, s.TraceID[:])
 	b = append(b, `","span_id":"`...)
@@ -190,7 +190,7 @@ func appendString(b []byte, s string) []byte {
 }
 
 // ToJSON converts a span to its JSON form.
-func ToJSON(s *correlate.Span) JSONSpan {
+func ToJSON(s *model.Span) JSONSpan {
 	out := JSONSpan{
 		TraceID:       s.TraceID.String(),
 		SpanID:        s.SpanID.String(),

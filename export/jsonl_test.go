@@ -9,16 +9,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/zerotrace/zerotrace/correlate"
 )
 
-func sampleSpan() *correlate.Span {
-	p := correlate.NewProcess(4242, "/srv/bin/orders", "", "go1.26.8")
-	s := &correlate.Span{
+func sampleSpan() *model.Span {
+	p := model.NewProcess(4242, "/srv/bin/orders", "", "go1.26.8")
+	s := &model.Span{
 		Name:   "GET /users/{id}",
 		Kind:   trace.SpanKindServer,
 		Start:  time.Unix(1700000000, 123456789),
@@ -43,7 +43,7 @@ func TestJSONLinesMatchesEncodingJSON(t *testing.T) {
 	var out bytes.Buffer
 	j := NewJSONLines(&out)
 	s := sampleSpan()
-	if err := j.Export(context.Background(), []*correlate.Span{s, s}); err != nil {
+	if err := j.Export(context.Background(), []*model.Span{s, s}); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
@@ -104,7 +104,7 @@ func TestOTLPEndpointURL(t *testing.T) {
 func BenchmarkJSONLines(b *testing.B) {
 	var out bytes.Buffer
 	j := NewJSONLines(&out)
-	batch := []*correlate.Span{sampleSpan()}
+	batch := []*model.Span{sampleSpan()}
 	b.ReportAllocs()
 	for b.Loop() {
 		out.Reset()

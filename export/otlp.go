@@ -13,14 +13,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/zerotrace/zerotrace/correlate"
 )
 
 // OTLP sends spans over OTLP/HTTP with the OpenTelemetry SDK.
@@ -34,8 +34,8 @@ type OTLP struct {
 	log       *slog.Logger
 	exporter  *countingExporter
 	mu        sync.Mutex
-	providers map[*correlate.Process]*sdktrace.TracerProvider
-	tracers   map[*correlate.Process]trace.Tracer
+	providers map[*model.Process]*sdktrace.TracerProvider
+	tracers   map[*model.Process]trace.Tracer
 }
 
 // OTLPEndpointURL turns a user-given endpoint ("http://host:4318",
@@ -86,8 +86,8 @@ func NewOTLP(ctx context.Context, log *slog.Logger, endpoint string) (*OTLP, err
 	o := &OTLP{
 		log:       log,
 		exporter:  &countingExporter{inner: exp, log: log},
-		providers: make(map[*correlate.Process]*sdktrace.TracerProvider),
-		tracers:   make(map[*correlate.Process]trace.Tracer),
+		providers: make(map[*model.Process]*sdktrace.TracerProvider),
+		tracers:   make(map[*model.Process]trace.Tracer),
 	}
 	// The SDK reports export failures through the global handler; they are
 	// already counted and logged by countingExporter.
@@ -120,7 +120,7 @@ func (fixedIDs) NewSpanID(ctx context.Context, _ trace.TraceID) trace.SpanID {
 	return ids.span
 }
 
-func (o *OTLP) tracer(p *correlate.Process) trace.Tracer {
+func (o *OTLP) tracer(p *model.Process) trace.Tracer {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if t, ok := o.tracers[p]; ok {
@@ -142,14 +142,14 @@ func (o *OTLP) tracer(p *correlate.Process) trace.Tracer {
 			sdktrace.WithBatchTimeout(500*time.Millisecond),
 		),
 	)
-	t := tp.Tracer("github.com/zerotrace/zerotrace", trace.WithInstrumentationVersion(correlate.Version))
+	t := tp.Tracer("github.com/zerotrace/zerotrace", trace.WithInstrumentationVersion(model.Version))
 	o.providers[p] = tp
 	o.tracers[p] = t
 	return t
 }
 
 // Export implements Sink.
-func (o *OTLP) Export(ctx context.Context, spans []*correlate.Span) error {
+func (o *OTLP) Export(ctx context.Context, spans []*model.Span) error {
 	for _, s := range spans {
 		if s.Process == nil {
 			continue

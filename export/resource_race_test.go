@@ -9,14 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/correlate/model"
 )
 
 // TestOTLPLeavesResourceAlone: building the OTLP tracer for a process must
 // not reorder the process's shared resource attributes, which the JSON sink
 // reads at the same time (attribute.NewSet sorts what it is given in place).
 func TestOTLPLeavesResourceAlone(t *testing.T) {
-	p := correlate.NewProcess(42, "/usr/bin/svc", "", "go1.26.0")
+	p := model.NewProcess(42, "/usr/bin/svc", "", "go1.26.0")
 	before := append(p.Resource()[:0:0], p.Resource()...)
 	o, err := NewOTLP(context.Background(), slog.New(slog.DiscardHandler), "http://127.0.0.1:1")
 	if err != nil {
@@ -29,7 +29,7 @@ func TestOTLPLeavesResourceAlone(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		j := NewJSONLines(&out)
-		_ = j.Export(context.Background(), []*correlate.Span{{Process: p, Start: time.Now(), End: time.Now()}})
+		_ = j.Export(context.Background(), []*model.Span{{Process: p, Start: time.Now(), End: time.Now()}})
 	}()
 	o.tracer(p)
 	wg.Wait()

@@ -7,9 +7,9 @@ import (
 	"io"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
+	"github.com/zerotrace/zerotrace/correlate/model"
 
-	"github.com/zerotrace/zerotrace/correlate"
+	"go.opentelemetry.io/otel/codes"
 )
 
 // Text writes one readable line per span, for a person at a terminal.
@@ -24,7 +24,7 @@ func NewText(w io.Writer) *Text { return &Text{w: bufio.NewWriter(w)} }
 func (*Text) Name() string { return "text" }
 
 // Export implements Sink.
-func (t *Text) Export(_ context.Context, spans []*correlate.Span) error {
+func (t *Text) Export(_ context.Context, spans []*model.Span) error {
 	for _, s := range spans {
 		t.w.WriteString(FormatText(s))
 		t.w.WriteByte('\n')
@@ -38,7 +38,7 @@ func (t *Text) Shutdown(context.Context) error { return t.w.Flush() }
 // FormatText renders one span as a line such as
 //
 //	16:20:01.123 sampleapp[4242] server GET /users/{id} 200 1.234ms url.path=/users/7 client=127.0.0.1:51234 trace=4bf9…
-func FormatText(s *correlate.Span) string {
+func FormatText(s *model.Span) string {
 	var a struct {
 		status, peerPort int64
 		path, peer       string

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
@@ -311,7 +313,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		return fail(stderr, err)
 	}
 	fan := export.NewFanout(log, o.queueLen, sinks...)
-	spans := make(chan *correlate.Span, o.queueLen)
+	spans := make(chan *model.Span, o.queueLen)
 
 	readCtx, stopReading := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -381,7 +383,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		}
 		// Register first: events can arrive as soon as the probes are in.
 		namer.add(p.Target)
-		corr.Register(correlate.NewProcess(uint32(p.Target.PID), p.Target.Exe, serviceName, p.Target.Bin.GoVersion))
+		corr.Register(model.NewProcess(uint32(p.Target.PID), p.Target.Exe, serviceName, p.Target.Bin.GoVersion))
 		a, err := session.Attach(p, shared)
 		if err != nil {
 			return err
@@ -412,7 +414,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		if sysTracer == nil {
 			return fmt.Errorf("pid %d (%s) is not a Go program and kernel-level tracing cannot run here", pid, exe)
 		}
-		corr.Register(correlate.NewProcess(uint32(pid), exe, serviceName, ""))
+		corr.Register(model.NewProcess(uint32(pid), exe, serviceName, ""))
 		if err := followConnections(sysTracer, corr, pid); err != nil {
 			return err
 		}

@@ -9,9 +9,9 @@ import (
 	"runtime"
 	"runtime/debug"
 
-	"github.com/spf13/cobra"
+	"github.com/zerotrace/zerotrace/correlate/model"
 
-	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/spf13/cobra"
 )
 
 // version is set at build time with -ldflags "-X main.version=…"; without it
@@ -72,7 +72,7 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	correlate.Version = agentVersion()
+	model.Version = agentVersion()
 	err := newRootCommand().Execute()
 	if err == nil {
 		return

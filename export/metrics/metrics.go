@@ -21,10 +21,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/export/servicemap"
 )
 
@@ -177,7 +178,7 @@ func (r *Registry) Name() string { return "metrics" }
 func (r *Registry) Shutdown(context.Context) error { return nil }
 
 // Export implements export.Sink: server spans feed the RED histograms.
-func (r *Registry) Export(_ context.Context, spans []*correlate.Span) error {
+func (r *Registry) Export(_ context.Context, spans []*model.Span) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range spans {

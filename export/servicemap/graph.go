@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -92,7 +94,7 @@ type edge struct {
 
 // pending is a client span waiting for the server span it caused.
 type pending struct {
-	span     *correlate.Span
+	span     *model.Span
 	deadline time.Time
 }
 
@@ -166,7 +168,7 @@ func (g *Graph) Name() string { return "servicemap" }
 func (g *Graph) Shutdown(context.Context) error { return nil }
 
 // Export implements export.Sink.
-func (g *Graph) Export(_ context.Context, spans []*correlate.Span) error {
+func (g *Graph) Export(_ context.Context, spans []*model.Span) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	for _, s := range spans {
@@ -178,7 +180,7 @@ func (g *Graph) Export(_ context.Context, spans []*correlate.Span) error {
 
 // attr is the span's attribute key (the zero Value when absent): a scan
 // of a handful of attributes, cheaper per span than building a map.
-func attr(s *correlate.Span, key attribute.Key) attribute.Value {
+func attr(s *model.Span, key attribute.Key) attribute.Value {
 	for _, kv := range s.Attributes {
 		if kv.Key == key {
 			return kv.Value
@@ -187,7 +189,7 @@ func attr(s *correlate.Span, key attribute.Key) attribute.Value {
 	return attribute.Value{}
 }
 
-func serviceNode(s *correlate.Span) Node {
+func serviceNode(s *model.Span) Node {
 	name := "unknown"
 	if s.Process != nil {
 		name = s.Process.ServiceName
@@ -195,7 +197,7 @@ func serviceNode(s *correlate.Span) Node {
 	return Node{ID: "service:" + name, Name: name, Kind: KindService, Protocol: "http"}
 }
 
-func hostPort(s *correlate.Span) string {
+func hostPort(s *model.Span) string {
 	host := attr(s, "server.address").AsString()
 	if p := attr(s, "server.port").AsInt64(); p != 0 {
 		return host + ":" + strconv.FormatInt(p, 10)
@@ -203,7 +205,7 @@ func hostPort(s *correlate.Span) string {
 	return host
 }
 
-func (g *Graph) add(s *correlate.Span) {
+func (g *Graph) add(s *model.Span) {
 	switch s.Kind {
 	case trace.SpanKindClient:
 		from := serviceNode(s)
@@ -275,7 +277,7 @@ func (g *Graph) Flush() {
 	g.expire(g.now().Add(match + time.Second))
 }
 
-func (g *Graph) record(from, to Node, s *correlate.Span, serverLatency time.Duration) {
+func (g *Graph) record(from, to Node, s *model.Span, serverLatency time.Duration) {
 	k := [2]string{from.ID, to.ID}
 	e := g.edges[k]
 	if e == nil {

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -14,11 +16,11 @@ import (
 	"github.com/zerotrace/zerotrace/correlate"
 )
 
-func span(svc string, kind trace.SpanKind, id, parent byte, start time.Time, d time.Duration, attrs ...attribute.KeyValue) *correlate.Span {
-	return &correlate.Span{
+func span(svc string, kind trace.SpanKind, id, parent byte, start time.Time, d time.Duration, attrs ...attribute.KeyValue) *model.Span {
+	return &model.Span{
 		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{id}, ParentSpanID: trace.SpanID{parent},
 		Kind: kind, Start: start, End: start.Add(d), Attributes: attrs,
-		Process: correlate.NewProcess(1, "/bin/"+svc, svc, ""),
+		Process: model.NewProcess(1, "/bin/"+svc, svc, ""),
 	}
 }
 
@@ -31,15 +33,15 @@ func TestGraphPairsAndExpires(t *testing.T) {
 	ctx := context.Background()
 
 	// Client first, then its server span (another service).
-	_ = g.Export(ctx, []*correlate.Span{span("gw", trace.SpanKindClient, 1, 9, now, 3*time.Millisecond)})
-	_ = g.Export(ctx, []*correlate.Span{span("orders", trace.SpanKindServer, 2, 1, now, 2*time.Millisecond)})
+	_ = g.Export(ctx, []*model.Span{span("gw", trace.SpanKindClient, 1, 9, now, 3*time.Millisecond)})
+	_ = g.Export(ctx, []*model.Span{span("orders", trace.SpanKindServer, 2, 1, now, 2*time.Millisecond)})
 	// Server first, then the client span that caused it, failed.
 	s := span("orders", trace.SpanKindServer, 4, 3, now, time.Millisecond)
 	c := span("gw", trace.SpanKindClient, 3, 9, now, 5*time.Millisecond)
 	c.Status = codes.Error
-	_ = g.Export(ctx, []*correlate.Span{s, c})
+	_ = g.Export(ctx, []*model.Span{s, c})
 	// A database call, and a call to something untraced.
-	_ = g.Export(ctx, []*correlate.Span{
+	_ = g.Export(ctx, []*model.Span{
 		span("orders", trace.SpanKindClient, 5, 2, now, time.Millisecond, attribute.String("db.system.name", "postgresql"),
 			attribute.String("server.address", "10.0.0.5"), attribute.Int("server.port", 5432)),
 		span("gw", trace.SpanKindClient, 6, 9, now, 7*time.Millisecond, attribute.String("server.address", "api.example"), attribute.Int("server.port", 443)),
@@ -88,7 +90,7 @@ func TestGraphConnections(t *testing.T) {
 	now := time.Unix(1000, 0)
 	g := New(time.Minute)
 	g.now = func() time.Time { return now }
-	_ = g.Export(context.Background(), []*correlate.Span{span("py", trace.SpanKindClient, 1, 0, now, time.Millisecond,
+	_ = g.Export(context.Background(), []*model.Span{span("py", trace.SpanKindClient, 1, 0, now, time.Millisecond,
 		attribute.String("db.system.name", "redis"), attribute.String("server.address", "10.0.0.9"), attribute.Int("server.port", 6379),
 		attribute.String("network.peer.address", "10.0.0.9"), attribute.Int("network.peer.port", 6379))})
 	old := now.Add(-2 * time.Minute)

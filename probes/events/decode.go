@@ -7,6 +7,8 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+
 	"github.com/zerotrace/zerotrace/correlate"
 )
 
@@ -87,17 +89,17 @@ func Decode(raw []byte, clock *Clock, namer ErrTypeNamer) (correlate.Event, erro
 		if len(raw) < httpServerSize {
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
 		}
-		return decodeHTTPServer((*commonHttpServerEvent)(unsafe.Pointer(&raw[0])), clock), nil
+		return decodeHTTPServer((*commonHttpServerEvent)(unsafe.Pointer(&raw[0])), clock).Span(), nil
 	case typeHTTPClient:
 		if len(raw) < httpClientSize {
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
 		}
-		return decodeHTTPClient((*commonHttpClientEvent)(unsafe.Pointer(&raw[0])), clock, namer), nil
+		return decodeHTTPClient((*commonHttpClientEvent)(unsafe.Pointer(&raw[0])), clock, namer).Span(), nil
 	case typeDBQuery:
 		if len(raw) < dbQuerySize {
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
 		}
-		return decodeDBQuery((*commonDbQueryEvent)(unsafe.Pointer(&raw[0])), clock, namer), nil
+		return decodeDBQuery((*commonDbQueryEvent)(unsafe.Pointer(&raw[0])), clock, namer).Span(), nil
 	case typeConn:
 		if len(raw) < connSize {
 			return nil, &DecodeError{Kind: "size", Type: hdr.Type, Size: len(raw)}
@@ -118,8 +120,8 @@ func Decode(raw []byte, clock *Clock, namer ErrTypeNamer) (correlate.Event, erro
 	return nil, &DecodeError{Kind: "unknown_type", Type: hdr.Type, Size: len(raw)}
 }
 
-func decodeHTTPServer(e *commonHttpServerEvent, clock *Clock) *correlate.HTTPServerRequest {
-	r := &correlate.HTTPServerRequest{
+func decodeHTTPServer(e *commonHttpServerEvent, clock *Clock) *HTTPServerRequest {
+	r := &HTTPServerRequest{
 		PID:           e.Hdr.Pid,
 		GoroutineID:   e.Goid,
 		Start:         clock.Wall(e.StartNs),
@@ -172,12 +174,12 @@ func addrPort(ip [16]uint8, n uint8, port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(addr, port)
 }
 
-func spanIDs(traceID [16]uint8, spanID, parent [8]uint8) correlate.SpanIDs {
-	return correlate.SpanIDs{TraceID: traceID, SpanID: spanID, Parent: parent}
+func spanIDs(traceID [16]uint8, spanID, parent [8]uint8) model.SpanIDs {
+	return model.SpanIDs{TraceID: traceID, SpanID: spanID, Parent: parent}
 }
 
-func decodeHTTPClient(e *commonHttpClientEvent, clock *Clock, namer ErrTypeNamer) *correlate.HTTPClientRequest {
-	r := &correlate.HTTPClientRequest{
+func decodeHTTPClient(e *commonHttpClientEvent, clock *Clock, namer ErrTypeNamer) *HTTPClientRequest {
+	r := &HTTPClientRequest{
 		PID:           e.Hdr.Pid,
 		GoroutineID:   e.Goid,
 		Start:         clock.Wall(e.StartNs),
@@ -273,14 +275,14 @@ func decodeSockData(raw []byte, clock *Clock) (*correlate.SockData, error) {
 	return d, nil
 }
 
-func decodeDBQuery(e *commonDbQueryEvent, clock *Clock, namer ErrTypeNamer) *correlate.DBQuery {
-	q := &correlate.DBQuery{
+func decodeDBQuery(e *commonDbQueryEvent, clock *Clock, namer ErrTypeNamer) *DBQuery {
+	q := &DBQuery{
 		PID:            e.Hdr.Pid,
 		GoroutineID:    e.Goid,
 		Start:          clock.Wall(e.StartNs),
 		End:            clock.Wall(e.Hdr.TsNs),
 		IDs:            spanIDs(e.Ids.TraceId, e.Ids.SpanId, e.Ids.ParentId),
-		Call:           correlate.DBCall(e.Call),
+		Call:           DBCall(e.Call),
 		Query:          cString(e.Query[:], e.QueryLen),
 		QueryTruncated: e.Truncated&dbTruncQuery != 0,
 		DSNs:           [2]string{cString(e.Dsn[0][:], e.DsnLen[0]), cString(e.Dsn[1][:], e.DsnLen[1])},

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/correlate/model"
 )
 
 func putString(dst []int8, s string) uint16 {
@@ -50,11 +51,11 @@ func TestDecodeHTTPServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, ok := ev.(*correlate.HTTPServerRequest)
-	if !ok {
-		t.Fatalf("decoded %T, want *correlate.HTTPServerRequest", ev)
+	if s, ok := ev.(*model.Span); !ok || s.HTTP == nil {
+		t.Fatalf("decoded %T, want an HTTP span", ev)
 	}
-	want := correlate.HTTPServerRequest{
+	r := decodeHTTPServer(&e, clock)
+	want := HTTPServerRequest{
 		PID: 77, GoroutineID: 9,
 		Start:  time.Unix(0, 1_700_000_001_500_000_000),
 		End:    time.Unix(0, 1_700_000_002_000_000_000),
@@ -95,11 +96,10 @@ func TestDecodeDropsImpossibleStatus(t *testing.T) {
 	e.Hdr.Type = typeHTTPServer
 	e.Info = infoResponseKnown
 	e.Status = 42
-	ev, err := Decode(record(&e), NewClock(), nil)
-	if err != nil {
+	if _, err := Decode(record(&e), NewClock(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if r := ev.(*correlate.HTTPServerRequest); r.ResponseKnown || r.Status != 0 {
+	if r := decodeHTTPServer(&e, NewClock()); r.ResponseKnown || r.Status != 0 {
 		t.Errorf("status 42 reported: %+v", r)
 	}
 }
@@ -111,11 +111,10 @@ func TestDecodeClampsLengths(t *testing.T) {
 	e.Hdr.Type = typeHTTPServer
 	e.MethodLen = 60000
 	putString(e.Method[:], "ABCDEFGHIJKLMNOP")
-	ev, err := Decode(record(&e), NewClock(), nil)
-	if err != nil {
+	if _, err := Decode(record(&e), NewClock(), nil); err != nil {
 		t.Fatal(err)
 	}
-	if got := ev.(*correlate.HTTPServerRequest).Method; got != "ABCDEFGHIJKLMNOP" {
+	if got := decodeHTTPServer(&e, NewClock()).Method; got != "ABCDEFGHIJKLMNOP" {
 		t.Errorf("method %q", got)
 	}
 }

@@ -1,4 +1,4 @@
-package correlate
+package events
 
 import (
 	"net"
@@ -7,11 +7,9 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
+	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/semconv"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/zerotrace/zerotrace/correlate/redact"
 )
 
 // DBCall says which database/sql entry point a DBQuery went through.
@@ -30,7 +28,7 @@ type DBQuery struct {
 	PID         uint32
 	GoroutineID uint64
 	Start, End  time.Time
-	IDs         SpanIDs
+	IDs         model.SpanIDs
 	Call        DBCall
 
 	Query          string // as sent, literals included: sanitized here
@@ -56,9 +54,6 @@ type DBQuery struct {
 	// types it lists, and nothing for the others.
 	ErrStrings [3]string
 }
-
-// ProcessID implements Event.
-func (q *DBQuery) ProcessID() uint32 { return q.PID }
 
 // dsnConnector is database/sql's connector for sql.Open, with drivers
 // that have no connector of their own.
@@ -144,81 +139,37 @@ func dsnServer(dsn string) (host string, port int, db string) {
 	return host, port, db
 }
 
-// dbSpan builds a CLIENT span following the OpenTelemetry database
+// Span returns the call's CLIENT span, following the OpenTelemetry database
 // semantic conventions. The query text is always sanitized: literals become
 // '?', whatever the redaction settings.
-func dbSpan(q *DBQuery) *Span {
+func (q *DBQuery) Span() *model.Span {
 	typ := q.Connector
 	if typ == dsnConnector || typ == "" {
 		typ = q.Driver
 	}
 	system := dbSystem(typ)
-	s := sqlSpan(system, q.Query)
-	s.Kind = trace.SpanKindClient
-	s.Start, s.End = q.Start, q.End
-	attrs := s.Attributes
+	d := semconv.SQL(system, q.Query)
 	if i, ok := dsnAt[q.Connector]; ok && system != "sqlite" {
-		host, port, db := dsnServer(q.DSNs[i])
-		if host != "" {
-			attrs = append(attrs, attribute.String("server.address", host))
-		}
-		if port != 0 {
-			attrs = append(attrs, attribute.Int("server.port", port))
-		}
-		if db != "" {
-			attrs = append(attrs, attribute.String("db.namespace", db))
-		}
+		d.ServerAddress, d.ServerPort, d.Namespace = dsnServer(q.DSNs[i])
 	}
 	if i, ok := rowsAffectedAt[q.ResultType]; ok && !q.Err && q.ResultWords[i] >= 0 {
-		attrs = append(attrs, attribute.Int64("zerotrace.db.rows_affected", q.ResultWords[i]))
+		d.RowsAffected = q.ResultWords[i]
 	}
-	if q.Call == DBStmtQueryCall || q.Call == DBStmtExecCall {
-		attrs = append(attrs, attribute.Bool("zerotrace.db.prepared", true))
+	d.Prepared = q.Call == DBStmtQueryCall || q.Call == DBStmtExecCall
+	s := &model.Span{
+		Kind:      trace.SpanKindClient,
+		Start:     q.Start,
+		End:       q.End,
+		PID:       q.PID,
+		Truncated: q.QueryTruncated,
+		DB:        d,
 	}
-	if q.QueryTruncated {
-		attrs = append(attrs, attribute.Bool("zerotrace.truncated", true))
-	}
-	s.Attributes = attrs
 	if q.Err {
-		errType := q.ErrType
-		if errType == "" {
-			errType = "error"
-		}
-		msg := errType
+		s.Failure = model.Failure{Failed: true, Type: q.ErrType}
 		if i, ok := errMessageAt[q.ErrType]; ok && q.ErrStrings[i] != "" {
-			msg = q.ErrStrings[i]
+			s.Failure.Message = q.ErrStrings[i]
 		}
-		s.Status, s.StatusMsg = codes.Error, msg
-		s.Attributes = append(s.Attributes, attribute.String("error.type", errType))
 	}
+	s.SetIDs(q.IDs)
 	return s
-}
-
-// sqlSpan starts the span of one SQL statement sent to a database of the
-// given system: its name ("{operation} {collection}" when the text shows
-// them) and the db.* attributes the text gives. The text is always
-// sanitized: literals become '?', whatever the redaction settings.
-func sqlSpan(system, query string) *Span {
-	text := redact.SanitizeSQL(query)
-	op := redact.SQLOperation(text)
-	coll := redact.SQLCollection(text)
-	attrs := make([]attribute.KeyValue, 0, 12)
-	attrs = append(attrs, attribute.String("db.system.name", system))
-	if text != "" {
-		attrs = append(attrs, attribute.String("db.query.text", text))
-	}
-	if op != "" {
-		attrs = append(attrs, attribute.String("db.operation.name", op))
-	}
-	if coll != "" {
-		attrs = append(attrs, attribute.String("db.collection.name", coll))
-	}
-	name := system
-	switch {
-	case op != "" && coll != "":
-		name = op + " " + coll
-	case op != "":
-		name = op
-	}
-	return &Span{Name: name, Attributes: attrs}
 }

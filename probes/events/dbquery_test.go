@@ -1,11 +1,20 @@
-package correlate
+package events
 
 import (
 	"testing"
 	"time"
 
+	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/semconv"
 	"go.opentelemetry.io/otel/codes"
 )
+
+// dbSpan maps q as the correlator would, attributes included.
+func dbSpan(q *DBQuery) *model.Span {
+	s := q.Span()
+	semconv.Apply(s, nil)
+	return s
+}
 
 func TestDSNServer(t *testing.T) {
 	for _, c := range []struct {

@@ -1,8 +1,9 @@
-package correlate
+package model
 
 import (
 	"os"
 	"strconv"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 )
@@ -16,9 +17,12 @@ type Process struct {
 	ExecutablePath string
 	RuntimeVersion string // the Go version the binary was built with, "" for other programs
 	HostName       string
+	// Parent is the traced process that forked this one, 0 when it was
+	// selected itself.
+	Parent uint32
 
 	resource []attribute.KeyValue
-	child    bool // forked by a traced process, not selected
+	gone     atomic.Bool
 }
 
 // SDK identification, reported as telemetry.sdk.* on every resource.
@@ -83,13 +87,10 @@ func (p *Process) String() string {
 	return p.ExecutableName + "[" + strconv.Itoa(int(p.PID)) + "]"
 }
 
-// TaskEvent is a process traced from the kernel forking a child, which is
-// traced from then on, or exiting.
-type TaskEvent struct {
-	PID    uint32 // the child, or the process that exited
-	Parent uint32 // for a fork
-	Exit   bool
-}
+// MarkGone records that the process exited and the correlator forgot it.
+// Spans already made keep pointing at it; sinks that keep state per process
+// drop theirs when they see it gone.
+func (p *Process) MarkGone() { p.gone.Store(true) }
 
-// ProcessID implements Event.
-func (e *TaskEvent) ProcessID() uint32 { return e.PID }
+// Gone tells whether the process exited and was forgotten.
+func (p *Process) Gone() bool { return p.gone.Load() }

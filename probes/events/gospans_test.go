@@ -1,0 +1,164 @@
+package events
+
+import (
+	"io"
+	"log/slog"
+	"net/netip"
+	"testing"
+	"time"
+
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/correlate/model"
+)
+
+func attrs(s *model.Span) map[string]any {
+	m := map[string]any{}
+	for _, kv := range s.Attributes {
+		m[string(kv.Key)] = kv.Value.AsInterface()
+	}
+	return m
+}
+
+func newTestCorrelator() *correlate.Correlator {
+	return correlate.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+}
+
+func TestHTTPServerSpan(t *testing.T) {
+	c := newTestCorrelator()
+	p := model.NewProcess(10, "/usr/local/bin/gateway", "", "go1.26.8")
+	c.Register(p)
+	start := time.Unix(100, 0)
+	r := &HTTPServerRequest{
+		PID: 10, Start: start, End: start.Add(3 * time.Millisecond),
+		Method: "GET", Path: "/users/7", RawQuery: "api_key=abc&page=2", Host: "api.example.com:8443",
+		Pattern: "GET api.example.com/users/{id}", RemoteAddr: "[::ffff:10.1.2.3]:40000",
+		ProtoMajor: 1, ProtoMinor: 1, ContentLength: -1,
+		ResponseKnown: true, Status: 503, ResponseBodySize: 10,
+		Local: netip.MustParseAddrPort("10.0.0.1:8443"), TLS: true,
+	}
+	s := c.Handle(r.Span())
+	if s == nil {
+		t.Fatal("no span")
+	}
+	if s.Name != "GET /users/{id}" || s.Kind != trace.SpanKindServer || s.Status != codes.Error {
+		t.Errorf("span %q kind %v status %v", s.Name, s.Kind, s.Status)
+	}
+	if !s.TraceID.IsValid() || !s.SpanID.IsValid() || s.ParentSpanID.IsValid() {
+		t.Errorf("ids: %s %s %s", s.TraceID, s.SpanID, s.ParentSpanID)
+	}
+	if s.Process != p || !s.Start.Equal(r.Start) || !s.End.Equal(r.End) {
+		t.Errorf("process or times not carried over")
+	}
+	want := map[string]any{
+		"http.request.method":       "GET",
+		"url.path":                  "/users/7",
+		"url.scheme":                "https",
+		"url.query":                 "api_key=REDACTED&page=2",
+		"http.route":                "/users/{id}",
+		"http.response.status_code": int64(503),
+		"http.response.body.size":   int64(10),
+		"server.address":            "api.example.com",
+		"server.port":               int64(8443),
+		"client.address":            "10.1.2.3",
+		"network.peer.address":      "10.1.2.3",
+		"network.peer.port":         int64(40000),
+		"network.protocol.version":  "1.1",
+		"network.local.address":     "10.0.0.1",
+		"network.local.port":        int64(8443),
+		"error.type":                "503",
+	}
+	got := attrs(s)
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %#v, want %#v", k, got[k], v)
+		}
+	}
+	if _, ok := got["http.request.body.size"]; ok {
+		t.Errorf("unknown request body size reported")
+	}
+}
+
+func TestHTTPServerSpanEdgeCases(t *testing.T) {
+	c := newTestCorrelator()
+	c.Register(model.NewProcess(1, "/x", "svc", "go1.27.0"))
+	// Nothing written: net/http sends 200. No pattern: no route.
+	s := c.Handle((&HTTPServerRequest{PID: 1, Method: "GET", Path: "/", ResponseKnown: true, Host: "localhost"}).Span())
+	a := attrs(s)
+	if s.Name != "GET" || a["http.response.status_code"] != int64(200) || s.Status != codes.Unset {
+		t.Errorf("empty handler: name %q attrs %v status %v", s.Name, a, s.Status)
+	}
+	if _, ok := a["http.route"]; ok {
+		t.Errorf("route without pattern")
+	}
+	// Unknown response writer: no status at all, never an error.
+	s = c.Handle((&HTTPServerRequest{PID: 1, Method: "BREW", Path: "/pot"}).Span())
+	a = attrs(s)
+	if _, ok := a["http.response.status_code"]; ok {
+		t.Errorf("status reported for an unknown writer")
+	}
+	if s.Name != "HTTP" || a["http.request.method"] != "_OTHER" || a["http.request.method_original"] != "BREW" {
+		t.Errorf("non-standard method: %q %v", s.Name, a)
+	}
+	// 4xx is not a server error.
+	s = c.Handle((&HTTPServerRequest{PID: 1, Method: "GET", ResponseKnown: true, Status: 404}).Span())
+	if s.Status != codes.Unset {
+		t.Errorf("404 marked %v", s.Status)
+	}
+	// Events from unknown processes are dropped and counted.
+	if s := c.Handle((&HTTPServerRequest{PID: 99}).Span()); s != nil || c.Stats().UnknownProcess.Load() != 1 {
+		t.Errorf("unknown process: span %v, counted %d", s, c.Stats().UnknownProcess.Load())
+	}
+}
+
+// TestSpansAreRedacted: what leaves the correlator has been through the
+// default redactor, each attribute read by its kind.
+func TestSpansAreRedacted(t *testing.T) {
+	c := newTestCorrelator()
+	c.Register(model.NewProcess(10, "/bin/app", "", "go1.26.8"))
+	start := time.Unix(100, 0)
+	srv := c.Handle((&HTTPServerRequest{
+		PID: 10, Start: start, End: start.Add(time.Millisecond),
+		Method: "GET", Path: "/users/bob@example.com/orders", RawQuery: "Password=x&user=bob&X-Amz-Signature=deadbeef&n=2",
+		Pattern: "GET /users/{email}/orders", ContentLength: -1, ResponseKnown: true, Status: 200,
+		TraceState: "vendor=token:abc",
+	}).Span())
+	cli := c.Handle((&HTTPClientRequest{
+		PID: 10, Start: start, End: start.Add(time.Millisecond),
+		Method: "GET", Scheme: "https", Host: "api.example.com", Path: "/v1/chat",
+		RawQuery: "access_token=sk-proj-abcdefghijklmnopqrstuvwx&model=small", HasResponse: true, Status: 200,
+	}).Span())
+	got := map[string]any{}
+	for k, v := range attrs(srv) {
+		got["server "+k] = v
+	}
+	for k, v := range attrs(cli) {
+		got["client "+k] = v
+	}
+	for k, want := range map[string]string{
+		"server url.path":   "/users/REDACTED/orders",
+		"server url.query":  "Password=REDACTED&user=bob&X-Amz-Signature=REDACTED&n=2",
+		"server http.route": "/users/{email}/orders",
+		"client url.full":   "https://api.example.com/v1/chat?access_token=REDACTED&model=small",
+	} {
+		if got[k] != want {
+			t.Errorf("%s = %v, want %q", k, got[k], want)
+		}
+	}
+}
+
+func BenchmarkHTTPServerSpan(b *testing.B) {
+	c := newTestCorrelator()
+	c.Register(model.NewProcess(1, "/x", "", "go1.26.8"))
+	r := &HTTPServerRequest{
+		PID: 1, Method: "GET", Path: "/users/7", RawQuery: "page=2", Host: "localhost:8080",
+		Pattern: "GET /users/{id}", RemoteAddr: "127.0.0.1:40000", ProtoMajor: 1, ProtoMinor: 1,
+		ResponseKnown: true, Status: 200, Local: netip.MustParseAddrPort("127.0.0.1:8080"),
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Handle(r.Span())
+	}
+}
