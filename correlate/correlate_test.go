@@ -21,21 +21,21 @@ func newTestCorrelator() *Correlator {
 	return New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 }
 
-func TestRunClosesOutput(t *testing.T) {
+func TestHandleCounts(t *testing.T) {
 	c := newTestCorrelator()
 	c.Register(model.NewProcess(1, "/x", "", "go1.26.8"))
-	in := make(chan Event, 3)
-	out := make(chan *model.Span, 3)
-	in <- &model.Span{PID: 1, Kind: trace.SpanKindServer, HTTP: &model.HTTP{Method: "GET"}}
-	in <- &model.Span{PID: 1, Kind: trace.SpanKindServer, HTTP: &model.HTTP{Method: "POST"}}
-	close(in)
-	c.Run(in, out)
 	var n int
 	ids := map[trace.SpanID]bool{}
-	for s := range out {
-		n++
-		ids[s.SpanID] = true
+	for _, ev := range []Event{
+		&model.Span{PID: 1, Kind: trace.SpanKindServer, HTTP: &model.HTTP{Method: "GET"}},
+		&model.Span{PID: 1, Kind: trace.SpanKindServer, HTTP: &model.HTTP{Method: "POST"}},
+	} {
+		for _, s := range c.HandleAll(ev) {
+			n++
+			ids[s.SpanID] = true
+		}
 	}
+	c.Flush(func(*model.Span) { n++ })
 	if n != 2 || len(ids) != 2 || c.Stats().Events.Load() != 2 || c.Stats().Spans.Load() != 2 {
 		t.Errorf("got %d spans with %d distinct ids", n, len(ids))
 	}

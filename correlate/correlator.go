@@ -31,8 +31,8 @@ type Stats struct {
 	KernelStreamsFull atomic.Uint64
 }
 
-// Correlator builds spans from events. Run it in one goroutine; Register
-// may be called from any goroutine.
+// Correlator builds spans from events. Feed it from one goroutine
+// (HandleAll, Flush); Register may be called from any goroutine.
 type Correlator struct {
 	log   *slog.Logger
 	mu    sync.RWMutex
@@ -75,20 +75,10 @@ func (c *Correlator) Register(p *model.Process) {
 // Stats returns the correlator's counters.
 func (c *Correlator) Stats() *Stats { return &c.stats }
 
-// Run turns every event from in into spans sent to out, and closes out when
-// in is closed. Sends to out block: the stage after the correlator is the
-// exporters' fan-out, which never blocks.
-func (c *Correlator) Run(in <-chan Event, out chan<- *model.Span) {
-	defer close(out)
-	for ev := range in {
-		c.stats.Events.Add(1)
-		for _, s := range c.HandleAll(ev) {
-			c.stats.Spans.Add(1)
-			out <- s
-		}
-	}
-	// The events stopped (the agent detaches): responses still being
-	// written were answered, and end with their last write seen.
+// Flush ends, when the events stop (the agent detaches), what is still
+// open: responses still being written were answered, and end with their
+// last write seen. Each span goes to yield.
+func (c *Correlator) Flush(yield func(*model.Span)) {
 	c.kernel.flush(func(pid uint32, s *model.Span) {
 		c.mu.RLock()
 		p := c.procs[pid]
@@ -96,7 +86,7 @@ func (c *Correlator) Run(in <-chan Event, out chan<- *model.Span) {
 		if p != nil {
 			c.finish(s, p)
 			c.stats.Spans.Add(1)
-			out <- s
+			yield(s)
 		}
 	})
 }
@@ -113,8 +103,15 @@ func (c *Correlator) Handle(ev Event) *model.Span {
 
 // HandleAll builds the spans one event completes: none, one, or (a read
 // that answers several pipelined requests) more. The slice is reused by
-// the next call.
+// the next call. Call it from one goroutine.
 func (c *Correlator) HandleAll(ev Event) []*model.Span {
+	c.stats.Events.Add(1)
+	spans := c.handle(ev)
+	c.stats.Spans.Add(uint64(len(spans)))
+	return spans
+}
+
+func (c *Correlator) handle(ev Event) []*model.Span {
 	if t, ok := ev.(*TaskEvent); ok {
 		return c.task(t)
 	}

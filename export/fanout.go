@@ -39,6 +39,7 @@ type sinkQueue struct {
 type Fanout struct {
 	log    *slog.Logger
 	queues []*sinkQueue
+	wg     sync.WaitGroup
 }
 
 // maxBatch bounds how many spans a sink gets in one Export call.
@@ -66,33 +67,39 @@ func (f *Fanout) Stats() []*SinkStats {
 	return out
 }
 
-// Run distributes spans from in until it is closed, then lets every sink
-// finish its queue and shuts the sinks down, giving them until
-// shutdownTimeout to flush.
-func (f *Fanout) Run(in <-chan *model.Span, shutdownTimeout time.Duration) {
-	var wg sync.WaitGroup
+// Start starts one goroutine per sink, feeding it from its queue.
+func (f *Fanout) Start() {
 	for _, q := range f.queues {
-		wg.Add(1)
+		f.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer f.wg.Done()
 			f.drain(q)
 		}()
 	}
-	for s := range in {
-		for _, q := range f.queues {
-			select {
-			case q.ch <- s:
-			default:
-				if q.stats.Dropped.Add(1) == 1 {
-					f.log.Warn("span queue full: dropping spans", "sink", q.stats.Name)
-				}
+}
+
+// Send queues s for every sink. It never blocks: a sink whose queue is
+// full loses the span, and the loss is counted.
+func (f *Fanout) Send(s *model.Span) {
+	for _, q := range f.queues {
+		select {
+		case q.ch <- s:
+		default:
+			if q.stats.Dropped.Add(1) == 1 {
+				f.log.Warn("span queue full: dropping spans", "sink", q.stats.Name)
 			}
 		}
 	}
+}
+
+// Close lets every sink finish its queue, then shuts the sinks down,
+// giving them until shutdownTimeout to flush. Send must not be called
+// after it.
+func (f *Fanout) Close(shutdownTimeout time.Duration) {
 	for _, q := range f.queues {
 		close(q.ch)
 	}
-	wg.Wait()
+	f.wg.Wait()
 
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
@@ -101,6 +108,16 @@ func (f *Fanout) Run(in <-chan *model.Span, shutdownTimeout time.Duration) {
 			f.log.Error("flushing spans at shutdown", "sink", q.stats.Name, "err", err)
 		}
 	}
+}
+
+// Run distributes spans from in until it is closed, then closes the
+// fan-out: Start, Send for each span, Close.
+func (f *Fanout) Run(in <-chan *model.Span, shutdownTimeout time.Duration) {
+	f.Start()
+	for s := range in {
+		f.Send(s)
+	}
+	f.Close(shutdownTimeout)
 }
 
 // drain feeds one sink in batches: it waits for one span, then takes

@@ -17,20 +17,20 @@ import (
 // ReaderStats counts what the reader saw and lost.
 type ReaderStats struct {
 	Records      atomic.Uint64 // records read from the ring buffer
-	QueueFull    atomic.Uint64 // decoded events dropped because the queue was full
 	DecodeErrors atomic.Uint64 // records that could not be decoded
 }
 
-// Reader drains the shared ring buffer into a bounded queue of events.
+// Reader drains the shared ring buffer, decodes each record and hands the
+// event to a handler on the reader's own goroutine.
 //
 // Probes write without waking the reader (see wakeup_flags in
 // bpf/common/maps.h) unless the buffer fills up, so the reader polls every
-// PollInterval. It never blocks on the queue's consumer: when the queue is
-// full the event is dropped and counted, so a slow exporter can never stall
-// the ring buffer and, through it, make the kernel drop records unseen.
+// PollInterval. The handler must never block (the correlator only
+// computes, and the exporters' queues drop and count when full), so a slow
+// exporter can never stall the ring buffer and, through it, make the
+// kernel drop records unseen. The event is only valid during the call.
 type Reader struct {
 	rd    *ringbuf.Reader
-	out   chan correlate.Event
 	clock *Clock
 	log   *slog.Logger
 	poll  time.Duration
@@ -42,16 +42,15 @@ type Reader struct {
 // wakeup came.
 const PollInterval = 20 * time.Millisecond
 
-// NewReader opens a reader on the shared ring buffer with a queue of
-// queueLen events. namer names error types in client events; it may be nil.
-func NewReader(s *Shared, queueLen int, clock *Clock, namer ErrTypeNamer, log *slog.Logger) (*Reader, error) {
+// NewReader opens a reader on the shared ring buffer. namer names error
+// types in client events; it may be nil.
+func NewReader(s *Shared, clock *Clock, namer ErrTypeNamer, log *slog.Logger) (*Reader, error) {
 	rd, err := ringbuf.NewReader(s.objs.Events)
 	if err != nil {
 		return nil, fmt.Errorf("opening the ring buffer reader: %w", err)
 	}
 	return &Reader{
 		rd:    rd,
-		out:   make(chan correlate.Event, queueLen),
 		clock: clock,
 		log:   log,
 		poll:  PollInterval,
@@ -59,17 +58,13 @@ func NewReader(s *Shared, queueLen int, clock *Clock, namer ErrTypeNamer, log *s
 	}, nil
 }
 
-// Events is the queue of decoded events. It is closed when Run returns.
-func (r *Reader) Events() <-chan correlate.Event { return r.out }
-
 // Stats returns the reader's counters.
 func (r *Reader) Stats() *ReaderStats { return &r.stats }
 
 // Run reads until ctx is cancelled, then drains what is left in the ring
-// buffer and closes the queue. Cancel ctx only after the probes are
-// detached, so that nothing arrives after the final drain.
-func (r *Reader) Run(ctx context.Context) error {
-	defer close(r.out)
+// buffer, handing every event to handle. Cancel ctx only after the probes
+// are detached, so that nothing arrives after the final drain.
+func (r *Reader) Run(ctx context.Context, handle func(correlate.Event)) error {
 	defer r.rd.Close()
 
 	var rec ringbuf.Record
@@ -89,7 +84,7 @@ func (r *Reader) Run(ctx context.Context) error {
 		err := r.rd.ReadInto(&rec)
 		switch {
 		case err == nil:
-			r.handle(rec.RawSample)
+			r.decode(rec.RawSample, handle)
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			if stopping {
@@ -107,7 +102,7 @@ func (r *Reader) Run(ctx context.Context) error {
 	}
 }
 
-func (r *Reader) handle(raw []byte) {
+func (r *Reader) decode(raw []byte, handle func(correlate.Event)) {
 	r.stats.Records.Add(1)
 	ev, err := Decode(raw, r.clock, r.namer)
 	if err != nil {
@@ -116,11 +111,5 @@ func (r *Reader) handle(raw []byte) {
 		}
 		return
 	}
-	select {
-	case r.out <- ev:
-	default:
-		if r.stats.QueueFull.Add(1) == 1 {
-			r.log.Warn("event queue full: dropping events (the exporters are not keeping up)")
-		}
-	}
+	handle(ev)
 }

@@ -258,7 +258,7 @@ func checkMetrics(t *testing.T, base string, j *jaeger.Jaeger, edges map[[2]stri
 	}
 	// The agent's own loss counters are served, zeros included, and this
 	// light traffic loses nothing.
-	for _, reason := range []string{"kernel_ringbuf_full", "event_queue_full", "kernel_streams_full", "connection_bytes_failed", "otlp_queue_full", "otlp_export_failed"} {
+	for _, reason := range []string{"kernel_ringbuf_full", "kernel_streams_full", "connection_bytes_failed", "otlp_queue_full", "otlp_export_failed"} {
 		if _, ok := lost[reason]; !ok {
 			t.Errorf("/metrics has no zerotrace_lost_total{reason=%q}; it has %v", reason, lost)
 		}

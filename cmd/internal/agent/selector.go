@@ -1,4 +1,4 @@
-package main
+package agent
 
 import (
 	"fmt"
@@ -10,35 +10,36 @@ import (
 	"github.com/zerotrace/zerotrace/probes"
 )
 
-// selector picks processes by executable and by listening port, for
+// Selector picks processes by executable and by listening port, for
 // --exe and --port: at start, and again as processes start later.
-type selector struct {
-	exes  []string // globs, matched against the executable's path and name
-	ports []int
+type Selector struct {
+	Exes  []string // globs, matched against the executable's path and name
+	Ports []int
 }
 
-func (s selector) empty() bool { return len(s.exes) == 0 && len(s.ports) == 0 }
+// Empty tells whether the selector selects nothing.
+func (s Selector) Empty() bool { return len(s.Exes) == 0 && len(s.Ports) == 0 }
 
 // String names the selection for messages.
-func (s selector) String() string {
+func (s Selector) String() string {
 	var parts []string
-	for _, g := range s.exes {
+	for _, g := range s.Exes {
 		parts = append(parts, "--exe "+g)
 	}
-	for _, p := range s.ports {
+	for _, p := range s.Ports {
 		parts = append(parts, "--port "+strconv.Itoa(p))
 	}
 	return strings.Join(parts, ", ")
 }
 
-// check rejects malformed globs and ports up front.
-func (s selector) check() error {
-	for _, g := range s.exes {
+// Check rejects malformed globs and ports up front.
+func (s Selector) Check() error {
+	for _, g := range s.Exes {
 		if _, err := filepath.Match(g, ""); err != nil {
 			return fmt.Errorf("invalid --exe %q: %w", g, err)
 		}
 	}
-	for _, p := range s.ports {
+	for _, p := range s.Ports {
 		if p <= 0 || p > 65535 {
 			return fmt.Errorf("invalid --port %d: want 1 to 65535", p)
 		}
@@ -46,11 +47,11 @@ func (s selector) check() error {
 	return nil
 }
 
-// matches says whether process pid is selected, and by what.
-func (s selector) matches(pid int) (string, bool) {
-	if len(s.exes) > 0 {
+// Matches says whether process pid is selected, and by what.
+func (s Selector) Matches(pid int) (string, bool) {
+	if len(s.Exes) > 0 {
 		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
-			for _, g := range s.exes {
+			for _, g := range s.Exes {
 				if ok, _ := filepath.Match(g, exe); ok {
 					return "--exe " + g, true
 				}
@@ -60,9 +61,9 @@ func (s selector) matches(pid int) (string, bool) {
 			}
 		}
 	}
-	if len(s.ports) > 0 {
+	if len(s.Ports) > 0 {
 		listening, _ := probes.ListeningPorts(pid) // nil when it exited
-		for _, p := range s.ports {
+		for _, p := range s.Ports {
 			if listening[p] {
 				return "--port " + strconv.Itoa(p), true
 			}
@@ -71,8 +72,8 @@ func (s selector) matches(pid int) (string, bool) {
 	return "", false
 }
 
-// processes lists the PIDs of every process but self.
-func processes(self int) []int {
+// Processes lists the PIDs of every process but self.
+func Processes(self int) []int {
 	entries, _ := os.ReadDir("/proc")
 	var out []int
 	for _, e := range entries {

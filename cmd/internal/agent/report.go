@@ -1,11 +1,10 @@
-package main
+package agent
 
 import (
 	"fmt"
 	"log/slog"
 	"strings"
 
-	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/export"
 	"github.com/zerotrace/zerotrace/export/metrics"
 	"github.com/zerotrace/zerotrace/probes/events"
@@ -17,9 +16,7 @@ import (
 type reporter struct {
 	log      *slog.Logger
 	shared   *events.Shared
-	reader   *events.Reader
-	corr     *correlate.Correlator
-	fan      *export.Fanout
+	pipe     *pipeline
 	otlp     *export.OTLP
 	inject   inject.Mode
 	lastLoss string
@@ -50,14 +47,12 @@ func (r *reporter) losses() []metrics.Count {
 		add("kernel_read_failed", kc[events.CounterReadFailed])
 		add("kernel_traced_processes_full", kc[events.CounterTracedFull])
 	}
-	rs := r.reader.Stats()
-	add("event_queue_full", rs.QueueFull.Load())
-	add("decode_errors", rs.DecodeErrors.Load())
-	add("unknown_process", r.corr.Stats().UnknownProcess.Load())
-	add("connection_table_full", r.corr.Connections().Dropped.Load())
-	add("connection_bytes_failed", r.corr.Connections().LiveFailed.Load())
-	add("kernel_streams_full", r.corr.Stats().KernelStreamsFull.Load())
-	for _, s := range r.fan.Stats() {
+	add("decode_errors", r.pipe.reader.Stats().DecodeErrors.Load())
+	add("unknown_process", r.pipe.corr.Stats().UnknownProcess.Load())
+	add("connection_table_full", r.pipe.corr.Connections().Dropped.Load())
+	add("connection_bytes_failed", r.pipe.corr.Connections().LiveFailed.Load())
+	add("kernel_streams_full", r.pipe.corr.Stats().KernelStreamsFull.Load())
+	for _, s := range r.pipe.fan.Stats() {
 		add(s.Name+"_queue_full", s.Dropped.Load())
 		add(s.Name+"_failed", s.Failed.Load())
 	}
@@ -92,7 +87,7 @@ func (r *reporter) reportLoss(final bool) {
 	}
 	// Records are requests, queries and connection events; not every
 	// one makes a span.
-	line := fmt.Sprintf("zerotrace: %d spans from %d kernel records", r.corr.Stats().Spans.Load(), r.reader.Stats().Records.Load())
+	line := fmt.Sprintf("zerotrace: %d spans from %d kernel records", r.pipe.corr.Stats().Spans.Load(), r.pipe.reader.Stats().Records.Load())
 	if r.otlp != nil {
 		line += fmt.Sprintf(", %d exported over OTLP", r.otlp.Exported())
 	}
@@ -108,7 +103,7 @@ func (r *reporter) reportLoss(final bool) {
 	}
 	// Not losses: traffic the kernel-level HTTP tracing saw but could not
 	// turn into spans, by design.
-	if cs := r.corr.Stats(); cs.KernelUnanswered.Load()+cs.KernelMalformed.Load() > 0 {
+	if cs := r.pipe.corr.Stats(); cs.KernelUnanswered.Load()+cs.KernelMalformed.Load() > 0 {
 		line += fmt.Sprintf("; no span for kernel_http_unanswered=%d kernel_http_malformed=%d",
 			cs.KernelUnanswered.Load(), cs.KernelMalformed.Load())
 	}

@@ -1,0 +1,384 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/probes"
+	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/gobin"
+	"github.com/zerotrace/zerotrace/probes/inject"
+	"github.com/zerotrace/zerotrace/probes/session"
+	"github.com/zerotrace/zerotrace/probes/syscalls"
+)
+
+// errStopping refuses an attach that comes after the agent began detaching.
+var errStopping = errors.New("the agent is stopping")
+
+// attacher puts probes on processes and takes them off: uprobes for Go
+// programs (probes/session), syscall tracepoints for the others
+// (probes/syscalls), and connection following and context injection for
+// both. The first attach and the watcher of --exe/--port may run at once.
+type attacher struct {
+	cfg       Config
+	shared    *events.Shared
+	injection *inject.Choice
+	corr      *correlate.Correlator
+	namer     *typeNamer
+
+	mu       sync.Mutex
+	sys      *syscalls.Tracer // nil when kernel-level tracing cannot run
+	sysTried bool
+	plans    []*session.Plan // closed at the end
+	attached []*session.Attached
+	traced   []int // every PID attached, Go or not
+	detached bool  // set at the end: no attach after that
+	// What prepareAll found, for attachPrepared.
+	prepared   []*session.Plan
+	kernelPIDs []int // not Go programs: traced from the kernel
+}
+
+func newAttacher(cfg Config, shared *events.Shared, injection *inject.Choice, corr *correlate.Correlator, namer *typeNamer) *attacher {
+	return &attacher{cfg: cfg, shared: shared, injection: injection, corr: corr, namer: namer}
+}
+
+func (a *attacher) prepare(pid int) (*session.Plan, error) {
+	return session.Prepare(pid, session.Options{InjectWriteUser: a.injection.Mode == inject.WriteUser})
+}
+
+// prepareAll inspects every process of pids; a bad one (one line each in
+// the error) leaves nothing prepared.
+func (a *attacher) prepareAll(pids []int) error {
+	var errs []error
+	seen := map[int]bool{}
+	for _, pid := range pids {
+		if seen[pid] {
+			continue
+		}
+		seen[pid] = true
+		p, err := a.prepare(pid)
+		if errors.Is(err, gobin.ErrNotGo) {
+			a.kernelPIDs = append(a.kernelPIDs, pid)
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		a.mu.Lock()
+		a.plans = append(a.plans, p)
+		a.mu.Unlock()
+		a.prepared = append(a.prepared, p)
+	}
+	return errors.Join(errs...)
+}
+
+// attachPrepared attaches what prepareAll found, one by one; the caller
+// detaches everything on an error.
+func (a *attacher) attachPrepared(ctx context.Context) error {
+	for _, p := range a.prepared {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := a.attachPlan(p); err != nil {
+			return err
+		}
+	}
+	for _, pid := range a.kernelPIDs {
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err := a.attachKernel(pid); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startKernelTracing loads the syscall tracer once. Its failure is an error
+// only when a process needs it; otherwise the user is told what is missing.
+func (a *attacher) startKernelTracing(needed bool) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.sysTried {
+		if needed && a.sys == nil {
+			return errors.New("kernel-level tracing cannot run here")
+		}
+		return nil
+	}
+	a.sysTried = true
+	sys, err := syscalls.NewTracer(a.shared)
+	if err != nil {
+		if needed {
+			return err
+		}
+		fmt.Fprintf(a.cfg.Out, "zerotrace: no connection tracking and no tracing of programs that are not Go: %v\n", err)
+		return nil
+	}
+	a.sys = sys
+	a.corr.Connections().SetLive(sys.LiveBytes)
+	return nil
+}
+
+// attachPlan attaches one Go process.
+func (a *attacher) attachPlan(p *session.Plan) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.detached {
+		return errStopping
+	}
+	// The process's connections go into the sockhash before its probes
+	// arm any context: a request armed on a connection that is not there
+	// yet would go out without its header.
+	var injected string
+	if a.injection.Injector != nil {
+		// Without it this process's requests carry no context to other
+		// hosts; everything else keeps working.
+		if what, err := a.injection.Injector.AttachProcess(p.Target.PID); err != nil {
+			injected = "no context injection: " + err.Error()
+		} else {
+			injected = what
+		}
+	}
+	// Register first: events can arrive as soon as the probes are in.
+	a.namer.add(p.Target)
+	a.corr.Register(model.NewProcess(uint32(p.Target.PID), p.Target.Exe, a.cfg.ServiceName, p.Target.Bin.GoVersion))
+	att, err := session.Attach(p, a.shared)
+	if err != nil {
+		return err
+	}
+	a.attached = append(a.attached, att)
+	a.traced = append(a.traced, p.Target.PID)
+	if a.sys != nil {
+		if err := a.followConnections(p.Target.PID); err != nil {
+			fmt.Fprintf(a.cfg.Out, "zerotrace: %s: no connection tracking: %v\n", p.Target, err)
+		}
+	}
+	if injected != "" {
+		fmt.Fprintf(a.cfg.Out, "zerotrace: %s: %s\n", p.Target, injected)
+	}
+	for _, n := range p.Notes {
+		fmt.Fprintf(a.cfg.Out, "zerotrace: %s: %s\n", p.Target, n)
+	}
+	// Last: tests and scripts take this line to mean ready.
+	fmt.Fprintln(a.cfg.Out, "zerotrace:", att.Summary)
+	return nil
+}
+
+// attachKernel attaches one process that is not a Go program.
+func (a *attacher) attachKernel(pid int) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.detached {
+		return errStopping
+	}
+	exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if a.sys == nil {
+		return fmt.Errorf("pid %d (%s) is not a Go program and kernel-level tracing cannot run here", pid, exe)
+	}
+	a.corr.Register(model.NewProcess(uint32(pid), exe, a.cfg.ServiceName, ""))
+	if err := a.followConnections(pid); err != nil {
+		return err
+	}
+	if err := a.sys.AddHTTP(pid); err != nil {
+		return err
+	}
+	a.traced = append(a.traced, pid)
+	fmt.Fprintf(a.cfg.Out, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (syscall tracepoints on its socket reads, writes and closes)\n", pid, exe)
+	return nil
+}
+
+// attachOne attaches a process found by the watcher.
+func (a *attacher) attachOne(pid int) error {
+	p, err := a.prepare(pid)
+	if errors.Is(err, gobin.ErrNotGo) {
+		if err := a.startKernelTracing(true); err != nil {
+			return err
+		}
+		return a.attachKernel(pid)
+	}
+	if err != nil {
+		return err
+	}
+	if err := a.startKernelTracing(false); err != nil {
+		p.Target.Close()
+		return err
+	}
+	if err := a.attachPlan(p); err != nil {
+		p.Target.Close()
+		return err
+	}
+	a.mu.Lock()
+	a.plans = append(a.plans, p) // closed with the others at the end
+	a.mu.Unlock()
+	return nil
+}
+
+// followConnections follows the TCP connections of process pid: those it
+// opens or accepts from now on, and those it already has (listed in the
+// table as opened before the agent, their close reported like the others).
+// A connection made between the look at /proc and the start of the
+// following is missed: a window of a moment, at attach only. Call with
+// a.mu held.
+func (a *attacher) followConnections(pid int) error {
+	socks, err := probes.ProcessTCP(pid)
+	if err != nil {
+		return err
+	}
+	var listening []int
+	for _, s := range socks {
+		if s.Listening {
+			listening = append(listening, int(s.Local.Port()))
+		}
+	}
+	if err := a.sys.AddConnections(pid, listening); err != nil {
+		return err
+	}
+	adopted, err := a.sys.AdoptConnections(pid, socks, time.Now())
+	for _, e := range adopted {
+		a.corr.AddConnection(e)
+	}
+	return err
+}
+
+// pids lists the processes attached so far.
+func (a *attacher) pids() []int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]int(nil), a.traced...)
+}
+
+// close detaches everything (uprobes, then the syscall tracer) and
+// releases the binaries; nothing is attached after it.
+func (a *attacher) close() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.detached = true
+	var errs []error
+	for _, att := range a.attached {
+		if err := att.Detach(); err != nil {
+			errs = append(errs, fmt.Errorf("detaching %s: %w", att.Plan.Target, err))
+		}
+	}
+	a.attached = nil
+	if a.sys != nil {
+		if err := a.sys.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detaching the syscall tracepoints: %w", err))
+		}
+		a.sys = nil
+	}
+	for _, p := range a.plans {
+		p.Target.Close()
+	}
+	a.plans = nil
+	return errors.Join(errs...)
+}
+
+// watchNew looks for processes that start and match sel, once a second,
+// and attaches each new one once. seen holds the PIDs already handled;
+// watchNew owns it from now on.
+func (a *attacher) watchNew(ctx context.Context, sel Selector, seen map[int]bool) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	self := os.Getpid()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, pid := range Processes(self) {
+			if seen[pid] {
+				continue
+			}
+			why, ok := sel.Matches(pid)
+			if !ok {
+				continue
+			}
+			seen[pid] = true
+			if ctx.Err() != nil {
+				return
+			}
+			if err := a.attachOne(pid); err != nil {
+				// One line; the agent goes on with what it traces.
+				fmt.Fprintf(a.cfg.Out, "zerotrace: pid %d matched %s but cannot be traced: %v\n", pid, why, err)
+			}
+		}
+	}
+}
+
+// typeNamer names the dynamic types behind itabs in events (errors,
+// database drivers) from the traced binaries' itab symbols. Targets are
+// added as they are attached.
+type typeNamer struct {
+	mu      sync.RWMutex
+	targets map[uint32]*probes.Target
+}
+
+func newTypeNamer() *typeNamer { return &typeNamer{targets: map[uint32]*probes.Target{}} }
+
+func (n *typeNamer) add(t *probes.Target) {
+	n.mu.Lock()
+	n.targets[uint32(t.PID)] = t
+	n.mu.Unlock()
+}
+
+func (n *typeNamer) name(pid uint32, itab uint64) string {
+	n.mu.RLock()
+	t := n.targets[pid]
+	n.mu.RUnlock()
+	if t == nil || itab < t.LoadBias {
+		return ""
+	}
+	name, _ := t.Bin.ItabType(itab - t.LoadBias)
+	return name
+}
+
+// watchExits returns a channel closed when every process of pids has
+// exited. It uses pidfds, which become readable when the process exits.
+func watchExits(pids []int, log *slog.Logger) <-chan struct{} {
+	done := make(chan struct{})
+	var fds []unix.PollFd
+	for _, pid := range pids {
+		fd, err := unix.PidfdOpen(pid, 0)
+		if err != nil {
+			log.Debug("cannot watch process exit", "pid", pid, "err", err)
+			return make(chan struct{}) // never closes: run until a signal
+		}
+		fds = append(fds, unix.PollFd{Fd: int32(fd), Events: unix.POLLIN})
+	}
+	go func() {
+		defer close(done)
+		remaining := len(fds)
+		for remaining > 0 {
+			n, err := unix.Poll(fds, -1)
+			if err != nil {
+				if errors.Is(err, unix.EINTR) {
+					continue
+				}
+				return
+			}
+			if n == 0 {
+				continue
+			}
+			for i := range fds {
+				if fds[i].Fd >= 0 && fds[i].Revents != 0 {
+					log.Info("traced process exited", "pid", pids[i])
+					unix.Close(int(fds[i].Fd))
+					fds[i].Fd = -1 // poll ignores negative fds
+					remaining--
+				}
+			}
+		}
+	}()
+	return done
+}

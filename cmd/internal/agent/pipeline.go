@@ -1,0 +1,74 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/export"
+	"github.com/zerotrace/zerotrace/probes/events"
+)
+
+// pipeline carries records from the ring buffer to the sinks: one goroutine
+// reads a record, decodes it, lets the correlator make its spans and queues
+// them for every sink; each sink then runs on its own goroutine. The
+// correlator only computes and the sinks' queues never block (a full one
+// drops and counts), so nothing between the ring buffer and the queues can
+// stall the reader.
+type pipeline struct {
+	log    *slog.Logger
+	reader *events.Reader
+	corr   *correlate.Correlator
+	fan    *export.Fanout
+
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	err    error // the reader's, once it stopped
+}
+
+// shutdownTimeout is how long the sinks get to flush at the end.
+const shutdownTimeout = 10 * time.Second
+
+func newPipeline(shared *events.Shared, corr *correlate.Correlator, namer *typeNamer, fan *export.Fanout, log *slog.Logger) (*pipeline, error) {
+	reader, err := events.NewReader(shared, events.NewClock(), namer.name, log)
+	if err != nil {
+		return nil, err
+	}
+	return &pipeline{log: log, reader: reader, corr: corr, fan: fan}, nil
+}
+
+// handle is the reader's handler: the spans an event completes go to every
+// sink's queue.
+func (p *pipeline) handle(ev correlate.Event) {
+	for _, s := range p.corr.HandleAll(ev) {
+		p.fan.Send(s)
+	}
+}
+
+func (p *pipeline) start() {
+	p.fan.Start()
+	ctx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		p.err = p.reader.Run(ctx, p.handle)
+	}()
+}
+
+// stop drains what is left in the ring buffer, ends what the correlator
+// still holds open, and lets the sinks flush. Call it once nothing is
+// attached any more.
+func (p *pipeline) stop() error {
+	p.cancel()
+	p.wg.Wait()
+	p.corr.Flush(p.fan.Send)
+	p.fan.Close(shutdownTimeout)
+	if p.err != nil {
+		return fmt.Errorf("ring buffer reader stopped: %w", p.err)
+	}
+	return nil
+}
