@@ -72,6 +72,26 @@ func (c *Correlator) Register(p *model.Process) {
 	c.mu.Unlock()
 }
 
+// Unregister forgets process pid, which exited: it is marked gone, so
+// that sinks drop what they keep for it, and later events from it count
+// as from an unknown process. Call it once its last records were read.
+func (c *Correlator) Unregister(pid uint32) {
+	c.mu.Lock()
+	p := c.procs[pid]
+	delete(c.procs, pid)
+	c.mu.Unlock()
+	if p != nil {
+		p.MarkGone()
+	}
+}
+
+// Processes is how many processes the correlator knows now.
+func (c *Correlator) Processes() int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return len(c.procs)
+}
+
 // Stats returns the correlator's counters.
 func (c *Correlator) Stats() *Stats { return &c.stats }
 

@@ -163,6 +163,7 @@ func (a *Agent) Run(ctx context.Context, sel Selector, seen map[int]bool, statsI
 	var exited <-chan struct{}
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
+	go a.attacher.reap(watchCtx)
 	if sel.Empty() {
 		exited = watchExits(a.attacher.pids(), a.log)
 	} else {

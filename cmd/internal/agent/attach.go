@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,13 +43,114 @@ type attacher struct {
 	attached []*session.Attached
 	traced   []int // every PID attached, Go or not
 	detached bool  // set at the end: no attach after that
+	// live are the attached processes still held, by PID: the reaper
+	// takes each off once it has exited.
+	live map[int]*liveProc
 	// What prepareAll found, for attachPrepared.
 	prepared   []*session.Plan
 	kernelPIDs []int // not Go programs: traced from the kernel
 }
 
 func newAttacher(cfg Config, shared *events.Shared, injection *inject.Choice, corr *correlate.Correlator, namer *typeNamer) *attacher {
-	return &attacher{cfg: cfg, shared: shared, injection: injection, corr: corr, namer: namer}
+	return &attacher{cfg: cfg, shared: shared, injection: injection, corr: corr, namer: namer, live: map[int]*liveProc{}}
+}
+
+// liveProc is an attached process, watched through its pidfd (which, unlike
+// the PID, cannot come to name another process).
+type liveProc struct {
+	pidfd  int
+	att    *session.Attached // nil for a process traced from the kernel
+	plan   *session.Plan
+	exited time.Time // when the reaper first saw it gone
+}
+
+// watch starts watching process pid for its exit; call with a.mu held.
+func (a *attacher) watch(pid int, att *session.Attached, plan *session.Plan) {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		// Already gone: the reaper cannot see it, but nothing of it
+		// lingers in the kernel either; the correlator forgets it.
+		a.cfg.Log.Debug("cannot watch process exit", "pid", pid, "err", err)
+		fd = -1
+	}
+	a.live[pid] = &liveProc{pidfd: fd, att: att, plan: plan}
+}
+
+// reapGrace is how long an exited process's state is kept: its last
+// records may still be in the ring buffer, which the reader drains every
+// 20 ms.
+const reapGrace = 2 * time.Second
+
+// reap takes exited processes off, once a second until ctx is done: their
+// probes are detached and unloaded, their binary released, and the
+// correlator and sinks forget them. A service that restarts its workers,
+// or a watcher that attaches to every new match, does not grow the agent.
+func (a *attacher) reap(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			a.reapOnce(now)
+		}
+	}
+}
+
+func (a *attacher) reapOnce(now time.Time) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.detached {
+		return
+	}
+	for pid, lp := range a.live {
+		if lp.exited.IsZero() {
+			if !pidfdExited(lp.pidfd) {
+				continue
+			}
+			lp.exited = now
+		}
+		if now.Sub(lp.exited) < reapGrace {
+			continue
+		}
+		// Unnamed first: nothing may read its binary once it is closed.
+		a.namer.remove(uint32(pid))
+		if lp.att != nil {
+			if err := lp.att.Detach(); err != nil {
+				a.cfg.Log.Warn("detaching an exited process", "pid", pid, "err", err)
+			}
+			a.attached = slices.DeleteFunc(a.attached, func(x *session.Attached) bool { return x == lp.att })
+		}
+		if lp.plan != nil {
+			lp.plan.Target.Close()
+			a.plans = slices.DeleteFunc(a.plans, func(x *session.Plan) bool { return x == lp.plan })
+		}
+		if lp.pidfd >= 0 {
+			unix.Close(lp.pidfd)
+		}
+		a.corr.Unregister(uint32(pid))
+		delete(a.live, pid)
+		a.cfg.Log.Debug("forgot an exited process", "pid", pid)
+	}
+}
+
+// pidfdExited tells whether the process behind pidfd has exited (its pidfd
+// is readable then); -1 reads as exited.
+func pidfdExited(fd int) bool {
+	if fd < 0 {
+		return true
+	}
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents != 0
+}
+
+// tracing is how many attached processes are still held.
+func (a *attacher) tracing() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.live)
 }
 
 func (a *attacher) prepare(pid int) (*session.Plan, error) {
@@ -158,6 +260,7 @@ func (a *attacher) attachPlan(p *session.Plan) error {
 	}
 	a.attached = append(a.attached, att)
 	a.traced = append(a.traced, p.Target.PID)
+	a.watch(p.Target.PID, att, p)
 	if a.sys != nil {
 		if err := a.followConnections(p.Target.PID); err != nil {
 			fmt.Fprintf(a.cfg.Out, "zerotrace: %s: no connection tracking: %v\n", p.Target, err)
@@ -193,6 +296,7 @@ func (a *attacher) attachKernel(pid int) error {
 		return err
 	}
 	a.traced = append(a.traced, pid)
+	a.watch(pid, nil, nil)
 	fmt.Fprintf(a.cfg.Out, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (syscall tracepoints on its socket reads, writes and closes)\n", pid, exe)
 	return nil
 }
@@ -280,6 +384,12 @@ func (a *attacher) close() error {
 		p.Target.Close()
 	}
 	a.plans = nil
+	for _, lp := range a.live {
+		if lp.pidfd >= 0 {
+			unix.Close(lp.pidfd)
+		}
+	}
+	a.live = nil
 	return errors.Join(errs...)
 }
 
@@ -329,6 +439,12 @@ func newTypeNamer() *typeNamer { return &typeNamer{targets: map[uint32]*probes.T
 func (n *typeNamer) add(t *probes.Target) {
 	n.mu.Lock()
 	n.targets[uint32(t.PID)] = t
+	n.mu.Unlock()
+}
+
+func (n *typeNamer) remove(pid uint32) {
+	n.mu.Lock()
+	delete(n.targets, pid)
 	n.mu.Unlock()
 }
 
