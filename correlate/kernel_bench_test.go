@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/protocols/prototest"
 )
 
 // The kernel path's cost per record: what a keep-alive connection of a
@@ -36,9 +37,9 @@ func benchHTTP() (req, resp *SockData) {
 
 // benchPostgres is a simple query written and its answer (three rows) read.
 func benchPostgres() (query, answer *SockData) {
-	q := pgQuery("SELECT id, name, price FROM items WHERE owner = 'ann' AND price > 10")
-	a := cat(pgRowDesc("id", "name", "price"), pgDataRow("1", "pot", "12"), pgDataRow("2", "cup", "15"),
-		pgDataRow("3", "jar", "30"), pgComplete("SELECT 3"), pgReady())
+	q := prototest.PGQuery("SELECT id, name, price FROM items WHERE owner = 'ann' AND price > 10")
+	a := prototest.Cat(prototest.PGRowDesc("id", "name", "price"), prototest.PGDataRow("1", "pot", "12"), prototest.PGDataRow("2", "cup", "15"),
+		prototest.PGDataRow("3", "jar", "30"), prototest.PGComplete("SELECT 3"), prototest.PGReady())
 	at := time.Unix(1000, 0)
 	query = &SockData{PID: 7, TID: 7, FD: 6, Sock: 98, Time: at, Dir: SockWrite, Proto: ProtoPostgres,
 		Len: uint32(len(q)), Data: q, Local: benchRemote, Remote: dbServer}
