@@ -90,7 +90,8 @@ const (
 // maxStatements bounds the prepared statements remembered per connection.
 const maxStatements = 256
 
-var cstr = protocols.CString
+// cstr splits a NUL-terminated string off b (protocols.CString).
+func cstr(b []byte) (string, []byte, bool) { return protocols.CString(b) }
 
 // New returns the parser of one connection.
 func New(env protocols.Env) protocols.Parser { return &parser{env: env} }

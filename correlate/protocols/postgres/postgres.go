@@ -81,7 +81,8 @@ const (
 
 func pgInt(b []byte) int64 { return int64(binary.BigEndian.Uint32(b)) }
 
-var cstr = protocols.CString
+// cstr splits a NUL-terminated string off b (protocols.CString).
+func cstr(b []byte) (string, []byte, bool) { return protocols.CString(b) }
 
 // New returns the parser of one connection.
 func New(env protocols.Env) protocols.Parser { return &parser{env: env} }
