@@ -92,3 +92,23 @@ func BenchmarkKernelPostgresCorrelator(b *testing.B) {
 	q, a := benchPostgres()
 	benchPair(b, q, a, func(d *SockData) []*model.Span { return c.HandleAll(d) })
 }
+
+// BenchmarkKernelPostgresTracerAlternating alternates two statements, so
+// that no query repeats the one before it (the parser's last-statement
+// memory never helps).
+func BenchmarkKernelPostgresTracerAlternating(b *testing.B) {
+	k := newKernelTracer(&Stats{}, &seqIDs{})
+	q1, a := benchPostgres()
+	q2 := *q1
+	q2.Data = prototest.PGQuery("SELECT id, name FROM owners WHERE name = 'ann' AND since > 2020")
+	q2.Len = uint32(len(q2.Data))
+	queries := [2]*SockData{q1, &q2}
+	i := 0
+	benchPair(b, nil, a, func(d *SockData) []*model.Span {
+		if d == nil {
+			i++
+			d = queries[i%2]
+		}
+		return k.handle(d)
+	})
+}

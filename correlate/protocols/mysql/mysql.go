@@ -14,7 +14,6 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/protocols"
-	"github.com/zerotrace/zerotrace/correlate/semconv"
 )
 
 // parser is one MySQL or MariaDB client connection. The protocol has no
@@ -28,6 +27,7 @@ type parser struct {
 	stmts    map[uint32]string
 	op       *mysqlOp // the command awaited, nil when none; &opMem
 	opMem    mysqlOp
+	last     protocols.LastStatement
 
 	greeted bool // the server's greeting was read: the handshake response comes next
 	tls     bool // the client asked for TLS: nothing more can be read
@@ -170,9 +170,9 @@ func (c *parser) write(out []*model.Span, s *protocols.Segment) []*model.Span {
 		// A client that negotiated query attributes (MySQL 8's own
 		// connectors) puts their count and set count first: none, one set.
 		text = bytes.TrimPrefix(text, []byte("\x00\x01"))
-		op.text, op.truncated = string(text), cut
+		op.text, op.truncated = c.last.Text(text), cut
 	case mysqlStmtPrepare:
-		op.text, op.truncated, op.prepare, op.silent = string(text), cut, true, true
+		op.text, op.truncated, op.prepare, op.silent = c.last.Text(text), cut, true, true
 	case mysqlStmtExecute:
 		if len(p) < 5 {
 			return out
@@ -451,7 +451,7 @@ func (c *parser) span(op *mysqlOp, end time.Time) *model.Span {
 	// naming the server from it would split one database in two on the
 	// map. The version, when known, says which it is.
 	s := protocols.ClientSpan(c.env.Conn(), "mysql", op.ids, op.start, end)
-	semconv.SetSQL(s.DB, op.text)
+	c.last.SetSQL(s.DB, op.text)
 	s.DB.Namespace = c.database
 	s.Truncated = op.truncated
 	s.DB.ServerVersion = c.version

@@ -13,7 +13,6 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/protocols"
-	"github.com/zerotrace/zerotrace/correlate/semconv"
 )
 
 // parser is a PostgreSQL client connection: what its startup said, and its
@@ -25,6 +24,7 @@ type parser struct {
 	stmts    map[string]pgStatement // by prepared statement name
 	ops      protocols.Queue[*pgOp]
 	free     []*pgOp // operations answered, for the next ones
+	last     protocols.LastStatement
 
 	// The extended-protocol batch being written: the text of its last
 	// Parse or Bind, and whether it has an Execute.
@@ -84,6 +84,15 @@ func pgInt(b []byte) int64 { return int64(binary.BigEndian.Uint32(b)) }
 // cstr splits a NUL-terminated string off b (protocols.CString).
 func cstr(b []byte) (string, []byte, bool) { return protocols.CString(b) }
 
+// cbytes is cstr without the copy.
+func cbytes(b []byte) ([]byte, []byte, bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 {
+		return b, nil, false
+	}
+	return b[:i], b[i+1:], true
+}
+
 // New returns the parser of one connection.
 func New(env protocols.Env) protocols.Parser { return &parser{env: env} }
 
@@ -128,14 +137,16 @@ func (c *parser) write(s *protocols.Segment) {
 		body := b[pos+5 : min(end, int64(len(b)))]
 		switch t {
 		case 'Q':
-			text, _, _ := cstr(body)
+			b, _, _ := cbytes(body)
+			text := c.last.Text(b)
 			op := c.newOp()
 			op.text, op.truncated = text, !complete
 			c.start(s, op)
 		case 'P':
 			c.batchOpen = true
 			name, rest, _ := cstr(body)
-			text, _, ok := cstr(rest)
+			b, _, ok := cbytes(rest)
+			text := c.last.Text(b)
 			c.batchText, c.batchCut = text, !ok
 			if _, known := c.stmts[name]; known || len(c.stmts) < maxStatements {
 				if c.stmts == nil {
@@ -374,7 +385,7 @@ func (c *parser) DropOldest() { c.recycle(c.ops.Pop()) }
 // span builds the CLIENT span of one operation.
 func (c *parser) span(op *pgOp, end time.Time) *model.Span {
 	s := protocols.ClientSpan(c.env.Conn(), "postgresql", op.ids, op.start, end)
-	semconv.SetSQL(s.DB, op.text)
+	c.last.SetSQL(s.DB, op.text)
 	s.DB.Namespace = c.database
 	s.Truncated = op.truncated
 	if op.rowsKnown {
