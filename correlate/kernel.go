@@ -1,10 +1,11 @@
 package correlate
 
 import (
-	"net/netip"
 	"slices"
 
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/protocols"
+	"github.com/zerotrace/zerotrace/correlate/protocols/tlshello"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -31,30 +32,47 @@ type threadKey struct {
 }
 
 // sockStream is what is known of one descriptor: its endpoints, and the
-// exchanges of the protocol it carries that await their answer.
+// parser of each protocol it carries (one, but for a descriptor the kernel
+// recognised differently over time). It is its parsers' protocols.Env.
 type sockStream struct {
-	local, remote netip.AddrPort
-	unix          bool
+	k       *kernelTracer
+	pid     uint32
+	conn    protocols.Conn
+	parsers []streamParser
+	first   [1]streamParser // parsers' memory for the usual one
+}
 
-	served    []*httpHead // HTTP requests read, awaiting the response written
-	sending   *reply      // the response being written, until its end
-	requested []*httpHead // HTTP requests written, awaiting the response read
-	pg        *pgConn
-	redis     *redisConn
-	mysql     *mysqlConn
+// streamParser is the parser of one protocol on a descriptor.
+type streamParser struct {
+	proto SockProto
+	p     protocols.Parser
+}
+
+// parser returns the descriptor's parser of proto, made at its first use;
+// nil when proto is not one the kernel path parses.
+func (st *sockStream) parser(proto SockProto) protocols.Parser {
+	for i := range st.parsers {
+		if st.parsers[i].proto == proto {
+			return st.parsers[i].p
+		}
+	}
+	w, ok := wireProtocols[proto]
+	if !ok {
+		return nil
+	}
+	if st.parsers == nil {
+		st.parsers = st.first[:0]
+	}
+	p := w.parse(st)
+	st.parsers = append(st.parsers, streamParser{proto, p})
+	return p
 }
 
 // pending is how many exchanges the descriptor holds unanswered.
 func (st *sockStream) pending() int {
-	n := len(st.served) + len(st.requested)
-	if st.pg != nil {
-		n += len(st.pg.ops)
-	}
-	if st.redis != nil {
-		n += len(st.redis.cmds)
-	}
-	if st.mysql != nil && st.mysql.op != nil {
-		n++
+	n := 0
+	for _, sp := range st.parsers {
+		n += sp.p.Pending()
 	}
 	return n
 }
@@ -77,8 +95,9 @@ type idSource interface {
 }
 
 // kernelTracer turns SockData records (processes traced from the kernel)
-// into spans: HTTP/1.x server and client spans, and PostgreSQL, MySQL and
-// Redis client spans.
+// into spans. It joins; the parsers of package protocols parse: it keeps
+// the descriptors and their parsers, bounds them, and lends each parser
+// the IDs and the threads' requests (its protocols.Env).
 //
 // Within a process, a call made by the thread that is serving exactly one
 // request (a thread-per-request server such as Python's
@@ -87,10 +106,13 @@ type idSource interface {
 // there is no telling which request they belong to.
 type kernelTracer struct {
 	streams map[sockKey]*sockStream
-	serving map[threadKey][]*httpHead
+	// serving holds, per thread, the IDs of the requests it serves, which
+	// their parsers own and may still change.
+	serving map[threadKey]requests
 	stats   *Stats
 	ids     idSource
-	out     []*model.Span // what the record being handled completed
+	seg     protocols.Segment // the record being handled, as its parser reads it
+	out     []*model.Span     // what the record being handled completed
 	// recognised, when set, is told of each socket's protocol when it is
 	// first seen (and of a TLS server name): the connection table's.
 	recognised func(d *SockData, serverName string)
@@ -99,10 +121,18 @@ type kernelTracer struct {
 func newKernelTracer(stats *Stats, ids idSource) *kernelTracer {
 	return &kernelTracer{
 		streams: map[sockKey]*sockStream{},
-		serving: map[threadKey][]*httpHead{},
+		serving: map[threadKey]requests{},
 		stats:   stats,
 		ids:     ids,
 	}
+}
+
+// segmentDirs is what each record direction is to a parser.
+var segmentDirs = [...]protocols.Dir{
+	SockRead:      protocols.Read,
+	SockWrite:     protocols.Write,
+	SockReadMore:  protocols.ReadMore,
+	SockWriteBody: protocols.WriteBody,
 }
 
 // handle returns the spans a record completes. The slice is reused by the
@@ -113,7 +143,7 @@ func (k *kernelTracer) handle(d *SockData) []*model.Span {
 	st := k.streams[key]
 	if d.Dir == SockClose {
 		if st != nil {
-			k.closeStream(d, st)
+			k.closeStream(st)
 			delete(k.streams, key)
 		}
 		return k.out
@@ -121,7 +151,7 @@ func (k *kernelTracer) handle(d *SockData) []*model.Span {
 	if d.Proto == ProtoTLS {
 		// One record per connection: nothing to keep.
 		if k.recognised != nil {
-			name, _ := clientHelloServerName(d.Data)
+			name, _ := tlshello.ServerName(d.Data)
 			k.recognised(d, name)
 		}
 		return k.out
@@ -131,85 +161,44 @@ func (k *kernelTracer) handle(d *SockData) []*model.Span {
 			k.stats.KernelStreamsFull.Add(1)
 			return k.out
 		}
-		st = &sockStream{}
+		st = &sockStream{k: k, pid: d.PID, conn: protocols.Conn{Source: model.SourceKernel}}
 		k.streams[key] = st
 		if k.recognised != nil {
 			k.recognised(d, "")
 		}
 	}
 	if d.Local.IsValid() {
-		st.local, st.remote = d.Local, d.Remote
+		if d.Remote != st.conn.Remote {
+			st.conn.RemoteAddr = d.Remote.Addr().String()
+		}
+		st.conn.Local, st.conn.Remote = d.Local, d.Remote
 	}
-	st.unix = st.unix || d.Unix
-	switch d.Proto {
-	case ProtoHTTP:
-		k.handleHTTP(d, st)
-	case ProtoPostgres:
-		if st.pg == nil {
-			st.pg = &pgConn{}
-		}
-		k.handlePostgres(d, st)
-	case ProtoRedis:
-		if st.redis == nil {
-			st.redis = &redisConn{}
-		}
-		k.handleRedis(d, st)
-	case ProtoMySQL:
-		if st.mysql == nil {
-			st.mysql = &mysqlConn{}
-		}
-		k.handleMySQL(d, st)
+	st.conn.Unix = st.conn.Unix || d.Unix
+	p := st.parser(d.Proto)
+	if p == nil || int(d.Dir) >= len(segmentDirs) || segmentDirs[d.Dir] == 0 {
+		return k.out
+	}
+	k.seg = protocols.Segment{
+		Dir: segmentDirs[d.Dir], Time: d.Time, TID: d.TID, Len: d.Len,
+		Data: d.Data, Tail: d.Tail, Ready: d.Ready, Partial: d.Partial,
+	}
+	k.out = p.Feed(k.out, &k.seg)
+	for p.Pending() > maxPending {
+		p.DropOldest()
+		k.stats.KernelUnanswered.Add(1)
 	}
 	return k.out
 }
 
-// closeStream settles a descriptor's exchanges at its close: unanswered
-// HTTP requests are counted; a database exchange whose answer was being
-// read ends at its last read.
-func (k *kernelTracer) closeStream(d *SockData, st *sockStream) {
-	if st.sending != nil {
-		k.endReply(d.PID, st) // a response framed by the close ends with it
-	}
-	for _, h := range st.served {
-		k.leave(d.PID, h)
-	}
-	if st.pg != nil {
-		k.settlePostgres(st)
-	}
-	if st.redis != nil {
-		k.settleRedis(st)
-	}
-	if st.mysql != nil {
-		k.settleMySQL(st)
+// closeStream settles a descriptor's exchanges at its close: what was
+// being answered ends (a response framed by the close, an answer whose
+// end was past what the parser could follow), and what is left was never
+// answered.
+func (k *kernelTracer) closeStream(st *sockStream) {
+	for _, sp := range st.parsers {
+		k.out = sp.p.Close(k.out)
 	}
 	k.stats.KernelUnanswered.Add(uint64(st.pending()))
-}
-
-// enter records that h's thread is serving h.
-func (k *kernelTracer) enter(pid uint32, h *httpHead) {
-	t := threadKey{pid, h.tid}
-	k.serving[t] = append(k.serving[t], h)
-}
-
-// leave records that h is answered (or given up).
-func (k *kernelTracer) leave(pid uint32, h *httpHead) {
-	t := threadKey{pid, h.tid}
-	list := slices.DeleteFunc(k.serving[t], func(x *httpHead) bool { return x == h })
-	if len(list) == 0 {
-		delete(k.serving, t)
-	} else {
-		k.serving[t] = list
-	}
-}
-
-// childIDs chooses the IDs of a call thread tid of process pid starts now:
-// a child of the request the thread serves, if it serves exactly one, else
-// the root of a new trace.
-func (k *kernelTracer) childIDs(pid, tid uint32) model.SpanIDs {
-	if list := k.serving[threadKey{pid, tid}]; len(list) == 1 {
-		return model.SpanIDs{TraceID: list[0].ids.TraceID, SpanID: k.ids.newSpanID(), Parent: list[0].ids.SpanID}
-	}
-	return model.SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
 }
 
 // forget drops what is held for process pid, which exited: its
@@ -220,8 +209,8 @@ func (k *kernelTracer) forget(pid uint32) []*model.Span {
 	k.out = k.out[:0]
 	for key, st := range k.streams {
 		if key.pid == pid {
-			if st.sending != nil {
-				k.endReply(pid, st)
+			for _, sp := range st.parsers {
+				k.out = sp.p.Flush(k.out)
 			}
 			k.stats.KernelUnanswered.Add(uint64(st.pending()))
 			delete(k.streams, key)
@@ -235,71 +224,76 @@ func (k *kernelTracer) forget(pid uint32) []*model.Span {
 	return k.out
 }
 
-// clientHelloServerName reads the server_name extension (SNI) of a TLS
-// record holding a ClientHello, as far as b goes.
-func clientHelloServerName(b []byte) (string, bool) {
-	// record header (5), handshake header (4), version (2), random (32)
-	const fixed = 5 + 4 + 2 + 32
-	if len(b) < fixed+1 || b[0] != 0x16 || b[5] != 1 {
-		return "", false
-	}
-	p := b[fixed:]
-	skip := func(lenBytes int) bool {
-		if len(p) < lenBytes {
-			return false
-		}
-		n := 0
-		for _, c := range p[:lenBytes] {
-			n = n<<8 | int(c)
-		}
-		if len(p) < lenBytes+n {
-			return false
-		}
-		p = p[lenBytes+n:]
-		return true
-	}
-	// session id, cipher suites, compression methods
-	if !skip(1) || !skip(2) || !skip(1) || len(p) < 2 {
-		return "", false
-	}
-	p = p[2:] // the extensions' total length: the capture may end first
-	for len(p) >= 4 {
-		typ, n := int(p[0])<<8|int(p[1]), int(p[2])<<8|int(p[3])
-		p = p[4:]
-		if typ != 0 { // not server_name
-			if len(p) < n {
-				return "", false
+// flush ends every response still being written, giving each span with its
+// process's PID to yield.
+func (k *kernelTracer) flush(yield func(pid uint32, s *model.Span)) {
+	for key, st := range k.streams {
+		for _, sp := range st.parsers {
+			k.out = sp.p.Flush(k.out[:0])
+			for _, s := range k.out {
+				yield(key.pid, s)
 			}
-			p = p[n:]
-			continue
 		}
-		// list length (2), then entries: type (1: 0 = host name), length (2), name
-		if n > len(p) || n < 5 || p[2] != 0 {
-			return "", false
-		}
-		size := int(p[3])<<8 | int(p[4])
-		if 5+size > n {
-			return "", false
-		}
-		name := string(p[5 : 5+size])
-		if !validHostName(name) {
-			return "", false
-		}
-		return name, true
 	}
-	return "", false
+	k.out = k.out[:0]
 }
 
-// validHostName accepts what a DNS host name may hold.
-func validHostName(s string) bool {
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
+// Conn implements protocols.Env.
+func (st *sockStream) Conn() protocols.Conn { return st.conn }
+
+// requests are the IDs of the requests one thread serves: one, mostly (a
+// thread-per-request server), which needs no slice.
+type requests struct {
+	first *model.SpanIDs
+	more  []*model.SpanIDs
 }
+
+// Serve implements protocols.Env: the request starts a new trace (its
+// parser continues a caller's), and its thread serves it.
+func (st *sockStream) Serve(tid uint32, ids *model.SpanIDs) {
+	*ids = model.SpanIDs{TraceID: st.k.ids.newTraceID(), SpanID: st.k.ids.newSpanID()}
+	t := threadKey{st.pid, tid}
+	r, ok := st.k.serving[t]
+	if !ok {
+		r.first = ids
+	} else {
+		r.more = append(r.more, ids)
+	}
+	st.k.serving[t] = r
+}
+
+// Done implements protocols.Env.
+func (st *sockStream) Done(tid uint32, ids *model.SpanIDs) {
+	t := threadKey{st.pid, tid}
+	r, ok := st.k.serving[t]
+	if !ok {
+		return
+	}
+	if r.first == ids {
+		if len(r.more) == 0 {
+			delete(st.k.serving, t)
+			return
+		}
+		r.first = r.more[0]
+		r.more = slices.Delete(r.more, 0, 1)
+	} else {
+		r.more = slices.DeleteFunc(r.more, func(x *model.SpanIDs) bool { return x == ids })
+	}
+	st.k.serving[t] = r
+}
+
+// Call implements protocols.Env: a child of the request the thread serves,
+// if it serves exactly one, else the root of a new trace.
+func (st *sockStream) Call(tid uint32) model.SpanIDs {
+	k := st.k
+	if r, ok := k.serving[threadKey{st.pid, tid}]; ok && len(r.more) == 0 {
+		return model.SpanIDs{TraceID: r.first.TraceID, SpanID: k.ids.newSpanID(), Parent: r.first.SpanID}
+	}
+	return model.SpanIDs{TraceID: k.ids.newTraceID(), SpanID: k.ids.newSpanID()}
+}
+
+// Malformed implements protocols.Env.
+func (st *sockStream) Malformed() { st.k.stats.KernelMalformed.Add(1) }
+
+// Unanswered implements protocols.Env.
+func (st *sockStream) Unanswered() { st.k.stats.KernelUnanswered.Add(1) }

@@ -266,10 +266,17 @@ func appendDB(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) []a
 // redaction settings) and the operation and collection it shows.
 func SQL(system, query string) *model.DB {
 	d := model.NewDB(system)
+	SetSQL(d, query)
+	return d
+}
+
+// SetSQL sets the statement of a DB exchange as SQL does: its text
+// sanitized, and the operation and collection it shows. It is SQL for a
+// producer that allocates the exchange with its span.
+func SetSQL(d *model.DB, query string) {
 	d.Query = redact.SanitizeSQL(query)
 	d.Operation = redact.SQLOperation(d.Query)
 	d.Collection = redact.SQLCollection(d.Query)
-	return d
 }
 
 // Route derives http.route from a net/http ServeMux pattern, which has the

@@ -1,23 +1,33 @@
-package correlate
+// Package mysql follows the client side of a MySQL or MariaDB connection:
+// one CLIENT span per query and per prepared-statement execution (its text
+// comes from its prepare), ended by the response's last packet, with the
+// sanitized text, the database (handshake or COM_INIT_DB), the server's
+// version from its greeting, the rows, and the error number and message of
+// an error. A connection that switches to TLS is left alone.
+package mysql
 
 import (
+	"bytes"
 	"encoding/binary"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/protocols"
 )
 
-// mysqlConn is a MySQL or MariaDB client connection of a process traced
-// from the kernel. The protocol has no pipelining: a client sends one
-// command and reads its whole response before the next, so the reader
-// starts afresh at every command written and at most one awaits.
-type mysqlConn struct {
+// parser is one MySQL or MariaDB client connection. The protocol has no
+// pipelining: a client sends one command and reads its whole response
+// before the next, so the reader starts afresh at every command written and
+// at most one awaits.
+type parser struct {
+	env      protocols.Env
 	version  string // the server's, from its greeting
 	database string // from the handshake response or COM_INIT_DB
 	stmts    map[uint32]string
-	op       *mysqlOp
+	op       *mysqlOp // the command awaited, nil when none; &opMem
+	opMem    mysqlOp
+	last     protocols.LastStatement
 
 	greeted bool // the server's greeting was read: the handshake response comes next
 	tls     bool // the client asked for TLS: nothing more can be read
@@ -77,13 +87,24 @@ const (
 	mysqlMoreResults   = 0x0008 // SERVER_MORE_RESULTS_EXISTS
 )
 
-func (k *kernelTracer) handleMySQL(d *SockData, st *sockStream) {
-	switch d.Dir {
-	case SockWrite:
-		k.mysqlWrite(d, st)
-	case SockRead:
-		k.mysqlRead(d, st)
+// maxStatements bounds the prepared statements remembered per connection.
+const maxStatements = 256
+
+// cstr splits a NUL-terminated string off b (protocols.CString).
+func cstr(b []byte) (string, []byte, bool) { return protocols.CString(b) }
+
+// New returns the parser of one connection.
+func New(env protocols.Env) protocols.Parser { return &parser{env: env} }
+
+// Feed implements protocols.Parser.
+func (c *parser) Feed(out []*model.Span, s *protocols.Segment) []*model.Span {
+	switch s.Dir {
+	case protocols.Write:
+		out = c.write(out, s)
+	case protocols.Read:
+		out = c.read(out, s)
 	}
+	return out
 }
 
 // mysqlPacket splits the packet at the start of b: its sequence number,
@@ -114,66 +135,68 @@ func lenenc(b []byte) (n int64, rest []byte, ok bool) {
 	return 0, nil, false
 }
 
-// mysqlWrite reads a command (or the handshake response) the client wrote.
-func (k *kernelTracer) mysqlWrite(d *SockData, st *sockStream) {
-	c := st.mysql
-	seq, p, size, ok := mysqlPacket(d.Data)
+// write reads a command (or the handshake response) the client wrote.
+func (c *parser) write(out []*model.Span, s *protocols.Segment) []*model.Span {
+	seq, p, size, ok := mysqlPacket(s.Data)
 	if !ok || len(p) == 0 {
-		return
+		return out
 	}
 	if c.tls {
-		return
+		return out
 	}
 	if seq != 0 {
 		if seq == 1 && c.greeted {
 			c.handshake(p, size)
 		}
-		return // the rest of the handshake, or of a long packet
+		return out // the rest of the handshake, or of a long packet
 	}
 	c.greeted = false
 	// No pipelining: whatever was awaited has been answered by now.
-	k.settleMySQL(st)
+	out = c.settle(out)
 	if c.op != nil {
-		k.stats.KernelUnanswered.Add(1) // not a byte of its answer was seen
+		c.env.Unanswered() // not a byte of its answer was seen
 		c.op = nil
 	}
 	c.skip, c.lost, c.phase, c.left = 0, false, mysqlFirst, 0
-	op := &mysqlOp{start: d.Time}
-	text := string(p[1:])
+	// The one command awaited lives in opMem: the previous one is done.
+	c.opMem = mysqlOp{start: s.Time}
+	op := &c.opMem
+	text := p[1:]
 	cut := int64(len(p)) < size
 	switch p[0] {
 	case mysqlQuit, mysqlStmtClose:
-		return // no response
+		return out // no response
 	case mysqlQuery:
 		// A client that negotiated query attributes (MySQL 8's own
 		// connectors) puts their count and set count first: none, one set.
-		text = strings.TrimPrefix(text, "\x00\x01")
-		op.text, op.truncated = text, cut
+		text = bytes.TrimPrefix(text, []byte("\x00\x01"))
+		op.text, op.truncated = c.last.Text(text), cut
 	case mysqlStmtPrepare:
-		op.text, op.truncated, op.prepare, op.silent = text, cut, true, true
+		op.text, op.truncated, op.prepare, op.silent = c.last.Text(text), cut, true, true
 	case mysqlStmtExecute:
 		if len(p) < 5 {
-			return
+			return out
 		}
 		op.text = c.stmts[binary.LittleEndian.Uint32(p[1:5])]
 	case mysqlInitDB:
 		if !cut {
-			c.database = text
+			c.database = string(text)
 		}
 		op.silent = true
 	default:
 		op.silent = true // ping, reset, and the like: answered, no span
 	}
 	if !op.silent {
-		op.ids = k.childIDs(d.PID, d.TID)
+		op.ids = c.env.Call(s.TID)
 	}
 	c.op = op
+	return out
 }
 
 // handshake reads the client's handshake response: its capabilities say
 // where the database it connects to is. A 32-byte one asking for SSL is
 // followed by TLS, which this reader cannot see into.
-func (c *mysqlConn) handshake(p []byte, size int64) {
+func (c *parser) handshake(p []byte, size int64) {
 	if len(p) < 32 {
 		return
 	}
@@ -208,13 +231,12 @@ func (c *mysqlConn) handshake(p []byte, size int64) {
 	}
 }
 
-// mysqlRead reads the server's packets in a read.
-func (k *kernelTracer) mysqlRead(d *SockData, st *sockStream) {
-	c := st.mysql
-	c.lastRead = d.Time
-	b, total := d.Data, int64(d.Len)
+// read reads the server's packets in a read.
+func (c *parser) read(out []*model.Span, s *protocols.Segment) []*model.Span {
+	c.lastRead = s.Time
+	b, total := s.Data, int64(s.Len)
 	if c.tls {
-		return
+		return out
 	}
 	if c.op == nil {
 		// The greeting (which names the server), or what answers the
@@ -224,17 +246,17 @@ func (k *kernelTracer) mysqlRead(d *SockData, st *sockStream) {
 			c.version = version
 			c.greeted = true
 		}
-		return
+		return out
 	}
 	if c.lost {
-		if d.Ready {
-			k.mysqlDone(d.Time, st)
+		if s.Ready {
+			out = c.done(out, s.Time)
 		}
-		return
+		return out
 	}
 	if c.skip > total {
 		c.skip -= total
-		return
+		return out
 	}
 	pos := c.skip
 	c.skip = 0
@@ -245,7 +267,7 @@ func (k *kernelTracer) mysqlRead(d *SockData, st *sockStream) {
 		}
 		_, p, size, _ := mysqlPacket(b[pos:])
 		if size > 0 { // an empty packet only ends a 16 MiB one
-			k.mysqlPacketRead(d.Time, st, p, size)
+			out = c.packet(out, s.Time, p, size)
 		}
 		end := pos + 4 + size
 		if end > total {
@@ -254,15 +276,16 @@ func (k *kernelTracer) mysqlRead(d *SockData, st *sockStream) {
 		}
 		pos = end
 	}
-	if c.lost && d.Ready {
-		k.mysqlDone(d.Time, st)
+	if c.lost && s.Ready {
+		out = c.done(out, s.Time)
 	}
+	return out
 }
 
-// mysqlPacketRead moves the response reader on by one packet, whose payload
-// starts with p and is size bytes long.
-func (k *kernelTracer) mysqlPacketRead(at time.Time, st *sockStream, p []byte, size int64) {
-	c, op := st.mysql, st.mysql.op
+// packet moves the response reader on by one packet, whose payload starts
+// with p and is size bytes long.
+func (c *parser) packet(out []*model.Span, at time.Time, p []byte, size int64) []*model.Span {
+	op := c.op
 	eof := p[0] == 0xfe && size < 9
 	switch c.phase {
 	case mysqlFirst:
@@ -282,16 +305,16 @@ func (k *kernelTracer) mysqlPacketRead(at time.Time, st *sockStream, p []byte, s
 				cols, params := int64(binary.LittleEndian.Uint16(p[5:])), int64(binary.LittleEndian.Uint16(p[7:]))
 				if c.left = cols + params; c.left > 0 {
 					c.phase = mysqlSkip
-					return
+					return out
 				}
 			}
-			k.mysqlDone(at, st)
+			out = c.done(out, at)
 		case p[0] == 0x00:
 			op.hasOK = true
 			affected, rest, _ := lenenc(p[1:])
 			op.affected = affected
 			if !mysqlMore(rest) {
-				k.mysqlDone(at, st)
+				out = c.done(out, at)
 			}
 		case p[0] == 0xff:
 			if len(p) >= 3 {
@@ -304,14 +327,14 @@ func (k *kernelTracer) mysqlPacketRead(at time.Time, st *sockStream, p []byte, s
 			} else {
 				op.errCode = "error"
 			}
-			k.mysqlDone(at, st)
+			out = c.done(out, at)
 		case eof || p[0] == 0xfb:
-			k.mysqlDone(at, st)
+			out = c.done(out, at)
 		default:
 			n, _, ok := lenenc(p)
 			if !ok || n <= 0 {
 				c.lost, op.rowsLost = true, true
-				return
+				return out
 			}
 			op.resultSet = true
 			c.phase, c.left = mysqlColumns, n
@@ -325,7 +348,7 @@ func (k *kernelTracer) mysqlPacketRead(at time.Time, st *sockStream, p []byte, s
 		case eof && size == 5:
 			c.phase = mysqlRows // the EOF that closes the definitions
 		case eof:
-			k.mysqlEnd(at, st, p)
+			out = c.end(out, at, p)
 		default:
 			op.rows++
 			c.phase = mysqlRows
@@ -333,10 +356,10 @@ func (k *kernelTracer) mysqlPacketRead(at time.Time, st *sockStream, p []byte, s
 	case mysqlRows:
 		switch {
 		case eof:
-			k.mysqlEnd(at, st, p)
+			out = c.end(out, at, p)
 		case p[0] == 0xff:
 			c.phase = mysqlFirst
-			k.mysqlPacketRead(at, st, p, size)
+			out = c.packet(out, at, p, size)
 		default:
 			op.rows++
 		}
@@ -348,16 +371,16 @@ func (k *kernelTracer) mysqlPacketRead(at time.Time, st *sockStream, p []byte, s
 		// command).
 		if !eof {
 			if c.left--; c.left <= 0 {
-				k.mysqlDone(at, st)
+				out = c.done(out, at)
 			}
 		}
 	}
+	return out
 }
 
-// mysqlEnd reads the packet that ends a result set (EOF, or OK with the
-// 0xfe header): more results may follow.
-func (k *kernelTracer) mysqlEnd(at time.Time, st *sockStream, p []byte) {
-	c := st.mysql
+// end reads the packet that ends a result set (EOF, or OK with the 0xfe
+// header): more results may follow.
+func (c *parser) end(out []*model.Span, at time.Time, p []byte) []*model.Span {
 	var more bool
 	if len(p) >= 5 && len(p) < 7 {
 		more = binary.LittleEndian.Uint16(p[3:])&mysqlMoreResults != 0 // EOF: warnings, status
@@ -367,9 +390,9 @@ func (k *kernelTracer) mysqlEnd(at time.Time, st *sockStream, p []byte) {
 	}
 	if more {
 		c.phase = mysqlFirst
-		return
+		return out
 	}
-	k.mysqlDone(at, st)
+	return c.done(out, at)
 }
 
 // mysqlMore reads an OK packet's status flags after its affected rows:
@@ -382,33 +405,55 @@ func mysqlMore(afterAffected []byte) bool {
 	return binary.LittleEndian.Uint16(rest)&mysqlMoreResults != 0
 }
 
-// mysqlDone ends the command awaited: its response is complete.
-func (k *kernelTracer) mysqlDone(end time.Time, st *sockStream) {
-	c := st.mysql
+// done ends the command awaited: its response is complete.
+func (c *parser) done(out []*model.Span, end time.Time) []*model.Span {
 	op := c.op
 	c.op, c.phase, c.left, c.skip, c.lost = nil, mysqlFirst, 0, 0, false
 	if op != nil && !op.silent {
-		k.out = append(k.out, mysqlSpan(op, c, st, end))
+		out = append(out, c.span(op, end))
 	}
+	return out
 }
 
-// settleMySQL ends, at its last read, a command whose response was being
-// read when the next command (or the close) came: the protocol has no
+// settle ends, at its last read, a command whose response was being read
+// when the next command (or the close) came: the protocol has no
 // pipelining, so it was complete.
-func (k *kernelTracer) settleMySQL(st *sockStream) {
-	c := st.mysql
+func (c *parser) settle(out []*model.Span) []*model.Span {
 	if c.op != nil && c.lastRead.After(c.op.start) {
-		k.mysqlDone(c.lastRead, st)
+		out = c.done(out, c.lastRead)
 	}
+	return out
 }
 
-// mysqlSpan builds the CLIENT span of one command.
-func mysqlSpan(op *mysqlOp, c *mysqlConn, st *sockStream, end time.Time) *model.Span {
+// Flush implements protocols.Parser: no response here waits for the
+// connection's end.
+func (c *parser) Flush(out []*model.Span) []*model.Span { return out }
+
+// Close implements protocols.Parser: a response being read ends at the
+// last read.
+func (c *parser) Close(out []*model.Span) []*model.Span { return c.settle(out) }
+
+// Pending implements protocols.Parser.
+func (c *parser) Pending() int {
+	if c.op != nil {
+		return 1
+	}
+	return 0
+}
+
+// DropOldest implements protocols.Parser.
+func (c *parser) DropOldest() { c.op = nil }
+
+// span builds the CLIENT span of one command.
+func (c *parser) span(op *mysqlOp, end time.Time) *model.Span {
 	// "mysql" for MariaDB too: what is recognised is the protocol, and a
 	// connection from before the agent never shows its greeting, so
 	// naming the server from it would split one database in two on the
 	// map. The version, when known, says which it is.
-	s := kernelSQLSpan("mysql", op.text, op.truncated, c.database, op.ids, op.start, end, st)
+	s := protocols.ClientSpan(c.env.Conn(), "mysql", op.ids, op.start, end)
+	c.last.SetSQL(s.DB, op.text)
+	s.DB.Namespace = c.database
+	s.Truncated = op.truncated
 	s.DB.ServerVersion = c.version
 	switch {
 	case op.errCode != "":

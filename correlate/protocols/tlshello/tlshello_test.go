@@ -1,4 +1,4 @@
-package correlate
+package tlshello
 
 import (
 	"crypto/tls"
@@ -7,7 +7,7 @@ import (
 )
 
 // clientHello returns the first record a Go TLS client sends for name.
-func clientHello(t *testing.T, name string) []byte {
+func clientHello(t testing.TB, name string) []byte {
 	t.Helper()
 	a, b := net.Pipe()
 	defer a.Close()
@@ -24,20 +24,34 @@ func clientHello(t *testing.T, name string) []byte {
 	return buf[:n]
 }
 
-func TestClientHelloServerName(t *testing.T) {
+func TestServerName(t *testing.T) {
 	hello := clientHello(t, "api.llm.example")
-	if name, ok := clientHelloServerName(hello[:min(len(hello), 512)]); !ok || name != "api.llm.example" {
+	if name, ok := ServerName(hello[:min(len(hello), 512)]); !ok || name != "api.llm.example" {
 		t.Errorf("server name %q, %v", name, ok)
 	}
 	// Cut anywhere before the name: no name, no panic.
 	for n := range 60 {
-		if name, ok := clientHelloServerName(hello[:n]); ok {
+		if name, ok := ServerName(hello[:n]); ok {
 			t.Errorf("cut at %d: %q", n, name)
 		}
 	}
 	for _, bad := range [][]byte{nil, []byte("GET / HTTP/1.1\r\n\r\n"), make([]byte, 600)} {
-		if name, ok := clientHelloServerName(bad); ok {
+		if name, ok := ServerName(bad); ok {
 			t.Errorf("%q: server name %q", bad, name)
 		}
 	}
+}
+
+// FuzzServerName: whatever the bytes, no panic, and a name found is one a
+// DNS host name may be.
+func FuzzServerName(f *testing.F) {
+	f.Add(clientHello(f, "api.llm.example"))
+	f.Add([]byte(nil))
+	f.Add([]byte("GET / HTTP/1.1\r\n\r\n"))
+	f.Add([]byte{0x16, 3, 1, 0, 0x40, 1, 0, 0, 0x3c, 3, 3})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if name, ok := ServerName(b); ok && !validHostName([]byte(name)) {
+			t.Fatalf("server name %q", name)
+		}
+	})
 }

@@ -1,0 +1,290 @@
+// Package http1 follows HTTP/1.x on one connection, either side: requests
+// read and answered make SERVER spans, requests written and answered make
+// CLIENT spans, keep-alive and pipelined requests included (HTTP/1.1
+// answers pipelined requests in order).
+//
+// A server span lasts until the last byte of its response is written: the
+// body ends at its Content-Length, at the zero-size chunk of a chunked
+// body, or with the connection; a client span ends with the response head,
+// as a Go client's does. A served request continues the trace of its
+// traceparent when it carries a valid one.
+package http1
+
+import (
+	"bytes"
+	"strings"
+	"time"
+
+	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/protocols"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// parser is one connection's HTTP/1.x.
+type parser struct {
+	env       protocols.Env
+	served    protocols.Queue[*head] // requests read, awaiting the response written
+	requested protocols.Queue[*head] // requests written, awaiting the response read
+	sending   reply                  // the response being written, until its end
+	free      []*head                // heads done with, for the next requests
+	lastHost  string
+}
+
+// New returns the parser of one connection.
+func New(env protocols.Env) protocols.Parser {
+	return &parser{env: env}
+}
+
+// maxFree bounds the heads kept for reuse.
+const maxFree = 4
+
+func (p *parser) newHead() *head {
+	if n := len(p.free); n > 0 {
+		h := p.free[n-1]
+		p.free = p.free[:n-1]
+		return h
+	}
+	return &head{}
+}
+
+// recycle keeps h for a later request; nothing may refer to it any more.
+func (p *parser) recycle(h *head) {
+	if len(p.free) < maxFree {
+		h.reset()
+		p.free = append(p.free, h)
+	}
+}
+
+// Feed implements protocols.Parser.
+func (p *parser) Feed(out []*model.Span, s *protocols.Segment) []*model.Span {
+	switch s.Dir {
+	case protocols.WriteBody:
+		if p.sending.req != nil && p.sending.more(s) {
+			out = p.endReply(out)
+		}
+		return out
+	case protocols.ReadMore:
+		if n := p.served.Len(); n > 0 && p.served.At(n-1).open {
+			h := p.served.At(n - 1)
+			data := append(h.tail, s.Data...)
+			h.tail = data[:0]
+			h.open = false
+			parseFields(data, h, p.lastHost)
+			p.noteHost(h)
+			continueTrace(h)
+		}
+		return out
+	}
+	if bytes.HasPrefix(s.Data, []byte("HTTP/1.")) {
+		return p.response(out, s)
+	}
+	return p.requests(out, s)
+}
+
+// response pairs a response head with the oldest request it answers.
+func (p *parser) response(out []*model.Span, s *protocols.Segment) []*model.Span {
+	status, ok := parseStatusLine(s.Data)
+	if !ok {
+		p.env.Malformed()
+		return out
+	}
+	if s.Dir == protocols.Read {
+		// A response read answers the oldest request written. The
+		// client span ends with the head, as a Go client's does.
+		if p.requested.Len() == 0 {
+			return out // a request from before the agent attached
+		}
+		req := p.requested.Pop()
+		out = append(out, p.span(req, status, s.Time, trace.SpanKindClient))
+		p.recycle(req)
+		return out
+	}
+	// A response written answers the oldest request read. One still
+	// being written ended before this head.
+	if p.sending.req != nil {
+		out = p.endReply(out)
+	}
+	if p.served.Len() == 0 || status < 200 && status != 101 {
+		// A response to a request from before the agent attached, or an
+		// interim one (100 Continue): the final one follows.
+		return out
+	}
+	if p.sending.start(p.served.Pop(), status, s) {
+		out = p.endReply(out)
+	}
+	return out
+}
+
+// requests reads the request heads at the start of a read or write (one,
+// or more when pipelined). A head cut off by the capture keeps what was
+// seen; bodies are skipped by Content-Length when they fit.
+func (p *parser) requests(out []*model.Span, s *protocols.Segment) []*model.Span {
+	b := s.Data
+	first := true
+	for len(b) > 0 {
+		line, rest, found := bytes.Cut(b, crlf)
+		if !found && !first {
+			break // the next request goes on past the capture
+		}
+		h := p.newHead()
+		if !parseRequestLine(line, found, h) {
+			p.recycle(h)
+			if first {
+				p.env.Malformed() // not a request line at all
+			}
+			break
+		}
+		first = false
+		h.start = s.Time
+		body := 0
+		if !found {
+			// The request line itself goes on past this read.
+			h.open = true
+		} else {
+			rest, body, found = parseFields(rest, h, p.lastHost)
+			p.noteHost(h)
+		}
+		out = p.request(out, h, s)
+		if !found || body < 0 && body != bodyUnknown || body > len(rest) {
+			break
+		}
+		if body > 0 {
+			rest = rest[body:]
+		}
+		b = rest
+	}
+	return out
+}
+
+// request queues a request head seen in s.
+func (p *parser) request(out []*model.Span, h *head, s *protocols.Segment) []*model.Span {
+	h.tid = s.TID
+	if s.Dir == protocols.Write {
+		h.ids = p.env.Call(s.TID)
+		p.requested.Push(h)
+		return out
+	}
+	if p.sending.req != nil {
+		// The client asked again: the response before is complete.
+		out = p.endReply(out)
+	}
+	p.env.Serve(s.TID, &h.ids)
+	continueTrace(h)
+	p.served.Push(h)
+	return out
+}
+
+// noteHost remembers h's Host for the next request's.
+func (p *parser) noteHost(h *head) {
+	if h.host != "" {
+		p.lastHost = h.host
+	}
+}
+
+// continueTrace makes a served request's span continue the trace of its
+// traceparent, when it carries a valid one.
+func continueTrace(h *head) {
+	if h.parent {
+		h.ids.TraceID, h.ids.Parent = h.traceID, h.spanID
+	}
+}
+
+// endReply completes the response being written: its span ends with its
+// last write, and its thread is done serving it.
+func (p *parser) endReply(out []*model.Span) []*model.Span {
+	r := p.sending
+	p.sending = reply{}
+	p.env.Done(r.req.tid, &r.req.ids)
+	out = append(out, p.span(r.req, r.status, r.last, trace.SpanKindServer))
+	p.recycle(r.req)
+	return out
+}
+
+// Flush implements protocols.Parser: a response being written ends with
+// its last write.
+func (p *parser) Flush(out []*model.Span) []*model.Span {
+	if p.sending.req != nil {
+		out = p.endReply(out)
+	}
+	return out
+}
+
+// Close implements protocols.Parser: a response framed by the close ends
+// with it; requests read and not answered are given up.
+func (p *parser) Close(out []*model.Span) []*model.Span {
+	out = p.Flush(out)
+	for i := range p.served.Len() {
+		h := p.served.At(i)
+		p.env.Done(h.tid, &h.ids)
+	}
+	return out
+}
+
+// Pending implements protocols.Parser.
+func (p *parser) Pending() int { return p.served.Len() + p.requested.Len() }
+
+// DropOldest implements protocols.Parser.
+func (p *parser) DropOldest() {
+	switch {
+	case p.served.Len() > 0 && (p.requested.Len() == 0 || !p.requested.At(0).start.Before(p.served.At(0).start)):
+		h := p.served.Pop()
+		p.env.Done(h.tid, &h.ids)
+		p.recycle(h)
+	case p.requested.Len() > 0:
+		p.recycle(p.requested.Pop())
+	}
+}
+
+// httpSpan is a span and its exchange in one allocation.
+type httpSpan struct {
+	span model.Span
+	http model.HTTP
+}
+
+// span builds the span of one request and its response. A client request
+// that carries a traceparent of its own (the program propagates context
+// itself) continues that trace.
+func (p *parser) span(h *head, status int, end time.Time, kind trace.SpanKind) *model.Span {
+	conn := p.env.Conn()
+	x := &httpSpan{http: model.HTTP{
+		Method:  h.method,
+		Host:    h.host,
+		Version: h.version,
+		Status:  status,
+	}}
+	target := h.target
+	if !strings.HasPrefix(target, "/") {
+		// The absolute form a request to a proxy uses.
+		if scheme, rest, ok := strings.Cut(target, "://"); ok {
+			x.http.Scheme = scheme
+			host, path, _ := strings.Cut(rest, "/")
+			if x.http.Host == "" {
+				x.http.Host = host
+			}
+			target = "/" + path
+		}
+	}
+	x.http.Path, x.http.Query, _ = strings.Cut(target, "?")
+	if kind == trace.SpanKindServer {
+		x.http.Scheme = "http"
+		if conn.TLS {
+			x.http.Scheme = "https"
+		}
+		x.http.Local, x.http.Peer = conn.Local, conn.Remote
+	} else {
+		x.http.Peer = conn.Remote
+	}
+	s := &x.span
+	s.Kind = kind
+	s.Start, s.End = h.start, end
+	s.Source = conn.Source
+	s.HTTP = &x.http
+	s.SetIDs(h.ids)
+	if h.parent {
+		s.TraceState = h.tracestate
+		if kind == trace.SpanKindClient {
+			s.TraceID, s.ParentSpanID = h.traceID, h.spanID
+		}
+	}
+	return s
+}

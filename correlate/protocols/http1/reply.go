@@ -1,0 +1,89 @@
+package http1
+
+import (
+	"bytes"
+	"time"
+
+	"github.com/zerotrace/zerotrace/correlate/protocols"
+)
+
+// framing is how a response's end is found.
+type framing uint8
+
+const (
+	// framedNone: the response ends with its head (no body, or a head
+	// whose framing is past the capture and so taken to end there).
+	framedNone    framing = iota
+	framedLength          // Content-Length bytes follow the head
+	framedChunked         // ends with the zero-size chunk
+	framedClose           // ends when the connection does
+)
+
+// reply is a response the process is writing: its head was written, its
+// body may go on (a streamed answer for as long as it streams). Its span
+// ends where the body ends.
+type reply struct {
+	req     *head // nil when no response is being written
+	status  int
+	last    time.Time // when its last write began
+	framing framing
+	left    int64 // body bytes still to come (framedLength)
+}
+
+// start reads how the response whose head s writes is framed, and whether
+// s already holds all of it.
+func (r *reply) start(req *head, status int, s *protocols.Segment) bool {
+	*r = reply{req: req, status: status, last: s.Time}
+	if req.method == "HEAD" || status == 204 || status == 304 || status == 101 || s.Partial {
+		// No body, or a write whose end is unknown: the response ends
+		// here, as it is written.
+		return true
+	}
+	// The status line, then the fields as a request's are read.
+	_, fields, found := bytes.Cut(s.Data, crlf)
+	if !found {
+		return true // the framing fields are past the capture
+	}
+	rest, body, ended := parseFields(fields, nil, "")
+	if !ended {
+		return true
+	}
+	switch {
+	case body == bodyChunked:
+		r.framing = framedChunked
+		return chunkedEnd(s.Tail)
+	case body >= 0:
+		r.framing = framedLength
+		head := len(s.Data) - len(rest)
+		r.left = int64(body) - (int64(s.Len) - int64(head))
+		return r.left <= 0
+	}
+	r.framing = framedClose
+	return false
+}
+
+// more adds a later write of the body and says whether the response ended
+// with it.
+func (r *reply) more(s *protocols.Segment) bool {
+	r.last = s.Time
+	if s.Partial {
+		return true // where it ends is not known: take it to end here
+	}
+	switch r.framing {
+	case framedLength:
+		r.left -= int64(s.Len)
+		return r.left <= 0
+	case framedChunked:
+		return chunkedEnd(s.Tail)
+	case framedClose:
+		return false
+	}
+	return true
+}
+
+// chunkedEnd says whether a write whose last bytes are tail ends a chunked
+// body: it ends with the zero-size chunk and the blank line after it, or
+// its last buffer is exactly that.
+func chunkedEnd(tail []byte) bool {
+	return bytes.HasSuffix(tail, []byte("\r\n0\r\n\r\n")) || bytes.Equal(tail, []byte("0\r\n\r\n"))
+}
