@@ -100,14 +100,3 @@ func TestOTLPEndpointURL(t *testing.T) {
 		}
 	}
 }
-
-func BenchmarkJSONLines(b *testing.B) {
-	var out bytes.Buffer
-	j := NewJSONLines(&out)
-	batch := []*model.Span{sampleSpan()}
-	b.ReportAllocs()
-	for b.Loop() {
-		out.Reset()
-		_ = j.Export(context.Background(), batch)
-	}
-}
