@@ -31,6 +31,9 @@ func sampleSpan() *model.Span {
 			attribute.Float64("x.ratio", 0.25),
 			attribute.StringSlice("x.list", []string{"a", "b"}),
 		},
+		// The exchange the attributes above would come from, for the sinks
+		// that read typed fields.
+		HTTP:    &model.HTTP{Path: "/a \"quoted\"\\path\n\x01\xff é", Status: 503},
 		Process: p,
 	}
 	copy(s.TraceID[:], bytes.Repeat([]byte{0xab}, 16))
