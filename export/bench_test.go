@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/zerotrace/zerotrace/export/internal/spantest"
+
+	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 )
 
 // benchBatch is how many spans the benchmarks hand a sink per Export: the
@@ -74,4 +76,23 @@ func BenchmarkOTLP(b *testing.B) {
 		}
 		return o
 	})
+}
+
+// BenchmarkOTLPEncode is the OTLP sink's encoding alone, without the
+// upload: what BenchmarkOTLP spends in the agent before the HTTP client.
+func BenchmarkOTLPEncode(b *testing.B) {
+	for _, shape := range spantest.Shapes {
+		b.Run(shape.Name, func(b *testing.B) {
+			batch := spantest.Batch(shape.Make(spantest.Process()), benchBatch)
+			enc := otlpBatch{scope: &commonpb.InstrumentationScope{Name: scopeName}}
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				enc.add(batch[i%len(batch)])
+				if enc.n == len(batch) {
+					enc.seal()
+					enc.reset()
+				}
+			}
+		})
+	}
 }
