@@ -21,15 +21,15 @@ import (
 
 // OTLP sends spans over OTLP/HTTP.
 //
-// It builds the OTLP protobuf messages itself, straight from model.Span,
-// and uploads them with the OpenTelemetry exporter's HTTP client (which
-// honours every OTEL_EXPORTER_OTLP_* variable). Going through the SDK's
-// tracer would cost a TracerProvider (and its batching goroutine) per
+// It encodes the OTLP request itself, straight from model.Span (see
+// otlpBatch), and uploads it with the OpenTelemetry exporter's HTTP client,
+// which honours every OTEL_EXPORTER_OTLP_* variable. Going through the
+// SDK's tracer would cost a TracerProvider (and its batching goroutine) per
 // traced process, since the resource belongs to the provider, and about
 // fifty allocations per span; here every process's spans share one batch,
-// grouped by resource when uploaded, and the messages are reused from batch
-// to batch. The IDs are the correlator's, as other agents and injected
-// headers know them.
+// grouped by resource when uploaded, in buffers reused from batch to batch.
+// The IDs are the correlator's, as other agents and injected headers know
+// them.
 type OTLP struct {
 	log    *slog.Logger
 	client otlptrace.Client
