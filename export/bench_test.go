@@ -33,6 +33,7 @@ func benchSink(b *testing.B, newSink func(b *testing.B) Sink) {
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := spantest.CPUTime()
 			for i := 0; i < b.N; i += len(batch) {
 				if err := sink.Export(ctx, batch[:min(len(batch), b.N-i)]); err != nil {
 					b.Fatal(err)
@@ -41,6 +42,7 @@ func benchSink(b *testing.B, newSink func(b *testing.B) Sink) {
 			if err := sink.Shutdown(ctx); err != nil {
 				b.Fatal(err)
 			}
+			spantest.ReportCPU(b, cpu)
 		})
 	}
 }
@@ -86,6 +88,7 @@ func BenchmarkOTLPEncode(b *testing.B) {
 			batch := spantest.Batch(shape.Make(spantest.Process()), benchBatch)
 			enc := otlpBatch{scope: &commonpb.InstrumentationScope{Name: scopeName}}
 			b.ReportAllocs()
+			cpu := spantest.CPUTime()
 			for i := 0; i < b.N; i++ {
 				enc.add(batch[i%len(batch)])
 				if enc.n == len(batch) {
@@ -93,6 +96,7 @@ func BenchmarkOTLPEncode(b *testing.B) {
 					enc.reset()
 				}
 			}
+			spantest.ReportCPU(b, cpu)
 		})
 	}
 }

@@ -47,6 +47,10 @@ type otlpBatch struct {
 	rs     []*resourceGroup                  // for reuse; the first len(out) are in use
 	spans  []*spanSlot                       // for reuse; the first n are in use (JSON)
 
+	// last is the group of lastProcess, the process of the last span.
+	last        *resourceGroup
+	lastProcess *model.Process
+
 	// The last tracestate seen and its normal form ("" when invalid):
 	// a trace's spans carry the same one, and parsing allocates.
 	traceStateIn, traceStateOut string
@@ -92,9 +96,13 @@ const (
 )
 
 func (b *otlpBatch) add(s *model.Span) {
-	g := b.groups[s.Process]
-	if g == nil {
-		g = b.group(s.Process)
+	// Batches mostly hold runs of one process's spans.
+	g := b.last
+	if s.Process != b.lastProcess || g == nil {
+		if g = b.groups[s.Process]; g == nil {
+			g = b.group(s.Process)
+		}
+		b.last, b.lastProcess = g, s.Process
 	}
 	b.n++
 	if !b.json {
@@ -153,6 +161,7 @@ func (b *otlpBatch) reset() {
 	}
 	b.resources.sweep(b.n, nil)
 	clear(b.groups)
+	b.last, b.lastProcess = nil, nil
 	b.out = b.out[:0]
 	b.n = 0
 }
@@ -291,7 +300,8 @@ func (b *otlpBatch) appendSpan(e []byte, s *model.Span) []byte {
 	e = append(e, tagSpanEnd)
 	e = binary.LittleEndian.AppendUint64(e, unixNano(s.End))
 	var n, dropped uint64
-	for _, kv := range s.Attributes {
+	for i := range s.Attributes {
+		kv := &s.Attributes[i]
 		if !kv.Valid() {
 			continue
 		}
@@ -324,48 +334,59 @@ func (b *otlpBatch) appendSpan(e []byte, s *model.Span) []byte {
 	return binary.LittleEndian.AppendUint32(e, flags)
 }
 
+// sizeBytes is the size of a length-delimited field's length and body.
+func sizeBytes(n int) int {
+	switch {
+	case n < 1<<7:
+		return 1 + n
+	case n < 1<<14:
+		return 2 + n
+	}
+	return protowire.SizeBytes(n)
+}
+
 // appendKeyValue appends kv as a commonpb.KeyValue, with the given tag.
 // Its length is worked out before it is written, so nothing is moved.
-func appendKeyValue(e []byte, tag byte, kv attribute.KeyValue) []byte {
+func appendKeyValue(e []byte, tag byte, kv *attribute.KeyValue) []byte {
 	// Keys are the semantic conventions' names, written by the agent:
 	// only values can carry what a traced process sent.
 	key := string(kv.Key)
-	v := kv.Value
-	var (
-		str   string
-		array []byte
-		size  int // of the AnyValue
-	)
-	switch v.Type() {
+	switch v := kv.Value; v.Type() {
 	case attribute.STRING:
-		str = validUTF8(v.AsString())
-		size = 1 + protowire.SizeBytes(len(str))
-	case attribute.BOOL:
-		size = 2
+		str := validUTF8(v.AsString())
+		e = appendKeyValueHead(e, tag, key, 1+sizeBytes(len(str)))
+		return appendStringField(e, tagAnyValueString, str)
 	case attribute.INT64:
-		size = 1 + protowire.SizeVarint(uint64(v.AsInt64()))
+		n := uint64(v.AsInt64())
+		e = appendKeyValueHead(e, tag, key, 1+protowire.SizeVarint(n))
+		return appendVarint(append(e, tagAnyValueInt), n)
+	case attribute.BOOL:
+		e = appendKeyValueHead(e, tag, key, 2)
+		return append(e, tagAnyValueBool, byte(protowire.EncodeBool(v.AsBool())))
 	case attribute.FLOAT64:
-		size = 1 + 8
+		e = appendKeyValueHead(e, tag, key, 1+8)
+		return binary.LittleEndian.AppendUint64(append(e, tagAnyValueDouble), math.Float64bits(v.AsFloat64()))
 	default:
 		// Slices are rare: they allocate.
-		array = appendArrayValue(nil, v)
-		size = 1 + protowire.SizeBytes(len(array))
+		array := appendArrayValue(nil, v)
+		e = appendKeyValueHead(e, tag, key, 1+sizeBytes(len(array)))
+		e = appendVarint(append(e, tagAnyValueArray), uint64(len(array)))
+		return append(e, array...)
 	}
-	e = appendVarint(append(e, tag), uint64(1+protowire.SizeBytes(len(key))+1+protowire.SizeBytes(size)))
+}
+
+// appendKeyValueHead appends a KeyValue's tag and length, its key, and the
+// head of its value, an AnyValue of the given size.
+func appendKeyValueHead(e []byte, tag byte, key string, size int) []byte {
+	if n := 1 + 1 + len(key) + 1 + 1 + size; len(key) < 1<<7 && size < 1<<7 && n < 1<<7 {
+		// The usual case: every length fits in one byte.
+		e = append(e, tag, byte(n), tagKeyValueKey, byte(len(key)))
+		e = append(e, key...)
+		return append(e, tagKeyValueValue, byte(size))
+	}
+	e = appendVarint(append(e, tag), uint64(1+sizeBytes(len(key))+1+sizeBytes(size)))
 	e = appendStringField(e, tagKeyValueKey, key)
-	e = appendVarint(append(e, tagKeyValueValue), uint64(size))
-	switch v.Type() {
-	case attribute.STRING:
-		return appendStringField(e, tagAnyValueString, str)
-	case attribute.BOOL:
-		return append(e, tagAnyValueBool, byte(protowire.EncodeBool(v.AsBool())))
-	case attribute.INT64:
-		return appendVarint(append(e, tagAnyValueInt), uint64(v.AsInt64()))
-	case attribute.FLOAT64:
-		return binary.LittleEndian.AppendUint64(append(e, tagAnyValueDouble), math.Float64bits(v.AsFloat64()))
-	}
-	e = appendVarint(append(e, tagAnyValueArray), uint64(len(array)))
-	return append(e, array...)
+	return appendVarint(append(e, tagKeyValueValue), uint64(size))
 }
 
 // appendArrayValue appends the body of a commonpb.ArrayValue.

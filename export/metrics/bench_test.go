@@ -21,9 +21,11 @@ func BenchmarkExport(b *testing.B) {
 			_ = r.Export(ctx, batch)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := spantest.CPUTime()
 			for i := 0; i < b.N; i += len(batch) {
 				_ = r.Export(ctx, batch[:min(len(batch), b.N-i)])
 			}
+			spantest.ReportCPU(b, cpu)
 		})
 	}
 }
@@ -40,7 +42,9 @@ func BenchmarkObserveCall(b *testing.B) {
 	}
 	r.ObserveCall(c)
 	b.ReportAllocs()
+	cpu := spantest.CPUTime()
 	for b.Loop() {
 		r.ObserveCall(c)
 	}
+	spantest.ReportCPU(b, cpu)
 }

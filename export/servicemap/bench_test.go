@@ -35,9 +35,11 @@ func BenchmarkExport(b *testing.B) {
 			_ = g.Export(ctx, batch)
 			b.ReportAllocs()
 			b.ResetTimer()
+			cpu := spantest.CPUTime()
 			for i := 0; i < b.N; i += len(batch) {
 				_ = g.Export(ctx, batch[:min(len(batch), b.N-i)])
 			}
+			spantest.ReportCPU(b, cpu)
 		})
 	}
 }
