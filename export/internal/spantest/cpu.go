@@ -19,7 +19,10 @@ func CPUTime() time.Duration {
 
 // ReportCPU reports the CPU time used since start per operation, as
 // cpu-ns/op: everything the process did, its other goroutines (an HTTP
-// client's, a local receiver's, the garbage collector) included.
-func ReportCPU(b *testing.B, start time.Duration) {
-	b.ReportMetric(float64(CPUTime()-start)/float64(b.N), "cpu-ns/op")
+// client's, a local receiver's, the garbage collector) included. It
+// returns that time.
+func ReportCPU(b *testing.B, start time.Duration) time.Duration {
+	used := CPUTime() - start
+	b.ReportMetric(float64(used)/float64(b.N), "cpu-ns/op")
+	return used
 }
