@@ -37,17 +37,15 @@ type JSONSpan struct {
 // by hand into a reused buffer: at tens of thousands of spans per second,
 // reflection-based encoding would cost the host more CPU than the probes.
 type JSONLines struct {
-	w         *bufio.Writer
-	buf       []byte
-	resources map[*model.Process][]byte
+	w   *bufio.Writer
+	buf []byte
+	// resources holds each live process's resource, encoded once.
+	resources processCache[[]byte]
 }
 
 // NewJSONLines writes to w.
 func NewJSONLines(w io.Writer) *JSONLines {
-	return &JSONLines{
-		w:         bufio.NewWriterSize(w, 64<<10),
-		resources: make(map[*model.Process][]byte),
-	}
+	return &JSONLines{w: bufio.NewWriterSize(w, 64<<10)}
 }
 
 // Name implements Sink.
@@ -61,6 +59,7 @@ func (j *JSONLines) Export(_ context.Context, spans []*model.Span) error {
 			return err
 		}
 	}
+	j.resources.sweep(len(spans), nil)
 	return j.w.Flush()
 }
 
@@ -98,10 +97,10 @@ func (j *JSONLines) appendSpan(b []byte, s *model.Span) []byte {
 	}
 	b = append(b, `,"resource":`...)
 	if s.Process != nil {
-		res, ok := j.resources[s.Process]
+		res, ok := j.resources.get(s.Process)
 		if !ok {
 			res = appendAttrs(nil, s.Process.Resource())
-			j.resources[s.Process] = res
+			j.resources.put(s.Process, res)
 		}
 		b = append(b, res...)
 	} else {

@@ -12,9 +12,10 @@ import (
 	"github.com/zerotrace/zerotrace/correlate/model"
 )
 
-// TestOTLPLeavesResourceAlone: building the OTLP tracer for a process must
+// TestOTLPLeavesResourceAlone: building the OTLP resource for a process must
 // not reorder the process's shared resource attributes, which the JSON sink
-// reads at the same time (attribute.NewSet sorts what it is given in place).
+// reads at the same time (attribute.NewSet, say, sorts what it is given in
+// place).
 func TestOTLPLeavesResourceAlone(t *testing.T) {
 	p := model.NewProcess(42, "/usr/bin/svc", "", "go1.26.0")
 	before := append(p.Resource()[:0:0], p.Resource()...)
@@ -31,7 +32,9 @@ func TestOTLPLeavesResourceAlone(t *testing.T) {
 		j := NewJSONLines(&out)
 		_ = j.Export(context.Background(), []*model.Span{{Process: p, Start: time.Now(), End: time.Now()}})
 	}()
-	o.tracer(p)
+	o.mu.Lock()
+	o.batch.resource(p)
+	o.mu.Unlock()
 	wg.Wait()
 	for i, kv := range p.Resource() {
 		if kv != before[i] {

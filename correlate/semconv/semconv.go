@@ -116,24 +116,7 @@ func appendHTTP(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) [
 		attrs = append(attrs, attribute.Int64("http.request.body.size", h.RequestBodySize))
 	}
 
-	host, port := SplitHostPort(h.Host)
-	if server {
-		if host == "" && h.Local.IsValid() {
-			host = h.Local.Addr().String()
-		}
-		if port == 0 && h.Local.IsValid() {
-			port = int(h.Local.Port())
-		}
-	} else {
-		switch {
-		case host == "" && h.Peer.IsValid():
-			host, port = h.Peer.Addr().String(), int(h.Peer.Port())
-		case port == 0 && strings.EqualFold(scheme, "http"):
-			port = 80
-		case port == 0 && strings.EqualFold(scheme, "https"):
-			port = 443
-		}
-	}
+	host, port := HTTPServer(h, s.Kind)
 	if host != "" {
 		attrs = append(attrs, attribute.String("server.address", host))
 	}
@@ -183,6 +166,33 @@ func appendHTTP(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) [
 		attrs = append(attrs, attribute.String("error.type", strconv.Itoa(h.Status)))
 	}
 	return attrs
+}
+
+// HTTPServer is the server.address and server.port of an HTTP exchange
+// seen from a span of the given kind (after Apply has redacted the host):
+// the Host header's, else the server's own socket on a server span; the
+// URL's host, else the peer, with the scheme's default port, on a client
+// span. Sinks that name the server read it here, as the attributes do.
+func HTTPServer(h *model.HTTP, kind trace.SpanKind) (host string, port int) {
+	host, port = SplitHostPort(h.Host)
+	if kind == trace.SpanKindServer {
+		if host == "" && h.Local.IsValid() {
+			host = h.Local.Addr().String()
+		}
+		if port == 0 && h.Local.IsValid() {
+			port = int(h.Local.Port())
+		}
+		return host, port
+	}
+	switch {
+	case host == "" && h.Peer.IsValid():
+		host, port = h.Peer.Addr().String(), int(h.Peer.Port())
+	case port == 0 && (h.Scheme == "" || strings.EqualFold(h.Scheme, "http")):
+		port = 80
+	case port == 0 && strings.EqualFold(h.Scheme, "https"):
+		port = 443
+	}
+	return host, port
 }
 
 func appendDB(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) []attribute.KeyValue {

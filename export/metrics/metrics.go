@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/semconv"
 
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -36,7 +37,7 @@ const ContentType = "application/openmetrics-text; version=1.0.0; charset=utf-8"
 var buckets = []float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 type exemplar struct {
-	traceID string
+	traceID trace.TraceID // invalid: none yet
 	value   float64
 	at      time.Time
 }
@@ -52,13 +53,15 @@ func newHistogram() *histogram {
 	return &histogram{counts: make([]uint64, len(buckets)+1), exemplars: make([]exemplar, len(buckets)+1)}
 }
 
+// observe records one value. The trace ID is kept as it is and written
+// out only when scraped: formatting it per span would cost an allocation.
 func (h *histogram) observe(seconds float64, traceID trace.TraceID, at time.Time) {
 	i, _ := slices.BinarySearch(buckets, seconds)
 	h.counts[i]++
 	h.sum += seconds
 	h.count++
 	if traceID.IsValid() {
-		h.exemplars[i] = exemplar{traceID: traceID.String(), value: seconds, at: at}
+		h.exemplars[i] = exemplar{traceID: traceID, value: seconds, at: at}
 	}
 }
 
@@ -85,35 +88,68 @@ func escape(v string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(v)
 }
 
+// seriesKey identifies a series of one family. It is a comparable struct
+// of the label values, so that finding the series of a span allocates
+// nothing; the label names and text are made only when scraped.
+type seriesKey interface {
+	comparable
+	labels() labels
+}
+
+// edgeKey is a series of the service graph metrics.
+type edgeKey struct{ client, server, connectionType string }
+
+func (k edgeKey) labels() labels {
+	return labels{"client", k.client, "server", k.server, "connection_type", k.connectionType}
+}
+
+// httpKey is a series of http.server.request.duration.
+type httpKey struct {
+	service, method, route string
+	status                 int // 0: no response
+	failed                 bool
+}
+
+func (k httpKey) labels() labels {
+	status := ""
+	if k.status != 0 {
+		status = strconv.Itoa(k.status)
+	}
+	l := labels{"service_name", k.service, "http_request_method", k.method, "http_route", k.route, "http_response_status_code", status}
+	if k.failed {
+		l = append(l, "error_type", status)
+	}
+	return l
+}
+
 type series[T any] struct {
 	labels labels
 	value  T
 }
 
-// family holds the series of one metric, by label set.
-type family[T any] struct {
-	series map[string]*series[T]
+// family holds the series of one metric, by label values.
+type family[K seriesKey, T any] struct {
+	series map[K]T
 }
 
-func (f *family[T]) get(l labels, make func() T) T {
+func (f *family[K, T]) get(k K, make func() T) T {
+	if v, ok := f.series[k]; ok {
+		return v
+	}
 	if f.series == nil {
-		f.series = map[string]*series[T]{}
+		f.series = map[K]T{}
 	}
-	k := l.key()
-	s := f.series[k]
-	if s == nil {
-		s = &series[T]{labels: l, value: make()}
-		f.series[k] = s
-	}
-	return s.value
+	v := make()
+	f.series[k] = v
+	return v
 }
 
-func (f *family[T]) sorted() []*series[T] {
-	out := make([]*series[T], 0, len(f.series))
-	for _, s := range f.series {
-		out = append(out, s)
+func (f *family[K, T]) sorted() []series[T] {
+	out := make([]series[T], 0, len(f.series))
+	for k, v := range f.series {
+		out = append(out, series[T]{labels: k.labels(), value: v})
 	}
-	slices.SortFunc(out, func(a, b *series[T]) int { return strings.Compare(a.labels.key(), b.labels.key()) })
+	slices.SortFunc(out, func(a, b series[T]) int { return strings.Compare(a.labels.key(), b.labels.key()) })
 	return out
 }
 
@@ -131,11 +167,11 @@ type Registry struct {
 	losses atomic.Pointer[func() []Count]
 
 	mu           sync.Mutex
-	requests     family[*counter]
-	failed       family[*counter]
-	clientLat    family[*histogram]
-	serverLat    family[*histogram]
-	httpDuration family[*histogram]
+	requests     family[edgeKey, *counter]
+	failed       family[edgeKey, *counter]
+	clientLat    family[edgeKey, *histogram]
+	serverLat    family[edgeKey, *histogram]
+	httpDuration family[httpKey, *histogram]
 }
 
 // New returns an empty registry.
@@ -149,7 +185,7 @@ func (r *Registry) SetLosses(f func() []Count) { r.losses.Store(&f) }
 func (r *Registry) ObserveCall(c servicemap.Call) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	l := labels{"client", c.Client.Name, "server", c.Server.Name, "connection_type", connectionType(c.Server)}
+	l := edgeKey{c.Client.Name, c.Server.Name, connectionType(c.Server)}
 	r.requests.get(l, func() *counter { return &counter{} }).n++
 	if c.Failed {
 		r.failed.get(l, func() *counter { return &counter{} }).n++
@@ -177,39 +213,30 @@ func (r *Registry) Name() string { return "metrics" }
 // Shutdown implements export.Sink.
 func (r *Registry) Shutdown(context.Context) error { return nil }
 
-// Export implements export.Sink: server spans feed the RED histograms.
+// Export implements export.Sink: HTTP server spans feed the RED
+// histograms, labelled from their exchange.
 func (r *Registry) Export(_ context.Context, spans []*model.Span) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range spans {
-		if s.Kind != trace.SpanKindServer {
+		if s.Kind != trace.SpanKindServer || s.HTTP == nil {
 			continue
 		}
-		service := ""
+		k := httpKey{
+			method: semconv.Method(s.HTTP.Method),
+			route:  s.HTTP.Route,
+			status: s.HTTP.Status,
+			failed: s.Status == codes.Error,
+		}
 		if s.Process != nil {
-			service = s.Process.ServiceName
+			k.service = s.Process.ServiceName
 		}
-		var method, route, status string
-		for _, kv := range s.Attributes {
-			switch kv.Key {
-			case "http.request.method":
-				method = kv.Value.AsString()
-			case "http.route":
-				route = kv.Value.AsString()
-			case "http.response.status_code":
-				status = strconv.FormatInt(kv.Value.AsInt64(), 10)
-			}
-		}
-		l := labels{"service_name", service, "http_request_method", method, "http_route", route, "http_response_status_code", status}
-		if s.Status == codes.Error {
-			l = append(l, "error_type", status)
-		}
-		r.httpDuration.get(l, newHistogram).observe(s.End.Sub(s.Start).Seconds(), s.TraceID, s.End)
+		r.httpDuration.get(k, newHistogram).observe(s.End.Sub(s.Start).Seconds(), s.TraceID, s.End)
 	}
 	return nil
 }
 
-func writeCounter(w io.Writer, name, help string, f *family[*counter]) {
+func writeCounter[K seriesKey](w io.Writer, name, help string, f *family[K, *counter]) {
 	fmt.Fprintf(w, "# TYPE %s counter\n# HELP %s %s\n", name, name, help)
 	for _, s := range f.sorted() {
 		fmt.Fprintf(w, "%s_total{%s} %d\n", name, s.labels, s.value.n)
@@ -218,7 +245,7 @@ func writeCounter(w io.Writer, name, help string, f *family[*counter]) {
 
 func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
-func writeHistogram(w io.Writer, name, help string, f *family[*histogram]) {
+func writeHistogram[K seriesKey](w io.Writer, name, help string, f *family[K, *histogram]) {
 	fmt.Fprintf(w, "# TYPE %s histogram\n# UNIT %s seconds\n# HELP %s %s\n", name, name, name, help)
 	for _, s := range f.sorted() {
 		h := s.value
@@ -230,7 +257,7 @@ func writeHistogram(w io.Writer, name, help string, f *family[*histogram]) {
 				le = formatFloat(buckets[i])
 			}
 			fmt.Fprintf(w, "%s_bucket{%s,le=\"%s\"} %d", name, s.labels, le, cum)
-			if ex := h.exemplars[i]; ex.traceID != "" {
+			if ex := h.exemplars[i]; ex.traceID.IsValid() {
 				fmt.Fprintf(w, " # {trace_id=\"%s\"} %s %.3f", ex.traceID, formatFloat(ex.value), float64(ex.at.UnixNano())/1e9)
 			}
 			fmt.Fprintln(w)

@@ -9,14 +9,15 @@ import (
 	"cmp"
 	"context"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/semconv"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
@@ -86,11 +87,20 @@ const maxSamples = 4096
 
 type edge struct {
 	total Stats
-	// samples are the newest calls (at most maxSamples), for the window
-	// and for the total's percentiles.
+	// samples are the newest calls (at most maxSamples, a ring from
+	// next on once full), for the window and for the total's
+	// percentiles.
 	samples []call
-	recent  []string
+	next    int
+	// recent are the trace IDs of the last calls, a ring whose newest
+	// is at recent[(nextRecent+len-1)%len]; formatted when read.
+	recent     [maxRecent]trace.TraceID
+	nRecent    int
+	nextRecent int
 }
+
+// maxRecent is how many trace IDs an edge lists.
+const maxRecent = 10
 
 // pending is a client span waiting for the server span it caused.
 type pending struct {
@@ -119,17 +129,26 @@ type Graph struct {
 	// names (TLS, protocols not recognised) become edges to external
 	// endpoints, counted in connections.
 	Connections func() []correlate.Conn
-	// peers are the endpoints client spans reached, which connections
-	// then need not show again.
-	peers map[endpoint]bool
+	// peers are the endpoints client spans reached (addresses unmapped
+	// from IPv6), which connections then need not show again.
+	peers map[netip.AddrPort]bool
+	// known caches the nodes spans name, so that finding a span's nodes
+	// allocates nothing once they have been seen.
+	known map[nodeKey]Node
 }
 
-// endpoint is an address and port, kept as the span has them so that
-// remembering one allocates nothing on the per-span path.
-type endpoint struct {
-	addr string
-	port int64
+// nodeKey is what a node is made of: a service's name; a database's
+// system, server address and port, and namespace; an external endpoint's
+// address and port.
+type nodeKey struct {
+	kind          string
+	name, address string
+	port          int
+	namespace     string
 }
+
+// maxKnown bounds the node cache; past it, it starts again empty.
+const maxKnown = 4096
 
 // Call is one call added to an edge, for metrics.
 type Call struct {
@@ -157,7 +176,8 @@ func New(window time.Duration) *Graph {
 		edges:   map[[2]string]*edge{},
 		clients: map[trace.SpanID]pending{},
 		servers: map[trace.SpanID]serverSide{},
-		peers:   map[endpoint]bool{},
+		peers:   map[netip.AddrPort]bool{},
+		known:   map[nodeKey]Node{},
 	}
 }
 
@@ -178,50 +198,90 @@ func (g *Graph) Export(_ context.Context, spans []*model.Span) error {
 	return nil
 }
 
-// attr is the span's attribute key (the zero Value when absent): a scan
-// of a handful of attributes, cheaper per span than building a map.
-func attr(s *model.Span, key attribute.Key) attribute.Value {
-	for _, kv := range s.Attributes {
-		if kv.Key == key {
-			return kv.Value
-		}
+// node returns the node k names, made and added to the map once.
+func (g *Graph) node(k nodeKey) Node {
+	if n, ok := g.known[k]; ok {
+		return n
 	}
-	return attribute.Value{}
+	var n Node
+	switch k.kind {
+	case KindService:
+		n = Node{ID: "service:" + k.name, Name: k.name, Kind: KindService, Protocol: "http"}
+	case KindDatabase:
+		name := k.name
+		if where := hostPort(k.address, k.port); where != "" {
+			name += " " + where
+		} else if k.namespace != "" {
+			name += " " + k.namespace
+		}
+		n = Node{ID: "db:" + name, Name: name, Kind: KindDatabase, Protocol: k.name}
+	default:
+		where := hostPort(k.address, k.port)
+		if where == "" {
+			where = "unknown"
+		}
+		n = Node{ID: "external:" + where, Name: where, Kind: KindExternal, Protocol: "http"}
+	}
+	if len(g.known) >= maxKnown {
+		clear(g.known)
+	}
+	g.known[k] = n
+	g.nodes[n.ID] = n
+	return n
 }
 
-func serviceNode(s *model.Span) Node {
+func (g *Graph) serviceNode(s *model.Span) Node {
 	name := "unknown"
 	if s.Process != nil {
 		name = s.Process.ServiceName
 	}
-	return Node{ID: "service:" + name, Name: name, Kind: KindService, Protocol: "http"}
+	return g.node(nodeKey{kind: KindService, name: name})
 }
 
-func hostPort(s *model.Span) string {
-	host := attr(s, "server.address").AsString()
-	if p := attr(s, "server.port").AsInt64(); p != 0 {
-		return host + ":" + strconv.FormatInt(p, 10)
+// calleeNode is the node of what a client span called when that is not a
+// traced service: its database, or the external endpoint its URL names.
+func (g *Graph) calleeNode(s *model.Span) Node {
+	switch {
+	case s.DB != nil:
+		return g.node(nodeKey{kind: KindDatabase, name: s.DB.System, address: s.DB.ServerAddress, port: s.DB.ServerPort, namespace: s.DB.Namespace})
+	case s.HTTP != nil:
+		host, port := semconv.HTTPServer(s.HTTP, s.Kind)
+		return g.node(nodeKey{kind: KindExternal, address: host, port: port})
+	}
+	return g.node(nodeKey{kind: KindExternal})
+}
+
+func hostPort(host string, port int) string {
+	if port != 0 {
+		return host + ":" + strconv.Itoa(port)
 	}
 	return host
+}
+
+// peer is the other end of a client span's connection, when known.
+func peer(s *model.Span) netip.AddrPort {
+	var p netip.AddrPort
+	switch {
+	case s.HTTP != nil:
+		p = s.HTTP.Peer
+	case s.DB != nil:
+		p = s.DB.Peer
+	}
+	if !p.IsValid() {
+		return p
+	}
+	return netip.AddrPortFrom(p.Addr().Unmap(), p.Port())
 }
 
 func (g *Graph) add(s *model.Span) {
 	switch s.Kind {
 	case trace.SpanKindClient:
-		from := serviceNode(s)
-		g.nodes[from.ID] = from
-		if peer := attr(s, "network.peer.address").AsString(); peer != "" && len(g.peers) < maxPeers {
-			g.peers[endpoint{peer, attr(s, "network.peer.port").AsInt64()}] = true
+		from := g.serviceNode(s)
+		if p := peer(s); p.IsValid() && len(g.peers) < maxPeers {
+			g.peers[p] = true
 		}
-		if sys := attr(s, "db.system.name").AsString(); sys != "" {
-			name := sys
-			if where := hostPort(s); where != "" {
-				name += " " + where
-			} else if ns := attr(s, "db.namespace").AsString(); ns != "" {
-				name += " " + ns
-			}
-			to := Node{ID: "db:" + name, Name: name, Kind: KindDatabase, Protocol: sys}
-			g.nodes[to.ID] = to
+		if s.DB != nil {
+			to := g.calleeNode(s)
 			g.record(from, to, s, 0)
 			return
 		}
@@ -232,14 +292,13 @@ func (g *Graph) add(s *model.Span) {
 		}
 		g.clients[s.SpanID] = pending{span: s, deadline: g.now().Add(match)}
 	case trace.SpanKindServer:
-		to := serviceNode(s)
-		g.nodes[to.ID] = to
+		to := g.serviceNode(s)
 		if !s.ParentSpanID.IsValid() {
 			return
 		}
 		if p, ok := g.clients[s.ParentSpanID]; ok {
 			delete(g.clients, s.ParentSpanID)
-			g.record(serviceNode(p.span), to, p.span, s.End.Sub(s.Start))
+			g.record(g.serviceNode(p.span), to, p.span, s.End.Sub(s.Start))
 			return
 		}
 		g.servers[s.ParentSpanID] = serverSide{node: to.ID, latency: s.End.Sub(s.Start), deadline: g.now().Add(match)}
@@ -254,13 +313,8 @@ func (g *Graph) expire(now time.Time) {
 			continue
 		}
 		delete(g.clients, id)
-		where := hostPort(p.span)
-		if where == "" {
-			where = "unknown"
-		}
-		to := Node{ID: "external:" + where, Name: where, Kind: KindExternal, Protocol: "http"}
-		g.nodes[to.ID] = to
-		g.record(serviceNode(p.span), to, p.span, 0)
+		to := g.calleeNode(p.span)
+		g.record(g.serviceNode(p.span), to, p.span, 0)
 	}
 	for id, srv := range g.servers {
 		if now.After(srv.deadline) {
@@ -288,22 +342,30 @@ func (g *Graph) record(from, to Node, s *model.Span, serverLatency time.Duration
 		at:      s.End,
 		latency: s.End.Sub(s.Start),
 		failed:  s.Status == codes.Error,
-		bytes:   attr(s, "http.request.body.size").AsInt64() + attr(s, "http.response.body.size").AsInt64(),
 		traceID: s.TraceID,
+	}
+	if h := s.HTTP; h != nil {
+		if h.RequestBodySize > 0 {
+			c.bytes += h.RequestBodySize
+		}
+		if h.ResponseBodyKnown {
+			c.bytes += h.ResponseBodySize
+		}
 	}
 	e.total.Requests++
 	if c.failed {
 		e.total.Errors++
 	}
 	e.total.Bytes += c.bytes
-	e.samples = append(e.samples, c)
-	if len(e.samples) > maxSamples {
-		e.samples = slices.Delete(e.samples, 0, len(e.samples)-maxSamples)
+	if len(e.samples) < maxSamples {
+		e.samples = append(e.samples, c)
+	} else {
+		e.samples[e.next] = c
+		e.next = (e.next + 1) % maxSamples
 	}
-	e.recent = append([]string{s.TraceID.String()}, e.recent...)
-	if len(e.recent) > 10 {
-		e.recent = e.recent[:10]
-	}
+	e.recent[e.nextRecent] = s.TraceID
+	e.nextRecent = (e.nextRecent + 1) % maxRecent
+	e.nRecent = min(e.nRecent+1, maxRecent)
 	if g.OnCall != nil {
 		g.OnCall(Call{Client: from, Server: to, ClientLatency: c.latency, ServerLatency: serverLatency, Failed: c.failed, TraceID: s.TraceID})
 	}
@@ -339,7 +401,10 @@ func (g *Graph) Snapshot() Map {
 		m.Nodes = append(m.Nodes, n)
 	}
 	for k, e := range g.edges {
-		out := Edge{Source: k[0], Target: k[1], Total: e.total, RecentTraces: slices.Clone(e.recent)}
+		out := Edge{Source: k[0], Target: k[1], Total: e.total, RecentTraces: make([]string, 0, e.nRecent)}
+		for i := 1; i <= e.nRecent; i++ {
+			out.RecentTraces = append(out.RecentTraces, e.recent[(e.nextRecent-i+maxRecent)%maxRecent].String())
+		}
 		all := make([]time.Duration, 0, len(e.samples))
 		var win []time.Duration
 		for _, c := range e.samples {
@@ -385,11 +450,11 @@ func (g *Graph) addConnections(m *Map, conns []correlate.Conn, now time.Time) {
 		if c.Role != "client" || c.PeerPID != 0 || (c.Protocol != "tcp" && c.Protocol != "tls") {
 			continue
 		}
-		host, port, err := net.SplitHostPort(c.Remote)
+		_, port, err := net.SplitHostPort(c.Remote)
 		if err != nil {
 			continue
 		}
-		if p, _ := strconv.ParseInt(port, 10, 64); g.peers[endpoint{host, p}] {
+		if ap, err := netip.ParseAddrPort(c.Remote); err == nil && g.peers[netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())] {
 			continue
 		}
 		name := c.Remote
