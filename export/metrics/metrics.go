@@ -163,6 +163,8 @@ type Count struct {
 
 // Registry is the agent's metrics. Safe for concurrent use.
 type Registry struct {
+	// gauges, when set, reads the agent's own health.
+	gauges atomic.Pointer[func() []Gauge]
 	// losses, when set, reads the agent's loss counters.
 	losses atomic.Pointer[func() []Count]
 
@@ -276,6 +278,7 @@ func (r *Registry) Write(w io.Writer) error {
 			fmt.Fprintf(&b, "zerotrace_lost_total{reason=\"%s\"} %d\n", escape(c.Name), c.Value)
 		}
 	}
+	r.writeGauges(&b)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	writeCounter(&b, "traces_service_graph_request", "Requests between two nodes of the service map.", &r.requests)

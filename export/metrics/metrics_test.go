@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -79,5 +80,24 @@ func TestHTTPDurationLabels(t *testing.T) {
 	}
 	if n := testing.AllocsPerRun(100, func() { _ = r.Export(context.Background(), batch) }); n != 0 {
 		t.Errorf("%v allocations per batch, want 0", n)
+	}
+}
+
+func TestGauges(t *testing.T) {
+	r := New()
+	n := 0.0
+	r.SetGauges(func() []Gauge {
+		n++
+		return []Gauge{{Name: "zerotrace_agent_goroutines", Help: "Goroutines of the agent.", Value: n}}
+	})
+	for want := 1; want <= 2; want++ {
+		var b strings.Builder
+		if err := r.Write(&b); err != nil {
+			t.Fatal(err)
+		}
+		line := fmt.Sprintf("zerotrace_agent_goroutines %d\n", want)
+		if !strings.Contains(b.String(), "# TYPE zerotrace_agent_goroutines gauge\n") || !strings.Contains(b.String(), line) {
+			t.Errorf("scrape %d lacks %q:\n%s", want, line, b.String())
+		}
 	}
 }

@@ -375,9 +375,6 @@ const busybox = "/bin/busybox"
 // that the kernel path runs on every kernel of the matrix.
 func TestKernelHTTPForkingServer(t *testing.T) {
 	testenv.RequireRoot(t)
-	if _, err := os.Stat(busybox); err != nil {
-		t.Fatalf("%s: %v (scripts/setup.sh installs busybox-static)", busybox, err)
-	}
 	zt := testenv.BuildZerotrace(t)
 	app := testenv.BuildSampleApp(t)
 	dir := t.TempDir()
@@ -386,33 +383,7 @@ func TestKernelHTTPForkingServer(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	beAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
-	// httpd dies of SIGTERM, which the harness takes for a crash: a shell
-	// runs it, says where it listens, and stops it on SIGTERM.
-	sh, _ := testenv.StartSampleApp(t, "/bin/sh", "-c", fmt.Sprintf(
-		`%s httpd -f -p %s -h %s & trap 'kill $!; wait; exit 0' TERM; echo listening on %s; wait`, busybox, beAddr, dir, beAddr))
-	httpdPID := 0
-	deadline := time.Now().Add(testenv.Timeout(t, 30*time.Second))
-	for httpdPID == 0 {
-		if f := children(sh.Process.Pid); len(f) == 1 {
-			fmt.Sscan(f[0], &httpdPID)
-		} else if time.Now().After(deadline) {
-			t.Fatalf("busybox httpd did not start under pid %d: children %q", sh.Process.Pid, f)
-		} else {
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	for {
-		c, err := net.Dial("tcp", beAddr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("busybox httpd does not accept on %s: %v", beAddr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	httpdPID, beAddr := startHTTPD(t, dir)
 	gateway, gwAddr := testenv.StartSampleApp(t, app, "-downstream", "http://"+beAddr)
 	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(gateway.Process.Pid), "--pid", fmt.Sprint(httpdPID), "--output", "json")
 
@@ -559,4 +530,41 @@ func TestKernelHTTPNode(t *testing.T) {
 	if fmt.Sprint(byPath) != fmt.Sprint(want) {
 		t.Errorf("kernel spans by path %v, want %v", byPath, want)
 	}
+}
+
+// startHTTPD starts busybox httpd serving dir, a server that forks a child
+// per connection, and returns its PID and address once it accepts.
+func startHTTPD(t *testing.T, dir string) (int, string) {
+	t.Helper()
+	if _, err := os.Stat(busybox); err != nil {
+		t.Fatalf("%s: %v (scripts/setup.sh installs busybox-static)", busybox, err)
+	}
+	beAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	// httpd dies of SIGTERM, which the harness takes for a crash: a shell
+	// runs it, says where it listens, and stops it on SIGTERM.
+	sh, _ := testenv.StartSampleApp(t, "/bin/sh", "-c", fmt.Sprintf(
+		`%s httpd -f -p %s -h %s & trap 'kill $!; wait; exit 0' TERM; echo listening on %s; wait`, busybox, beAddr, dir, beAddr))
+	httpdPID := 0
+	deadline := time.Now().Add(testenv.Timeout(t, 30*time.Second))
+	for httpdPID == 0 {
+		if f := children(sh.Process.Pid); len(f) == 1 {
+			fmt.Sscan(f[0], &httpdPID)
+		} else if time.Now().After(deadline) {
+			t.Fatalf("busybox httpd did not start under pid %d: children %q", sh.Process.Pid, f)
+		} else {
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for {
+		c, err := net.Dial("tcp", beAddr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("busybox httpd does not accept on %s: %v", beAddr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return httpdPID, beAddr
 }

@@ -190,7 +190,7 @@ func getMap(base string) (servicemap.Map, error) {
 }
 
 var (
-	metricLine = regexp.MustCompile(`^([a-z_]+)\{([^}]*)\} (\S+)(?: # \{trace_id="([0-9a-f]{32})"\} \S+ \S+)?$`)
+	metricLine = regexp.MustCompile(`^([a-z_]+)(?:\{([^}]*)\})? (\S+)(?: # \{trace_id="([0-9a-f]{32})"\} \S+ \S+)?$`)
 	labelPair  = regexp.MustCompile(`([a-z_]+)="((?:[^"\\]|\\.)*)"`)
 )
 

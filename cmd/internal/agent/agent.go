@@ -131,6 +131,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	}
 	a.rep = &reporter{log: a.log, shared: a.shared, pipe: a.pipe, otlp: a.cfg.OTLP, inject: a.injection.Mode}
 	reg.SetLosses(a.rep.losses)
+	reg.SetGauges(a.gauges)
 	// Build and start the whole pipeline before attaching, so that the
 	// ring buffer is drained from the first record on.
 	a.pipe.start()
