@@ -1,3 +1,3 @@
 package syscalls
 
-//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go httpsys ../../bpf/syscalls/http.c
+//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go httpsys ../../bpf/syscalls/syscalls.c

@@ -1,5 +1,5 @@
 // Package syscalls traces processes from the kernel, whatever their
-// language (see bpf/syscalls/http.c): the TCP connections of every traced
+// language (see bpf/syscalls/): the TCP connections of every traced
 // process (sock:inet_sock_set_state through BTF, and the accept syscalls),
 // and the HTTP/1.x, PostgreSQL, MySQL and Redis traffic of processes that are not
 // Go programs, from syscall tracepoints on their socket reads and writes.
