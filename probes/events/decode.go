@@ -1,7 +1,6 @@
 package events
 
 import (
-	"fmt"
 	"net/netip"
 	"strings"
 	"unicode/utf8"
@@ -51,19 +50,7 @@ const (
 	infoStateDropped  = 1 << 4
 )
 
-// DecodeError says why a record could not be decoded.
-type DecodeError struct {
-	Kind string // "short", "unknown_type", "size"
-	Type uint8
-	Size int
-}
-
-func (e *DecodeError) Error() string {
-	return fmt.Sprintf("decoding ring buffer record (type %d, %d bytes): %s", e.Type, e.Size, e.Kind)
-}
-
 var (
-	headerSize     = int(unsafe.Sizeof(commonEventHeader{}))
 	httpServerSize = int(unsafe.Sizeof(commonHttpServerEvent{}))
 	httpClientSize = int(unsafe.Sizeof(commonHttpClientEvent{}))
 	dbQuerySize    = int(unsafe.Sizeof(commonDbQueryEvent{}))
@@ -72,10 +59,6 @@ var (
 	// A close record stops before the data.
 	sockDataMin = int(unsafe.Offsetof(commonSockDataEvent{}.Data))
 )
-
-// ErrTypeNamer names the dynamic type behind an itab address found in a
-// traced process, or returns "" when it cannot.
-type ErrTypeNamer func(pid uint32, itab uint64) string
 
 // Decode turns one ring buffer record into an event. The record's memory is
 // not retained: every string is copied. namer may be nil.

@@ -97,6 +97,25 @@ func (s *Shared) Replacements() map[string]*ebpf.Map {
 // wakeup_threshold constant: the fill level past which records wake the reader.
 func (s *Shared) WakeupThreshold() uint64 { return s.threshold }
 
+// SharedConstants are the constants of bpf/common/maps.h, which every
+// object has and SetConstants sets.
+func SharedConstants() []string { return []string{commonVarWakeupThreshold} }
+
+// SetConstants sets, in the spec of any object, the constants of
+// bpf/common/maps.h.
+func (s *Shared) SetConstants(spec *ebpf.CollectionSpec) error {
+	for _, name := range SharedConstants() {
+		v, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("the object has no %s (does it include common/maps.h?)", name)
+		}
+		if err := v.Set(s.threshold); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // Counters sums the per-CPU kernel counters.
 func (s *Shared) Counters() (map[Counter]uint64, error) {
 	out := make(map[Counter]uint64, numCounters)

@@ -267,6 +267,21 @@ func Versions() []string {
 	return t.Versions()
 }
 
+// Lookup returns the bundled table's offset of the standard-library field
+// f for Go version goVersion, as a binary without DWARF would get it.
+func Lookup(goVersion string, f Field) (uint64, error) {
+	t, err := bundled()
+	if err != nil {
+		return 0, err
+	}
+	s, err := t.lookup(goVersion, []Field{f}, nil)
+	if err != nil {
+		return 0, err
+	}
+	off, _ := s.Get(f)
+	return off, nil
+}
+
 //go:embed table.json
 var tableJSON []byte
 

@@ -4,11 +4,12 @@
 //
 // For each Go version it builds a small reference program with that exact
 // toolchain (GOTOOLCHAIN=<version>; the go command downloads it once and
-// caches it) and reads the offset of every standard-library field in
-// offsets.All from the program's DWARF. For each module version
-// (path@version) it builds a program that requires that version and links
-// the module's types, and records the module's fields. Entries not rebuilt
-// are kept, so adding a release is one command:
+// caches it) and reads from the program's DWARF the offset of every
+// standard-library field a registered probe reads (registry.Fields) or
+// offsets.All lists. For each module version (path@version) it builds a
+// program that requires that version and links the module's types, and
+// records the module's fields. Entries not rebuilt are kept, so adding a
+// release is one command:
 //
 //	go run ./scripts/gen-offsets -versions go1.27.4
 //	go run ./scripts/gen-offsets -modules google.golang.org/grpc@v1.60.0
@@ -32,7 +33,12 @@ import (
 
 	"github.com/zerotrace/zerotrace/probes/gobin"
 	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/registry"
 )
+
+// tracked are the fields to record: every field a registered probe reads
+// (registry.Fields) and the shared list (offsets.All).
+var tracked []offsets.Field
 
 // defaultVersions are the releases verified to be downloadable here.
 var defaultVersions = []string{
@@ -41,7 +47,7 @@ var defaultVersions = []string{
 	"go1.27.0", "go1.27.1", "go1.27.2", "go1.27.3",
 }
 
-// referenceProgram links every type that offsets.All mentions. The linker
+// referenceProgram links every type that a tracked field mentions. The linker
 // keeps whatever main can reach, whatever the run-time condition, so the
 // server and client code and with them net/http.response, net/http.conn,
 // net/http.Response, net.netFD and internal/poll.FD end up in DWARF. When All gains fields of a package this
@@ -110,6 +116,17 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
+	fields, err := registry.Fields()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gen-offsets:", err)
+		os.Exit(1)
+	}
+	for _, f := range offsets.All() {
+		if !slices.Contains(fields, f) {
+			fields = append(fields, f)
+		}
+	}
+	tracked = fields
 	if err := run(*versionsFlag, *modulesFlag, *out, *replace); err != nil {
 		fmt.Fprintln(os.Stderr, "gen-offsets:", err)
 		os.Exit(1)
@@ -211,7 +228,7 @@ func splitList(s string) []string {
 }
 
 // measure builds the reference program with toolchain v and reads every
-// standard-library field of offsets.All from its DWARF. Fields that the struct lacks in this
+// standard-library field tracked from its DWARF. Fields that the struct lacks in this
 // version are returned as missing; a missing struct means the reference
 // program no longer links it, which is a bug to fix rather than to record.
 func measure(work, v string) (map[string]uint64, []string, error) {
@@ -249,7 +266,7 @@ func measure(work, v string) (map[string]uint64, []string, error) {
 	}
 	fields := make(map[string]uint64)
 	var missing []string
-	for _, f := range offsets.All() {
+	for _, f := range tracked {
 		if f.Module != offsets.Std {
 			continue
 		}
@@ -268,19 +285,19 @@ func measure(work, v string) (map[string]uint64, []string, error) {
 
 // measureModule builds a program that requires module version m
 // (path@version) and links every type of that module's fields in
-// offsets.All, and reads the fields' offsets from its DWARF. Types are
+// tracked, and reads the fields' offsets from its DWARF. Types are
 // linked through reflect.TypeFor, which only reaches exported types: a
 // field of an unexported type needs an exported type that contains it.
 func measureModule(work, m string) (map[string]uint64, []string, error) {
 	path, v, _ := strings.Cut(m, "@")
 	var fields []offsets.Field
-	for _, f := range offsets.All() {
+	for _, f := range tracked {
 		if f.Module == path {
 			fields = append(fields, f)
 		}
 	}
 	if len(fields) == 0 {
-		return nil, nil, fmt.Errorf("offsets.All has no field of module %s", path)
+		return nil, nil, fmt.Errorf("no tracked field is of module %s", path)
 	}
 	pkgs := map[string]string{} // import path -> name in the program
 	var anchors []string
@@ -381,7 +398,7 @@ func writeFile(path string, data []byte) error {
 // and the first thing to look at when a probe misreads a new release.
 func reportChanges(table offsets.Table) {
 	versions := table.Versions()
-	for _, f := range offsets.All() {
+	for _, f := range tracked {
 		if f.Module != offsets.Std {
 			continue
 		}

@@ -233,7 +233,9 @@ struct {
 
 static __always_inline void read_conn(struct http_server_event *e, struct scratch *s, __u64 conn)
 {
-	if (!conn || COPY(s->conn, conn_read_size, conn))
+	// A size of zero: the binary lacks what the connection is read with
+	// (user space left that part out), and nothing of it must be used.
+	if (!conn || !conn_read_size || COPY(s->conn, conn_read_size, conn))
 		return;
 	if (FIELD(s->conn, off_conn_tls_state, __u64))
 		e->info |= HTTP_INFO_TLS;

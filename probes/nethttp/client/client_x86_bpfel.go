@@ -8,9 +8,16 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type clientScratch struct {
+	_   structs.HostLayout
+	Req [512]uint8
+	Url [256]uint8
+}
 
 // Names of all BPF objects in the ELF.
 //

@@ -1,3 +1,3 @@
 package client
 
-//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go client ../../../bpf/nethttp/client/probe.c
+//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go -type scratch client ../../../bpf/nethttp/client/probe.c

@@ -1,3 +1,3 @@
 package server
 
-//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go server ../../../bpf/nethttp/server/probe.c
+//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go -type scratch server ../../../bpf/nethttp/server/probe.c

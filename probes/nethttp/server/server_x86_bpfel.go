@@ -8,9 +8,18 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type serverScratch struct {
+	_    structs.HostLayout
+	Req  [512]uint8
+	Url  [256]uint8
+	Resp [256]uint8
+	Conn [256]uint8
+}
 
 // Names of all BPF objects in the ELF.
 //

@@ -1,3 +1,3 @@
 package goroutines
 
-//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go goroutines ../../../bpf/runtime/goroutines.c
+//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go goroutines ../../../bpf/runtime/goroutines/probe.c
