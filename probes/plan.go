@@ -117,7 +117,14 @@ func (p *Planned) Load(shared *events.Shared) (*Loaded, error) {
 	if err != nil {
 		return nil, err
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: shared.Replacements()})
+	dropUnusedMaps(spec)
+	replace := shared.Replacements()
+	for name := range replace {
+		if _, ok := spec.Maps[name]; !ok {
+			delete(replace, name) // not used by these programs
+		}
+	}
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
 		return nil, fmt.Errorf("%s: loading the %s programs: %w", p.target, p.Name(), err)
 	}
@@ -456,6 +463,30 @@ func (pl *planner) missingIn(p *Part) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// dropUnusedMaps removes the maps no program of spec uses, with their
+// variables: the maps of the programs left out, and the data section that
+// only holds the anchors putting types into BTF (unused_* in the C).
+func dropUnusedMaps(spec *ebpf.CollectionSpec) {
+	used := map[string]bool{}
+	for _, p := range spec.Programs {
+		for _, ins := range p.Instructions {
+			if ref := ins.Reference(); ref != "" {
+				used[ref] = true
+			}
+		}
+	}
+	for name := range spec.Maps {
+		if !used[name] {
+			delete(spec.Maps, name)
+		}
+	}
+	for name, v := range spec.Variables {
+		if _, ok := spec.Maps[v.SectionName]; !ok {
+			delete(spec.Variables, name)
+		}
+	}
 }
 
 // setUint sets a constant of 1, 2, 4 or 8 bytes to x.

@@ -181,7 +181,7 @@ int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
 // iterator over every TCP socket of the host when it is asked for the
 // connection table, and gets one record per followed connection.
 
-struct conn_bytes {
+struct open_conn_bytes {
 	__u64 sock;
 	__u64 bytes_received;
 	__u64 bytes_acked;
@@ -201,7 +201,7 @@ int conn_bytes(struct bpf_iter__tcp *ctx)
 		return 0; // a request or time-wait socket: no connection yet, or no more
 	const struct sock *sk = (const struct sock *)tp;
 	__u64 key = (__u64)sk;
-	struct conn_bytes b = {.sock = key};
+	struct open_conn_bytes b = {.sock = key};
 	struct conn_owner *o = bpf_map_lookup_elem(&conn_owners, &key);
 	if (!o) {
 		sock_endpoints(sk, &b.ends.family, &b.ends.local_port, &b.ends.remote_port, b.ends.local_ip,

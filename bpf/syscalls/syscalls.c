@@ -37,3 +37,18 @@
 #include "syscalls/tasks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// The records, and the other structs and enums user space reads, in BTF for
+// bpf2go -type (probes/syscalls/gen.go); never used.
+struct sock_data_event *unused_sock_data_event __attribute__((unused));
+struct conn_event *unused_conn_event __attribute__((unused));
+struct task_event *unused_task_event __attribute__((unused));
+enum syscalls_record *unused_syscalls_record __attribute__((unused));
+enum sock_dir *unused_sock_dir __attribute__((unused));
+enum sock_proto *unused_sock_proto __attribute__((unused));
+enum sock_data_flags *unused_sock_data_flags __attribute__((unused));
+enum conn_kind *unused_conn_kind __attribute__((unused));
+enum conn_role *unused_conn_role __attribute__((unused));
+enum task_kind *unused_task_kind __attribute__((unused));
+enum traced_how *unused_traced_how __attribute__((unused));
+struct open_conn_bytes *unused_open_conn_bytes __attribute__((unused));

@@ -7,6 +7,7 @@
 
 #include "common/kernel.h"
 #include "common/maps.h"
+#include "syscalls/records.h"
 #include <bpf/bpf_endian.h>
 
 #define AF_INET 2

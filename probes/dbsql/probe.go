@@ -38,7 +38,7 @@ var (
 )
 
 // Probe is the database/sql instrumentation.
-var Probe = probes.Declare("database/sql", loadDbsql, declare)
+var Probe = probes.Declare("database/sql", loadDbsql, declare, record)
 
 func declare(s *dbsqlSpecs) probes.Declaration {
 	stmts := &probes.Part{Gives: "the spans of prepared statements"}

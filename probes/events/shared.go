@@ -8,29 +8,29 @@ import (
 )
 
 // Counter indexes the kernel-side loss counters (enum counter in
-// bpf/common/maps.h).
-type Counter int
+// bpf/common/maps.h, generated).
+type Counter = commonCounter
 
 // Kernel-side counters.
 const (
-	CounterRingbufFull  Counter = 0
-	CounterNoEntry      Counter = 1
-	CounterInflightFull Counter = 2
-	CounterReadFailed   Counter = 3
+	CounterRingbufFull  = commonCounterCOUNTER_RINGBUF_FULL
+	CounterNoEntry      = commonCounterCOUNTER_NO_ENTRY
+	CounterInflightFull = commonCounterCOUNTER_INFLIGHT_FULL
+	CounterReadFailed   = commonCounterCOUNTER_READ_FAILED
 	// Outgoing context injection (probes/inject), per request.
-	CounterInjectArmed   Counter = 4
-	CounterInjected      Counter = 5
-	CounterInjectKept    Counter = 6
-	CounterInjectSkipped Counter = 7
-	CounterInjectFailed  Counter = 8
+	CounterInjectArmed   = commonCounterCOUNTER_INJECT_ARMED
+	CounterInjected      = commonCounterCOUNTER_INJECTED
+	CounterInjectKept    = commonCounterCOUNTER_INJECT_KEPT
+	CounterInjectSkipped = commonCounterCOUNTER_INJECT_SKIPPED
+	CounterInjectFailed  = commonCounterCOUNTER_INJECT_FAILED
 	// A child of a process traced from the kernel went untraced: the
 	// kernel's table of traced processes was full.
-	CounterTracedFull Counter = 9
-	numCounters               = 16
+	CounterTracedFull = commonCounterCOUNTER_TRACED_FULL
+	numCounters       = commonCounterCOUNTER_MAX
 )
 
 // String names the counter in logs and metrics.
-func (c Counter) String() string {
+func (c commonCounter) String() string {
 	switch c {
 	case CounterRingbufFull:
 		return "ringbuf_full"
@@ -73,7 +73,7 @@ func LoadShared(ringSize int) (*Shared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading shared map spec: %w", err)
 	}
-	spec.Maps["events"].MaxEntries = uint32(ringSize)
+	spec.Maps[commonMapEvents].MaxEntries = uint32(ringSize)
 	s := &Shared{threshold: uint64(ringSize / 4)}
 	if err := spec.LoadAndAssign(&s.objs.commonMaps, nil); err != nil {
 		return nil, fmt.Errorf("creating the ring buffer and counters: %w", err)
@@ -85,11 +85,11 @@ func LoadShared(ringSize int) (*Shared, error) {
 // that its programs write into the shared maps.
 func (s *Shared) Replacements() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
-		"events":         s.objs.Events,
-		"counters":       s.objs.Counters,
-		"go_ctx":         s.objs.GoCtx,
-		"conn_ctx":       s.objs.ConnCtx,
-		"conn_ctx_armed": s.objs.ConnCtxArmed,
+		commonMapEvents:       s.objs.Events,
+		commonMapCounters:     s.objs.Counters,
+		commonMapGoCtx:        s.objs.GoCtx,
+		commonMapConnCtx:      s.objs.ConnCtx,
+		commonMapConnCtxArmed: s.objs.ConnCtxArmed,
 	}
 }
 

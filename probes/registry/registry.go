@@ -11,10 +11,12 @@ import (
 
 	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/dbsql"
+	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/nethttp/client"
 	"github.com/zerotrace/zerotrace/probes/nethttp/server"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 	"github.com/zerotrace/zerotrace/probes/runtime/goroutines"
+	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
 
 // Probes lists every Go library instrumentation, in attach order.
@@ -49,4 +51,16 @@ func Fields() ([]offsets.Field, error) {
 		return cmp.Or(strings.Compare(a.Module, b.Module), strings.Compare(a.String(), b.String()))
 	})
 	return out, nil
+}
+
+// Records builds the reader's dispatch table: the records of every
+// registered probe, and those of the kernel-level tracing (probes/syscalls).
+// Two records with one type number are an error.
+func Records() (*events.Records, error) {
+	var recs []events.Record
+	for _, p := range Probes() {
+		recs = append(recs, p.Records()...)
+	}
+	recs = append(recs, syscalls.Records()...)
+	return events.NewRecords(recs...)
 }

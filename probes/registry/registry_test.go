@@ -1,13 +1,16 @@
 package registry
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
 	"github.com/cilium/ebpf"
 
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/nethttp/server"
 	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
 
 // Every `volatile const` of every registered object is one the loader sets:
@@ -89,5 +92,59 @@ func TestTableHasEveryField(t *testing.T) {
 		if _, err := offsets.Lookup(newest, f); err != nil {
 			t.Errorf("%v; regenerate the table with: go run ./scripts/gen-offsets", err)
 		}
+	}
+}
+
+// Every record type number is used once: the reader dispatches by it.
+func TestRecordTypesAreUnique(t *testing.T) {
+	seen := map[uint8]string{}
+	var all []events.Record
+	for _, p := range Probes() {
+		all = append(all, p.Records()...)
+	}
+	all = append(all, syscalls.Records()...)
+	for _, r := range all {
+		if r.Type == 0 {
+			t.Errorf("%s has type 0, which no record may have (a zeroed header)", r.Name)
+		}
+		if other, ok := seen[r.Type]; ok {
+			t.Errorf("record type %d is both %s and %s", r.Type, other, r.Name)
+		}
+		seen[r.Type] = r.Name
+	}
+	table, err := Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(table.Types()); got != len(all) {
+		t.Errorf("the table has %d record types, the registry %d", got, len(all))
+	}
+}
+
+// The reader rejects what it cannot decode, saying why.
+func TestDecodeRejectsBadRecords(t *testing.T) {
+	table, err := Records()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &events.Decoder{Clock: events.NewClock()}
+	rec := server.Probe.Records()[0]
+	full := make([]byte, rec.MinSize)
+	full[0] = rec.Type
+
+	var de *events.DecodeError
+	if _, err := table.Decode(full[:8], d); !errors.As(err, &de) || de.Kind != "short" {
+		t.Errorf("short record: %v", err)
+	}
+	if _, err := table.Decode(full[:100], d); !errors.As(err, &de) || de.Kind != "size" {
+		t.Errorf("truncated record: %v", err)
+	}
+	full[0] = 200
+	if _, err := table.Decode(full, d); !errors.As(err, &de) || de.Kind != "unknown_type" {
+		t.Errorf("unknown type: %v", err)
+	}
+	full[0] = rec.Type
+	if _, err := table.Decode(full, d); err != nil {
+		t.Errorf("a whole record: %v", err)
 	}
 }

@@ -42,7 +42,7 @@ var (
 )
 
 // Probe is the net/http client instrumentation.
-var Probe = probes.Declare("net/http client", loadClient, declare)
+var Probe = probes.Declare("net/http client", loadClient, declare, record)
 
 func declare(s *clientSpecs) probes.Declaration {
 	var buf clientScratch

@@ -31,7 +31,7 @@ var (
 )
 
 // Probe is the net/http server instrumentation.
-var Probe = probes.Declare("net/http server", loadServer, declare)
+var Probe = probes.Declare("net/http server", loadServer, declare, record)
 
 func declare(s *serverSpecs) probes.Declaration {
 	// The return program copies the start of each struct into a per-CPU
