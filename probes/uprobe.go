@@ -20,8 +20,6 @@ type AttachUprobe struct {
 	Symbol string
 	Entry  *ebpf.Program // nil when only the returns are probed
 	Return *ebpf.Program // nil when only the entry is probed
-	// Optional probes are skipped when the symbol is absent.
-	Optional bool
 }
 
 // Attachment is the set of links one instrumentation holds on one process.
@@ -29,7 +27,6 @@ type Attachment struct {
 	links   []link.Link
 	Entries int // entry uprobes attached
 	Returns int // uprobes attached at RET instructions
-	Skipped []string
 }
 
 // AttachUprobes attaches every uprobe in ups to t's process only. It attaches
@@ -57,10 +54,6 @@ func AttachUprobes(t *Target, ups []AttachUprobe) (*Attachment, error) {
 func (a *Attachment) attach(t *Target, ex *link.Executable, u AttachUprobe) error {
 	fn, err := t.Bin.Func(u.Symbol)
 	if err != nil {
-		if u.Optional {
-			a.Skipped = append(a.Skipped, u.Symbol)
-			return nil
-		}
 		return fmt.Errorf("%s: %w", t, err)
 	}
 	if u.Return != nil {
