@@ -69,11 +69,18 @@ type Planned struct {
 	// On lists the parts an option turned on that run.
 	On []string
 
+	// What Spec rebuilds from the probe's object: the constants' values
+	// and the programs to keep, by name, and where the programs go. A
+	// plan lives as long as its process: it keeps no copy of the object.
 	target  *Target
-	spec    *ebpf.CollectionSpec // constants set, unused programs removed
-	uprobes []Uprobe             // those to attach
+	consts  map[string]uint64
+	keep    map[string]bool
+	uprobes []placed
 	reads   map[offsets.Field]bool
 }
+
+// placed is a probed function and the names of its programs ("" for none).
+type placed struct{ symbol, entry, ret string }
 
 // Name is the instrumentation's name.
 func (p *Planned) Name() string { return p.Probe.Name() }
@@ -88,7 +95,25 @@ func (p *Planned) Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
 	if !p.Runs() {
 		return nil, fmt.Errorf("%s: %s is %s", p.target, p.Name(), p.State)
 	}
-	spec := p.spec.Copy()
+	spec, err := p.Probe.base()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p.Name(), err)
+	}
+	spec = spec.Copy()
+	for name := range spec.Programs {
+		if !p.keep[name] {
+			delete(spec.Programs, name)
+		}
+	}
+	for name, x := range p.consts {
+		v, ok := spec.Variables[name]
+		if !ok {
+			return nil, fmt.Errorf("%s: %s has no constant %s", p.target, p.Name(), name)
+		}
+		if err := setUint(v, x); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", p.target, p.Name(), err)
+		}
+	}
 	if err := shared.SetConstants(spec); err != nil {
 		return nil, fmt.Errorf("%s: %s: %w", p.target, p.Name(), err)
 	}
@@ -129,14 +154,8 @@ func (p *Planned) Load(shared *events.Shared) (*Loaded, error) {
 		return nil, fmt.Errorf("%s: loading the %s programs: %w", p.target, p.Name(), err)
 	}
 	l := &Loaded{coll: coll}
-	prog := func(ps *ebpf.ProgramSpec) *ebpf.Program {
-		if ps == nil {
-			return nil
-		}
-		return coll.Programs[ps.Name]
-	}
 	for _, u := range p.uprobes {
-		l.uprobes = append(l.uprobes, AttachUprobe{Symbol: u.Symbol, Entry: prog(u.Entry), Return: prog(u.Return)})
+		l.uprobes = append(l.uprobes, AttachUprobe{Symbol: u.symbol, Entry: coll.Programs[u.entry], Return: coll.Programs[u.ret]})
 	}
 	return l, nil
 }
@@ -150,6 +169,7 @@ func PlanTarget(t *Target, all []*Probe, opts Options) ([]*Planned, error) {
 	type candidate struct {
 		planned *Planned
 		decl    Declaration
+		spec    *ebpf.CollectionSpec // the copy decl refers into
 	}
 	var cands []*candidate
 	var fields []offsets.Field
@@ -160,7 +180,7 @@ func PlanTarget(t *Target, all []*Probe, opts Options) ([]*Planned, error) {
 		if err != nil {
 			return nil, err
 		}
-		c := &candidate{planned: &Planned{Probe: p, target: t, spec: spec}, decl: decl}
+		c := &candidate{planned: &Planned{Probe: p, target: t}, decl: decl, spec: spec}
 		cands = append(cands, c)
 		if why := applies(t, &decl); why != "" {
 			c.planned.Why = why
@@ -179,6 +199,7 @@ func PlanTarget(t *Target, all []*Probe, opts Options) ([]*Planned, error) {
 	for _, c := range cands {
 		if c.planned.Why == "" {
 			(&planner{t: t, opts: opts, decl: &c.decl, out: c.planned}).plan()
+			c.spec = nil
 		}
 	}
 	// Helpers run only for an instrumentation that runs and needs them.
@@ -309,7 +330,7 @@ func (pl *planner) plan() {
 
 	// Where each program goes: the uprobes of the parts that run, on the
 	// functions the binary has.
-	keep := map[*ebpf.ProgramSpec]bool{}
+	pl.out.keep = map[string]bool{}
 	for _, u := range pl.decl.Uprobes {
 		if !on(u.Part) {
 			continue
@@ -317,17 +338,13 @@ func (pl *planner) plan() {
 		if _, err := pl.t.Bin.Func(u.Symbol); err != nil {
 			continue // optional, or a part's that is absent
 		}
-		pl.out.uprobes = append(pl.out.uprobes, u)
-		keep[u.Entry], keep[u.Return] = true, true
+		pl.out.uprobes = append(pl.out.uprobes, placed{symbol: u.Symbol, entry: progName(u.Entry), ret: progName(u.Return)})
+		pl.out.keep[progName(u.Entry)], pl.out.keep[progName(u.Return)] = true, true
 	}
+	delete(pl.out.keep, "")
 	if len(pl.out.uprobes) == 0 {
 		pl.disable("none of the functions it probes can be probed", nil)
 		return
-	}
-	for name, ps := range pl.out.spec.Programs {
-		if !keep[ps] {
-			delete(pl.out.spec.Programs, name)
-		}
 	}
 
 	// The constants.
@@ -372,11 +389,16 @@ func (pl *planner) plan() {
 			}
 		}
 	}
+	pl.out.consts = map[string]uint64{}
 	for v, x := range set {
+		// Set once here, on the planning copy, so that a constant of a
+		// size the loader cannot set disables the plan rather than the
+		// load.
 		if err := setUint(v, x); err != nil {
 			pl.disable(err.Error(), err)
 			return
 		}
+		pl.out.consts[v.Name] = x
 	}
 	pl.out.State = Active
 	if len(pl.out.Missing) > 0 {
@@ -487,6 +509,13 @@ func dropUnusedMaps(spec *ebpf.CollectionSpec) {
 			delete(spec.Variables, name)
 		}
 	}
+}
+
+func progName(p *ebpf.ProgramSpec) string {
+	if p == nil {
+		return ""
+	}
+	return p.Name
 }
 
 // setUint sets a constant of 1, 2, 4 or 8 bytes to x.
