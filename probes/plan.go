@@ -28,6 +28,7 @@ const (
 	Disabled
 )
 
+// String names the state as reports say it.
 func (s State) String() string {
 	switch s {
 	case Active:
@@ -50,12 +51,8 @@ type Missing struct {
 	Chosen bool
 }
 
-// Announced is an optional part turned on by an option (Part.Option) that
-// is running, for the user to know.
-type Announced struct{ Gives string }
-
 // Planned is one instrumentation planned for one target: what it will do,
-// with its programs' constants set, or why it will not run.
+// and the values of its programs' constants, or why it will not run.
 type Planned struct {
 	Probe *Probe
 	State State
@@ -269,17 +266,17 @@ func errString(err error) string {
 // it does: the binary must have each of its required functions and at least
 // one of the functions it probes.
 func applies(t *Target, d *Declaration) string {
-	any := false
+	found := false
 	for _, u := range d.Uprobes {
 		_, err := t.Bin.Func(u.Symbol)
 		switch {
 		case err == nil:
-			any = true
+			found = true
 		case u.Part == nil && !u.Optional:
 			return "the binary has no " + u.Symbol
 		}
 	}
-	if !any {
+	if !found {
 		var syms []string
 		for _, u := range d.Uprobes {
 			syms = append(syms, u.Symbol)
