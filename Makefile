@@ -52,7 +52,8 @@ vet:
 
 # Unit tests that need no privilege.
 test-unit:
-	$(GO) test $(TESTFLAGS) ./correlate/... ./export/... ./probes/gobin/... ./probes/offsets/... ./probes/events/...
+	$(GO) test $(TESTFLAGS) ./correlate/... ./export/... ./probes/gobin/... ./probes/offsets/... ./probes/events/... \
+		./probes/registry/... ./probes/session/... ./probes/nethttp/... ./probes/dbsql/... ./probes/syscalls/...
 
 # Everything, including the tests that load BPF and trace real processes.
 test:

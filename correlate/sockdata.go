@@ -8,7 +8,8 @@ import (
 // SockDir is what a SockData record reports.
 type SockDir uint8
 
-// Directions (enum sock_dir in bpf/common/event.h).
+// Directions (enum sock_dir in bpf/syscalls/records.h; probes/syscalls checks
+// that these equal the C values).
 const (
 	SockRead  SockDir = 1
 	SockWrite SockDir = 2
@@ -25,7 +26,8 @@ const (
 // SockProto is the protocol the kernel recognised on a descriptor.
 type SockProto uint8
 
-// Protocols (enum sock_proto in bpf/common/event.h).
+// Protocols (enum sock_proto in bpf/syscalls/records.h; probes/syscalls checks
+// that these equal the C values).
 const (
 	ProtoHTTP     SockProto = 1
 	ProtoPostgres SockProto = 2 // client side

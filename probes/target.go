@@ -144,22 +144,3 @@ func (t *Target) Close() error {
 	}
 	return t.Bin.Close()
 }
-
-// PrefixEnd returns how many leading bytes of a struct cover the given
-// fields (field → size in bytes), so that a probe can copy them with one
-// read that never goes past the object. Absent (optional) fields are
-// ignored; a prefix longer than limit, the probe's buffer, is an error.
-func (t *Target) PrefixEnd(limit uint64, fields map[offsets.Field]uint64) (uint64, error) {
-	var n uint64
-	for f, size := range fields {
-		off, ok := t.Offsets.Get(f)
-		if !ok {
-			continue
-		}
-		n = max(n, off+size)
-	}
-	if n > limit {
-		return 0, fmt.Errorf("struct prefix of %d bytes does not fit the probe's %d-byte copy", n, limit)
-	}
-	return n, nil
-}

@@ -8,19 +8,18 @@ import (
 	"github.com/cilium/ebpf/link"
 )
 
-// Uprobe declares one probed Go function: its entry program, and its return
-// program, which is attached as a uprobe on every RET instruction of the
+// AttachUprobe is one probed Go function with its loaded programs: the
+// entry program, attached at the function's entry (gobin.EntryOffset), and
+// the return program, attached as a uprobe on every RET instruction of the
 // function. Uretprobes are never used on Go code: they replace the return
 // address on the goroutine stack, and the runtime crashes when it moves
 // that stack ("unknown caller pc").
-type Uprobe struct {
+type AttachUprobe struct {
 	// Symbol is the function's name in the Go symbol table, such as
 	// "net/http.serverHandler.ServeHTTP".
 	Symbol string
 	Entry  *ebpf.Program // nil when only the returns are probed
 	Return *ebpf.Program // nil when only the entry is probed
-	// Optional probes are skipped when the symbol is absent.
-	Optional bool
 }
 
 // Attachment is the set of links one instrumentation holds on one process.
@@ -28,7 +27,6 @@ type Attachment struct {
 	links   []link.Link
 	Entries int // entry uprobes attached
 	Returns int // uprobes attached at RET instructions
-	Skipped []string
 }
 
 // AttachUprobes attaches every uprobe in ups to t's process only. It attaches
@@ -38,7 +36,7 @@ type Attachment struct {
 // after it. In the windows in between, a return may come without its entry
 // (it is counted and ignored) but an entry never lacks its return, which
 // would leave state behind in the in-flight table.
-func AttachUprobes(t *Target, ups []Uprobe) (*Attachment, error) {
+func AttachUprobes(t *Target, ups []AttachUprobe) (*Attachment, error) {
 	ex, err := link.OpenExecutable(t.ProbePath)
 	if err != nil {
 		return nil, fmt.Errorf("%s: opening executable: %w", t, err)
@@ -53,13 +51,9 @@ func AttachUprobes(t *Target, ups []Uprobe) (*Attachment, error) {
 	return a, nil
 }
 
-func (a *Attachment) attach(t *Target, ex *link.Executable, u Uprobe) error {
+func (a *Attachment) attach(t *Target, ex *link.Executable, u AttachUprobe) error {
 	fn, err := t.Bin.Func(u.Symbol)
 	if err != nil {
-		if u.Optional {
-			a.Skipped = append(a.Skipped, u.Symbol)
-			return nil
-		}
 		return fmt.Errorf("%s: %w", t, err)
 	}
 	if u.Return != nil {

@@ -163,7 +163,7 @@ static __always_inline __u64 wakeup_flags(void)
 	return BPF_RB_NO_WAKEUP;
 }
 
-static __always_inline void fill_header(struct event_header *hdr, enum event_type type)
+static __always_inline void fill_header(struct event_header *hdr, __u8 type)
 {
 	hdr->type = type;
 	hdr->flags = 0;

@@ -24,8 +24,16 @@
 #include "common/kernel.h"
 #include "common/goabi.h"
 #include "common/maps.h"
+#include "dbsql/record.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// The record and the enums user space reads, in BTF for bpf2go -type
+// (probes/dbsql/gen.go); never used.
+struct db_query_event *unused_db_query_event __attribute__((unused));
+enum db_query_record *unused_db_query_record __attribute__((unused));
+enum db_call *unused_db_call __attribute__((unused));
+enum db_truncation *unused_db_truncation __attribute__((unused));
 
 volatile const __u64 off_g_goid;
 volatile const __u64 off_g_parent_goid;

@@ -8,8 +8,66 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
+)
+
+type dbsqlDbCall uint32
+
+const (
+	dbsqlDbCallDB_CALL_QUERY      dbsqlDbCall = 1
+	dbsqlDbCallDB_CALL_EXEC       dbsqlDbCall = 2
+	dbsqlDbCallDB_CALL_STMT_QUERY dbsqlDbCall = 3
+	dbsqlDbCallDB_CALL_STMT_EXEC  dbsqlDbCall = 4
+)
+
+type dbsqlDbQueryEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Type  uint8
+		Flags uint8
+		Pad   uint16
+		Pid   uint32
+		TsNs  uint64
+	}
+	StartNs uint64
+	Goid    uint64
+	Ids     struct {
+		_        structs.HostLayout
+		TraceId  [16]uint8
+		SpanId   [8]uint8
+		ParentId [8]uint8
+	}
+	ErrType       uint64
+	ConnectorType uint64
+	DriverType    uint64
+	ResultType    uint64
+	ResultWords   [2]int64
+	QueryLen      uint16
+	DsnLen        [2]uint16
+	Call          uint8
+	Truncated     uint8
+	ErrLen        [3]uint16
+	Pad           [2]uint8
+	Query         [1024]int8
+	Dsn           [2][128]int8
+	ErrMsg        [3][128]int8
+}
+
+type dbsqlDbQueryRecord uint32
+
+const (
+	dbsqlDbQueryRecordEVENT_DB_QUERY dbsqlDbQueryRecord = 3
+)
+
+type dbsqlDbTruncation uint32
+
+const (
+	dbsqlDbTruncationDB_TRUNC_QUERY dbsqlDbTruncation = 1
+	dbsqlDbTruncationDB_TRUNC_DSN   dbsqlDbTruncation = 2
+	dbsqlDbTruncationDB_TRUNC_ERR   dbsqlDbTruncation = 4
 )
 
 // Names of all BPF objects in the ELF.
@@ -37,6 +95,10 @@ const (
 	dbsqlVarOffG_parentGoid       = "off_g_parent_goid"
 	dbsqlVarOffStmtDb             = "off_stmt_db"
 	dbsqlVarOffStmtQuery          = "off_stmt_query"
+	dbsqlVarUnusedDbCall          = "unused_db_call"
+	dbsqlVarUnusedDbQueryEvent    = "unused_db_query_event"
+	dbsqlVarUnusedDbQueryRecord   = "unused_db_query_record"
+	dbsqlVarUnusedDbTruncation    = "unused_db_truncation"
 	dbsqlVarWakeupThreshold       = "wakeup_threshold"
 )
 
@@ -115,6 +177,10 @@ type dbsqlVariableSpecs struct {
 	OffG_parentGoid       *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	OffStmtDb             *ebpf.VariableSpec `ebpf:"off_stmt_db"`
 	OffStmtQuery          *ebpf.VariableSpec `ebpf:"off_stmt_query"`
+	UnusedDbCall          *ebpf.VariableSpec `ebpf:"unused_db_call"`
+	UnusedDbQueryEvent    *ebpf.VariableSpec `ebpf:"unused_db_query_event"`
+	UnusedDbQueryRecord   *ebpf.VariableSpec `ebpf:"unused_db_query_record"`
+	UnusedDbTruncation    *ebpf.VariableSpec `ebpf:"unused_db_truncation"`
 	WakeupThreshold       *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
@@ -171,6 +237,10 @@ type dbsqlVariables struct {
 	OffG_parentGoid       *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	OffStmtDb             *ebpf.Variable `ebpf:"off_stmt_db"`
 	OffStmtQuery          *ebpf.Variable `ebpf:"off_stmt_query"`
+	UnusedDbCall          *ebpf.Variable `ebpf:"unused_db_call"`
+	UnusedDbQueryEvent    *ebpf.Variable `ebpf:"unused_db_query_event"`
+	UnusedDbQueryRecord   *ebpf.Variable `ebpf:"unused_db_query_record"`
+	UnusedDbTruncation    *ebpf.Variable `ebpf:"unused_db_truncation"`
 	WakeupThreshold       *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 

@@ -1,3 +1,3 @@
 package dbsql
 
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -Wpadded -mcpu=v3 -I../../bpf -I../.." -no-global-types -target amd64 dbsql ../../bpf/dbsql/probe.c
+//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go -type db_query_event -type db_query_record -type db_call -type db_truncation dbsql ../../bpf/dbsql/probe.c

@@ -4,18 +4,14 @@
 package dbsql
 
 import (
-	"fmt"
-
-	"github.com/cilium/ebpf"
-
 	"github.com/zerotrace/zerotrace/probes"
-	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 )
 
 // The probed functions: every query and exec of DB, Conn and Tx goes
 // through QueryDC or ExecDC; prepared statements through the Stmt methods
-// (Query, QueryRow and Exec call their Context forms).
+// (Query, QueryRow and Exec call their Context forms). The linker drops
+// what a program never calls, so each may be missing on its own.
 const (
 	QueryDC          = "database/sql.(*DB).queryDC"
 	ExecDC           = "database/sql.(*DB).execDC"
@@ -23,95 +19,49 @@ const (
 	StmtExecContext  = "database/sql.(*Stmt).ExecContext"
 )
 
-var requiredFields = []offsets.Field{
-	offsets.GoroutineID, offsets.GoroutineParentID,
-	offsets.SQLDBConnector, offsets.SQLStmtDB, offsets.SQLStmtQuery,
-	offsets.SQLDSNConnectorDSN, offsets.SQLDSNConnectorDriver, offsets.SQLDriverResultResi,
-}
+// The fields of database/sql the programs read.
+var (
+	// DBConnector is database/sql.DB.connector, the driver.Connector.
+	DBConnector = offsets.Field{Struct: "database/sql.DB", Name: "connector"}
+	// StmtDB is database/sql.Stmt.db.
+	StmtDB = offsets.Field{Struct: "database/sql.Stmt", Name: "db"}
+	// StmtQuery is database/sql.Stmt.query, the prepared text.
+	StmtQuery = offsets.Field{Struct: "database/sql.Stmt", Name: "query"}
+	// DSNConnectorDSN is database/sql.dsnConnector.dsn, the data source
+	// name given to sql.Open.
+	DSNConnectorDSN = offsets.Field{Struct: "database/sql.dsnConnector", Name: "dsn"}
+	// DSNConnectorDriver is database/sql.dsnConnector.driver.
+	DSNConnectorDriver = offsets.Field{Struct: "database/sql.dsnConnector", Name: "driver"}
+	// DriverResultResi is database/sql.driverResult.resi, the driver's own
+	// Result that an exec's Result wraps.
+	DriverResultResi = offsets.Field{Struct: "database/sql.driverResult", Name: "resi"}
+)
 
-// Instrumentation is the database/sql instrumentation.
-type Instrumentation struct{}
+// Probe is the database/sql instrumentation.
+var Probe = probes.Declare("database/sql", loadDbsql, declare, record)
 
-// Name implements probes.Instrumentation.
-func (Instrumentation) Name() string { return "database/sql" }
-
-// Fields implements probes.Instrumentation.
-func (Instrumentation) Fields() (required, optional []offsets.Field) {
-	return requiredFields, nil
-}
-
-// Applies implements probes.Instrumentation: the binary calls database/sql.
-// The linker drops what a program never calls, so each probed function may
-// be missing on its own.
-func (Instrumentation) Applies(t *probes.Target) bool {
-	for _, name := range []string{QueryDC, ExecDC, StmtQueryContext, StmtExecContext} {
-		if _, err := t.Bin.Func(name); err == nil {
-			return true
-		}
-	}
-	return false
-}
-
-// Spec implements probes.Instrumentation.
-func (Instrumentation) Spec(t *probes.Target, shared *events.Shared) (*ebpf.CollectionSpec, error) {
-	spec, err := loadDbsql()
-	if err != nil {
-		return nil, fmt.Errorf("database/sql: %w", err)
-	}
-	var specs dbsqlSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return nil, fmt.Errorf("database/sql: %w", err)
-	}
-	off := func(f offsets.Field) uint64 {
-		o, _ := t.Offsets.Get(f)
-		return o
-	}
-	v := &specs.dbsqlVariableSpecs
-	sets := []struct {
-		v   *ebpf.VariableSpec
-		val any
-	}{
-		{v.OffG_goid, off(offsets.GoroutineID)},
-		{v.OffG_parentGoid, off(offsets.GoroutineParentID)},
-		{v.OffDbConnector, off(offsets.SQLDBConnector)},
-		{v.OffStmtDb, off(offsets.SQLStmtDB)},
-		{v.OffStmtQuery, off(offsets.SQLStmtQuery)},
-		{v.OffDsnConnectorDsn, off(offsets.SQLDSNConnectorDSN)},
-		{v.OffDsnConnectorDriver, off(offsets.SQLDSNConnectorDriver)},
-		{v.OffDriverResultResi, off(offsets.SQLDriverResultResi)},
-		{v.WakeupThreshold, shared.WakeupThreshold()},
-	}
-	for _, s := range sets {
-		if err := s.v.Set(s.val); err != nil {
-			return nil, fmt.Errorf("%s: database/sql: setting %s: %w", t, s.v.Name, err)
-		}
-	}
-	return spec, nil
-}
-
-// Load implements probes.Instrumentation.
-func (in Instrumentation) Load(t *probes.Target, shared *events.Shared) (probes.Loaded, error) {
-	spec, err := in.Spec(t, shared)
-	if err != nil {
-		return nil, err
-	}
-	var objs dbsqlObjects
-	opts := &ebpf.CollectionOptions{MapReplacements: shared.Replacements()}
-	if err := spec.LoadAndAssign(&objs, opts); err != nil {
-		return nil, fmt.Errorf("%s: loading the database/sql programs: %w", t, err)
-	}
-	return &loaded{objs: objs}, nil
-}
-
-type loaded struct{ objs dbsqlObjects }
-
-func (l *loaded) Uprobes() []probes.Uprobe {
-	return []probes.Uprobe{
-		{Symbol: QueryDC, Entry: l.objs.QueryDcEnter, Return: l.objs.QueryReturn, Optional: true},
-		{Symbol: ExecDC, Entry: l.objs.ExecDcEnter, Return: l.objs.ExecReturn, Optional: true},
-		{Symbol: StmtQueryContext, Entry: l.objs.StmtQueryEnter, Return: l.objs.QueryReturn, Optional: true},
-		{Symbol: StmtExecContext, Entry: l.objs.StmtExecEnter, Return: l.objs.ExecReturn, Optional: true},
+func declare(s *dbsqlSpecs) probes.Declaration {
+	stmts := &probes.Part{Gives: "the spans of prepared statements"}
+	// sql.Open's connector; a program that opens its databases otherwise
+	// has none (the linker drops the type), and then nothing to lose.
+	dsn := &probes.Part{Gives: "server.address, server.port and db.namespace from sql.Open's data source name"}
+	rows := &probes.Part{Gives: "the rows an exec affected"}
+	return probes.Declaration{
+		Uprobes: []probes.Uprobe{
+			{Symbol: QueryDC, Entry: s.QueryDcEnter, Return: s.QueryReturn, Optional: true},
+			{Symbol: ExecDC, Entry: s.ExecDcEnter, Return: s.ExecReturn, Optional: true},
+			{Symbol: StmtQueryContext, Entry: s.StmtQueryEnter, Return: s.QueryReturn, Optional: true, Part: stmts},
+			{Symbol: StmtExecContext, Entry: s.StmtExecEnter, Return: s.ExecReturn, Optional: true, Part: stmts},
+		},
+		Reads: []probes.Read{
+			{Field: offsets.GoroutineID, Offset: s.OffG_goid, Size: probes.Word},
+			{Field: offsets.GoroutineParentID, Offset: s.OffG_parentGoid, Size: probes.Word},
+			{Field: DBConnector, Offset: s.OffDbConnector, Size: probes.Iface},
+			{Field: StmtDB, Offset: s.OffStmtDb, Size: probes.Word, Part: stmts},
+			{Field: StmtQuery, Offset: s.OffStmtQuery, Size: probes.String, Part: stmts},
+			{Field: DSNConnectorDSN, Offset: s.OffDsnConnectorDsn, Size: probes.String, Part: dsn},
+			{Field: DSNConnectorDriver, Offset: s.OffDsnConnectorDriver, Size: probes.Iface, Part: dsn},
+			{Field: DriverResultResi, Offset: s.OffDriverResultResi, Size: probes.Iface, Part: rows},
+		},
 	}
 }
-
-func (l *loaded) Close() error { return l.objs.Close() }

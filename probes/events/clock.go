@@ -46,3 +46,11 @@ func (c *Clock) Sync() {
 func (c *Clock) Wall(monoNs uint64) time.Time {
 	return time.Unix(0, int64(monoNs)+c.offset.Load())
 }
+
+// FixedClock returns a Clock whose wall time is the monotonic time plus
+// offset nanoseconds, never re-measured: for tests of decoders.
+func FixedClock(offset int64) *Clock {
+	c := &Clock{}
+	c.offset.Store(offset)
+	return c
+}

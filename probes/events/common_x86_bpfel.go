@@ -13,48 +13,21 @@ import (
 	"github.com/cilium/ebpf"
 )
 
-type commonConnEvent struct {
-	_             structs.HostLayout
-	Hdr           commonEventHeader
-	Sock          uint64
-	BytesReceived uint64
-	BytesAcked    uint64
-	Kind          uint8
-	Role          uint8
-	Family        uint8
-	Pad           uint8
-	LocalPort     uint16
-	RemotePort    uint16
-	LocalIp       [16]uint8
-	RemoteIp      [16]uint8
-}
+type commonCounter uint32
 
-type commonDbQueryEvent struct {
-	_       structs.HostLayout
-	Hdr     commonEventHeader
-	StartNs uint64
-	Goid    uint64
-	Ids     struct {
-		_        structs.HostLayout
-		TraceId  [16]uint8
-		SpanId   [8]uint8
-		ParentId [8]uint8
-	}
-	ErrType       uint64
-	ConnectorType uint64
-	DriverType    uint64
-	ResultType    uint64
-	ResultWords   [2]int64
-	QueryLen      uint16
-	DsnLen        [2]uint16
-	Call          uint8
-	Truncated     uint8
-	ErrLen        [3]uint16
-	Pad           [2]uint8
-	Query         [1024]int8
-	Dsn           [2][128]int8
-	ErrMsg        [3][128]int8
-}
+const (
+	commonCounterCOUNTER_RINGBUF_FULL   commonCounter = 0
+	commonCounterCOUNTER_NO_ENTRY       commonCounter = 1
+	commonCounterCOUNTER_INFLIGHT_FULL  commonCounter = 2
+	commonCounterCOUNTER_READ_FAILED    commonCounter = 3
+	commonCounterCOUNTER_INJECT_ARMED   commonCounter = 4
+	commonCounterCOUNTER_INJECTED       commonCounter = 5
+	commonCounterCOUNTER_INJECT_KEPT    commonCounter = 6
+	commonCounterCOUNTER_INJECT_SKIPPED commonCounter = 7
+	commonCounterCOUNTER_INJECT_FAILED  commonCounter = 8
+	commonCounterCOUNTER_TRACED_FULL    commonCounter = 9
+	commonCounterCOUNTER_MAX            commonCounter = 16
+)
 
 type commonEventHeader struct {
 	_     structs.HostLayout
@@ -65,123 +38,18 @@ type commonEventHeader struct {
 	TsNs  uint64
 }
 
-type commonHttpClientEvent struct {
-	_       structs.HostLayout
-	Hdr     commonEventHeader
-	StartNs uint64
-	Goid    uint64
-	Ids     struct {
-		_        structs.HostLayout
-		TraceId  [16]uint8
-		SpanId   [8]uint8
-		ParentId [8]uint8
-	}
-	ErrType       uint64
-	ContentLength int64
-	Status        uint16
-	MethodLen     uint16
-	SchemeLen     uint16
-	HostLen       uint16
-	PathLen       uint16
-	QueryLen      uint16
-	Info          uint8
-	Truncated     uint8
-	PeerIpLen     uint8
-	Pad           uint8
-	PeerIp        [16]uint8
-	PeerPort      uint16
-	Pad2          [6]uint8
-	Method        [16]int8
-	Scheme        [8]int8
-	Host          [128]int8
-	Path          [256]int8
-	Query         [256]int8
-}
-
-type commonHttpServerEvent struct {
-	_       structs.HostLayout
-	Hdr     commonEventHeader
-	StartNs uint64
-	Goid    uint64
-	Ids     struct {
-		_        structs.HostLayout
-		TraceId  [16]uint8
-		SpanId   [8]uint8
-		ParentId [8]uint8
-	}
-	ContentLength int64
-	RespWritten   int64
-	Status        uint16
-	ProtoMajor    uint8
-	ProtoMinor    uint8
-	LocalPort     uint16
-	LocalIpLen    uint8
-	Info          uint8
-	LocalIp       [16]uint8
-	MethodLen     uint16
-	PathLen       uint16
-	QueryLen      uint16
-	HostLen       uint16
-	PatternLen    uint16
-	RemoteLen     uint16
-	TracestateLen uint16
-	Truncated     uint8
-	Pad           [1]uint8
-	Method        [16]int8
-	Path          [256]int8
-	Query         [256]int8
-	Host          [128]int8
-	Pattern       [128]int8
-	Remote        [64]int8
-	Tracestate    [256]int8
-}
-
-type commonSockDataEvent struct {
-	_          structs.HostLayout
-	Hdr        commonEventHeader
-	Tid        uint32
-	Fd         int32
-	Len        uint32
-	Dir        uint8
-	Proto      uint8
-	Cap        uint16
-	Flags      uint8
-	TailLen    uint8
-	Family     uint16
-	LocalPort  uint16
-	RemotePort uint16
-	Sock       uint64
-	LocalIp    [16]uint8
-	RemoteIp   [16]uint8
-	Tail       [8]int8
-	Data       [512]int8
-}
-
-type commonTaskEvent struct {
-	_      structs.HostLayout
-	Hdr    commonEventHeader
-	Parent uint32
-	Kind   uint8
-	Pad    [3]uint8
-}
-
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	commonMapConnCtx               = "conn_ctx"
-	commonMapConnCtxArmed          = "conn_ctx_armed"
-	commonMapCounters              = "counters"
-	commonMapEvents                = "events"
-	commonMapGoCtx                 = "go_ctx"
-	commonVarUnusedConnEvent       = "unused_conn_event"
-	commonVarUnusedDbQueryEvent    = "unused_db_query_event"
-	commonVarUnusedEventHeader     = "unused_event_header"
-	commonVarUnusedHttpClientEvent = "unused_http_client_event"
-	commonVarUnusedHttpServerEvent = "unused_http_server_event"
-	commonVarUnusedSockDataEvent   = "unused_sock_data_event"
-	commonVarUnusedTaskEvent       = "unused_task_event"
-	commonVarWakeupThreshold       = "wakeup_threshold"
+	commonMapConnCtx           = "conn_ctx"
+	commonMapConnCtxArmed      = "conn_ctx_armed"
+	commonMapCounters          = "counters"
+	commonMapEvents            = "events"
+	commonMapGoCtx             = "go_ctx"
+	commonVarUnusedCounter     = "unused_counter"
+	commonVarUnusedEventHeader = "unused_event_header"
+	commonVarWakeupThreshold   = "wakeup_threshold"
 )
 
 // loadCommon returns the embedded CollectionSpec for common.
@@ -243,14 +111,9 @@ type commonMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type commonVariableSpecs struct {
-	UnusedConnEvent       *ebpf.VariableSpec `ebpf:"unused_conn_event"`
-	UnusedDbQueryEvent    *ebpf.VariableSpec `ebpf:"unused_db_query_event"`
-	UnusedEventHeader     *ebpf.VariableSpec `ebpf:"unused_event_header"`
-	UnusedHttpClientEvent *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
-	UnusedHttpServerEvent *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
-	UnusedSockDataEvent   *ebpf.VariableSpec `ebpf:"unused_sock_data_event"`
-	UnusedTaskEvent       *ebpf.VariableSpec `ebpf:"unused_task_event"`
-	WakeupThreshold       *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
+	UnusedCounter     *ebpf.VariableSpec `ebpf:"unused_counter"`
+	UnusedEventHeader *ebpf.VariableSpec `ebpf:"unused_event_header"`
+	WakeupThreshold   *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
 // commonObjects contains all objects after they have been loaded into the kernel.
@@ -294,14 +157,9 @@ func (m *commonMaps) Close() error {
 //
 // It can be passed to loadCommonObjects or ebpf.CollectionSpec.LoadAndAssign.
 type commonVariables struct {
-	UnusedConnEvent       *ebpf.Variable `ebpf:"unused_conn_event"`
-	UnusedDbQueryEvent    *ebpf.Variable `ebpf:"unused_db_query_event"`
-	UnusedEventHeader     *ebpf.Variable `ebpf:"unused_event_header"`
-	UnusedHttpClientEvent *ebpf.Variable `ebpf:"unused_http_client_event"`
-	UnusedHttpServerEvent *ebpf.Variable `ebpf:"unused_http_server_event"`
-	UnusedSockDataEvent   *ebpf.Variable `ebpf:"unused_sock_data_event"`
-	UnusedTaskEvent       *ebpf.Variable `ebpf:"unused_task_event"`
-	WakeupThreshold       *ebpf.Variable `ebpf:"wakeup_threshold"`
+	UnusedCounter     *ebpf.Variable `ebpf:"unused_counter"`
+	UnusedEventHeader *ebpf.Variable `ebpf:"unused_event_header"`
+	WakeupThreshold   *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 
 // commonPrograms contains all programs after they have been loaded into the kernel.

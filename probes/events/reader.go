@@ -30,31 +30,34 @@ type ReaderStats struct {
 // exporter can never stall the ring buffer and, through it, make the
 // kernel drop records unseen. The event is only valid during the call.
 type Reader struct {
-	rd    *ringbuf.Reader
-	clock *Clock
-	log   *slog.Logger
-	poll  time.Duration
-	namer ErrTypeNamer
-	stats ReaderStats
+	rd      *ringbuf.Reader
+	records *Records
+	dec     Decoder
+	clock   *Clock
+	log     *slog.Logger
+	poll    time.Duration
+	stats   ReaderStats
 }
 
 // PollInterval is how often the reader looks at the ring buffer when no
 // wakeup came.
 const PollInterval = 20 * time.Millisecond
 
-// NewReader opens a reader on the shared ring buffer. namer names error
-// types in client events; it may be nil.
-func NewReader(s *Shared, clock *Clock, namer ErrTypeNamer, log *slog.Logger) (*Reader, error) {
+// NewReader opens a reader on the shared ring buffer. records are the
+// records it decodes, by type (see probes/registry). namer names the types
+// behind itabs in records (error types, database drivers); it may be nil.
+func NewReader(s *Shared, records *Records, clock *Clock, namer ErrTypeNamer, log *slog.Logger) (*Reader, error) {
 	rd, err := ringbuf.NewReader(s.objs.Events)
 	if err != nil {
 		return nil, fmt.Errorf("opening the ring buffer reader: %w", err)
 	}
 	return &Reader{
-		rd:    rd,
-		clock: clock,
-		log:   log,
-		poll:  PollInterval,
-		namer: namer,
+		rd:      rd,
+		records: records,
+		dec:     Decoder{Clock: clock, Namer: namer},
+		clock:   clock,
+		log:     log,
+		poll:    PollInterval,
 	}, nil
 }
 
@@ -104,7 +107,7 @@ func (r *Reader) Run(ctx context.Context, handle func(correlate.Event)) error {
 
 func (r *Reader) decode(raw []byte, handle func(correlate.Event)) {
 	r.stats.Records.Add(1)
-	ev, err := Decode(raw, r.clock, r.namer)
+	ev, err := r.records.Decode(raw, &r.dec)
 	if err != nil {
 		if r.stats.DecodeErrors.Add(1) == 1 {
 			r.log.Warn("undecodable ring buffer record (further ones are only counted)", "err", err)

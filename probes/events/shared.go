@@ -8,29 +8,29 @@ import (
 )
 
 // Counter indexes the kernel-side loss counters (enum counter in
-// bpf/common/maps.h).
-type Counter int
+// bpf/common/maps.h, generated).
+type Counter = commonCounter
 
 // Kernel-side counters.
 const (
-	CounterRingbufFull  Counter = 0
-	CounterNoEntry      Counter = 1
-	CounterInflightFull Counter = 2
-	CounterReadFailed   Counter = 3
+	CounterRingbufFull  = commonCounterCOUNTER_RINGBUF_FULL
+	CounterNoEntry      = commonCounterCOUNTER_NO_ENTRY
+	CounterInflightFull = commonCounterCOUNTER_INFLIGHT_FULL
+	CounterReadFailed   = commonCounterCOUNTER_READ_FAILED
 	// Outgoing context injection (probes/inject), per request.
-	CounterInjectArmed   Counter = 4
-	CounterInjected      Counter = 5
-	CounterInjectKept    Counter = 6
-	CounterInjectSkipped Counter = 7
-	CounterInjectFailed  Counter = 8
+	CounterInjectArmed   = commonCounterCOUNTER_INJECT_ARMED
+	CounterInjected      = commonCounterCOUNTER_INJECTED
+	CounterInjectKept    = commonCounterCOUNTER_INJECT_KEPT
+	CounterInjectSkipped = commonCounterCOUNTER_INJECT_SKIPPED
+	CounterInjectFailed  = commonCounterCOUNTER_INJECT_FAILED
 	// A child of a process traced from the kernel went untraced: the
 	// kernel's table of traced processes was full.
-	CounterTracedFull Counter = 9
-	numCounters               = 16
+	CounterTracedFull = commonCounterCOUNTER_TRACED_FULL
+	numCounters       = commonCounterCOUNTER_MAX
 )
 
 // String names the counter in logs and metrics.
-func (c Counter) String() string {
+func (c commonCounter) String() string {
 	switch c {
 	case CounterRingbufFull:
 		return "ringbuf_full"
@@ -73,7 +73,7 @@ func LoadShared(ringSize int) (*Shared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading shared map spec: %w", err)
 	}
-	spec.Maps["events"].MaxEntries = uint32(ringSize)
+	spec.Maps[commonMapEvents].MaxEntries = uint32(ringSize)
 	s := &Shared{threshold: uint64(ringSize / 4)}
 	if err := spec.LoadAndAssign(&s.objs.commonMaps, nil); err != nil {
 		return nil, fmt.Errorf("creating the ring buffer and counters: %w", err)
@@ -85,17 +85,36 @@ func LoadShared(ringSize int) (*Shared, error) {
 // that its programs write into the shared maps.
 func (s *Shared) Replacements() map[string]*ebpf.Map {
 	return map[string]*ebpf.Map{
-		"events":         s.objs.Events,
-		"counters":       s.objs.Counters,
-		"go_ctx":         s.objs.GoCtx,
-		"conn_ctx":       s.objs.ConnCtx,
-		"conn_ctx_armed": s.objs.ConnCtxArmed,
+		commonMapEvents:       s.objs.Events,
+		commonMapCounters:     s.objs.Counters,
+		commonMapGoCtx:        s.objs.GoCtx,
+		commonMapConnCtx:      s.objs.ConnCtx,
+		commonMapConnCtxArmed: s.objs.ConnCtxArmed,
 	}
 }
 
 // WakeupThreshold is the value every probe must get for its
 // wakeup_threshold constant: the fill level past which records wake the reader.
 func (s *Shared) WakeupThreshold() uint64 { return s.threshold }
+
+// SharedConstants are the constants of bpf/common/maps.h, which every
+// object has and SetConstants sets.
+func SharedConstants() []string { return []string{commonVarWakeupThreshold} }
+
+// SetConstants sets, in the spec of any object, the constants of
+// bpf/common/maps.h.
+func (s *Shared) SetConstants(spec *ebpf.CollectionSpec) error {
+	for _, name := range SharedConstants() {
+		v, ok := spec.Variables[name]
+		if !ok {
+			return fmt.Errorf("the object has no %s (does it include common/maps.h?)", name)
+		}
+		if err := v.Set(s.threshold); err != nil {
+			return fmt.Errorf("setting %s: %w", name, err)
+		}
+	}
+	return nil
+}
 
 // Counters sums the per-CPU kernel counters.
 func (s *Shared) Counters() (map[Counter]uint64, error) {

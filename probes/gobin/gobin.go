@@ -60,6 +60,13 @@ type Binary struct {
 	// HasSymtab reports whether the binary still has its .symtab section,
 	// which -ldflags=-s and strip(1) remove.
 	HasSymtab bool
+	// Modules maps the path of every module linked into the binary (the
+	// main module and its dependencies, from the build information) to its
+	// version, such as "v1.60.0". A module replaced by another version
+	// reports the replacement's version; one replaced by a local directory,
+	// and a main module built outside version control, report "" or
+	// "(devel)", which no offsets table can match.
+	Modules map[string]string
 
 	file *os.File
 	elf  *elf.File
@@ -106,6 +113,7 @@ func newBinary(path string, f *os.File) (*Binary, error) {
 		GoVersion: info.GoVersion,
 		HasDWARF:  ef.Section(".debug_info") != nil || ef.Section(".zdebug_info") != nil,
 		HasSymtab: ef.Section(".symtab") != nil,
+		Modules:   modules(info),
 		file:      f,
 		elf:       ef,
 	}
@@ -114,6 +122,31 @@ func newBinary(path string, f *os.File) (*Binary, error) {
 	b.itabs = sync.OnceValue(b.loadItabs)
 	b.structs = sync.OnceValues(b.loadStructs)
 	return b, nil
+}
+
+// modules lists the modules of a build's information by path.
+func modules(info *buildinfo.BuildInfo) map[string]string {
+	m := make(map[string]string, len(info.Deps)+1)
+	if info.Main.Path != "" {
+		m[info.Main.Path] = info.Main.Version
+	}
+	for _, d := range info.Deps {
+		// Code and DWARF name the module's packages by its own path, even
+		// when another module's code stands in for it.
+		v := d.Version
+		if d.Replace != nil {
+			v = d.Replace.Version
+		}
+		m[d.Path] = v
+	}
+	return m
+}
+
+// ModuleVersion returns the version of the module at path linked into the
+// binary, and whether the binary links it with a usable version.
+func (b *Binary) ModuleVersion(path string) (string, bool) {
+	v, ok := b.Modules[path]
+	return v, ok && v != "" && v != "(devel)"
 }
 
 // Close releases the underlying file.

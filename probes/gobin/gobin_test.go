@@ -500,3 +500,35 @@ func TestStackCheckJump(t *testing.T) {
 		}
 	}
 }
+
+// Modules come from the build information, stripped binaries included: the
+// fixture links golang.org/x/arch at the version this module requires.
+func TestModuleVersion(t *testing.T) {
+	const module = "golang.org/x/arch"
+	root, err := gobintest.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := exec.Command("go", "list", "-m", "-f", "{{.Version}}", module)
+	list.Dir = root
+	out, err := list.Output()
+	if err != nil {
+		t.Fatalf("go list -m %s: %v", module, err)
+	}
+	want := strings.TrimSpace(string(out))
+	path := fixtures.Build(t, "droppedtype-stripped", "./tests/testdata/droppedtype", []string{"CGO_ENABLED=0"}, "-ldflags=-s -w")
+	b, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if v, ok := b.ModuleVersion(module); !ok || v != want {
+		t.Errorf("ModuleVersion(%s) = %q, %v; want %q", module, v, ok, want)
+	}
+	if v, ok := b.ModuleVersion("example.com/not/linked"); ok {
+		t.Errorf("ModuleVersion of a module not linked = %q", v)
+	}
+	if _, ok := b.Modules["github.com/zerotrace/zerotrace"]; !ok {
+		t.Errorf("the main module is missing from %v", b.Modules)
+	}
+}

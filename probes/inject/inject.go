@@ -153,7 +153,7 @@ func Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("loading the sk_msg object: %w", err)
 	}
-	if err := spec.Variables["wakeup_threshold"].Set(shared.WakeupThreshold()); err != nil {
+	if err := shared.SetConstants(spec); err != nil {
 		return nil, err
 	}
 	return spec, nil

@@ -29,9 +29,9 @@ func TestMain(m *testing.M) {
 }
 
 var (
-	fieldA = Field{"pkg.T", "A"}
-	fieldB = Field{"pkg.T", "B"}
-	fieldC = Field{"pkg.T", "C"} // only in newer patches
+	fieldA = Field{Struct: "pkg.T", Name: "A"}
+	fieldB = Field{Struct: "pkg.T", Name: "B"}
+	fieldC = Field{Struct: "pkg.T", Name: "C"} // only in newer patches
 )
 
 // testTable has a go1.26 line whose recorded patches agree, a go1.27 line
@@ -276,8 +276,8 @@ func TestResolveDWARFAgreesWithTable(t *testing.T) {
 
 func TestResolveDWARFMissingFields(t *testing.T) {
 	b := openRetFinder(t, "plain")
-	noField := Field{"net/http.Request", "NoSuchField"}
-	noType := Field{"net/http.NoSuchType", "X"}
+	noField := Field{Struct: "net/http.Request", Name: "NoSuchField"}
+	noType := Field{Struct: "net/http.NoSuchType", Name: "X"}
 
 	s, err := Resolve(b, []Field{RequestMethod}, []Field{noField, noType, RequestPattern})
 	if err != nil {
@@ -322,6 +322,138 @@ func TestResolveStrippedUsesTable(t *testing.T) {
 		w, _ := want.Get(f)
 		if !ok || got != w {
 			t.Errorf("%s: table says %d (%v), DWARF says %d", f, got, ok, w)
+		}
+	}
+}
+
+// openDroppedType builds the fixture whose linker dropped
+// database/sql.dsnConnector and which links golang.org/x/arch.
+func openDroppedType(t *testing.T, name string, flags ...string) *gobin.Binary {
+	t.Helper()
+	path := fixtures.Build(t, name, "./tests/testdata/droppedtype", []string{"CGO_ENABLED=0"}, flags...)
+	b, err := gobin.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+var (
+	dsnConnectorDSN = Field{Struct: "database/sql.dsnConnector", Name: "dsn"}
+	dbConnector     = Field{Struct: "database/sql.DB", Name: "connector"}
+	// A field of a module: x86asm.Inst's Len, whose layout the module's
+	// version decides.
+	instLen = Field{Module: "golang.org/x/arch", Struct: "golang.org/x/arch/x86/x86asm.Inst", Name: "Len"}
+)
+
+// A type the linker dropped from DWARF comes from the table, for the
+// binary's Go version; a field found nowhere says why.
+func TestResolveFallsBackToTableForTypesMissingFromDWARF(t *testing.T) {
+	b := openDroppedType(t, "droppedtype")
+	if _, err := b.FieldOffset(dsnConnectorDSN.Struct, dsnConnectorDSN.Name); !errors.Is(err, gobin.ErrNoType) {
+		t.Fatalf("the fixture's DWARF has %s (%v): the test needs a binary whose linker dropped it", dsnConnectorDSN.Struct, err)
+	}
+	noType := Field{Struct: "net/http.NoSuchType", Name: "X"}
+	table := Table{runtime.Version(): {"database/sql.dsnConnector.dsn": 0, "database/sql.DB.connector": 99}}
+	s, err := resolve(b, []Field{dbConnector, dsnConnectorDSN, noType}, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, ok := s.Get(dsnConnectorDSN); !ok || off != 0 {
+		t.Errorf("%s = %d, %v; want 0 from the table", dsnConnectorDSN, off, ok)
+	}
+	if off, _ := s.Get(dbConnector); off == 99 {
+		t.Errorf("%s came from the table although DWARF has it", dbConnector)
+	}
+	want := "dwarf, and table " + runtime.Version() + " for 1 field not in DWARF"
+	if s.Source != want {
+		t.Errorf("Source = %q, want %q", s.Source, want)
+	}
+	if err := s.Missing(noType); !errors.Is(err, gobin.ErrNoType) || !strings.Contains(err.Error(), "not in the offsets table") {
+		t.Errorf("Missing(%s) = %v, want ErrNoType and the table's word", noType, err)
+	}
+	if err := s.Missing(dsnConnectorDSN); err != nil {
+		t.Errorf("Missing(%s) = %v for a resolved field", dsnConnectorDSN, err)
+	}
+
+	// With a table that lacks it too, the field is absent, and DWARF's
+	// reason comes first.
+	s, err = resolve(b, []Field{dbConnector, dsnConnectorDSN}, Table{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := s.Get(dsnConnectorDSN); ok {
+		t.Error("resolved a field that is in neither DWARF nor the table")
+	}
+	if err := s.Missing(dsnConnectorDSN); !errors.Is(err, gobin.ErrNoType) {
+		t.Errorf("Missing = %v, want ErrNoType", err)
+	}
+	if s.Source != "dwarf" {
+		t.Errorf("Source = %q, want dwarf", s.Source)
+	}
+}
+
+// A module's fields are keyed by the module's version, which the binary's
+// build information gives.
+func TestResolveModuleFields(t *testing.T) {
+	stripped := openDroppedType(t, "droppedtype-stripped", "-ldflags=-s -w")
+	v, ok := stripped.ModuleVersion(instLen.Module)
+	if !ok {
+		t.Fatalf("the fixture records no version of %s: %v", instLen.Module, stripped.Modules)
+	}
+	key := instLen.Module + "@" + v
+	table := Table{
+		runtime.Version():              {"database/sql.DB.connector": 8},
+		key:                            {instLen.String(): 24},
+		instLen.Module + "@v0.0.1":     {instLen.String(): 99},
+		"example.com/other@v1.0.0":     {"example.com/other.T.F": 1},
+		instLen.Module + "@v0.0.1-rc1": {instLen.String(): 98},
+	}
+	other := Field{Module: "example.com/other", Struct: "example.com/other.T", Name: "F"}
+	s, err := resolve(stripped, []Field{dbConnector, instLen, other}, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if off, ok := s.Get(instLen); !ok || off != 24 {
+		t.Errorf("%s = %d, %v; want 24 from %s", instLen, off, ok, key)
+	}
+	if off, ok := s.Get(dbConnector); !ok || off != 8 {
+		t.Errorf("%s = %d, %v; want 8", dbConnector, off, ok)
+	}
+	if want := "table " + runtime.Version() + ", table " + key; s.Source != want {
+		t.Errorf("Source = %q, want %q", s.Source, want)
+	}
+	if err := s.Missing(other); !errors.Is(err, ErrUnknownVersion) || !strings.Contains(err.Error(), "example.com/other") {
+		t.Errorf("Missing(%s) = %v, want ErrUnknownVersion naming the module", other, err)
+	}
+
+	// A version the table does not have is named, with the known ones.
+	delete(table, key)
+	s, err = resolve(stripped, []Field{instLen}, table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Missing(instLen); !errors.Is(err, ErrUnknownVersion) || !strings.Contains(err.Error(), key+" (known: v0.0.1-rc1, v0.0.1)") {
+		t.Errorf("Missing(%s) = %v", instLen, err)
+	}
+	if got := table.Versions(); !slices.Equal(got, []string{runtime.Version()}) {
+		t.Errorf("Versions() = %v, want the Go versions only", got)
+	}
+}
+
+func TestDecodeTableModuleEntries(t *testing.T) {
+	good := `{"go1.26.8": {"a.T.X": 0}, "example.com/m@v1.2.3": {"example.com/m.T.X": 8}, "example.com/m/v2@v2.0.0-20240101000000-abcdef123456": {"example.com/m/v2.T.X": 8}}`
+	if _, err := DecodeTable([]byte(good)); err != nil {
+		t.Errorf("valid table: %v", err)
+	}
+	for _, bad := range []string{
+		`{"example.com/m@1.2.3": {"example.com/m.T.X": 8}}`,
+		`{"@v1.2.3": {"x.T.X": 8}}`,
+		`{"example.com/m@v1.2.3": {}}`,
+	} {
+		if _, err := DecodeTable([]byte(bad)); err == nil {
+			t.Errorf("DecodeTable(%s) accepted it", bad)
 		}
 	}
 }

@@ -1,5 +1,5 @@
-// Package session attaches every instrumentation that applies to a set of
-// processes, all or nothing, and detaches them again.
+// Package session attaches every instrumentation that can run for a set of
+// processes, and detaches them again.
 package session
 
 import (
@@ -8,81 +8,79 @@ import (
 	"strings"
 
 	"github.com/zerotrace/zerotrace/probes"
-	"github.com/zerotrace/zerotrace/probes/dbsql"
 	"github.com/zerotrace/zerotrace/probes/events"
-	"github.com/zerotrace/zerotrace/probes/nethttp/client"
-	"github.com/zerotrace/zerotrace/probes/nethttp/server"
-	"github.com/zerotrace/zerotrace/probes/offsets"
-	"github.com/zerotrace/zerotrace/probes/runtime/goroutines"
+	"github.com/zerotrace/zerotrace/probes/registry"
 )
 
 // Options are the choices that change what is attached.
-type Options struct {
-	// InjectWriteUser makes the net/http client add the traceparent
-	// header with bpf_probe_write_user (probes/inject chose write-user).
-	InjectWriteUser bool
-}
-
-// Instrumentations lists every instrumentation zerotrace knows, in attach
-// order, configured by opts. Adding one is adding a line here.
-func Instrumentations(opts Options) []probes.Instrumentation {
-	return []probes.Instrumentation{
-		server.Instrumentation{},
-		client.Instrumentation{InjectWriteUser: opts.InjectWriteUser},
-		goroutines.Instrumentation{},
-		dbsql.Instrumentation{},
-	}
-}
+type Options = probes.Options
 
 // Plan is what will be attached to one process.
 type Plan struct {
-	Target           *probes.Target
-	Instrumentations []probes.Instrumentation
-	// Notes are what the user should know about this process's plan.
+	Target *probes.Target
+	// Instrumentations are those that will be attached: active or
+	// degraded.
+	Instrumentations []*probes.Planned
+	// Status is every instrumentation, attached or not, with its state.
+	Status []*probes.Planned
+	// Notes are what the user should know about this process's plan: an
+	// instrumentation disabled or degraded and why, a chosen option that
+	// is on or cannot be.
 	Notes []string
+	// Details are what a debug log holds: each attribute lost and why,
+	// each instrumentation that does not apply.
+	Details []string
 }
 
 // Prepare inspects the process pid and decides what to attach, without
-// touching the kernel. Errors are one line and name the process.
+// touching the kernel. It fails only when nothing at all can be traced;
+// errors are one line and name the process.
 func Prepare(pid int, opts Options) (*Plan, error) {
 	t, err := probes.OpenTarget(pid)
 	if err != nil {
 		return nil, err
 	}
-	p := &Plan{Target: t}
-	var required, optional []offsets.Field
-	var names []string
-	for _, in := range Instrumentations(opts) {
-		names = append(names, in.Name())
-		if !in.Applies(t) {
-			continue
-		}
-		p.Instrumentations = append(p.Instrumentations, in)
-		r, o := in.Fields()
-		required = append(required, r...)
-		optional = append(optional, o...)
-	}
-	if len(p.Instrumentations) == 0 {
-		t.Close()
-		return nil, fmt.Errorf("%s: nothing to trace: the binary uses none of the supported libraries (%s)", t, strings.Join(names, ", "))
-	}
-	t.Offsets, err = offsets.Resolve(t.Bin, required, optional)
+	p, err := PlanFor(t, registry.Probes(), opts)
 	if err != nil {
 		t.Close()
-		return nil, fmt.Errorf("%s, %s: %w", t, t.Bin.GoVersion, err)
+		return nil, err
 	}
-	// Without what the write-user injection needs, this process's
-	// requests go out without context; everything else still works.
-	for i, in := range p.Instrumentations {
-		c, ok := in.(client.Instrumentation)
-		if !ok || !c.InjectWriteUser {
-			continue
+	return p, nil
+}
+
+// PlanFor decides what of all to attach to the opened target t.
+func PlanFor(t *probes.Target, all []*probes.Probe, opts Options) (*Plan, error) {
+	planned, err := probes.PlanTarget(t, all, opts)
+	if err != nil {
+		return nil, err
+	}
+	p := &Plan{Target: t, Status: planned}
+	for _, in := range planned {
+		if in.Runs() {
+			p.Instrumentations = append(p.Instrumentations, in)
 		}
-		if _, err := client.WriteUserReady(t); err != nil {
-			p.Notes = append(p.Notes, fmt.Sprintf("no context injection: %v", err))
-			p.Instrumentations[i] = client.Instrumentation{}
-		} else {
-			p.Notes = append(p.Notes, "injecting traceparent with bpf_probe_write_user at "+client.WriteSubsetSymbol)
+		switch in.State {
+		case probes.Disabled:
+			p.Notes = append(p.Notes, fmt.Sprintf("%s disabled: %s", in.Name(), in.Why))
+		case probes.NotApplicable:
+			p.Details = append(p.Details, fmt.Sprintf("%s not applicable: %s", in.Name(), in.Why))
+		}
+		var lost []string
+		for _, m := range in.Missing {
+			if m.Chosen {
+				// The user asked for it: say why not, as loudly as the
+				// rest of the attach.
+				p.Notes = append(p.Notes, fmt.Sprintf("%s: no %s: %s", in.Name(), m.Gives, m.Why))
+				continue
+			}
+			lost = append(lost, m.Gives)
+			p.Details = append(p.Details, fmt.Sprintf("%s: no %s: %s", in.Name(), m.Gives, m.Why))
+		}
+		if len(lost) > 0 {
+			p.Notes = append(p.Notes, fmt.Sprintf("%s degraded: without %s", in.Name(), strings.Join(lost, "; ")))
+		}
+		for _, on := range in.On {
+			p.Notes = append(p.Notes, fmt.Sprintf("%s: %s", in.Name(), on))
 		}
 	}
 	return p, nil
@@ -91,9 +89,10 @@ func Prepare(pid int, opts Options) (*Plan, error) {
 // Attached is a process with its programs loaded and attached.
 type Attached struct {
 	Plan    *Plan
-	loaded  []probes.Loaded
+	loaded  []*probes.Loaded
 	attachs []*probes.Attachment
-	// Summary says what was attached, for the user.
+	// Summary says what was attached, for the user: each instrumentation
+	// with its state.
 	Summary string
 }
 
@@ -103,7 +102,7 @@ func Attach(p *Plan, shared *events.Shared) (*Attached, error) {
 	a := &Attached{Plan: p}
 	var parts []string
 	for _, in := range p.Instrumentations {
-		l, err := in.Load(p.Target, shared)
+		l, err := in.Load(shared)
 		if err != nil {
 			_ = a.Detach()
 			return nil, err
@@ -115,10 +114,23 @@ func Attach(p *Plan, shared *events.Shared) (*Attached, error) {
 			return nil, fmt.Errorf("%s: %w", in.Name(), err)
 		}
 		a.attachs = append(a.attachs, att)
-		parts = append(parts, fmt.Sprintf("%s (%d entry + %d return uprobes)", in.Name(), att.Entries, att.Returns))
+		state := ""
+		if in.State == probes.Degraded {
+			state = ", degraded"
+		}
+		parts = append(parts, fmt.Sprintf("%s (%d entry + %d return uprobes%s)", in.Name(), att.Entries, att.Returns, state))
+	}
+	var off []string
+	for _, in := range p.Status {
+		if !in.Runs() {
+			off = append(off, fmt.Sprintf("%s %s", in.Name(), in.State))
+		}
 	}
 	a.Summary = fmt.Sprintf("attached to %s, %s, offsets from %s: %s",
 		p.Target, p.Target.Bin.GoVersion, p.Target.Offsets.Source, strings.Join(parts, ", "))
+	if len(off) > 0 {
+		a.Summary += "; " + strings.Join(off, ", ")
+	}
 	return a, nil
 }
 

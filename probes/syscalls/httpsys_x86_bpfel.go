@@ -8,53 +8,222 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
+)
+
+type httpsysConnEnds struct {
+	_          structs.HostLayout
+	Family     uint16
+	LocalPort  uint16
+	RemotePort uint16
+	Pad        uint16
+	LocalIp    [16]uint8
+	RemoteIp   [16]uint8
+}
+
+type httpsysConnEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Type  uint8
+		Flags uint8
+		Pad   uint16
+		Pid   uint32
+		TsNs  uint64
+	}
+	Sock          uint64
+	BytesReceived uint64
+	BytesAcked    uint64
+	Kind          uint8
+	Role          uint8
+	Family        uint8
+	Pad           uint8
+	LocalPort     uint16
+	RemotePort    uint16
+	LocalIp       [16]uint8
+	RemoteIp      [16]uint8
+}
+
+type httpsysConnKind uint32
+
+const (
+	httpsysConnKindCONN_OPEN  httpsysConnKind = 1
+	httpsysConnKindCONN_CLOSE httpsysConnKind = 2
+)
+
+type httpsysConnOwner struct {
+	_    structs.HostLayout
+	Tgid uint32
+	Role uint8
+	Pad  [3]uint8
+}
+
+type httpsysConnRole uint32
+
+const (
+	httpsysConnRoleCONN_CLIENT httpsysConnRole = 1
+	httpsysConnRoleCONN_SERVER httpsysConnRole = 2
+)
+
+type httpsysOpenConnBytes struct {
+	_             structs.HostLayout
+	Sock          uint64
+	BytesReceived uint64
+	BytesAcked    uint64
+	Ends          httpsysConnEnds
+	Tgid          uint32
+	Pad           uint32
+}
+
+type httpsysSockDataEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Type  uint8
+		Flags uint8
+		Pad   uint16
+		Pid   uint32
+		TsNs  uint64
+	}
+	Tid        uint32
+	Fd         int32
+	Len        uint32
+	Dir        uint8
+	Proto      uint8
+	Cap        uint16
+	Flags      uint8
+	TailLen    uint8
+	Family     uint16
+	LocalPort  uint16
+	RemotePort uint16
+	Sock       uint64
+	LocalIp    [16]uint8
+	RemoteIp   [16]uint8
+	Tail       [8]int8
+	Data       [512]int8
+}
+
+type httpsysSockDataFlags uint32
+
+const (
+	httpsysSockDataFlagsSOCK_FLAG_READY   httpsysSockDataFlags = 1
+	httpsysSockDataFlagsSOCK_FLAG_PARTIAL httpsysSockDataFlags = 2
+)
+
+type httpsysSockDir uint32
+
+const (
+	httpsysSockDirSOCK_DIR_READ       httpsysSockDir = 1
+	httpsysSockDirSOCK_DIR_WRITE      httpsysSockDir = 2
+	httpsysSockDirSOCK_DIR_CLOSE      httpsysSockDir = 3
+	httpsysSockDirSOCK_DIR_READ_MORE  httpsysSockDir = 4
+	httpsysSockDirSOCK_DIR_WRITE_BODY httpsysSockDir = 5
+)
+
+type httpsysSockProto uint32
+
+const (
+	httpsysSockProtoSOCK_PROTO_HTTP     httpsysSockProto = 1
+	httpsysSockProtoSOCK_PROTO_POSTGRES httpsysSockProto = 2
+	httpsysSockProtoSOCK_PROTO_REDIS    httpsysSockProto = 3
+	httpsysSockProtoSOCK_PROTO_TLS      httpsysSockProto = 4
+	httpsysSockProtoSOCK_PROTO_MYSQL    httpsysSockProto = 5
+)
+
+type httpsysSyscallsRecord uint32
+
+const (
+	httpsysSyscallsRecordEVENT_SOCK_DATA httpsysSyscallsRecord = 4
+	httpsysSyscallsRecordEVENT_CONN      httpsysSyscallsRecord = 5
+	httpsysSyscallsRecordEVENT_TASK      httpsysSyscallsRecord = 6
+)
+
+type httpsysTaskEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Type  uint8
+		Flags uint8
+		Pad   uint16
+		Pid   uint32
+		TsNs  uint64
+	}
+	Parent uint32
+	Kind   uint8
+	Pad    [3]uint8
+}
+
+type httpsysTaskKind uint32
+
+const (
+	httpsysTaskKindTASK_FORK httpsysTaskKind = 1
+	httpsysTaskKindTASK_EXIT httpsysTaskKind = 2
+)
+
+type httpsysTracedHow uint32
+
+const (
+	httpsysTracedHowTRACED_SELECTED httpsysTracedHow = 1
+	httpsysTracedHowTRACED_CHILD    httpsysTracedHow = 2
 )
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	httpsysMapAdoptedConns        = "adopted_conns"
-	httpsysMapConnCtx             = "conn_ctx"
-	httpsysMapConnCtxArmed        = "conn_ctx_armed"
-	httpsysMapConnOwners          = "conn_owners"
-	httpsysMapConnTgids           = "conn_tgids"
-	httpsysMapCounters            = "counters"
-	httpsysMapEvents              = "events"
-	httpsysMapGoCtx               = "go_ctx"
-	httpsysMapPendingBodies       = "pending_bodies"
-	httpsysMapPendingReads        = "pending_reads"
-	httpsysMapSockFds             = "sock_fds"
-	httpsysMapTracedPorts         = "traced_ports"
-	httpsysMapTracedTgids         = "traced_tgids"
-	httpsysProgConnBytes          = "conn_bytes"
-	httpsysProgInetSockSetState   = "inet_sock_set_state"
-	httpsysProgSchedProcessExit   = "sched_process_exit"
-	httpsysProgSchedProcessFork   = "sched_process_fork"
-	httpsysProgSysEnterClose      = "sys_enter_close"
-	httpsysProgSysEnterRead       = "sys_enter_read"
-	httpsysProgSysEnterReadv      = "sys_enter_readv"
-	httpsysProgSysEnterRecvfrom   = "sys_enter_recvfrom"
-	httpsysProgSysEnterRecvmsg    = "sys_enter_recvmsg"
-	httpsysProgSysEnterSendfile64 = "sys_enter_sendfile64"
-	httpsysProgSysEnterSendmsg    = "sys_enter_sendmsg"
-	httpsysProgSysEnterSendto     = "sys_enter_sendto"
-	httpsysProgSysEnterWrite      = "sys_enter_write"
-	httpsysProgSysEnterWritev     = "sys_enter_writev"
-	httpsysProgSysExitAccept      = "sys_exit_accept"
-	httpsysProgSysExitAccept4     = "sys_exit_accept4"
-	httpsysProgSysExitRead        = "sys_exit_read"
-	httpsysProgSysExitReadv       = "sys_exit_readv"
-	httpsysProgSysExitRecvfrom    = "sys_exit_recvfrom"
-	httpsysProgSysExitRecvmsg     = "sys_exit_recvmsg"
-	httpsysProgSysExitSendfile64  = "sys_exit_sendfile64"
-	httpsysProgSysExitSendmsg     = "sys_exit_sendmsg"
-	httpsysProgSysExitSendto      = "sys_exit_sendto"
-	httpsysProgSysExitWrite       = "sys_exit_write"
-	httpsysProgSysExitWritev      = "sys_exit_writev"
-	httpsysVarWakeupThreshold     = "wakeup_threshold"
+	httpsysMapAdoptedConns         = "adopted_conns"
+	httpsysMapConnCtx              = "conn_ctx"
+	httpsysMapConnCtxArmed         = "conn_ctx_armed"
+	httpsysMapConnOwners           = "conn_owners"
+	httpsysMapConnTgids            = "conn_tgids"
+	httpsysMapCounters             = "counters"
+	httpsysMapEvents               = "events"
+	httpsysMapGoCtx                = "go_ctx"
+	httpsysMapPendingBodies        = "pending_bodies"
+	httpsysMapPendingReads         = "pending_reads"
+	httpsysMapSockFds              = "sock_fds"
+	httpsysMapTracedPorts          = "traced_ports"
+	httpsysMapTracedTgids          = "traced_tgids"
+	httpsysProgConnBytes           = "conn_bytes"
+	httpsysProgInetSockSetState    = "inet_sock_set_state"
+	httpsysProgSchedProcessExit    = "sched_process_exit"
+	httpsysProgSchedProcessFork    = "sched_process_fork"
+	httpsysProgSysEnterClose       = "sys_enter_close"
+	httpsysProgSysEnterRead        = "sys_enter_read"
+	httpsysProgSysEnterReadv       = "sys_enter_readv"
+	httpsysProgSysEnterRecvfrom    = "sys_enter_recvfrom"
+	httpsysProgSysEnterRecvmsg     = "sys_enter_recvmsg"
+	httpsysProgSysEnterSendfile64  = "sys_enter_sendfile64"
+	httpsysProgSysEnterSendmsg     = "sys_enter_sendmsg"
+	httpsysProgSysEnterSendto      = "sys_enter_sendto"
+	httpsysProgSysEnterWrite       = "sys_enter_write"
+	httpsysProgSysEnterWritev      = "sys_enter_writev"
+	httpsysProgSysExitAccept       = "sys_exit_accept"
+	httpsysProgSysExitAccept4      = "sys_exit_accept4"
+	httpsysProgSysExitRead         = "sys_exit_read"
+	httpsysProgSysExitReadv        = "sys_exit_readv"
+	httpsysProgSysExitRecvfrom     = "sys_exit_recvfrom"
+	httpsysProgSysExitRecvmsg      = "sys_exit_recvmsg"
+	httpsysProgSysExitSendfile64   = "sys_exit_sendfile64"
+	httpsysProgSysExitSendmsg      = "sys_exit_sendmsg"
+	httpsysProgSysExitSendto       = "sys_exit_sendto"
+	httpsysProgSysExitWrite        = "sys_exit_write"
+	httpsysProgSysExitWritev       = "sys_exit_writev"
+	httpsysVarUnusedConnEvent      = "unused_conn_event"
+	httpsysVarUnusedConnKind       = "unused_conn_kind"
+	httpsysVarUnusedConnRole       = "unused_conn_role"
+	httpsysVarUnusedOpenConnBytes  = "unused_open_conn_bytes"
+	httpsysVarUnusedSockDataEvent  = "unused_sock_data_event"
+	httpsysVarUnusedSockDataFlags  = "unused_sock_data_flags"
+	httpsysVarUnusedSockDir        = "unused_sock_dir"
+	httpsysVarUnusedSockProto      = "unused_sock_proto"
+	httpsysVarUnusedSyscallsRecord = "unused_syscalls_record"
+	httpsysVarUnusedTaskEvent      = "unused_task_event"
+	httpsysVarUnusedTaskKind       = "unused_task_kind"
+	httpsysVarUnusedTracedHow      = "unused_traced_how"
+	httpsysVarWakeupThreshold      = "wakeup_threshold"
 )
 
 // loadHttpsys returns the embedded CollectionSpec for httpsys.
@@ -149,7 +318,19 @@ type httpsysMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpsysVariableSpecs struct {
-	WakeupThreshold *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
+	UnusedConnEvent      *ebpf.VariableSpec `ebpf:"unused_conn_event"`
+	UnusedConnKind       *ebpf.VariableSpec `ebpf:"unused_conn_kind"`
+	UnusedConnRole       *ebpf.VariableSpec `ebpf:"unused_conn_role"`
+	UnusedOpenConnBytes  *ebpf.VariableSpec `ebpf:"unused_open_conn_bytes"`
+	UnusedSockDataEvent  *ebpf.VariableSpec `ebpf:"unused_sock_data_event"`
+	UnusedSockDataFlags  *ebpf.VariableSpec `ebpf:"unused_sock_data_flags"`
+	UnusedSockDir        *ebpf.VariableSpec `ebpf:"unused_sock_dir"`
+	UnusedSockProto      *ebpf.VariableSpec `ebpf:"unused_sock_proto"`
+	UnusedSyscallsRecord *ebpf.VariableSpec `ebpf:"unused_syscalls_record"`
+	UnusedTaskEvent      *ebpf.VariableSpec `ebpf:"unused_task_event"`
+	UnusedTaskKind       *ebpf.VariableSpec `ebpf:"unused_task_kind"`
+	UnusedTracedHow      *ebpf.VariableSpec `ebpf:"unused_traced_how"`
+	WakeupThreshold      *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
 // httpsysObjects contains all objects after they have been loaded into the kernel.
@@ -209,7 +390,19 @@ func (m *httpsysMaps) Close() error {
 //
 // It can be passed to loadHttpsysObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpsysVariables struct {
-	WakeupThreshold *ebpf.Variable `ebpf:"wakeup_threshold"`
+	UnusedConnEvent      *ebpf.Variable `ebpf:"unused_conn_event"`
+	UnusedConnKind       *ebpf.Variable `ebpf:"unused_conn_kind"`
+	UnusedConnRole       *ebpf.Variable `ebpf:"unused_conn_role"`
+	UnusedOpenConnBytes  *ebpf.Variable `ebpf:"unused_open_conn_bytes"`
+	UnusedSockDataEvent  *ebpf.Variable `ebpf:"unused_sock_data_event"`
+	UnusedSockDataFlags  *ebpf.Variable `ebpf:"unused_sock_data_flags"`
+	UnusedSockDir        *ebpf.Variable `ebpf:"unused_sock_dir"`
+	UnusedSockProto      *ebpf.Variable `ebpf:"unused_sock_proto"`
+	UnusedSyscallsRecord *ebpf.Variable `ebpf:"unused_syscalls_record"`
+	UnusedTaskEvent      *ebpf.Variable `ebpf:"unused_task_event"`
+	UnusedTaskKind       *ebpf.Variable `ebpf:"unused_task_kind"`
+	UnusedTracedHow      *ebpf.Variable `ebpf:"unused_traced_how"`
+	WakeupThreshold      *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 
 // httpsysPrograms contains all programs after they have been loaded into the kernel.

@@ -1,5 +1,5 @@
 // Package syscalls traces processes from the kernel, whatever their
-// language (see bpf/syscalls/http.c): the TCP connections of every traced
+// language (see bpf/syscalls/): the TCP connections of every traced
 // process (sock:inet_sock_set_state through BTF, and the accept syscalls),
 // and the HTTP/1.x, PostgreSQL, MySQL and Redis traffic of processes that are not
 // Go programs, from syscall tracepoints on their socket reads and writes.
@@ -90,7 +90,7 @@ func Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel HTTP tracing: %w", err)
 	}
-	if err := spec.Variables["wakeup_threshold"].Set(shared.WakeupThreshold()); err != nil {
+	if err := shared.SetConstants(spec); err != nil {
 		return nil, err
 	}
 	return spec, nil
@@ -150,32 +150,12 @@ func (t *Tracer) AddConnections(pid int, listening []int) error {
 	return nil
 }
 
-// connEnds is struct conn_ends: a socket's endpoints as the kernel holds
-// them.
-type connEnds struct {
-	Family     uint16
-	LocalPort  uint16
-	RemotePort uint16
-	_          uint16
-	LocalIP    [16]byte
-	RemoteIP   [16]byte
-}
-
-// connOwner is struct conn_owner.
-type connOwner struct {
-	Tgid uint32
-	Role uint8
-	_    [3]uint8
-}
-
-// tracedSelected marks a process the user selected in traced_tgids (enum
-// traced_how); its children are marked by the kernel.
-const tracedSelected = 1
-
-// Connection roles (enum conn_role).
-const (
-	roleClient = 1
-	roleServer = 2
+// connEnds (struct conn_ends) is a socket's endpoints as the kernel holds
+// them; connOwner (struct conn_owner) the traced process it belongs to, and
+// its role.
+type (
+	connEnds  = httpsysConnEnds
+	connOwner = httpsysConnOwner
 )
 
 // AdoptConnections makes the close of process pid's established
@@ -196,18 +176,18 @@ func (t *Tracer) AdoptConnections(pid int, socks []probes.TCPSocket, at time.Tim
 			continue
 		}
 		server := listening[s.Local.Port()]
-		k := connEnds{Family: 2, LocalPort: s.Local.Port(), RemotePort: s.Remote.Port()}
+		k := connEnds{Family: unix.AF_INET, LocalPort: s.Local.Port(), RemotePort: s.Remote.Port()}
 		if s.V6 {
-			k.Family = 10
-			k.LocalIP, k.RemoteIP = s.Local.Addr().As16(), s.Remote.Addr().As16()
+			k.Family = unix.AF_INET6
+			k.LocalIp, k.RemoteIp = s.Local.Addr().As16(), s.Remote.Addr().As16()
 		} else {
 			l, r := s.Local.Addr().As4(), s.Remote.Addr().As4()
-			copy(k.LocalIP[:], l[:])
-			copy(k.RemoteIP[:], r[:])
+			copy(k.LocalIp[:], l[:])
+			copy(k.RemoteIp[:], r[:])
 		}
-		o := connOwner{Tgid: uint32(pid), Role: roleClient}
+		o := connOwner{Tgid: uint32(pid), Role: uint8(httpsysConnRoleCONN_CLIENT)}
 		if server {
-			o.Role = roleServer
+			o.Role = uint8(httpsysConnRoleCONN_SERVER)
 		}
 		if err := t.objs.AdoptedConns.Put(k, o); err != nil {
 			errs = append(errs, err)
@@ -225,15 +205,9 @@ func (t *Tracer) AdoptConnections(pid int, socks []probes.TCPSocket, at time.Tim
 	return events, nil
 }
 
-// connBytes is struct conn_bytes.
-type connBytes struct {
-	Sock          uint64
-	BytesReceived uint64
-	BytesAcked    uint64
-	Ends          connEnds
-	Tgid          uint32
-	_             uint32
-}
+// connBytes is what the iterator writes per connection (struct
+// open_conn_bytes).
+type connBytes = httpsysOpenConnBytes
 
 // LiveBytes reads the byte counts of every followed connection that is
 // still open, walking the host's TCP sockets once.
@@ -264,12 +238,12 @@ func (t *Tracer) LiveBytes() ([]correlate.ConnBytes, error) {
 }
 
 // addrs returns the endpoints, IPv4-mapped addresses unmapped.
-func (e connEnds) addrs() (local, remote netip.AddrPort) {
+func (e httpsysConnEnds) addrs() (local, remote netip.AddrPort) {
 	var l, r netip.Addr
-	if e.Family == 2 {
-		l, r = netip.AddrFrom4([4]byte(e.LocalIP[:4])), netip.AddrFrom4([4]byte(e.RemoteIP[:4]))
+	if e.Family == unix.AF_INET {
+		l, r = netip.AddrFrom4([4]byte(e.LocalIp[:4])), netip.AddrFrom4([4]byte(e.RemoteIp[:4]))
 	} else {
-		l, r = netip.AddrFrom16(e.LocalIP).Unmap(), netip.AddrFrom16(e.RemoteIP).Unmap()
+		l, r = netip.AddrFrom16(e.LocalIp).Unmap(), netip.AddrFrom16(e.RemoteIp).Unmap()
 	}
 	return netip.AddrPortFrom(l, e.LocalPort), netip.AddrPortFrom(r, e.RemotePort)
 }
@@ -293,7 +267,7 @@ func (t *Tracer) AddHTTP(pid int) error {
 		}
 		t.http = true
 	}
-	if err := t.objs.TracedTgids.Put(uint32(pid), uint8(tracedSelected)); err != nil {
+	if err := t.objs.TracedTgids.Put(uint32(pid), uint8(httpsysTracedHowTRACED_SELECTED)); err != nil {
 		return fmt.Errorf("pid %d: tracing its sockets: %w", pid, err)
 	}
 	return nil

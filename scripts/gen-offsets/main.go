@@ -1,17 +1,22 @@
 // Command gen-offsets regenerates probes/offsets/table.json, the struct field
-// offsets used for binaries that carry no DWARF.
+// offsets used for fields a binary's DWARF does not give (no DWARF at all,
+// or a type the linker dropped).
 //
 // For each Go version it builds a small reference program with that exact
 // toolchain (GOTOOLCHAIN=<version>; the go command downloads it once and
-// caches it) and reads the offset of every field in offsets.All from the
-// program's DWARF. Entries for versions not rebuilt are kept, so adding a
+// caches it) and reads from the program's DWARF the offset of every
+// standard-library field a registered probe reads (registry.Fields) or
+// offsets.All lists. For each module version (path@version) it builds a
+// program that requires that version and links the module's types, and
+// records the module's fields. Entries not rebuilt are kept, so adding a
 // release is one command:
 //
 //	go run ./scripts/gen-offsets -versions go1.27.4
+//	go run ./scripts/gen-offsets -modules google.golang.org/grpc@v1.60.0
 //
-// Without -versions it rebuilds the default list plus every version already
-// in the table, which is what to run after adding a field. Run it from the
-// module root.
+// Without -versions and -modules it rebuilds the default Go versions plus
+// every entry already in the table, which is what to run after adding a
+// field. Run it from the module root.
 package main
 
 import (
@@ -19,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"go/version"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,7 +33,12 @@ import (
 
 	"github.com/zerotrace/zerotrace/probes/gobin"
 	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/registry"
 )
+
+// tracked are the fields to record: every field a registered probe reads
+// (registry.Fields) and the shared list (offsets.All).
+var tracked []offsets.Field
 
 // defaultVersions are the releases verified to be downloadable here.
 var defaultVersions = []string{
@@ -36,7 +47,7 @@ var defaultVersions = []string{
 	"go1.27.0", "go1.27.1", "go1.27.2", "go1.27.3",
 }
 
-// referenceProgram links every type that offsets.All mentions. The linker
+// referenceProgram links every type that a tracked field mentions. The linker
 // keeps whatever main can reach, whatever the run-time condition, so the
 // server and client code and with them net/http.response, net/http.conn,
 // net/http.Response, net.netFD and internal/poll.FD end up in DWARF. When All gains fields of a package this
@@ -96,6 +107,7 @@ func main() {
 
 func main() {
 	versionsFlag := flag.String("versions", "", "comma-separated Go versions to (re)build, e.g. go1.26.8,go1.27.3 (default: "+strings.Join(defaultVersions, ",")+" plus every version already in the table)")
+	modulesFlag := flag.String("modules", "", "comma-separated module versions to (re)build, e.g. google.golang.org/grpc@v1.60.0 (default: every module version already in the table)")
 	out := flag.String("o", "probes/offsets/table.json", "table to update")
 	replace := flag.Bool("replace", false, "drop table entries for versions not built in this run")
 	flag.Parse()
@@ -104,13 +116,24 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(*versionsFlag, *out, *replace); err != nil {
+	fields, err := registry.Fields()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gen-offsets:", err)
+		os.Exit(1)
+	}
+	for _, f := range offsets.All() {
+		if !slices.Contains(fields, f) {
+			fields = append(fields, f)
+		}
+	}
+	tracked = fields
+	if err := run(*versionsFlag, *modulesFlag, *out, *replace); err != nil {
 		fmt.Fprintln(os.Stderr, "gen-offsets:", err)
 		os.Exit(1)
 	}
 }
 
-func run(versionsFlag, out string, replace bool) error {
+func run(versionsFlag, modulesFlag, out string, replace bool) error {
 	table := offsets.Table{}
 	if data, err := os.ReadFile(out); err == nil {
 		if table, err = offsets.DecodeTable(data); err != nil {
@@ -123,16 +146,22 @@ func run(versionsFlag, out string, replace bool) error {
 		return err
 	}
 
-	var versions []string
-	if versionsFlag != "" {
-		for v := range strings.SplitSeq(versionsFlag, ",") {
-			if v = strings.TrimSpace(v); v != "" {
-				versions = append(versions, v)
+	versions, modules := splitList(versionsFlag), splitList(modulesFlag)
+	if versionsFlag == "" && modulesFlag == "" {
+		versions = slices.Concat(defaultVersions, table.Versions())
+		for k := range table {
+			if strings.Contains(k, "@") {
+				modules = append(modules, k)
 			}
 		}
-	} else {
-		versions = slices.Concat(defaultVersions, table.Versions())
 	}
+	for _, m := range modules {
+		if path, v, ok := strings.Cut(m, "@"); !ok || path == "" || !strings.HasPrefix(v, "v") {
+			return fmt.Errorf("%q is not a module path and version such as google.golang.org/grpc@v1.60.0", m)
+		}
+	}
+	slices.Sort(modules)
+	modules = slices.Compact(modules)
 	for _, v := range versions {
 		// Only exact releases can be selected with GOTOOLCHAIN and looked
 		// up by the exact build info a target reports.
@@ -164,6 +193,18 @@ func run(versionsFlag, out string, replace bool) error {
 		}
 		fmt.Fprintf(os.Stderr, "%s: %d fields%s\n", v, len(fields), note)
 	}
+	for _, m := range modules {
+		fields, missing, err := measureModule(work, m)
+		if err != nil {
+			return fmt.Errorf("%s: %w", m, err)
+		}
+		table[m] = fields
+		note := ""
+		if len(missing) > 0 {
+			note = " (not in this version: " + strings.Join(missing, ", ") + ")"
+		}
+		fmt.Fprintf(os.Stderr, "%s: %d fields%s\n", m, len(fields), note)
+	}
 
 	data, err := table.Encode()
 	if err != nil {
@@ -176,8 +217,18 @@ func run(versionsFlag, out string, replace bool) error {
 	return nil
 }
 
+func splitList(s string) []string {
+	var out []string
+	for v := range strings.SplitSeq(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
 // measure builds the reference program with toolchain v and reads every
-// field of offsets.All from its DWARF. Fields that the struct lacks in this
+// standard-library field tracked from its DWARF. Fields that the struct lacks in this
 // version are returned as missing; a missing struct means the reference
 // program no longer links it, which is a bug to fix rather than to record.
 func measure(work, v string) (map[string]uint64, []string, error) {
@@ -215,7 +266,10 @@ func measure(work, v string) (map[string]uint64, []string, error) {
 	}
 	fields := make(map[string]uint64)
 	var missing []string
-	for _, f := range offsets.All() {
+	for _, f := range tracked {
+		if f.Module != offsets.Std {
+			continue
+		}
 		off, err := b.FieldOffset(f.Struct, f.Name)
 		switch {
 		case errors.Is(err, gobin.ErrNoField):
@@ -227,6 +281,95 @@ func measure(work, v string) (map[string]uint64, []string, error) {
 		}
 	}
 	return fields, missing, nil
+}
+
+// measureModule builds a program that requires module version m
+// (path@version) and links every type of that module's fields in
+// tracked, and reads the fields' offsets from its DWARF. Types are
+// linked through reflect.TypeFor, which only reaches exported types: a
+// field of an unexported type needs an exported type that contains it.
+func measureModule(work, m string) (map[string]uint64, []string, error) {
+	path, v, _ := strings.Cut(m, "@")
+	var fields []offsets.Field
+	for _, f := range tracked {
+		if f.Module == path {
+			fields = append(fields, f)
+		}
+	}
+	if len(fields) == 0 {
+		return nil, nil, fmt.Errorf("no tracked field is of module %s", path)
+	}
+	pkgs := map[string]string{} // import path -> name in the program
+	var anchors []string
+	for _, f := range fields {
+		i := strings.LastIndex(f.Struct, ".")
+		pkg, typ := f.Struct[:i], f.Struct[i+1:]
+		if typ == "" || typ[0] < 'A' || typ[0] > 'Z' {
+			return nil, nil, fmt.Errorf("%s: the reference program can only link exported types; track the field through an exported type that holds it", f)
+		}
+		name, ok := pkgs[pkg]
+		if !ok {
+			name = fmt.Sprintf("p%d", len(pkgs))
+			pkgs[pkg] = name
+		}
+		anchors = append(anchors, fmt.Sprintf("\treflect.TypeFor[%s.%s](),\n", name, typ))
+	}
+	var src strings.Builder
+	src.WriteString("// Reference program for scripts/gen-offsets: built, never run.\npackage main\n\nimport (\n\t\"fmt\"\n\t\"reflect\"\n")
+	for _, pkg := range slices.Sorted(maps.Keys(pkgs)) {
+		fmt.Fprintf(&src, "\t%s %q\n", pkgs[pkg], pkg)
+	}
+	src.WriteString(")\n\nvar types = []reflect.Type{\n")
+	slices.Sort(anchors)
+	for _, a := range slices.Compact(anchors) {
+		src.WriteString(a)
+	}
+	src.WriteString("}\n\nfunc main() { fmt.Println(types) }\n")
+
+	dir := filepath.Join(work, strings.NewReplacer("/", "_", "@", "_").Replace(m))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	goMod := fmt.Sprintf("module zerotrace.invalid/offsetsref\n\ngo 1.21\n\nrequire %s %s\n", path, v)
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(goMod), 0o644); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src.String()), 0o644); err != nil {
+		return nil, nil, err
+	}
+	env := append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-buildvcs=false")
+	bin := filepath.Join(dir, "ref")
+	for _, args := range [][]string{{"mod", "tidy"}, {"build", "-o", bin, "."}} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir, cmd.Env = dir, env
+		if msg, err := cmd.CombinedOutput(); err != nil {
+			return nil, nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, msg)
+		}
+	}
+	b, err := gobin.Open(bin)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer b.Close()
+	// tidy may have raised the version to satisfy another requirement:
+	// the offsets must be recorded under the version measured.
+	if got, _ := b.ModuleVersion(path); got != v {
+		return nil, nil, fmt.Errorf("reference program links %s@%s, want %s", path, got, v)
+	}
+	out := make(map[string]uint64)
+	var missing []string
+	for _, f := range fields {
+		off, err := b.FieldOffset(f.Struct, f.Name)
+		switch {
+		case errors.Is(err, gobin.ErrNoField):
+			missing = append(missing, f.String())
+		case err != nil:
+			return nil, nil, err
+		default:
+			out[f.String()] = off
+		}
+	}
+	return out, missing, nil
 }
 
 // writeFile replaces path atomically so an interrupted run never leaves a
@@ -255,7 +398,10 @@ func writeFile(path string, data []byte) error {
 // and the first thing to look at when a probe misreads a new release.
 func reportChanges(table offsets.Table) {
 	versions := table.Versions()
-	for _, f := range offsets.All() {
+	for _, f := range tracked {
+		if f.Module != offsets.Std {
+			continue
+		}
 		key := f.String()
 		var parts []string
 		prev, prevOK := uint64(0), false

@@ -72,7 +72,7 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 		for _, in := range plan.Instrumentations {
-			spec, err := in.Spec(plan.Target, shared)
+			spec, err := in.Spec(shared)
 			if err != nil {
 				t.Fatalf("%s: %s: %v", name, in.Name(), err)
 			}

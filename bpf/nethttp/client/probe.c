@@ -18,8 +18,15 @@
 #include "common/netconn.h"
 #include "common/traceparent_line.h"
 #include "nethttp/traceparent.h"
+#include "nethttp/client/record.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// The record and the enums user space reads, in BTF for bpf2go -type
+// (probes/nethttp/client/gen.go); never used.
+struct http_client_event *unused_http_client_event __attribute__((unused));
+enum http_client_record *unused_http_client_record __attribute__((unused));
+enum http_client_info *unused_http_client_info __attribute__((unused));
 
 volatile const __u64 off_g_goid;
 volatile const __u64 off_g_parent_goid;

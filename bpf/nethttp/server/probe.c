@@ -21,8 +21,15 @@
 #include "common/maps.h"
 #include "common/netconn.h"
 #include "nethttp/traceparent.h"
+#include "nethttp/server/record.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+// The record and the enums user space reads, in BTF for bpf2go -type
+// (probes/nethttp/server/gen.go); never used.
+struct http_server_event *unused_http_server_event __attribute__((unused));
+enum http_server_record *unused_http_server_record __attribute__((unused));
+enum http_server_info *unused_http_server_info __attribute__((unused));
 
 // Struct field offsets of the traced binary's Go version, set before load.
 volatile const __u64 off_g_goid;
@@ -233,7 +240,9 @@ struct {
 
 static __always_inline void read_conn(struct http_server_event *e, struct scratch *s, __u64 conn)
 {
-	if (!conn || COPY(s->conn, conn_read_size, conn))
+	// A size of zero: the binary lacks what the connection is read with
+	// (user space left that part out), and nothing of it must be used.
+	if (!conn || !conn_read_size || COPY(s->conn, conn_read_size, conn))
 		return;
 	if (FIELD(s->conn, off_conn_tls_state, __u64))
 		e->info |= HTTP_INFO_TLS;

@@ -272,6 +272,9 @@ func (a *attacher) attachPlan(p *session.Plan) error {
 	for _, n := range p.Notes {
 		fmt.Fprintf(a.cfg.Out, "zerotrace: %s: %s\n", p.Target, n)
 	}
+	for _, d := range p.Details {
+		a.cfg.Log.Debug(d, "target", p.Target.String())
+	}
 	// Last: tests and scripts take this line to mean ready.
 	fmt.Fprintln(a.cfg.Out, "zerotrace:", att.Summary)
 	return nil

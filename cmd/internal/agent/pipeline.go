@@ -10,6 +10,7 @@ import (
 	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/export"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/registry"
 )
 
 // pipeline carries records from the ring buffer to the sinks: one goroutine
@@ -33,7 +34,11 @@ type pipeline struct {
 const shutdownTimeout = 10 * time.Second
 
 func newPipeline(shared *events.Shared, corr *correlate.Correlator, namer *typeNamer, fan *export.Fanout, log *slog.Logger) (*pipeline, error) {
-	reader, err := events.NewReader(shared, events.NewClock(), namer.name, log)
+	records, err := registry.Records()
+	if err != nil {
+		return nil, err
+	}
+	reader, err := events.NewReader(shared, records, events.NewClock(), namer.name, log)
 	if err != nil {
 		return nil, err
 	}

@@ -8,9 +8,70 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type clientHttpClientEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Type  uint8
+		Flags uint8
+		Pad   uint16
+		Pid   uint32
+		TsNs  uint64
+	}
+	StartNs uint64
+	Goid    uint64
+	Ids     struct {
+		_        structs.HostLayout
+		TraceId  [16]uint8
+		SpanId   [8]uint8
+		ParentId [8]uint8
+	}
+	ErrType       uint64
+	ContentLength int64
+	Status        uint16
+	MethodLen     uint16
+	SchemeLen     uint16
+	HostLen       uint16
+	PathLen       uint16
+	QueryLen      uint16
+	Info          uint8
+	Truncated     uint8
+	PeerIpLen     uint8
+	Pad           uint8
+	PeerIp        [16]uint8
+	PeerPort      uint16
+	Pad2          [6]uint8
+	Method        [16]int8
+	Scheme        [8]int8
+	Host          [128]int8
+	Path          [256]int8
+	Query         [256]int8
+}
+
+type clientHttpClientInfo uint32
+
+const (
+	clientHttpClientInfoHTTP_CLIENT_INFO_RESPONSE  clientHttpClientInfo = 1
+	clientHttpClientInfoHTTP_CLIENT_INFO_ERROR     clientHttpClientInfo = 2
+	clientHttpClientInfoHTTP_CLIENT_INFO_PEER_ADDR clientHttpClientInfo = 4
+)
+
+type clientHttpClientRecord uint32
+
+const (
+	clientHttpClientRecordEVENT_HTTP_CLIENT clientHttpClientRecord = 2
+)
+
+type clientScratch struct {
+	_   structs.HostLayout
+	Req [512]uint8
+	Url [256]uint8
+}
 
 // Names of all BPF objects in the ELF.
 //
@@ -57,6 +118,9 @@ const (
 	clientVarOffUrlScheme               = "off_url_scheme"
 	clientVarReqReadSize                = "req_read_size"
 	clientVarTcpconnCloseFn             = "tcpconn_close_fn"
+	clientVarUnusedHttpClientEvent      = "unused_http_client_event"
+	clientVarUnusedHttpClientInfo       = "unused_http_client_info"
+	clientVarUnusedHttpClientRecord     = "unused_http_client_record"
 	clientVarUrlReadSize                = "url_read_size"
 	clientVarWakeupThreshold            = "wakeup_threshold"
 )
@@ -128,36 +192,39 @@ type clientMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientVariableSpecs struct {
-	BufioWriterWriteFn  *ebpf.VariableSpec `ebpf:"bufio_writer_write_fn"`
-	InjectWriteUser     *ebpf.VariableSpec `ebpf:"inject_write_user"`
-	OffBufioBuf         *ebpf.VariableSpec `ebpf:"off_bufio_buf"`
-	OffBufioN           *ebpf.VariableSpec `ebpf:"off_bufio_n"`
-	OffG_goid           *ebpf.VariableSpec `ebpf:"off_g_goid"`
-	OffG_parentGoid     *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
-	OffGroupsData       *ebpf.VariableSpec `ebpf:"off_groups_data"`
-	OffGroupsLengthMask *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
-	OffMapDirLen        *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
-	OffMapDirPtr        *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
-	OffNetconnFd        *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
-	OffNetfdLaddr       *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
-	OffNetfdRaddr       *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
-	OffPconnConn        *ebpf.VariableSpec `ebpf:"off_pconn_conn"`
-	OffReqContentLength *ebpf.VariableSpec `ebpf:"off_req_content_length"`
-	OffReqHeader        *ebpf.VariableSpec `ebpf:"off_req_header"`
-	OffReqMethod        *ebpf.VariableSpec `ebpf:"off_req_method"`
-	OffReqUrl           *ebpf.VariableSpec `ebpf:"off_req_url"`
-	OffRespStatusCode   *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
-	OffTableGroups      *ebpf.VariableSpec `ebpf:"off_table_groups"`
-	OffTcpaddrIp        *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
-	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
-	OffUrlHost          *ebpf.VariableSpec `ebpf:"off_url_host"`
-	OffUrlPath          *ebpf.VariableSpec `ebpf:"off_url_path"`
-	OffUrlRawQuery      *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
-	OffUrlScheme        *ebpf.VariableSpec `ebpf:"off_url_scheme"`
-	ReqReadSize         *ebpf.VariableSpec `ebpf:"req_read_size"`
-	TcpconnCloseFn      *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
-	UrlReadSize         *ebpf.VariableSpec `ebpf:"url_read_size"`
-	WakeupThreshold     *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
+	BufioWriterWriteFn     *ebpf.VariableSpec `ebpf:"bufio_writer_write_fn"`
+	InjectWriteUser        *ebpf.VariableSpec `ebpf:"inject_write_user"`
+	OffBufioBuf            *ebpf.VariableSpec `ebpf:"off_bufio_buf"`
+	OffBufioN              *ebpf.VariableSpec `ebpf:"off_bufio_n"`
+	OffG_goid              *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffG_parentGoid        *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
+	OffGroupsData          *ebpf.VariableSpec `ebpf:"off_groups_data"`
+	OffGroupsLengthMask    *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
+	OffMapDirLen           *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
+	OffMapDirPtr           *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
+	OffNetconnFd           *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr          *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr          *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffPconnConn           *ebpf.VariableSpec `ebpf:"off_pconn_conn"`
+	OffReqContentLength    *ebpf.VariableSpec `ebpf:"off_req_content_length"`
+	OffReqHeader           *ebpf.VariableSpec `ebpf:"off_req_header"`
+	OffReqMethod           *ebpf.VariableSpec `ebpf:"off_req_method"`
+	OffReqUrl              *ebpf.VariableSpec `ebpf:"off_req_url"`
+	OffRespStatusCode      *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
+	OffTableGroups         *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	OffTcpaddrIp           *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort         *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffUrlHost             *ebpf.VariableSpec `ebpf:"off_url_host"`
+	OffUrlPath             *ebpf.VariableSpec `ebpf:"off_url_path"`
+	OffUrlRawQuery         *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
+	OffUrlScheme           *ebpf.VariableSpec `ebpf:"off_url_scheme"`
+	ReqReadSize            *ebpf.VariableSpec `ebpf:"req_read_size"`
+	TcpconnCloseFn         *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
+	UnusedHttpClientEvent  *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
+	UnusedHttpClientInfo   *ebpf.VariableSpec `ebpf:"unused_http_client_info"`
+	UnusedHttpClientRecord *ebpf.VariableSpec `ebpf:"unused_http_client_record"`
+	UrlReadSize            *ebpf.VariableSpec `ebpf:"url_read_size"`
+	WakeupThreshold        *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
 // clientObjects contains all objects after they have been loaded into the kernel.
@@ -209,36 +276,39 @@ func (m *clientMaps) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientVariables struct {
-	BufioWriterWriteFn  *ebpf.Variable `ebpf:"bufio_writer_write_fn"`
-	InjectWriteUser     *ebpf.Variable `ebpf:"inject_write_user"`
-	OffBufioBuf         *ebpf.Variable `ebpf:"off_bufio_buf"`
-	OffBufioN           *ebpf.Variable `ebpf:"off_bufio_n"`
-	OffG_goid           *ebpf.Variable `ebpf:"off_g_goid"`
-	OffG_parentGoid     *ebpf.Variable `ebpf:"off_g_parent_goid"`
-	OffGroupsData       *ebpf.Variable `ebpf:"off_groups_data"`
-	OffGroupsLengthMask *ebpf.Variable `ebpf:"off_groups_length_mask"`
-	OffMapDirLen        *ebpf.Variable `ebpf:"off_map_dir_len"`
-	OffMapDirPtr        *ebpf.Variable `ebpf:"off_map_dir_ptr"`
-	OffNetconnFd        *ebpf.Variable `ebpf:"off_netconn_fd"`
-	OffNetfdLaddr       *ebpf.Variable `ebpf:"off_netfd_laddr"`
-	OffNetfdRaddr       *ebpf.Variable `ebpf:"off_netfd_raddr"`
-	OffPconnConn        *ebpf.Variable `ebpf:"off_pconn_conn"`
-	OffReqContentLength *ebpf.Variable `ebpf:"off_req_content_length"`
-	OffReqHeader        *ebpf.Variable `ebpf:"off_req_header"`
-	OffReqMethod        *ebpf.Variable `ebpf:"off_req_method"`
-	OffReqUrl           *ebpf.Variable `ebpf:"off_req_url"`
-	OffRespStatusCode   *ebpf.Variable `ebpf:"off_resp_status_code"`
-	OffTableGroups      *ebpf.Variable `ebpf:"off_table_groups"`
-	OffTcpaddrIp        *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
-	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
-	OffUrlHost          *ebpf.Variable `ebpf:"off_url_host"`
-	OffUrlPath          *ebpf.Variable `ebpf:"off_url_path"`
-	OffUrlRawQuery      *ebpf.Variable `ebpf:"off_url_raw_query"`
-	OffUrlScheme        *ebpf.Variable `ebpf:"off_url_scheme"`
-	ReqReadSize         *ebpf.Variable `ebpf:"req_read_size"`
-	TcpconnCloseFn      *ebpf.Variable `ebpf:"tcpconn_close_fn"`
-	UrlReadSize         *ebpf.Variable `ebpf:"url_read_size"`
-	WakeupThreshold     *ebpf.Variable `ebpf:"wakeup_threshold"`
+	BufioWriterWriteFn     *ebpf.Variable `ebpf:"bufio_writer_write_fn"`
+	InjectWriteUser        *ebpf.Variable `ebpf:"inject_write_user"`
+	OffBufioBuf            *ebpf.Variable `ebpf:"off_bufio_buf"`
+	OffBufioN              *ebpf.Variable `ebpf:"off_bufio_n"`
+	OffG_goid              *ebpf.Variable `ebpf:"off_g_goid"`
+	OffG_parentGoid        *ebpf.Variable `ebpf:"off_g_parent_goid"`
+	OffGroupsData          *ebpf.Variable `ebpf:"off_groups_data"`
+	OffGroupsLengthMask    *ebpf.Variable `ebpf:"off_groups_length_mask"`
+	OffMapDirLen           *ebpf.Variable `ebpf:"off_map_dir_len"`
+	OffMapDirPtr           *ebpf.Variable `ebpf:"off_map_dir_ptr"`
+	OffNetconnFd           *ebpf.Variable `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr          *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr          *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffPconnConn           *ebpf.Variable `ebpf:"off_pconn_conn"`
+	OffReqContentLength    *ebpf.Variable `ebpf:"off_req_content_length"`
+	OffReqHeader           *ebpf.Variable `ebpf:"off_req_header"`
+	OffReqMethod           *ebpf.Variable `ebpf:"off_req_method"`
+	OffReqUrl              *ebpf.Variable `ebpf:"off_req_url"`
+	OffRespStatusCode      *ebpf.Variable `ebpf:"off_resp_status_code"`
+	OffTableGroups         *ebpf.Variable `ebpf:"off_table_groups"`
+	OffTcpaddrIp           *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort         *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffUrlHost             *ebpf.Variable `ebpf:"off_url_host"`
+	OffUrlPath             *ebpf.Variable `ebpf:"off_url_path"`
+	OffUrlRawQuery         *ebpf.Variable `ebpf:"off_url_raw_query"`
+	OffUrlScheme           *ebpf.Variable `ebpf:"off_url_scheme"`
+	ReqReadSize            *ebpf.Variable `ebpf:"req_read_size"`
+	TcpconnCloseFn         *ebpf.Variable `ebpf:"tcpconn_close_fn"`
+	UnusedHttpClientEvent  *ebpf.Variable `ebpf:"unused_http_client_event"`
+	UnusedHttpClientInfo   *ebpf.Variable `ebpf:"unused_http_client_info"`
+	UnusedHttpClientRecord *ebpf.Variable `ebpf:"unused_http_client_record"`
+	UrlReadSize            *ebpf.Variable `ebpf:"url_read_size"`
+	WakeupThreshold        *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 
 // clientPrograms contains all programs after they have been loaded into the kernel.

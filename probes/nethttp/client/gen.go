@@ -1,3 +1,3 @@
 package client
 
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -Wpadded -mcpu=v3 -I../../../bpf -I../../.." -no-global-types -target amd64 client ../../../bpf/nethttp/client/probe.c
+//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go -type scratch -type http_client_event -type http_client_record -type http_client_info client ../../../bpf/nethttp/client/probe.c

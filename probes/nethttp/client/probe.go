@@ -3,13 +3,7 @@
 package client
 
 import (
-	"errors"
-	"fmt"
-
-	"github.com/cilium/ebpf"
-
 	"github.com/zerotrace/zerotrace/probes"
-	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 )
 
@@ -33,236 +27,79 @@ const WriteSubsetSymbol = "net/http.Header.writeSubset"
 // binaries too (pclntab), unlike the itab's own symbol.
 const bufioWriterWrite = "bufio.(*Writer).Write"
 
-// Capacities of the per-CPU copies in probe.c (struct scratch).
-const (
-	scratchReq   = 512
-	scratchSmall = 256
+// The fields only this probe reads.
+var (
+	// HTTPResponseStatusCode is net/http.Response.StatusCode, what a client
+	// received.
+	HTTPResponseStatusCode = offsets.Field{Struct: "net/http.Response", Name: "StatusCode"}
+	// PersistConnConn is net/http.persistConn.conn, the net.Conn a client
+	// request is written to.
+	PersistConnConn = offsets.Field{Struct: "net/http.persistConn", Name: "conn"}
+	// BufioWriterBuf is bufio.Writer.buf, the buffered bytes' slice.
+	BufioWriterBuf = offsets.Field{Struct: "bufio.Writer", Name: "buf"}
+	// BufioWriterN is bufio.Writer.n, how many bytes of buf are in use.
+	BufioWriterN = offsets.Field{Struct: "bufio.Writer", Name: "n"}
 )
 
-var requiredFields = []offsets.Field{
-	offsets.GoroutineID, offsets.GoroutineParentID,
-	offsets.RequestMethod, offsets.RequestURL, offsets.RequestContentLength,
-	offsets.URLScheme, offsets.URLHost, offsets.URLPath, offsets.URLRawQuery,
-	offsets.HTTPResponseStatusCode,
+// Probe is the net/http client instrumentation.
+var Probe = probes.Declare("net/http client", loadClient, declare, record)
+
+func declare(s *clientSpecs) probes.Declaration {
+	var buf clientScratch
+	req := &probes.Copy{Struct: "net/http.Request", Size: s.ReqReadSize, Max: uint64(len(buf.Req))}
+	url := &probes.Copy{Struct: "net/url.URL", Size: s.UrlReadSize, Max: uint64(len(buf.Url))}
+
+	// What ConnSymbol's probe does. Without it the spans lose their peer
+	// address and same-host matching, nothing else.
+	peer := &probes.Part{Gives: "network.peer.*, and the same-host context of the server called"}
+	// The write-user injection, when chosen: it reads the request's header
+	// map (to find a traceparent already there) and the writer's buffer.
+	// Its program is loaded only then: kernels in lockdown refuse any
+	// program that calls bpf_probe_write_user.
+	writeUser := &probes.Part{
+		Gives:    "traceparent injection with bpf_probe_write_user at " + WriteSubsetSymbol,
+		Flag:     s.InjectWriteUser,
+		Option:   probes.Options.WriteUser,
+		Requires: []*probes.Part{peer},
+	}
+
+	return probes.Declaration{
+		Uprobes: []probes.Uprobe{
+			{Symbol: Symbol, Entry: s.RoundTripEnter, Return: s.RoundTripReturn},
+			{Symbol: ConnSymbol, Entry: s.PersistConnRoundTripEnter, Part: peer},
+			{Symbol: WriteSubsetSymbol, Entry: s.WriteSubsetEnter, Part: writeUser},
+		},
+		Reads: []probes.Read{
+			{Field: offsets.GoroutineID, Offset: s.OffG_goid, Size: probes.Word},
+			{Field: offsets.GoroutineParentID, Offset: s.OffG_parentGoid, Size: probes.Word},
+			{Field: offsets.RequestMethod, Offset: s.OffReqMethod, Size: probes.String, In: req},
+			{Field: offsets.RequestURL, Offset: s.OffReqUrl, Size: probes.Word, In: req},
+			{Field: offsets.RequestContentLength, Offset: s.OffReqContentLength, Size: probes.Word, In: req},
+			{Field: offsets.URLScheme, Offset: s.OffUrlScheme, Size: probes.String, In: url},
+			{Field: offsets.URLHost, Offset: s.OffUrlHost, Size: probes.String, In: url},
+			{Field: offsets.URLPath, Offset: s.OffUrlPath, Size: probes.String, In: url},
+			{Field: offsets.URLRawQuery, Offset: s.OffUrlRawQuery, Size: probes.String, In: url},
+			{Field: HTTPResponseStatusCode, Offset: s.OffRespStatusCode, Size: probes.Word},
+
+			{Field: PersistConnConn, Offset: s.OffPconnConn, Size: probes.Iface, Part: peer},
+			{Field: offsets.NetConnFD, Offset: s.OffNetconnFd, Size: probes.Word, Part: peer},
+			{Field: offsets.NetFDLaddr, Offset: s.OffNetfdLaddr, Size: probes.Iface, Part: peer},
+			{Field: offsets.NetFDRaddr, Offset: s.OffNetfdRaddr, Size: probes.Iface, Part: peer},
+			{Field: offsets.TCPAddrIP, Offset: s.OffTcpaddrIp, Size: probes.Slice, Part: peer},
+			{Field: offsets.TCPAddrPort, Offset: s.OffTcpaddrPort, Size: probes.Word, Part: peer},
+
+			{Field: offsets.RequestHeader, Offset: s.OffReqHeader, Size: probes.Word, Part: writeUser},
+			{Field: offsets.SwissMapDirPtr, Offset: s.OffMapDirPtr, Size: probes.Word, Part: writeUser},
+			{Field: offsets.SwissMapDirLen, Offset: s.OffMapDirLen, Size: probes.Word, Part: writeUser},
+			{Field: offsets.SwissTableGroups, Offset: s.OffTableGroups, Size: probes.Word, Part: writeUser},
+			{Field: offsets.SwissGroupsData, Offset: s.OffGroupsData, Size: probes.Word, Part: writeUser},
+			{Field: offsets.SwissGroupsLengthMask, Offset: s.OffGroupsLengthMask, Size: probes.Word, Part: writeUser},
+			{Field: BufioWriterBuf, Offset: s.OffBufioBuf, Size: probes.Slice, Part: writeUser},
+			{Field: BufioWriterN, Offset: s.OffBufioN, Size: probes.Word, Part: writeUser},
+		},
+		Funcs: []probes.Func{
+			{Symbol: probes.TCPConnClose, Addr: s.TcpconnCloseFn, Part: peer},
+			{Symbol: bufioWriterWrite, Addr: s.BufioWriterWriteFn, Part: writeUser},
+		},
+	}
 }
-
-// connFields are what ConnSymbol's probe reads. Without any of them the
-// spans lose their peer address and same-host matching, nothing else.
-var connFields = []offsets.Field{
-	offsets.PersistConnConn, offsets.NetConnFD, offsets.NetFDLaddr, offsets.NetFDRaddr,
-	offsets.TCPAddrIP, offsets.TCPAddrPort,
-}
-
-// writeUserFields are what the write-user injection reads: the request's
-// header map (to find a traceparent already there) and the writer's buffer.
-var writeUserFields = []offsets.Field{
-	offsets.RequestHeader, offsets.SwissMapDirPtr, offsets.SwissMapDirLen,
-	offsets.SwissTableGroups, offsets.SwissGroupsData, offsets.SwissGroupsLengthMask,
-	offsets.BufioWriterBuf, offsets.BufioWriterN,
-}
-
-// Instrumentation is the net/http client instrumentation.
-type Instrumentation struct {
-	// InjectWriteUser adds the traceparent header to outgoing requests
-	// with bpf_probe_write_user (see probes/inject), on kernels that
-	// allow it.
-	InjectWriteUser bool
-}
-
-// Name implements probes.Instrumentation.
-func (Instrumentation) Name() string { return "net/http client" }
-
-// Fields implements probes.Instrumentation.
-func (in Instrumentation) Fields() (required, optional []offsets.Field) {
-	if in.InjectWriteUser {
-		return requiredFields, append(append([]offsets.Field{}, connFields...), writeUserFields...)
-	}
-	return requiredFields, connFields
-}
-
-// Applies implements probes.Instrumentation.
-func (Instrumentation) Applies(t *probes.Target) bool {
-	_, err := t.Bin.Func(Symbol)
-	return err == nil
-}
-
-// Spec implements probes.Instrumentation.
-func (in Instrumentation) Spec(t *probes.Target, shared *events.Shared) (*ebpf.CollectionSpec, error) {
-	spec, err := loadClient()
-	if err != nil {
-		return nil, fmt.Errorf("net/http client: %w", err)
-	}
-	var specs clientSpecs
-	if err := spec.Assign(&specs); err != nil {
-		return nil, fmt.Errorf("net/http client: %w", err)
-	}
-	const ptr, str = 8, 16
-	reqSize, err := t.PrefixEnd(scratchReq, map[offsets.Field]uint64{
-		offsets.RequestMethod: str, offsets.RequestURL: ptr, offsets.RequestContentLength: 8,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: net/http client: net/http.Request: %w", t, err)
-	}
-	urlSize, err := t.PrefixEnd(scratchSmall, map[offsets.Field]uint64{
-		offsets.URLScheme: str, offsets.URLHost: str, offsets.URLPath: str, offsets.URLRawQuery: str,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%s: net/http client: net/url.URL: %w", t, err)
-	}
-	off := func(f offsets.Field) uint64 {
-		o, _ := t.Offsets.Get(f)
-		return o
-	}
-	var write uint64
-	if in.InjectWriteUser {
-		if write, err = WriteUserReady(t); err != nil {
-			return nil, fmt.Errorf("%s: net/http client: --inject write-user: %w", t, err)
-		}
-	}
-	v := &specs.clientVariableSpecs
-	sets := []struct {
-		v   *ebpf.VariableSpec
-		val any
-	}{
-		{v.OffG_goid, off(offsets.GoroutineID)},
-		{v.OffG_parentGoid, off(offsets.GoroutineParentID)},
-		{v.OffReqMethod, off(offsets.RequestMethod)},
-		{v.OffReqUrl, off(offsets.RequestURL)},
-		{v.OffReqContentLength, off(offsets.RequestContentLength)},
-		{v.OffUrlScheme, off(offsets.URLScheme)},
-		{v.OffUrlHost, off(offsets.URLHost)},
-		{v.OffUrlPath, off(offsets.URLPath)},
-		{v.OffUrlRawQuery, off(offsets.URLRawQuery)},
-		{v.OffRespStatusCode, off(offsets.HTTPResponseStatusCode)},
-		{v.OffPconnConn, off(offsets.PersistConnConn)},
-		{v.OffNetconnFd, off(offsets.NetConnFD)},
-		{v.OffNetfdLaddr, off(offsets.NetFDLaddr)},
-		{v.OffNetfdRaddr, off(offsets.NetFDRaddr)},
-		{v.OffTcpaddrIp, off(offsets.TCPAddrIP)},
-		{v.OffTcpaddrPort, off(offsets.TCPAddrPort)},
-		{v.TcpconnCloseFn, connClose(t)},
-		{v.ReqReadSize, reqSize},
-		{v.UrlReadSize, urlSize},
-		{v.WakeupThreshold, shared.WakeupThreshold()},
-		{v.InjectWriteUser, in.InjectWriteUser},
-		{v.BufioWriterWriteFn, write},
-		{v.OffBufioBuf, off(offsets.BufioWriterBuf)},
-		{v.OffBufioN, off(offsets.BufioWriterN)},
-		{v.OffReqHeader, off(offsets.RequestHeader)},
-		{v.OffMapDirPtr, off(offsets.SwissMapDirPtr)},
-		{v.OffMapDirLen, off(offsets.SwissMapDirLen)},
-		{v.OffTableGroups, off(offsets.SwissTableGroups)},
-		{v.OffGroupsData, off(offsets.SwissGroupsData)},
-		{v.OffGroupsLengthMask, off(offsets.SwissGroupsLengthMask)},
-	}
-	for _, s := range sets {
-		if err := s.v.Set(s.val); err != nil {
-			return nil, fmt.Errorf("%s: net/http client: setting %s: %w", t, s.v.Name, err)
-		}
-	}
-	return spec, nil
-}
-
-// WriteUserReady checks that t has what the write-user injection needs and
-// returns the run-time address of bufio.(*Writer).Write.
-func WriteUserReady(t *probes.Target) (uint64, error) {
-	if connClose(t) == 0 {
-		return 0, fmt.Errorf("the binary lacks %s or the offsets to read its connections", ConnSymbol)
-	}
-	for _, f := range writeUserFields {
-		if _, ok := t.Offsets.Get(f); !ok {
-			return 0, fmt.Errorf("no offset known for %s", f)
-		}
-	}
-	if _, err := t.Bin.Func(WriteSubsetSymbol); err != nil {
-		return 0, err
-	}
-	addr := t.FuncAddr(bufioWriterWrite)
-	if addr == 0 {
-		return 0, fmt.Errorf("the binary has no %s", bufioWriterWrite)
-	}
-	return addr, nil
-}
-
-// connClose is the run-time address of net.(*TCPConn).Close, by which the
-// probe recognises a plain TCP connection; 0 when the binary lacks it,
-// ConnSymbol or an offset that probe needs. 0 turns the connection probe's
-// work off, and it is then not attached.
-func connClose(t *probes.Target) uint64 {
-	for _, f := range connFields {
-		if _, ok := t.Offsets.Get(f); !ok {
-			return 0
-		}
-	}
-	if _, err := t.Bin.Func(ConnSymbol); err != nil {
-		return 0
-	}
-	return t.FuncAddr(probes.TCPConnClose)
-}
-
-// Load implements probes.Instrumentation.
-func (in Instrumentation) Load(t *probes.Target, shared *events.Shared) (probes.Loaded, error) {
-	spec, err := in.Spec(t, shared)
-	if err != nil {
-		return nil, err
-	}
-	// The write-user program is loaded only when asked for: kernels in
-	// lockdown refuse any program that calls bpf_probe_write_user.
-	l := &loaded{conn: connClose(t) != 0}
-	opts := &ebpf.CollectionOptions{MapReplacements: shared.Replacements()}
-	var into any = &l.objs.coreObjects
-	if in.InjectWriteUser {
-		into = &l.objs
-	}
-	if err := spec.LoadAndAssign(into, opts); err != nil {
-		return nil, fmt.Errorf("%s: loading the net/http client programs: %w", t, err)
-	}
-	return l, nil
-}
-
-// objects are the programs and maps loaded: core always, WriteSubsetEnter
-// for the write-user injection only.
-type objects struct {
-	coreObjects
-	WriteSubsetEnter *ebpf.Program `ebpf:"write_subset_enter"`
-}
-
-type coreObjects struct {
-	clientMaps
-	RoundTripEnter            *ebpf.Program `ebpf:"round_trip_enter"`
-	RoundTripReturn           *ebpf.Program `ebpf:"round_trip_return"`
-	PersistConnRoundTripEnter *ebpf.Program `ebpf:"persist_conn_round_trip_enter"`
-}
-
-func (o *objects) Close() error {
-	var errs []error
-	for _, p := range []*ebpf.Program{o.RoundTripEnter, o.RoundTripReturn, o.PersistConnRoundTripEnter, o.WriteSubsetEnter} {
-		if p != nil {
-			errs = append(errs, p.Close())
-		}
-	}
-	errs = append(errs, o.clientMaps.Close())
-	return errors.Join(errs...)
-}
-
-type loaded struct {
-	objs objects
-	conn bool // ConnSymbol is probed
-}
-
-func (l *loaded) Uprobes() []probes.Uprobe {
-	ups := []probes.Uprobe{{
-		Symbol: Symbol,
-		Entry:  l.objs.RoundTripEnter,
-		Return: l.objs.RoundTripReturn,
-	}}
-	if l.conn {
-		ups = append(ups, probes.Uprobe{Symbol: ConnSymbol, Entry: l.objs.PersistConnRoundTripEnter})
-	}
-	if l.objs.WriteSubsetEnter != nil {
-		ups = append(ups, probes.Uprobe{Symbol: WriteSubsetSymbol, Entry: l.objs.WriteSubsetEnter})
-	}
-	return ups
-}
-
-func (l *loaded) Close() error { return l.objs.Close() }

@@ -1,3 +1,3 @@
 package server
 
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -Wpadded -mcpu=v3 -I../../../bpf -I../../.." -no-global-types -target amd64 server ../../../bpf/nethttp/server/probe.c
+//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go -type scratch -type http_server_event -type http_server_record -type http_server_info server ../../../bpf/nethttp/server/probe.c

@@ -8,60 +8,133 @@ import (
 	_ "embed"
 	"fmt"
 	"io"
+	"structs"
 
 	"github.com/cilium/ebpf"
 )
+
+type serverHttpServerEvent struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Type  uint8
+		Flags uint8
+		Pad   uint16
+		Pid   uint32
+		TsNs  uint64
+	}
+	StartNs uint64
+	Goid    uint64
+	Ids     struct {
+		_        structs.HostLayout
+		TraceId  [16]uint8
+		SpanId   [8]uint8
+		ParentId [8]uint8
+	}
+	ContentLength int64
+	RespWritten   int64
+	Status        uint16
+	ProtoMajor    uint8
+	ProtoMinor    uint8
+	LocalPort     uint16
+	LocalIpLen    uint8
+	Info          uint8
+	LocalIp       [16]uint8
+	MethodLen     uint16
+	PathLen       uint16
+	QueryLen      uint16
+	HostLen       uint16
+	PatternLen    uint16
+	RemoteLen     uint16
+	TracestateLen uint16
+	Truncated     uint8
+	Pad           [1]uint8
+	Method        [16]int8
+	Path          [256]int8
+	Query         [256]int8
+	Host          [128]int8
+	Pattern       [128]int8
+	Remote        [64]int8
+	Tracestate    [256]int8
+}
+
+type serverHttpServerInfo uint32
+
+const (
+	serverHttpServerInfoHTTP_INFO_RESPONSE_KNOWN     serverHttpServerInfo = 1
+	serverHttpServerInfoHTTP_INFO_TLS                serverHttpServerInfo = 2
+	serverHttpServerInfoHTTP_INFO_LOCAL_ADDR         serverHttpServerInfo = 4
+	serverHttpServerInfoHTTP_INFO_REMOTE_PARENT      serverHttpServerInfo = 8
+	serverHttpServerInfoHTTP_INFO_TRACESTATE_DROPPED serverHttpServerInfo = 16
+)
+
+type serverHttpServerRecord uint32
+
+const (
+	serverHttpServerRecordEVENT_HTTP_SERVER serverHttpServerRecord = 1
+)
+
+type serverScratch struct {
+	_    structs.HostLayout
+	Req  [512]uint8
+	Url  [256]uint8
+	Resp [256]uint8
+	Conn [256]uint8
+}
 
 // Names of all BPF objects in the ELF.
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	serverMapConnCtx             = "conn_ctx"
-	serverMapConnCtxArmed        = "conn_ctx_armed"
-	serverMapCounters            = "counters"
-	serverMapEvents              = "events"
-	serverMapGoCtx               = "go_ctx"
-	serverMapHeaderScratch       = "header_scratch"
-	serverMapServerConnAddrs     = "server_conn_addrs"
-	serverMapServerInflight      = "server_inflight"
-	serverMapServerScratch       = "server_scratch"
-	serverProgServeHttpEnter     = "serve_http_enter"
-	serverProgServeHttpReturn    = "serve_http_return"
-	serverVarConnReadSize        = "conn_read_size"
-	serverVarHasPattern          = "has_pattern"
-	serverVarOffConnRwc          = "off_conn_rwc"
-	serverVarOffConnTlsState     = "off_conn_tls_state"
-	serverVarOffG_goid           = "off_g_goid"
-	serverVarOffGroupsData       = "off_groups_data"
-	serverVarOffGroupsLengthMask = "off_groups_length_mask"
-	serverVarOffMapDirLen        = "off_map_dir_len"
-	serverVarOffMapDirPtr        = "off_map_dir_ptr"
-	serverVarOffNetconnFd        = "off_netconn_fd"
-	serverVarOffNetfdLaddr       = "off_netfd_laddr"
-	serverVarOffNetfdRaddr       = "off_netfd_raddr"
-	serverVarOffReqContentLength = "off_req_content_length"
-	serverVarOffReqHeader        = "off_req_header"
-	serverVarOffReqHost          = "off_req_host"
-	serverVarOffReqMethod        = "off_req_method"
-	serverVarOffReqPattern       = "off_req_pattern"
-	serverVarOffReqProtoMajor    = "off_req_proto_major"
-	serverVarOffReqProtoMinor    = "off_req_proto_minor"
-	serverVarOffReqRemoteAddr    = "off_req_remote_addr"
-	serverVarOffReqUrl           = "off_req_url"
-	serverVarOffRespConn         = "off_resp_conn"
-	serverVarOffRespStatus       = "off_resp_status"
-	serverVarOffRespWritten      = "off_resp_written"
-	serverVarOffTableGroups      = "off_table_groups"
-	serverVarOffTcpaddrIp        = "off_tcpaddr_ip"
-	serverVarOffTcpaddrPort      = "off_tcpaddr_port"
-	serverVarOffUrlPath          = "off_url_path"
-	serverVarOffUrlRawQuery      = "off_url_raw_query"
-	serverVarReqReadSize         = "req_read_size"
-	serverVarRespReadSize        = "resp_read_size"
-	serverVarResponseHeaderFn    = "response_header_fn"
-	serverVarTcpconnCloseFn      = "tcpconn_close_fn"
-	serverVarUrlReadSize         = "url_read_size"
-	serverVarWakeupThreshold     = "wakeup_threshold"
+	serverMapConnCtx                = "conn_ctx"
+	serverMapConnCtxArmed           = "conn_ctx_armed"
+	serverMapCounters               = "counters"
+	serverMapEvents                 = "events"
+	serverMapGoCtx                  = "go_ctx"
+	serverMapHeaderScratch          = "header_scratch"
+	serverMapServerConnAddrs        = "server_conn_addrs"
+	serverMapServerInflight         = "server_inflight"
+	serverMapServerScratch          = "server_scratch"
+	serverProgServeHttpEnter        = "serve_http_enter"
+	serverProgServeHttpReturn       = "serve_http_return"
+	serverVarConnReadSize           = "conn_read_size"
+	serverVarHasPattern             = "has_pattern"
+	serverVarOffConnRwc             = "off_conn_rwc"
+	serverVarOffConnTlsState        = "off_conn_tls_state"
+	serverVarOffG_goid              = "off_g_goid"
+	serverVarOffGroupsData          = "off_groups_data"
+	serverVarOffGroupsLengthMask    = "off_groups_length_mask"
+	serverVarOffMapDirLen           = "off_map_dir_len"
+	serverVarOffMapDirPtr           = "off_map_dir_ptr"
+	serverVarOffNetconnFd           = "off_netconn_fd"
+	serverVarOffNetfdLaddr          = "off_netfd_laddr"
+	serverVarOffNetfdRaddr          = "off_netfd_raddr"
+	serverVarOffReqContentLength    = "off_req_content_length"
+	serverVarOffReqHeader           = "off_req_header"
+	serverVarOffReqHost             = "off_req_host"
+	serverVarOffReqMethod           = "off_req_method"
+	serverVarOffReqPattern          = "off_req_pattern"
+	serverVarOffReqProtoMajor       = "off_req_proto_major"
+	serverVarOffReqProtoMinor       = "off_req_proto_minor"
+	serverVarOffReqRemoteAddr       = "off_req_remote_addr"
+	serverVarOffReqUrl              = "off_req_url"
+	serverVarOffRespConn            = "off_resp_conn"
+	serverVarOffRespStatus          = "off_resp_status"
+	serverVarOffRespWritten         = "off_resp_written"
+	serverVarOffTableGroups         = "off_table_groups"
+	serverVarOffTcpaddrIp           = "off_tcpaddr_ip"
+	serverVarOffTcpaddrPort         = "off_tcpaddr_port"
+	serverVarOffUrlPath             = "off_url_path"
+	serverVarOffUrlRawQuery         = "off_url_raw_query"
+	serverVarReqReadSize            = "req_read_size"
+	serverVarRespReadSize           = "resp_read_size"
+	serverVarResponseHeaderFn       = "response_header_fn"
+	serverVarTcpconnCloseFn         = "tcpconn_close_fn"
+	serverVarUnusedHttpServerEvent  = "unused_http_server_event"
+	serverVarUnusedHttpServerInfo   = "unused_http_server_info"
+	serverVarUnusedHttpServerRecord = "unused_http_server_record"
+	serverVarUrlReadSize            = "url_read_size"
+	serverVarWakeupThreshold        = "wakeup_threshold"
 )
 
 // loadServer returns the embedded CollectionSpec for server.
@@ -129,41 +202,44 @@ type serverMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverVariableSpecs struct {
-	ConnReadSize        *ebpf.VariableSpec `ebpf:"conn_read_size"`
-	HasPattern          *ebpf.VariableSpec `ebpf:"has_pattern"`
-	OffConnRwc          *ebpf.VariableSpec `ebpf:"off_conn_rwc"`
-	OffConnTlsState     *ebpf.VariableSpec `ebpf:"off_conn_tls_state"`
-	OffG_goid           *ebpf.VariableSpec `ebpf:"off_g_goid"`
-	OffGroupsData       *ebpf.VariableSpec `ebpf:"off_groups_data"`
-	OffGroupsLengthMask *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
-	OffMapDirLen        *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
-	OffMapDirPtr        *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
-	OffNetconnFd        *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
-	OffNetfdLaddr       *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
-	OffNetfdRaddr       *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
-	OffReqContentLength *ebpf.VariableSpec `ebpf:"off_req_content_length"`
-	OffReqHeader        *ebpf.VariableSpec `ebpf:"off_req_header"`
-	OffReqHost          *ebpf.VariableSpec `ebpf:"off_req_host"`
-	OffReqMethod        *ebpf.VariableSpec `ebpf:"off_req_method"`
-	OffReqPattern       *ebpf.VariableSpec `ebpf:"off_req_pattern"`
-	OffReqProtoMajor    *ebpf.VariableSpec `ebpf:"off_req_proto_major"`
-	OffReqProtoMinor    *ebpf.VariableSpec `ebpf:"off_req_proto_minor"`
-	OffReqRemoteAddr    *ebpf.VariableSpec `ebpf:"off_req_remote_addr"`
-	OffReqUrl           *ebpf.VariableSpec `ebpf:"off_req_url"`
-	OffRespConn         *ebpf.VariableSpec `ebpf:"off_resp_conn"`
-	OffRespStatus       *ebpf.VariableSpec `ebpf:"off_resp_status"`
-	OffRespWritten      *ebpf.VariableSpec `ebpf:"off_resp_written"`
-	OffTableGroups      *ebpf.VariableSpec `ebpf:"off_table_groups"`
-	OffTcpaddrIp        *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
-	OffTcpaddrPort      *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
-	OffUrlPath          *ebpf.VariableSpec `ebpf:"off_url_path"`
-	OffUrlRawQuery      *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
-	ReqReadSize         *ebpf.VariableSpec `ebpf:"req_read_size"`
-	RespReadSize        *ebpf.VariableSpec `ebpf:"resp_read_size"`
-	ResponseHeaderFn    *ebpf.VariableSpec `ebpf:"response_header_fn"`
-	TcpconnCloseFn      *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
-	UrlReadSize         *ebpf.VariableSpec `ebpf:"url_read_size"`
-	WakeupThreshold     *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
+	ConnReadSize           *ebpf.VariableSpec `ebpf:"conn_read_size"`
+	HasPattern             *ebpf.VariableSpec `ebpf:"has_pattern"`
+	OffConnRwc             *ebpf.VariableSpec `ebpf:"off_conn_rwc"`
+	OffConnTlsState        *ebpf.VariableSpec `ebpf:"off_conn_tls_state"`
+	OffG_goid              *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffGroupsData          *ebpf.VariableSpec `ebpf:"off_groups_data"`
+	OffGroupsLengthMask    *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
+	OffMapDirLen           *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
+	OffMapDirPtr           *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
+	OffNetconnFd           *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr          *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr          *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffReqContentLength    *ebpf.VariableSpec `ebpf:"off_req_content_length"`
+	OffReqHeader           *ebpf.VariableSpec `ebpf:"off_req_header"`
+	OffReqHost             *ebpf.VariableSpec `ebpf:"off_req_host"`
+	OffReqMethod           *ebpf.VariableSpec `ebpf:"off_req_method"`
+	OffReqPattern          *ebpf.VariableSpec `ebpf:"off_req_pattern"`
+	OffReqProtoMajor       *ebpf.VariableSpec `ebpf:"off_req_proto_major"`
+	OffReqProtoMinor       *ebpf.VariableSpec `ebpf:"off_req_proto_minor"`
+	OffReqRemoteAddr       *ebpf.VariableSpec `ebpf:"off_req_remote_addr"`
+	OffReqUrl              *ebpf.VariableSpec `ebpf:"off_req_url"`
+	OffRespConn            *ebpf.VariableSpec `ebpf:"off_resp_conn"`
+	OffRespStatus          *ebpf.VariableSpec `ebpf:"off_resp_status"`
+	OffRespWritten         *ebpf.VariableSpec `ebpf:"off_resp_written"`
+	OffTableGroups         *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	OffTcpaddrIp           *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort         *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffUrlPath             *ebpf.VariableSpec `ebpf:"off_url_path"`
+	OffUrlRawQuery         *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
+	ReqReadSize            *ebpf.VariableSpec `ebpf:"req_read_size"`
+	RespReadSize           *ebpf.VariableSpec `ebpf:"resp_read_size"`
+	ResponseHeaderFn       *ebpf.VariableSpec `ebpf:"response_header_fn"`
+	TcpconnCloseFn         *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
+	UnusedHttpServerEvent  *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
+	UnusedHttpServerInfo   *ebpf.VariableSpec `ebpf:"unused_http_server_info"`
+	UnusedHttpServerRecord *ebpf.VariableSpec `ebpf:"unused_http_server_record"`
+	UrlReadSize            *ebpf.VariableSpec `ebpf:"url_read_size"`
+	WakeupThreshold        *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
 // serverObjects contains all objects after they have been loaded into the kernel.
@@ -215,41 +291,44 @@ func (m *serverMaps) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverVariables struct {
-	ConnReadSize        *ebpf.Variable `ebpf:"conn_read_size"`
-	HasPattern          *ebpf.Variable `ebpf:"has_pattern"`
-	OffConnRwc          *ebpf.Variable `ebpf:"off_conn_rwc"`
-	OffConnTlsState     *ebpf.Variable `ebpf:"off_conn_tls_state"`
-	OffG_goid           *ebpf.Variable `ebpf:"off_g_goid"`
-	OffGroupsData       *ebpf.Variable `ebpf:"off_groups_data"`
-	OffGroupsLengthMask *ebpf.Variable `ebpf:"off_groups_length_mask"`
-	OffMapDirLen        *ebpf.Variable `ebpf:"off_map_dir_len"`
-	OffMapDirPtr        *ebpf.Variable `ebpf:"off_map_dir_ptr"`
-	OffNetconnFd        *ebpf.Variable `ebpf:"off_netconn_fd"`
-	OffNetfdLaddr       *ebpf.Variable `ebpf:"off_netfd_laddr"`
-	OffNetfdRaddr       *ebpf.Variable `ebpf:"off_netfd_raddr"`
-	OffReqContentLength *ebpf.Variable `ebpf:"off_req_content_length"`
-	OffReqHeader        *ebpf.Variable `ebpf:"off_req_header"`
-	OffReqHost          *ebpf.Variable `ebpf:"off_req_host"`
-	OffReqMethod        *ebpf.Variable `ebpf:"off_req_method"`
-	OffReqPattern       *ebpf.Variable `ebpf:"off_req_pattern"`
-	OffReqProtoMajor    *ebpf.Variable `ebpf:"off_req_proto_major"`
-	OffReqProtoMinor    *ebpf.Variable `ebpf:"off_req_proto_minor"`
-	OffReqRemoteAddr    *ebpf.Variable `ebpf:"off_req_remote_addr"`
-	OffReqUrl           *ebpf.Variable `ebpf:"off_req_url"`
-	OffRespConn         *ebpf.Variable `ebpf:"off_resp_conn"`
-	OffRespStatus       *ebpf.Variable `ebpf:"off_resp_status"`
-	OffRespWritten      *ebpf.Variable `ebpf:"off_resp_written"`
-	OffTableGroups      *ebpf.Variable `ebpf:"off_table_groups"`
-	OffTcpaddrIp        *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
-	OffTcpaddrPort      *ebpf.Variable `ebpf:"off_tcpaddr_port"`
-	OffUrlPath          *ebpf.Variable `ebpf:"off_url_path"`
-	OffUrlRawQuery      *ebpf.Variable `ebpf:"off_url_raw_query"`
-	ReqReadSize         *ebpf.Variable `ebpf:"req_read_size"`
-	RespReadSize        *ebpf.Variable `ebpf:"resp_read_size"`
-	ResponseHeaderFn    *ebpf.Variable `ebpf:"response_header_fn"`
-	TcpconnCloseFn      *ebpf.Variable `ebpf:"tcpconn_close_fn"`
-	UrlReadSize         *ebpf.Variable `ebpf:"url_read_size"`
-	WakeupThreshold     *ebpf.Variable `ebpf:"wakeup_threshold"`
+	ConnReadSize           *ebpf.Variable `ebpf:"conn_read_size"`
+	HasPattern             *ebpf.Variable `ebpf:"has_pattern"`
+	OffConnRwc             *ebpf.Variable `ebpf:"off_conn_rwc"`
+	OffConnTlsState        *ebpf.Variable `ebpf:"off_conn_tls_state"`
+	OffG_goid              *ebpf.Variable `ebpf:"off_g_goid"`
+	OffGroupsData          *ebpf.Variable `ebpf:"off_groups_data"`
+	OffGroupsLengthMask    *ebpf.Variable `ebpf:"off_groups_length_mask"`
+	OffMapDirLen           *ebpf.Variable `ebpf:"off_map_dir_len"`
+	OffMapDirPtr           *ebpf.Variable `ebpf:"off_map_dir_ptr"`
+	OffNetconnFd           *ebpf.Variable `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr          *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr          *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffReqContentLength    *ebpf.Variable `ebpf:"off_req_content_length"`
+	OffReqHeader           *ebpf.Variable `ebpf:"off_req_header"`
+	OffReqHost             *ebpf.Variable `ebpf:"off_req_host"`
+	OffReqMethod           *ebpf.Variable `ebpf:"off_req_method"`
+	OffReqPattern          *ebpf.Variable `ebpf:"off_req_pattern"`
+	OffReqProtoMajor       *ebpf.Variable `ebpf:"off_req_proto_major"`
+	OffReqProtoMinor       *ebpf.Variable `ebpf:"off_req_proto_minor"`
+	OffReqRemoteAddr       *ebpf.Variable `ebpf:"off_req_remote_addr"`
+	OffReqUrl              *ebpf.Variable `ebpf:"off_req_url"`
+	OffRespConn            *ebpf.Variable `ebpf:"off_resp_conn"`
+	OffRespStatus          *ebpf.Variable `ebpf:"off_resp_status"`
+	OffRespWritten         *ebpf.Variable `ebpf:"off_resp_written"`
+	OffTableGroups         *ebpf.Variable `ebpf:"off_table_groups"`
+	OffTcpaddrIp           *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort         *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffUrlPath             *ebpf.Variable `ebpf:"off_url_path"`
+	OffUrlRawQuery         *ebpf.Variable `ebpf:"off_url_raw_query"`
+	ReqReadSize            *ebpf.Variable `ebpf:"req_read_size"`
+	RespReadSize           *ebpf.Variable `ebpf:"resp_read_size"`
+	ResponseHeaderFn       *ebpf.Variable `ebpf:"response_header_fn"`
+	TcpconnCloseFn         *ebpf.Variable `ebpf:"tcpconn_close_fn"`
+	UnusedHttpServerEvent  *ebpf.Variable `ebpf:"unused_http_server_event"`
+	UnusedHttpServerInfo   *ebpf.Variable `ebpf:"unused_http_server_info"`
+	UnusedHttpServerRecord *ebpf.Variable `ebpf:"unused_http_server_record"`
+	UrlReadSize            *ebpf.Variable `ebpf:"url_read_size"`
+	WakeupThreshold        *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 
 // serverPrograms contains all programs after they have been loaded into the kernel.

@@ -1,3 +1,3 @@
 package goroutines
 
-//go:generate go tool bpf2go -cc clang-19 -cflags "-O2 -g -Wall -Werror -Wpadded -mcpu=v3 -I../../../bpf -I../../.." -no-global-types -target amd64 goroutines ../../../bpf/runtime/goroutines.c
+//go:generate go run github.com/zerotrace/zerotrace/scripts/bpf2go goroutines ../../../bpf/runtime/goroutines/probe.c

@@ -1,4 +1,4 @@
-package events
+package dbsql
 
 import (
 	"testing"
@@ -10,7 +10,7 @@ import (
 )
 
 // dbSpan maps q as the correlator would, attributes included.
-func dbSpan(q *DBQuery) *model.Span {
+func dbSpan(q *Query) *model.Span {
 	s := q.Span()
 	semconv.Apply(s, nil)
 	return s
@@ -55,8 +55,8 @@ func TestDBSystem(t *testing.T) {
 
 func TestDBSpan(t *testing.T) {
 	start := time.Unix(100, 0)
-	s := dbSpan(&DBQuery{
-		Start: start, End: start.Add(time.Millisecond), Call: DBExecCall,
+	s := dbSpan(&Query{
+		Start: start, End: start.Add(time.Millisecond), Call: ExecCall,
 		Query:     "INSERT INTO customers (id, email) VALUES (42, 'a@b.example')",
 		Connector: "database/sql.dsnConnector", Driver: "*github.com/lib/pq.Driver",
 		DSNs: [2]string{"postgres://zt:pw@127.0.0.1:5433/shop"},
@@ -83,17 +83,17 @@ func TestDBSpan(t *testing.T) {
 		t.Errorf("name %q status %v", s.Name, s.Status)
 	}
 
-	failed := dbSpan(&DBQuery{Query: "SELECT * FROM missing WHERE id = 7", Driver: "*modernc.org/sqlite.Driver",
+	failed := dbSpan(&Query{Query: "SELECT * FROM missing WHERE id = 7", Driver: "*modernc.org/sqlite.Driver",
 		Err: true, ErrType: "*modernc.org/sqlite.Error", ErrStrings: [3]string{"no such table: missing"}})
 	if failed.Status != codes.Error || failed.StatusMsg != "no such table: missing" {
 		t.Errorf("failed span: status %v %q", failed.Status, failed.StatusMsg)
 	}
-	pq := dbSpan(&DBQuery{Query: "SELECT 1", Err: true, ErrType: "*github.com/lib/pq.Error",
+	pq := dbSpan(&Query{Query: "SELECT 1", Err: true, ErrType: "*github.com/lib/pq.Error",
 		ErrStrings: [3]string{"ERROR", `relation "missing" does not exist`, "junk"}})
 	if pq.StatusMsg != `relation "missing" does not exist` {
 		t.Errorf("lib/pq error message %q", pq.StatusMsg)
 	}
-	opaque := dbSpan(&DBQuery{Query: "SELECT 1", Err: true, ErrType: "*example.com/x.Err", ErrStrings: [3]string{"junk"}})
+	opaque := dbSpan(&Query{Query: "SELECT 1", Err: true, ErrType: "*example.com/x.Err", ErrStrings: [3]string{"junk"}})
 	if opaque.StatusMsg != "*example.com/x.Err" {
 		t.Errorf("an error type of unknown layout gave %q", opaque.StatusMsg)
 	}
@@ -109,7 +109,7 @@ func TestDBSpanRowsAffected(t *testing.T) {
 		{"*modernc.org/sqlite.result", [2]int64{17, 2}, "2"},
 		{"*example.com/unknown.result", [2]int64{5, 5}, ""},
 	} {
-		s := dbSpan(&DBQuery{Query: "UPDATE t SET a = 1", Call: DBExecCall, ResultType: c.typ, ResultWords: c.words})
+		s := dbSpan(&Query{Query: "UPDATE t SET a = 1", Call: ExecCall, ResultType: c.typ, ResultWords: c.words})
 		got := ""
 		for _, kv := range s.Attributes {
 			if kv.Key == "zerotrace.db.rows_affected" {

@@ -1,4 +1,4 @@
-package events
+package dbsql
 
 import (
 	"net"
@@ -6,30 +6,49 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/semconv"
-	"go.opentelemetry.io/otel/trace"
+	"github.com/zerotrace/zerotrace/probes/events"
 )
 
-// DBCall says which database/sql entry point a DBQuery went through.
-type DBCall int
+// record is the probe's ring-buffer record, struct db_query_event
+// (bpf/dbsql/record.h).
+var record = events.Record{
+	Type:    uint8(dbsqlDbQueryRecordEVENT_DB_QUERY),
+	Name:    "db_query_event",
+	MinSize: int(unsafe.Sizeof(dbsqlDbQueryEvent{})),
+	Decode: func(raw []byte, d *events.Decoder) (correlate.Event, error) {
+		return decode((*dbsqlDbQueryEvent)(unsafe.Pointer(&raw[0])), d).Span(), nil
+	},
+}
+
+// truncQuery is the bit of db_query_event.truncated for the query text.
+const truncQuery = uint8(dbsqlDbTruncationDB_TRUNC_QUERY)
+
+// Call says which database/sql entry point a Query went through (enum
+// db_call in bpf/dbsql/record.h).
+type Call = dbsqlDbCall
 
 // database/sql entry points.
 const (
-	DBQueryCall     DBCall = 1 // Query*, QueryRow* of DB, Conn, Tx
-	DBExecCall      DBCall = 2 // Exec* of DB, Conn, Tx
-	DBStmtQueryCall DBCall = 3 // Stmt Query*, QueryRow*
-	DBStmtExecCall  DBCall = 4 // Stmt Exec*
+	QueryCall     = dbsqlDbCallDB_CALL_QUERY      // Query*, QueryRow* of DB, Conn, Tx
+	ExecCall      = dbsqlDbCallDB_CALL_EXEC       // Exec* of DB, Conn, Tx
+	StmtQueryCall = dbsqlDbCallDB_CALL_STMT_QUERY // Stmt Query*, QueryRow*
+	StmtExecCall  = dbsqlDbCallDB_CALL_STMT_EXEC  // Stmt Exec*
 )
 
-// DBQuery is one query or exec made through Go's database/sql.
-type DBQuery struct {
+// Query is one query or exec made through Go's database/sql.
+type Query struct {
 	PID         uint32
 	GoroutineID uint64
 	Start, End  time.Time
 	IDs         model.SpanIDs
-	Call        DBCall
+	Call        Call
 
 	Query          string // as sent, literals included: sanitized here
 	QueryTruncated bool
@@ -60,14 +79,14 @@ type DBQuery struct {
 const dsnConnector = "database/sql.dsnConnector"
 
 // dsnAt says, for connectors that keep their data source name as it was
-// given, which of DBQuery.DSNs holds it.
+// given, which of Query.DSNs holds it.
 var dsnAt = map[string]int{
 	dsnConnector: 0, // dsn string, driver driver.Driver
 	"*github.com/jackc/pgx/v5/stdlib.driverConnector": 1, // driver *Driver, name string
 }
 
 // errMessageAt says, for error types whose message field is known, which
-// of DBQuery.ErrStrings holds it.
+// of Query.ErrStrings holds it.
 var errMessageAt = map[string]int{
 	"*errors.errorString":                     0, // s string
 	"*fmt.wrapError":                          0, // msg string
@@ -78,7 +97,7 @@ var errMessageAt = map[string]int{
 }
 
 // rowsAffectedAt says, for driver Result types whose layout is known, which
-// of DBQuery.ResultWords is the number of rows affected.
+// of Query.ResultWords is the number of rows affected.
 var rowsAffectedAt = map[string]int{
 	"database/sql/driver.RowsAffected": 0, // int64 (lib/pq, pgx)
 	"*modernc.org/sqlite.result":       1, // lastInsertID, rowsAffected
@@ -142,7 +161,7 @@ func dsnServer(dsn string) (host string, port int, db string) {
 // Span returns the call's CLIENT span, following the OpenTelemetry database
 // semantic conventions. The query text is always sanitized: literals become
 // '?', whatever the redaction settings.
-func (q *DBQuery) Span() *model.Span {
+func (q *Query) Span() *model.Span {
 	typ := q.Connector
 	if typ == dsnConnector || typ == "" {
 		typ = q.Driver
@@ -155,7 +174,7 @@ func (q *DBQuery) Span() *model.Span {
 	if i, ok := rowsAffectedAt[q.ResultType]; ok && !q.Err && q.ResultWords[i] >= 0 {
 		d.RowsAffected = q.ResultWords[i]
 	}
-	d.Prepared = q.Call == DBStmtQueryCall || q.Call == DBStmtExecCall
+	d.Prepared = q.Call == StmtQueryCall || q.Call == StmtExecCall
 	s := &model.Span{
 		Kind:      trace.SpanKindClient,
 		Start:     q.Start,
@@ -172,4 +191,33 @@ func (q *DBQuery) Span() *model.Span {
 	}
 	s.SetIDs(q.IDs)
 	return s
+}
+
+func decode(e *dbsqlDbQueryEvent, d *events.Decoder) *Query {
+	clock := d.Clock
+	q := &Query{
+		PID:            e.Hdr.Pid,
+		GoroutineID:    e.Goid,
+		Start:          clock.Wall(e.StartNs),
+		End:            clock.Wall(e.Hdr.TsNs),
+		IDs:            events.SpanIDs(e.Ids.TraceId, e.Ids.SpanId, e.Ids.ParentId),
+		Call:           Call(e.Call),
+		Query:          events.CString(e.Query[:], e.QueryLen),
+		QueryTruncated: e.Truncated&truncQuery != 0,
+		DSNs:           [2]string{events.CString(e.Dsn[0][:], e.DsnLen[0]), events.CString(e.Dsn[1][:], e.DsnLen[1])},
+		Err:            e.ErrType != 0,
+	}
+	for i := range q.ErrStrings {
+		q.ErrStrings[i] = events.CString(e.ErrMsg[i][:], e.ErrLen[i])
+	}
+	if d.Namer != nil {
+		q.Connector = d.Name(e.Hdr.Pid, e.ConnectorType)
+		q.Driver = d.Name(e.Hdr.Pid, e.DriverType)
+		q.ErrType = d.Name(e.Hdr.Pid, e.ErrType)
+		if e.ResultType != 0 {
+			q.ResultType = d.Name(e.Hdr.Pid, e.ResultType)
+			q.ResultWords = e.ResultWords
+		}
+	}
+	return q
 }

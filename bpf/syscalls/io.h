@@ -1,0 +1,490 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+// The read, write and close programs: the descriptors of traced processes
+// that carry a recognised protocol go to user space, with their data.
+#pragma once
+
+#include "syscalls/traced.h"
+#include "syscalls/http.h"
+#include "syscalls/postgres.h"
+#include "syscalls/redis.h"
+#include "syscalls/tls.h"
+#include "syscalls/mysql.h"
+
+// A read in progress: where its data goes.
+struct pending_read {
+	__u64 buf;
+	__u64 cap; // bytes the buffer holds: the read's data beyond goes elsewhere (readv)
+	__s32 fd;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64); // pid_tgid
+	__type(value, struct pending_read);
+} pending_reads SEC(".maps");
+
+// Where a read or write ends, when it is not simply buf + len (readv and
+// writev): its length in all, and its last buffer's bytes [base, end);
+// partial when those do not cover all of it.
+struct io_end {
+	__u64 total;
+	__u64 base, end;
+	__u8 partial;
+	__u8 pad[7];
+};
+
+// Fills e's socket fields from descriptor fd of the current process; they
+// stay zero when fd is not a socket. The endpoints are read only when ends
+// is set (a descriptor's first record): user space keeps them.
+static __always_inline void fd_socket(struct sock_data_event *e, __s32 fd, bool ends)
+{
+	e->family = 0;
+	e->local_port = 0;
+	e->remote_port = 0;
+	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
+	__builtin_memset(e->remote_ip, 0, sizeof(e->remote_ip));
+	const struct sock *sk = fd_sock(fd);
+	e->sock = (__u64)sk;
+	if (sk && ends)
+		sock_endpoints(sk, &e->family, &e->local_port, &e->remote_port, e->local_ip, e->remote_ip);
+}
+
+// Keep the last bytes of a write's last buffer [base, last); of a short
+// one, what it has.
+static __always_inline void fill_tail(struct sock_data_event *e, __u64 base, __u64 last)
+{
+	e->tail_len = 0;
+	__builtin_memset(e->tail, 0, sizeof(e->tail));
+	__u64 tn = last > base ? last - base : 0;
+	if (tn > SOCK_TAIL_MAX)
+		tn = SOCK_TAIL_MAX;
+	barrier_var(tn);
+	if (tn > 0 && tn <= SOCK_TAIL_MAX && !bpf_probe_read_user(e->tail, tn, (void *)(last - tn)))
+		e->tail_len = tn;
+}
+
+// A write of a response's body in progress (write, sendto, writev, sendmsg,
+// sendfile): what it asked to send. Its record is made at the exit, where
+// the kernel says how much went: a non-blocking server's write may send
+// part of a buffer and ask again for the rest.
+struct pending_body {
+	__u64 total;      // bytes asked; 0 for sendfile (the exit says)
+	__u64 base, last; // its last buffer, for the tail (0: none)
+	__s32 fd;
+	__u8 partial;
+	__u8 pad[3];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64); // pid_tgid
+	__type(value, struct pending_body);
+} pending_bodies SEC(".maps");
+
+static __always_inline void body_enter(__u64 id, __s32 fd, __u64 total, __u64 base, __u64 last, __u8 partial)
+{
+	struct pending_body b = {.total = total, .base = base, .last = last, .fd = fd, .partial = partial};
+	bpf_map_update_elem(&pending_bodies, &id, &b, BPF_ANY);
+}
+
+// A record without data (a tenth of the ring space): a close, or a write
+// of a response's body with its length and the tail of [base, last).
+static __always_inline void emit_short(__u64 id, __s32 fd, __u8 dir, __u8 proto, __u64 len, __u8 flags, __u64 base,
+				       __u64 last)
+{
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e) - SOCK_DATA_MAX, 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->len = len > 0xffffffff ? 0xffffffff : len;
+	e->dir = dir;
+	e->proto = proto;
+	e->cap = 0;
+	e->flags = flags;
+	fill_tail(e, base, last);
+	fd_socket(e, fd, false); // a close runs before the descriptor goes
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+// A write of a response's body, for user space to find where the response
+// ends.
+static __always_inline void emit_body(__u64 id, __s32 fd, __u64 total, __u64 base, __u64 last, __u8 partial)
+{
+	emit_short(id, fd, SOCK_DIR_WRITE_BODY, SOCK_PROTO_HTTP, total, partial ? SOCK_FLAG_PARTIAL : 0, base, last);
+}
+
+static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir, const struct io_end *end)
+{
+	if (len <= 0 || !buf)
+		return;
+	struct fd_key k = {.tgid = id >> 32, .fd = fd};
+	char head[16] = {};
+	if (bpf_probe_read_user(head, len < 16 ? (__u32)len & 15 : 16, (void *)buf))
+		return;
+	__u8 *f = bpf_map_lookup_elem(&sock_fds, &k);
+	__u8 was = f ? *f : 0;
+	__u8 flags, proto;
+	if (was & FD_POSTGRES) {
+		proto = SOCK_PROTO_POSTGRES;
+		flags = was;
+	} else if (was & FD_REDIS) {
+		proto = SOCK_PROTO_REDIS;
+		flags = was;
+	} else if (was & FD_MYSQL) {
+		proto = SOCK_PROTO_MYSQL;
+		flags = was;
+	} else if (was & FD_TLS) {
+		return;
+	} else if (looks_like_http(head)) {
+		// A request read: watch the next read. A response, or a
+		// write, ends that. A response: follow its body.
+		proto = SOCK_PROTO_HTTP;
+		flags = FD_HTTP;
+		if (dir == SOCK_DIR_READ && head[0] != 'H')
+			flags |= FD_NEXT_READ;
+		// (Not after a 101: what follows is another protocol.)
+		if (head[0] == 'H' && dir == SOCK_DIR_WRITE && !(head[9] == '1' && head[10] == '0' && head[11] == '1'))
+			flags |= FD_RESPONDING;
+	} else if ((was & FD_NEXT_READ) && dir == SOCK_DIR_READ) {
+		proto = SOCK_PROTO_HTTP;
+		flags = FD_HTTP;
+		dir = SOCK_DIR_READ_MORE;
+	} else if ((was & FD_RESPONDING) && dir == SOCK_DIR_WRITE) {
+		if (end)
+			body_enter(id, fd, end->total, end->base, end->end, end->partial);
+		else
+			body_enter(id, fd, len, buf, buf + len, 0);
+		return;
+	} else if (was & FD_HTTP) {
+		return;
+	} else if (dir != SOCK_DIR_WRITE) {
+		if (!looks_like_mysql_greeting(head, len))
+			return;
+		proto = SOCK_PROTO_MYSQL;
+		flags = FD_MYSQL;
+	} else if (looks_like_postgres_client(head, len)) {
+		proto = SOCK_PROTO_POSTGRES;
+		flags = FD_POSTGRES;
+	} else if (looks_like_resp_command(head)) {
+		proto = SOCK_PROTO_REDIS;
+		flags = FD_REDIS;
+	} else if (looks_like_tls_client_hello(head, len)) {
+		proto = SOCK_PROTO_TLS;
+		flags = FD_TLS;
+	} else if (looks_like_mysql_command(head, len)) {
+		proto = SOCK_PROTO_MYSQL;
+		flags = FD_MYSQL;
+	} else {
+		return;
+	}
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	__u64 total = end ? end->total : (__u64)len;
+	e->len = total > 0xffffffff ? 0xffffffff : total;
+	e->dir = dir;
+	e->proto = proto;
+	e->flags = end && end->partial ? SOCK_FLAG_PARTIAL : 0;
+	// The tail of an HTTP write only: one call, whatever the branch (each
+	// inlined copy costs the verifier as much again).
+	__u64 tail_base = 0, tail_end = 0;
+	if (proto == SOCK_PROTO_HTTP && dir == SOCK_DIR_WRITE) {
+		tail_base = end ? end->base : buf;
+		tail_end = end ? end->end : buf + len;
+	}
+	fill_tail(e, tail_base, tail_end);
+	// ReadyForQuery ('Z', length 5, status) closing a read: the server is
+	// done, wherever the capture stops.
+	char tail[6] = {};
+	if (proto == SOCK_PROTO_POSTGRES && dir == SOCK_DIR_READ && len >= 6 &&
+	    !bpf_probe_read_user(tail, sizeof(tail), (void *)(buf + len - 6)) && tail[0] == 'Z' && tail[1] == 0 &&
+	    tail[2] == 0 && tail[3] == 0 && tail[4] == 5)
+		e->flags |= SOCK_FLAG_READY;
+	if (proto == SOCK_PROTO_MYSQL && dir == SOCK_DIR_READ && mysql_read_ends_response(buf, len))
+		e->flags |= SOCK_FLAG_READY;
+	fd_socket(e, fd, !was);
+	__u32 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
+	barrier_var(n);
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	e->cap = 0;
+	if (!bpf_probe_read_user(e->data, n, (void *)buf))
+		e->cap = n;
+	bpf_ringbuf_submit(e, wakeup_flags());
+	if (flags != was)
+		bpf_map_update_elem(&sock_fds, &k, &flags, BPF_ANY);
+}
+
+static __always_inline void read_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id >> 32))
+		return;
+	struct pending_read r = {.fd = (__s32)ctx->args[0], .buf = ctx->args[1], .cap = ctx->args[2]};
+	bpf_map_update_elem(&pending_reads, &id, &r, BPF_ANY);
+}
+
+static __always_inline void read_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_read *r = bpf_map_lookup_elem(&pending_reads, &id);
+	if (!r)
+		return;
+	struct pending_read rd = *r;
+	bpf_map_delete_elem(&pending_reads, &id);
+	__s64 n = ctx->ret;
+	if (n > 0 && (__u64)n > rd.cap)
+		n = rd.cap;
+	emit(id, rd.fd, rd.buf, n, SOCK_DIR_READ, NULL);
+}
+
+static __always_inline void write_enter(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id >> 32))
+		return;
+	emit(id, (__s32)ctx->args[0], ctx->args[1], (__s64)ctx->args[2], SOCK_DIR_WRITE, NULL);
+}
+
+// The first buffer of an iovec array (readv, writev), or of a msghdr's
+// (recvmsg, sendmsg): where a request or response starts. A head split
+// over several buffers is seen up to the first one's end.
+static __always_inline bool first_iov(__u64 iov, __u64 *base, __u64 *len)
+{
+	struct iovec v = {};
+	if (!iov || bpf_probe_read_user(&v, sizeof(v), (void *)iov))
+		return false;
+	*base = (__u64)v.iov_base;
+	*len = v.iov_len;
+	return true;
+}
+
+static __always_inline __u64 msg_iov(__u64 msg, __u64 *count)
+{
+	struct user_msghdr m = {};
+	if (!msg || bpf_probe_read_user(&m, sizeof(m), (void *)msg) || m.msg_iovlen < 1)
+		return 0;
+	*count = m.msg_iovlen;
+	return (__u64)m.msg_iov;
+}
+
+static __always_inline void readv_enter(struct trace_event_raw_sys_enter *ctx, __u64 iov)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id >> 32))
+		return;
+	__u64 base, len;
+	if (!first_iov(iov, &base, &len))
+		return;
+	struct pending_read r = {.fd = (__s32)ctx->args[0], .buf = base, .cap = len};
+	bpf_map_update_elem(&pending_reads, &id, &r, BPF_ANY);
+}
+
+// Buffers of a writev or sendmsg read at once: enough for the head, body
+// and chunk framing that servers write together.
+#define WRITEV_SEEN 8
+
+static __always_inline void writev_enter(struct trace_event_raw_sys_enter *ctx, __u64 iov, __u64 count)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	if (!traced(id >> 32) || !iov || !count)
+		return;
+	struct iovec v[WRITEV_SEEN] = {};
+	__u64 k = count > WRITEV_SEEN ? WRITEV_SEEN : count;
+	barrier_var(k);
+	if (k < 1 || k > WRITEV_SEEN || bpf_probe_read_user(v, k * sizeof(v[0]), (void *)iov))
+		return;
+	// Its length in all (the buffers past k are zero: no branch per
+	// buffer, which would multiply the verifier's paths) and its last
+	// buffer, read again by address. With more buffers than that, the
+	// length is the first eight's and the end is not known (partial).
+	struct io_end end = {.partial = count > WRITEV_SEEN};
+	for (int i = 0; i < WRITEV_SEEN; i++)
+		end.total += v[i].iov_len;
+	struct iovec last = {};
+	if (!end.partial && !bpf_probe_read_user(&last, sizeof(last), (void *)(iov + (k - 1) * sizeof(last)))) {
+		end.base = (__u64)last.iov_base;
+		end.end = end.base + last.iov_len;
+	}
+	emit(id, (__s32)ctx->args[0], (__u64)v[0].iov_base, (__s64)v[0].iov_len, SOCK_DIR_WRITE, &end);
+}
+
+SEC("tracepoint/syscalls/sys_enter_readv")
+int sys_enter_readv(struct trace_event_raw_sys_enter *ctx)
+{
+	readv_enter(ctx, ctx->args[1]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_readv")
+int sys_exit_readv(struct trace_event_raw_sys_exit *ctx)
+{
+	read_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvmsg")
+int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 count = 0;
+	readv_enter(ctx, msg_iov(ctx->args[1], &count));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvmsg")
+int sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	read_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_writev")
+int sys_enter_writev(struct trace_event_raw_sys_enter *ctx)
+{
+	writev_enter(ctx, ctx->args[1], ctx->args[2]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendmsg")
+int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 count = 0;
+	__u64 iov = msg_iov(ctx->args[1], &count);
+	writev_enter(ctx, iov, count);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_read")
+int sys_enter_read(struct trace_event_raw_sys_enter *ctx)
+{
+	read_enter(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_read")
+int sys_exit_read(struct trace_event_raw_sys_exit *ctx)
+{
+	read_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_recvfrom")
+int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
+{
+	read_enter(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_recvfrom")
+int sys_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
+{
+	read_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_write")
+int sys_enter_write(struct trace_event_raw_sys_enter *ctx)
+{
+	write_enter(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_sendto")
+int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
+{
+	write_enter(ctx);
+	return 0;
+}
+
+// The exit of a write of a response's body: the bytes that went. A write
+// that sent only part of what it asked did not reach its end, so its tail
+// is not the response's.
+static __always_inline void body_exit(struct trace_event_raw_sys_exit *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct pending_body *p = bpf_map_lookup_elem(&pending_bodies, &id);
+	if (!p)
+		return;
+	struct pending_body b = *p;
+	bpf_map_delete_elem(&pending_bodies, &id);
+	__s64 ret = ctx->ret;
+	if (ret <= 0)
+		return;
+	if ((__u64)ret < b.total)
+		emit_body(id, b.fd, ret, 0, 0, false);
+	else
+		emit_body(id, b.fd, ret, b.base, b.last, b.partial);
+}
+
+SEC("tracepoint/syscalls/sys_exit_write")
+int sys_exit_write(struct trace_event_raw_sys_exit *ctx)
+{
+	body_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendto")
+int sys_exit_sendto(struct trace_event_raw_sys_exit *ctx)
+{
+	body_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_writev")
+int sys_exit_writev(struct trace_event_raw_sys_exit *ctx)
+{
+	body_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendmsg")
+int sys_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
+{
+	body_exit(ctx);
+	return 0;
+}
+
+// sendfile on a descriptor writing a response's body (a file server's,
+// nginx's): the bytes it sent are more of the body. File bytes: no chunk
+// framing to find at their end.
+SEC("tracepoint/syscalls/sys_enter_sendfile64")
+int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fd_key k = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
+	__u8 *f = bpf_map_lookup_elem(&sock_fds, &k);
+	if (f && (*f & FD_RESPONDING))
+		body_enter(id, k.fd, 0, 0, 0, 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_sendfile64")
+int sys_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
+{
+	body_exit(ctx);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_close")
+int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct fd_key k = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
+	if (!bpf_map_lookup_elem(&sock_fds, &k))
+		return 0;
+	bpf_map_delete_elem(&sock_fds, &k);
+	emit_short(id, k.fd, SOCK_DIR_CLOSE, 0, 0, 0, 0, 0);
+	return 0;
+}

@@ -1,0 +1,66 @@
+// Package registry lists what zerotrace can attach: every Go library
+// instrumentation, and every ring-buffer record the reader decodes. Adding
+// a Go library probe is its folder pair (probes/<lib>/, bpf/<lib>/) and one
+// line in Probes.
+package registry
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+
+	"github.com/zerotrace/zerotrace/probes"
+	"github.com/zerotrace/zerotrace/probes/dbsql"
+	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/nethttp/client"
+	"github.com/zerotrace/zerotrace/probes/nethttp/server"
+	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/runtime/goroutines"
+	"github.com/zerotrace/zerotrace/probes/syscalls"
+)
+
+// Probes lists every Go library instrumentation, in attach order.
+func Probes() []*probes.Probe {
+	return []*probes.Probe{
+		server.Probe,
+		client.Probe,
+		goroutines.Probe,
+		dbsql.Probe,
+	}
+}
+
+// Fields lists every struct field the registered probes read, all their
+// parts included, each once, in a fixed order: what the offsets table must
+// record (scripts/gen-offsets).
+func Fields() ([]offsets.Field, error) {
+	seen := map[offsets.Field]bool{}
+	var out []offsets.Field
+	for _, p := range Probes() {
+		_, decl, err := p.Spec()
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range decl.Reads {
+			if !seen[r.Field] {
+				seen[r.Field] = true
+				out = append(out, r.Field)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b offsets.Field) int {
+		return cmp.Or(strings.Compare(a.Module, b.Module), strings.Compare(a.String(), b.String()))
+	})
+	return out, nil
+}
+
+// Records builds the reader's dispatch table: the records of every
+// registered probe, and those of the kernel-level tracing (probes/syscalls).
+// Two records with one type number are an error.
+func Records() (*events.Records, error) {
+	var recs []events.Record
+	for _, p := range Probes() {
+		recs = append(recs, p.Records()...)
+	}
+	recs = append(recs, syscalls.Records()...)
+	return events.NewRecords(recs...)
+}
