@@ -42,9 +42,10 @@ type Correlator struct {
 	// the kernel; only Run's goroutine touches it.
 	kernel *kernelTracer
 	conns  *ConnTable
-	red    *redact.Redactor
-	stats  Stats
-	one    [1]*model.Span // HandleAll's answer for one span, reused
+	// sem names, attributes and redacts spans, remembering what repeats.
+	sem   *semconv.Mapper
+	stats Stats
+	one   [1]*model.Span // HandleAll's answer for one span, reused
 }
 
 // New returns a Correlator that knows no process yet. Every span it builds
@@ -57,7 +58,7 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 		log:   log,
 		procs: make(map[uint32]*model.Process),
 		rng:   rand.NewChaCha8(seed),
-		red:   red,
+		sem:   semconv.NewMapper(red),
 	}
 	c.kernel = newKernelTracer(&c.stats, c)
 	c.conns = newConnTable()
@@ -170,7 +171,7 @@ func (c *Correlator) finish(s *model.Span, p *model.Process) {
 		// record from a probe that did not.
 		c.newIDs(s)
 	}
-	semconv.Apply(s, c.red)
+	c.sem.Apply(s)
 }
 
 // task follows a fork or an exit of a process traced from the kernel. A

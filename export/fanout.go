@@ -80,11 +80,18 @@ func (f *Fanout) Start() {
 
 // Send queues s for every sink. It never blocks: a sink whose queue is
 // full loses the span, and the loss is counted.
+//
+// Each sink holds the span until its export returned (model.Span.Hold and
+// Release), so that the span's memory is reused once every sink is done with
+// it: a sink must not keep the span, its exchange or its attribute slice
+// after Export returns (strings may be kept).
 func (f *Fanout) Send(s *model.Span) {
+	s.Hold(int32(len(f.queues)))
 	for _, q := range f.queues {
 		select {
 		case q.ch <- s:
 		default:
+			s.Release()
 			if q.stats.Dropped.Add(1) == 1 {
 				f.log.Warn("span queue full: dropping spans", "sink", q.stats.Name)
 			}
@@ -138,7 +145,12 @@ func (f *Fanout) drain(q *sinkQueue) {
 				break more
 			}
 		}
-		if err := q.sink.Export(context.Background(), batch); err != nil {
+		err := q.sink.Export(context.Background(), batch)
+		for i, s := range batch {
+			s.Release()
+			batch[i] = nil
+		}
+		if err != nil {
 			q.stats.Failed.Add(uint64(len(batch)))
 			f.log.Debug("export failed", "sink", q.stats.Name, "err", err)
 			continue

@@ -75,6 +75,11 @@ type Span struct {
 	Status     codes.Code
 	StatusMsg  string
 	Attributes []attribute.KeyValue
+
+	// own is the pooled object holding the span (nil for a span not made
+	// by NewSpan); refs its holds (see pool.go).
+	own  *pooled
+	refs int32 // sync/atomic only
 }
 
 // IDs returns the span's trace context.

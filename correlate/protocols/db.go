@@ -9,31 +9,24 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// dbSpan is a span and its exchange in one allocation.
-type dbSpan struct {
-	span model.Span
-	db   model.DB
-}
-
 // ClientSpan returns the CLIENT span of one call to a database of the given
 // system on connection c, with its times and IDs, and its exchange (its
 // counts unknown) naming the server as c shows it: the caller fills in the
 // rest of s.DB.
 func ClientSpan(c Conn, system string, ids model.SpanIDs, start, end time.Time) *model.Span {
-	x := &dbSpan{db: model.DB{System: system, ReturnedRows: -1, RowsAffected: -1}}
+	s := model.NewSpan()
+	d := s.UseDB(system)
 	switch {
 	case c.Remote.IsValid():
-		x.db.ServerAddress, x.db.ServerPort = c.remoteAddr(), int(c.Remote.Port())
-		x.db.Peer = c.Remote
-		x.db.Transport = "tcp"
+		d.ServerAddress, d.ServerPort = c.remoteAddr(), int(c.Remote.Port())
+		d.Peer = c.Remote
+		d.Transport = "tcp"
 	case c.Unix:
-		x.db.Transport = "unix"
+		d.Transport = "unix"
 	}
-	s := &x.span
 	s.Kind = trace.SpanKindClient
 	s.Start, s.End = start, end
 	s.Source = c.Source
-	s.DB = &x.db
 	s.SetIDs(ids)
 	return s
 }

@@ -26,8 +26,18 @@ import (
 // Apply redacts s and derives its Name, Status, StatusMsg and Attributes
 // from its exchange. Attributes reuses the slice's capacity. A nil r
 // redacts with the built-in defaults.
-func Apply(s *model.Span, r *redact.Redactor) {
+func Apply(s *model.Span, r *redact.Redactor) { apply(s, plain{r}) }
+
+// attrsCap is room for every attribute a span can get, so that building
+// them allocates at most once per span (and not at all for a span whose
+// slice is reused).
+const attrsCap = 24
+
+func apply(s *model.Span, r texts) {
 	attrs := s.Attributes[:0]
+	if cap(attrs) < attrsCap {
+		attrs = make([]attribute.KeyValue, 0, attrsCap)
+	}
 	s.Status, s.StatusMsg = codes.Unset, ""
 	s.TraceState = r.String(s.TraceState)
 	switch {
@@ -66,7 +76,7 @@ func Method(m string) string {
 	return "_OTHER"
 }
 
-func appendHTTP(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) []attribute.KeyValue {
+func appendHTTP(attrs []attribute.KeyValue, s *model.Span, r texts) []attribute.KeyValue {
 	h := s.HTTP
 	raw := h.Method
 	if raw == "" {
@@ -125,11 +135,11 @@ func appendHTTP(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) [
 	}
 	if server && h.Local.IsValid() {
 		attrs = append(attrs,
-			attribute.String("network.local.address", h.Local.Addr().String()),
+			attribute.String("network.local.address", r.addr(h.Local.Addr())),
 			attribute.Int("network.local.port", int(h.Local.Port())))
 	}
 	if h.Peer.IsValid() {
-		ip := h.Peer.Addr().Unmap().String()
+		ip := r.addr(h.Peer.Addr().Unmap())
 		if server {
 			attrs = append(attrs, attribute.String("client.address", ip))
 		}
@@ -146,7 +156,7 @@ func appendHTTP(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) [
 		s.Name = "HTTP"
 	}
 	if server && h.Route != "" {
-		s.Name += " " + h.Route
+		s.Name = r.join(s.Name, h.Route)
 	}
 	switch {
 	case s.Failure.Failed:
@@ -163,7 +173,7 @@ func appendHTTP(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) [
 	case h.Status >= 500, !server && h.Status >= 400:
 		// Client spans report 4xx as errors too (semantic conventions).
 		s.Status = codes.Error
-		attrs = append(attrs, attribute.String("error.type", strconv.Itoa(h.Status)))
+		attrs = append(attrs, attribute.String("error.type", statusString(h.Status)))
 	}
 	return attrs
 }
@@ -195,7 +205,7 @@ func HTTPServer(h *model.HTTP, kind trace.SpanKind) (host string, port int) {
 	return host, port
 }
 
-func appendDB(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) []attribute.KeyValue {
+func appendDB(attrs []attribute.KeyValue, s *model.Span, r texts) []attribute.KeyValue {
 	d := s.DB
 	d.Query = r.String(d.Query)
 	d.Operation = r.String(d.Operation)
@@ -226,7 +236,7 @@ func appendDB(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) []a
 	}
 	if d.Peer.IsValid() {
 		attrs = append(attrs,
-			attribute.String("network.peer.address", d.Peer.Addr().Unmap().String()),
+			attribute.String("network.peer.address", r.addr(d.Peer.Addr().Unmap())),
 			attribute.Int("network.peer.port", int(d.Peer.Port())))
 	}
 	if d.Transport != "" {
@@ -247,7 +257,7 @@ func appendDB(attrs []attribute.KeyValue, s *model.Span, r *redact.Redactor) []a
 
 	switch {
 	case d.Operation != "" && d.Collection != "":
-		s.Name = d.Operation + " " + d.Collection
+		s.Name = r.join(d.Operation, d.Collection)
 	case d.Operation != "":
 		s.Name = d.Operation
 	default:

@@ -102,9 +102,13 @@ type edge struct {
 // maxRecent is how many trace IDs an edge lists.
 const maxRecent = 10
 
-// pending is a client span waiting for the server span it caused.
+// pending is a client span waiting for the server span it caused: what
+// the map needs of it, not the span, which its producer reuses once every
+// sink has seen it.
 type pending struct {
-	span     *model.Span
+	from     Node
+	callee   nodeKey // the external endpoint it called, if no server shows
+	call     call
 	deadline time.Time
 }
 
@@ -120,7 +124,8 @@ type Graph struct {
 	now     func() time.Time
 	nodes   map[string]Node
 	edges   map[[2]string]*edge
-	clients map[trace.SpanID]pending    // HTTP client spans awaiting their server span
+	clients map[trace.SpanID]*pending   // HTTP client spans awaiting their server span
+	free    []*pending                  // entries of clients to reuse
 	servers map[trace.SpanID]serverSide // server spans by parent, awaiting their client span
 	// OnCall, when set, is told of every call added to an edge (metrics).
 	OnCall func(Call)
@@ -174,7 +179,7 @@ func New(window time.Duration) *Graph {
 		now:     time.Now,
 		nodes:   map[string]Node{},
 		edges:   map[[2]string]*edge{},
-		clients: map[trace.SpanID]pending{},
+		clients: map[trace.SpanID]*pending{},
 		servers: map[trace.SpanID]serverSide{},
 		peers:   map[netip.AddrPort]bool{},
 		known:   map[nodeKey]Node{},
@@ -238,17 +243,17 @@ func (g *Graph) serviceNode(s *model.Span) Node {
 	return g.node(nodeKey{kind: KindService, name: name})
 }
 
-// calleeNode is the node of what a client span called when that is not a
-// traced service: its database, or the external endpoint its URL names.
-func (g *Graph) calleeNode(s *model.Span) Node {
+// calleeKey names what a client span called when that is not a traced
+// service: its database, or the external endpoint its URL names.
+func calleeKey(s *model.Span) nodeKey {
 	switch {
 	case s.DB != nil:
-		return g.node(nodeKey{kind: KindDatabase, name: s.DB.System, address: s.DB.ServerAddress, port: s.DB.ServerPort, namespace: s.DB.Namespace})
+		return nodeKey{kind: KindDatabase, name: s.DB.System, address: s.DB.ServerAddress, port: s.DB.ServerPort, namespace: s.DB.Namespace}
 	case s.HTTP != nil:
 		host, port := semconv.HTTPServer(s.HTTP, s.Kind)
-		return g.node(nodeKey{kind: KindExternal, address: host, port: port})
+		return nodeKey{kind: KindExternal, address: host, port: port}
 	}
-	return g.node(nodeKey{kind: KindExternal})
+	return nodeKey{kind: KindExternal}
 }
 
 func hostPort(host string, port int) string {
@@ -281,16 +286,17 @@ func (g *Graph) add(s *model.Span) {
 			g.peers[p] = true
 		}
 		if s.DB != nil {
-			to := g.calleeNode(s)
-			g.record(from, to, s, 0)
+			g.record(from, g.node(calleeKey(s)), callOf(s), 0)
 			return
 		}
 		if srv, ok := g.servers[s.SpanID]; ok {
 			delete(g.servers, s.SpanID)
-			g.record(from, g.nodes[srv.node], s, srv.latency)
+			g.record(from, g.nodes[srv.node], callOf(s), srv.latency)
 			return
 		}
-		g.clients[s.SpanID] = pending{span: s, deadline: g.now().Add(match)}
+		p := g.newPending()
+		*p = pending{from: from, callee: calleeKey(s), call: callOf(s), deadline: g.now().Add(match)}
+		g.clients[s.SpanID] = p
 	case trace.SpanKindServer:
 		to := g.serviceNode(s)
 		if !s.ParentSpanID.IsValid() {
@@ -298,7 +304,8 @@ func (g *Graph) add(s *model.Span) {
 		}
 		if p, ok := g.clients[s.ParentSpanID]; ok {
 			delete(g.clients, s.ParentSpanID)
-			g.record(g.serviceNode(p.span), to, p.span, s.End.Sub(s.Start))
+			g.record(p.from, to, p.call, s.End.Sub(s.Start))
+			g.free = append(g.free, p)
 			return
 		}
 		g.servers[s.ParentSpanID] = serverSide{node: to.ID, latency: s.End.Sub(s.Start), deadline: g.now().Add(match)}
@@ -313,8 +320,8 @@ func (g *Graph) expire(now time.Time) {
 			continue
 		}
 		delete(g.clients, id)
-		to := g.calleeNode(p.span)
-		g.record(g.serviceNode(p.span), to, p.span, 0)
+		g.record(p.from, g.node(p.callee), p.call, 0)
+		g.free = append(g.free, p)
 	}
 	for id, srv := range g.servers {
 		if now.After(srv.deadline) {
@@ -331,13 +338,20 @@ func (g *Graph) Flush() {
 	g.expire(g.now().Add(match + time.Second))
 }
 
-func (g *Graph) record(from, to Node, s *model.Span, serverLatency time.Duration) {
-	k := [2]string{from.ID, to.ID}
-	e := g.edges[k]
-	if e == nil {
-		e = &edge{}
-		g.edges[k] = e
+// newPending takes a pending entry from the free list: client spans come
+// and go at the rate of requests, and an entry is too large for the map to
+// hold in place.
+func (g *Graph) newPending() *pending {
+	if n := len(g.free); n > 0 {
+		p := g.free[n-1]
+		g.free = g.free[:n-1]
+		return p
 	}
+	return &pending{}
+}
+
+// callOf is what an edge keeps of one call.
+func callOf(s *model.Span) call {
 	c := call{
 		at:      s.End,
 		latency: s.End.Sub(s.Start),
@@ -352,6 +366,16 @@ func (g *Graph) record(from, to Node, s *model.Span, serverLatency time.Duration
 			c.bytes += h.ResponseBodySize
 		}
 	}
+	return c
+}
+
+func (g *Graph) record(from, to Node, c call, serverLatency time.Duration) {
+	k := [2]string{from.ID, to.ID}
+	e := g.edges[k]
+	if e == nil {
+		e = &edge{}
+		g.edges[k] = e
+	}
 	e.total.Requests++
 	if c.failed {
 		e.total.Errors++
@@ -363,11 +387,11 @@ func (g *Graph) record(from, to Node, s *model.Span, serverLatency time.Duration
 		e.samples[e.next] = c
 		e.next = (e.next + 1) % maxSamples
 	}
-	e.recent[e.nextRecent] = s.TraceID
+	e.recent[e.nextRecent] = c.traceID
 	e.nextRecent = (e.nextRecent + 1) % maxRecent
 	e.nRecent = min(e.nRecent+1, maxRecent)
 	if g.OnCall != nil {
-		g.OnCall(Call{Client: from, Server: to, ClientLatency: c.latency, ServerLatency: serverLatency, Failed: c.failed, TraceID: s.TraceID})
+		g.OnCall(Call{Client: from, Server: to, ClientLatency: c.latency, ServerLatency: serverLatency, Failed: c.failed, TraceID: c.traceID})
 	}
 }
 

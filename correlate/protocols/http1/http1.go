@@ -235,50 +235,39 @@ func (p *parser) DropOldest() {
 	}
 }
 
-// httpSpan is a span and its exchange in one allocation.
-type httpSpan struct {
-	span model.Span
-	http model.HTTP
-}
-
 // span builds the span of one request and its response. A client request
 // that carries a traceparent of its own (the program propagates context
 // itself) continues that trace.
 func (p *parser) span(h *head, status int, end time.Time, kind trace.SpanKind) *model.Span {
 	conn := p.env.Conn()
-	x := &httpSpan{http: model.HTTP{
-		Method:  h.method,
-		Host:    h.host,
-		Version: h.version,
-		Status:  status,
-	}}
+	s := model.NewSpan()
+	x := s.UseHTTP()
+	x.Method, x.Host, x.Version, x.Status = h.method, h.host, h.version, status
 	target := h.target
 	if !strings.HasPrefix(target, "/") {
 		// The absolute form a request to a proxy uses.
 		if scheme, rest, ok := strings.Cut(target, "://"); ok {
-			x.http.Scheme = scheme
+			x.Scheme = scheme
 			host, path, _ := strings.Cut(rest, "/")
-			if x.http.Host == "" {
-				x.http.Host = host
+			if x.Host == "" {
+				x.Host = host
 			}
 			target = "/" + path
 		}
 	}
-	x.http.Path, x.http.Query, _ = strings.Cut(target, "?")
+	x.Path, x.Query, _ = strings.Cut(target, "?")
 	if kind == trace.SpanKindServer {
-		x.http.Scheme = "http"
+		x.Scheme = "http"
 		if conn.TLS {
-			x.http.Scheme = "https"
+			x.Scheme = "https"
 		}
-		x.http.Local, x.http.Peer = conn.Local, conn.Remote
+		x.Local, x.Peer = conn.Local, conn.Remote
 	} else {
-		x.http.Peer = conn.Remote
+		x.Peer = conn.Remote
 	}
-	s := &x.span
 	s.Kind = kind
 	s.Start, s.End = h.start, end
 	s.Source = conn.Source
-	s.HTTP = &x.http
 	s.SetIDs(h.ids)
 	if h.parent {
 		s.TraceState = h.tracestate
