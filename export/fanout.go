@@ -30,12 +30,17 @@ type SinkStats struct {
 }
 
 type sinkQueue struct {
-	sink  Sink
-	ch    chan *model.Span
-	stats *SinkStats
+	sink   Sink
+	ch     chan []*model.Span
+	queued atomic.Int64 // spans in ch
+	limit  int64
+	stats  *SinkStats
 }
 
-// Fanout copies every span to each sink through a bounded queue.
+// Fanout copies every span to each sink through a bounded queue. Spans move
+// in batches: each sink's goroutine wakes once per batch, not once per span,
+// which at tens of thousands of spans a second is most of what a sink
+// would otherwise cost.
 type Fanout struct {
 	log    *slog.Logger
 	queues []*sinkQueue
@@ -50,8 +55,11 @@ func NewFanout(log *slog.Logger, queueLen int, sinks ...Sink) *Fanout {
 	f := &Fanout{log: log}
 	for _, s := range sinks {
 		f.queues = append(f.queues, &sinkQueue{
-			sink:  s,
-			ch:    make(chan *model.Span, queueLen),
+			sink: s,
+			// Room for queueLen batches of one span (a quiet service), up
+			// to a bound on the channel itself; queued bounds the spans.
+			ch:    make(chan []*model.Span, min(max(queueLen, 1), 4096)),
+			limit: int64(queueLen),
 			stats: &SinkStats{Name: s.Name()},
 		})
 	}
@@ -78,23 +86,39 @@ func (f *Fanout) Start() {
 	}
 }
 
-// Send queues s for every sink. It never blocks: a sink whose queue is
-// full loses the span, and the loss is counted.
+// Send queues s for every sink; see SendBatch.
+func (f *Fanout) Send(s *model.Span) { f.SendBatch([]*model.Span{s}) }
+
+// SendBatch queues the spans for every sink, which all read the same slice:
+// the caller must not change it afterwards. It never blocks: a sink whose
+// queue is full loses the batch, and the loss is counted.
 //
-// Each sink holds the span until its export returned (model.Span.Hold and
-// Release), so that the span's memory is reused once every sink is done with
-// it: a sink must not keep the span, its exchange or its attribute slice
-// after Export returns (strings may be kept).
-func (f *Fanout) Send(s *model.Span) {
-	s.Hold(int32(len(f.queues)))
+// Each sink holds each span until its export returned (model.Span.Hold
+// and Release), so that the span's memory is reused once every sink is
+// done with it: a sink must not keep the span, its exchange or its
+// attribute slice after Export returns (strings may be kept).
+func (f *Fanout) SendBatch(spans []*model.Span) {
+	if len(spans) == 0 {
+		return
+	}
+	for _, s := range spans {
+		s.Hold(int32(len(f.queues)))
+	}
+	n := int64(len(spans))
 	for _, q := range f.queues {
-		select {
-		case q.ch <- s:
-		default:
-			s.Release()
-			if q.stats.Dropped.Add(1) == 1 {
-				f.log.Warn("span queue full: dropping spans", "sink", q.stats.Name)
+		if q.queued.Add(n) <= q.limit {
+			select {
+			case q.ch <- spans:
+				continue
+			default:
 			}
+		}
+		q.queued.Add(-n)
+		for _, s := range spans {
+			s.Release()
+		}
+		if q.stats.Dropped.Add(uint64(n)) == uint64(n) {
+			f.log.Warn("span queue full: dropping spans", "sink", q.stats.Name)
 		}
 	}
 }
@@ -127,34 +151,38 @@ func (f *Fanout) Run(in <-chan *model.Span, shutdownTimeout time.Duration) {
 	f.Close(shutdownTimeout)
 }
 
-// drain feeds one sink in batches: it waits for one span, then takes
-// whatever else is already queued.
+// drain feeds one sink: a batch at a time, or several queued batches
+// together up to maxBatch spans.
 func (f *Fanout) drain(q *sinkQueue) {
-	batch := make([]*model.Span, 0, maxBatch)
-	for s := range q.ch {
-		batch = append(batch[:0], s)
+	var batch []*model.Span
+	for first := range q.ch {
+		batch = append(batch[:0], first...)
 	more:
 		for len(batch) < maxBatch {
 			select {
-			case s, ok := <-q.ch:
+			case b, ok := <-q.ch:
 				if !ok {
 					break more
 				}
-				batch = append(batch, s)
+				batch = append(batch, b...)
 			default:
 				break more
 			}
 		}
-		err := q.sink.Export(context.Background(), batch)
-		for i, s := range batch {
-			s.Release()
-			batch[i] = nil
+		q.queued.Add(-int64(len(batch)))
+		for start := 0; start < len(batch); start += maxBatch {
+			part := batch[start:min(start+maxBatch, len(batch))]
+			err := q.sink.Export(context.Background(), part)
+			for _, s := range part {
+				s.Release()
+			}
+			if err != nil {
+				q.stats.Failed.Add(uint64(len(part)))
+				f.log.Debug("export failed", "sink", q.stats.Name, "err", err)
+				continue
+			}
+			q.stats.Delivered.Add(uint64(len(part)))
 		}
-		if err != nil {
-			q.stats.Failed.Add(uint64(len(batch)))
-			f.log.Debug("export failed", "sink", q.stats.Name, "err", err)
-			continue
-		}
-		q.stats.Delivered.Add(uint64(len(batch)))
+		clear(batch)
 	}
 }

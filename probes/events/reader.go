@@ -65,9 +65,11 @@ func NewReader(s *Shared, records *Records, clock *Clock, namer ErrTypeNamer, lo
 func (r *Reader) Stats() *ReaderStats { return &r.stats }
 
 // Run reads until ctx is cancelled, then drains what is left in the ring
-// buffer, handing every event to handle. Cancel ctx only after the probes
-// are detached, so that nothing arrives after the final drain.
-func (r *Reader) Run(ctx context.Context, handle func(correlate.Event)) error {
+// buffer, handing every event to handle. Each time the buffer is empty it
+// calls drained, if not nil, so that the handler can pass on what it
+// gathered in one batch. Cancel ctx only after the probes are detached, so
+// that nothing arrives after the final drain.
+func (r *Reader) Run(ctx context.Context, handle func(correlate.Event), drained func()) error {
 	defer r.rd.Close()
 
 	var rec ringbuf.Record
@@ -88,8 +90,14 @@ func (r *Reader) Run(ctx context.Context, handle func(correlate.Event)) error {
 		switch {
 		case err == nil:
 			r.decode(rec.RawSample, handle)
+			if drained != nil && r.rd.AvailableBytes() == 0 {
+				drained()
+			}
 			continue
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			if drained != nil {
+				drained()
+			}
 			if stopping {
 				return nil
 			}

@@ -37,6 +37,7 @@ var (
 	output     = flag.String("output", "json", "zerotrace --output while attached (json counts delivered spans)")
 	rounds     = flag.Int("rounds", 3, "untraced/traced pairs; medians are reported, which tames this noisy machine")
 	hop        = flag.Bool("hop", true, "also measure a traced client→server hop between two services")
+	loadRate   = flag.Float64("load-rate", 20000, "requests per second of the steady-load phase that measures the agent's own CPU and memory")
 )
 
 type phase struct {
@@ -60,6 +61,7 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("measuring a bare uprobe hit: %w", err)
 	}
+	printHeader(costs)
 
 	app, addr, err := startApp()
 	if err != nil {
@@ -75,34 +77,75 @@ func run() error {
 	if err := single.run(); err != nil {
 		return err
 	}
-	printHeader(costs)
 	single.print()
+	errs := []error{single.err()}
 
-	if !*hop {
-		return single.err()
+	slow := scenario{
+		title:          "one traced service (GET /slow?ms=1, a handler that takes 1 ms)",
+		url:            "http://" + addr + "/slow?ms=1",
+		pids:           []int{app.Process.Pid},
+		spans:          1,
+		throughputOnly: true,
 	}
-	down, downAddr, err := startApp()
-	if err != nil {
-		return err
-	}
-	defer stopApp(down)
-	gw, gwAddr, err := startApp("-downstream", "http://"+downAddr)
-	if err != nil {
-		return err
-	}
-	defer stopApp(gw)
-	chain := scenario{
-		title: "a traced client→server hop (GET /chain on a gateway that calls a second service, both traced)",
-		url:   "http://" + gwAddr + "/chain?id=1",
-		pids:  []int{gw.Process.Pid, down.Process.Pid},
-		spans: 3, // gateway server, its client call, the downstream server
-	}
-	if err := chain.run(); err != nil {
+	if err := slow.run(); err != nil {
 		return err
 	}
 	fmt.Println()
-	chain.print()
-	return errors.Join(single.err(), chain.err())
+	slow.print()
+	errs = append(errs, slow.err())
+
+	if *hop {
+		down, downAddr, err := startApp()
+		if err != nil {
+			return err
+		}
+		defer stopApp(down)
+		gw, gwAddr, err := startApp("-downstream", "http://"+downAddr)
+		if err != nil {
+			return err
+		}
+		defer stopApp(gw)
+		chain := scenario{
+			title: "a traced client→server hop (GET /chain on a gateway that calls a second service, both traced)",
+			url:   "http://" + gwAddr + "/chain?id=1",
+			pids:  []int{gw.Process.Pid, down.Process.Pid},
+			spans: 3, // gateway server, its client call, the downstream server
+		}
+		if err := chain.run(); err != nil {
+			return err
+		}
+		fmt.Println()
+		chain.print()
+		errs = append(errs, chain.err())
+	}
+
+	fmt.Println()
+	exp, err := runExport(single.url, app.Process.Pid)
+	if err != nil {
+		return err
+	}
+	exp.print()
+	errs = append(errs, exp.err())
+
+	fmt.Println()
+	var loads []loadResult
+	r, err := runLoad("JSON lines to a file", single.url, app.Process.Pid, "--output", "json")
+	if err != nil {
+		return err
+	}
+	loads = append(loads, r)
+	stopJaeger, jaegerURL, err := startJaeger()
+	if err != nil {
+		return err
+	}
+	r, err = runLoad("OTLP/HTTP to Jaeger", single.url, app.Process.Pid, "--output", "none", "--otlp-endpoint", jaegerURL)
+	stopJaeger()
+	if err != nil {
+		return err
+	}
+	loads = append(loads, r)
+	printLoad(loads)
+	return errors.Join(errs...)
 }
 
 // scenario is one traffic shape measured untraced and traced, in
@@ -112,6 +155,10 @@ type scenario struct {
 	url   string
 	pids  []int // the processes the agent attaches to
 	spans int   // spans per request
+
+	// throughputOnly skips the sequential phase: a slow handler's
+	// latency is its own.
+	throughputOnly bool
 
 	untraced, traced    []phase
 	agentCPU            time.Duration
@@ -123,7 +170,7 @@ type scenario struct {
 func (sc *scenario) run() error {
 	warm(sc.url)
 	for r := range *rounds {
-		sc.untraced = append(sc.untraced, measure(fmt.Sprintf("untraced #%d", r+1), sc.url))
+		sc.untraced = append(sc.untraced, measure(fmt.Sprintf("untraced #%d", r+1), sc.url, sc.throughputOnly))
 
 		spansFile, err := os.CreateTemp("", "zerotrace-bench-*.jsonl")
 		if err != nil {
@@ -134,7 +181,7 @@ func (sc *scenario) run() error {
 			return err
 		}
 		cpu0 := processCPU(agent.Process.Pid)
-		p := measure(fmt.Sprintf("traced #%d", r+1), sc.url)
+		p := measure(fmt.Sprintf("traced #%d", r+1), sc.url, sc.throughputOnly)
 		sc.agentCPU += processCPU(agent.Process.Pid) - cpu0
 		sc.traced = append(sc.traced, p)
 		if err := agent.Process.Signal(syscall.SIGINT); err != nil {
@@ -155,7 +202,9 @@ func (sc *scenario) run() error {
 		sc.spansSent += p.requests * sc.spans
 	}
 	var err error
-	sc.hits, err = probeHits(sc.pids, sc.url)
+	if !sc.throughputOnly {
+		sc.hits, err = probeHits(sc.pids, sc.url)
+	}
 	return err
 }
 
@@ -347,8 +396,25 @@ func (l *lockedBuffer) String() string {
 }
 
 func startAgent(pids []int, spans *os.File) (*exec.Cmd, *lockedBuffer, error) {
+	return startAgentArgs(pids, spans, "--output", *output)
+}
+
+// stopAgent interrupts the agent and waits for it to flush and exit.
+func stopAgent(cmd *exec.Cmd, stderr *lockedBuffer) error {
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		return err
+	}
+	if err := cmd.Wait(); err != nil {
+		return fmt.Errorf("zerotrace exited with %v:\n%s", err, stderr.String())
+	}
+	return nil
+}
+
+// startAgentArgs starts the agent on pids with the given options and waits
+// until it attached.
+func startAgentArgs(pids []int, spans *os.File, opts ...string) (*exec.Cmd, *lockedBuffer, error) {
 	stderr := &lockedBuffer{}
-	args := []string{"attach", "--output", *output}
+	args := append([]string{"attach", "--listen", "off"}, opts...)
 	for _, pid := range pids {
 		args = append(args, "--pid", fmt.Sprint(pid))
 	}
@@ -395,9 +461,15 @@ func warm(url string) {
 	}
 }
 
-// measure runs the sequential phase, then the concurrent one.
-func measure(name, url string) phase {
+// measure runs the sequential phase (unless throughputOnly), then the
+// concurrent one.
+func measure(name, url string, throughputOnly bool) phase {
 	p := phase{name: name}
+	if throughputOnly {
+		t := throughput(url, *clients, *duration)
+		p.rps, p.requests = t.rps, t.requests
+		return p
+	}
 	c := newClient()
 	lat := make([]time.Duration, 0, *sequential)
 	start := time.Now()
@@ -489,6 +561,17 @@ func printHeader(costs calibrate.Costs) {
 
 func (sc *scenario) print() {
 	fmt.Println(sc.title)
+	if sc.throughputOnly {
+		for i := range sc.untraced {
+			fmt.Printf("  round %d: untraced %.0f req/s, traced %.0f req/s\n", i+1, sc.untraced[i].rps, sc.traced[i].rps)
+		}
+		base, tr := median("untraced", sc.untraced), median("traced", sc.traced)
+		fmt.Printf("throughput kept with %d concurrent clients: %.1f%% of untraced\n", *clients, 100*tr.rps/base.rps)
+		if *output == "json" {
+			fmt.Printf("spans delivered: %d of %d expected from the requests sent while attached\n", sc.spansGot, sc.spansSent)
+		}
+		return
+	}
 	fmt.Printf("%-20s %12s %12s %12s %14s\n", "phase", "seq p50", "seq p99", "seq mean", fmt.Sprintf("req/s (%d cl)", *clients))
 	row := func(p phase) {
 		fmt.Printf("%-20s %12s %12s %12s %14.0f\n", p.name, us(p.p50), us(p.p99), us(p.mean), p.rps)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/export"
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/registry"
@@ -25,10 +26,17 @@ type pipeline struct {
 	corr   *correlate.Correlator
 	fan    *export.Fanout
 
+	// batch gathers the spans of one drain of the ring buffer, handed to
+	// the sinks at once.
+	batch []*model.Span
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	err    error // the reader's, once it stopped
 }
+
+// maxBatch bounds the spans handed to the sinks at once.
+const maxBatch = 512
 
 // shutdownTimeout is how long the sinks get to flush at the end.
 const shutdownTimeout = 10 * time.Second
@@ -42,15 +50,26 @@ func newPipeline(shared *events.Shared, corr *correlate.Correlator, namer *typeN
 	if err != nil {
 		return nil, err
 	}
-	return &pipeline{log: log, reader: reader, corr: corr, fan: fan}, nil
+	return &pipeline{log: log, reader: reader, corr: corr, fan: fan, batch: make([]*model.Span, 0, maxBatch)}, nil
 }
 
-// handle is the reader's handler: the spans an event completes go to every
-// sink's queue.
+// handle is the reader's handler: the spans an event completes join the
+// batch for the sinks.
 func (p *pipeline) handle(ev correlate.Event) {
-	for _, s := range p.corr.HandleAll(ev) {
-		p.fan.Send(s)
+	p.batch = append(p.batch, p.corr.HandleAll(ev)...)
+	if len(p.batch) >= maxBatch {
+		p.flush()
 	}
+}
+
+// flush hands the batch to every sink's queue. The sinks read the slice
+// after this returns, so the next batch is a new one.
+func (p *pipeline) flush() {
+	if len(p.batch) == 0 {
+		return
+	}
+	p.fan.SendBatch(p.batch)
+	p.batch = make([]*model.Span, 0, maxBatch)
 }
 
 func (p *pipeline) start() {
@@ -60,7 +79,7 @@ func (p *pipeline) start() {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.err = p.reader.Run(ctx, p.handle)
+		p.err = p.reader.Run(ctx, p.handle, p.flush)
 	}()
 }
 
@@ -70,7 +89,8 @@ func (p *pipeline) start() {
 func (p *pipeline) stop() error {
 	p.cancel()
 	p.wg.Wait()
-	p.corr.Flush(p.fan.Send)
+	p.corr.Flush(func(s *model.Span) { p.batch = append(p.batch, s) })
+	p.flush()
 	p.fan.Close(shutdownTimeout)
 	if p.err != nil {
 		return fmt.Errorf("ring buffer reader stopped: %w", p.err)
