@@ -36,6 +36,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -57,6 +58,7 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:0", "address to listen on (port 0 picks a free port)")
 	flag.StringVar(&downstream, "downstream", "", "base URL of another sampleapp that /fanout calls, e.g. http://127.0.0.1:8081")
 	flag.StringVar(&downstream2, "downstream2", "", "base URL of a second service whose /chain /chain also calls")
+	flag.DurationVar(&client.Timeout, "client-timeout", clientTimeout(), "how long a call to a downstream service may take")
 	flag.Parse()
 	log.SetPrefix("sampleapp: ")
 	log.SetFlags(0)
@@ -120,7 +122,19 @@ var downstream, downstream2 string
 
 // client is shared by every /fanout call, with keep-alive, as a real
 // gateway's would be.
-var client = &http.Client{Timeout: 10 * time.Second}
+var client = &http.Client{}
+
+// clientTimeout is the default of -client-timeout: 10 s, times
+// ZEROTRACE_TIMEOUT_SCALE when the tests set it (the kernel matrix's emulated
+// guests run 10-15x slower, and the tests start this app without knowing
+// which of its calls will be slow there).
+func clientTimeout() time.Duration {
+	d := 10 * time.Second
+	if f, err := strconv.ParseFloat(os.Getenv("ZEROTRACE_TIMEOUT_SCALE"), 64); err == nil && f >= 1 {
+		d = time.Duration(float64(d) * f)
+	}
+	return d
+}
 
 // fanout calls the downstream service four times, the way a gateway does:
 // once in the handler's goroutine, twice in parallel goroutines, and once
