@@ -386,7 +386,7 @@ func (a *attacher) close() error {
 	a.attached = nil
 	if a.sys != nil {
 		if err := a.sys.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("detaching the syscall tracepoints: %w", err))
+			errs = append(errs, fmt.Errorf("detaching the kernel-level tracing: %w", err))
 		}
 		a.sys = nil
 	}
