@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian 12 machine that has only Go for zerotrace's builds
 # and tests: Debian packages (BPF toolchain, QEMU for kernel-matrix tests, load
-# generator, PostgreSQL for database tests), the tracefs and bpffs mounts the
-# agent and tests need, and the Jaeger binary the end-to-end tests export to.
+# generator, PostgreSQL for database tests), the bpffs mount the tests need,
+# and the Jaeger binary the end-to-end tests export to.
 #
 # Idempotent and quick when there is nothing to do: packages are installed
 # (and apt-get update run) only when one is missing, mounts are made only
@@ -76,8 +76,9 @@ else
 fi
 
 # mount_fs TYPE DIR NAME: mounts a pseudo-filesystem of TYPE at DIR unless a
-# filesystem of that type is already mounted there. Neither tracefs nor bpffs
-# is mounted at boot on these machines.
+# filesystem of that type is already mounted there. bpffs is not mounted at
+# boot on these machines. (tracefs is not needed: the agent's syscall and
+# sched programs attach through BTF.)
 mount_fs() {
 	local type=$1 dir=$2 name=$3
 	if awk -v d="$dir" -v t="$type" '$2 == d && $3 == t { found = 1 } END { exit !found }' /proc/mounts; then
@@ -88,7 +89,6 @@ mount_fs() {
 	quiet mount -t "$type" "$type" "$dir" || die "mount -t $type $dir failed"
 	step "$name" "mounted at $dir"
 }
-mount_fs tracefs /sys/kernel/tracing tracefs
 mount_fs bpf /sys/fs/bpf bpffs
 
 # build-jaeger.sh prints progress on stderr and the binary path on stdout.

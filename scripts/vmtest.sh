@@ -19,6 +19,7 @@
 #   prebuilt/dbapp             tests/dbapp (database/sql sample service)
 #   tests/verifier.test        go test -c ./tests/verifier
 #   tests/e2e.test             go test -c ./tests/e2e
+#   tests/kerneltrace.test     go test -c ./tests/kerneltrace
 #
 # The tests find prebuilt/ through ZEROTRACE_PREBUILT; the sample apps are
 # named as testenv.PrebuiltSampleAppName says.
@@ -76,7 +77,7 @@ build_sampleapp "$other_toolchain" "-s -w" "sampleapp-$other_toolchain-ldflags-s
 log "building dbapp"
 (cd tests/dbapp && go build -o "$repo/$payload/prebuilt/dbapp" .)
 
-for pkg in verifier e2e; do
+for pkg in verifier e2e kerneltrace; do
 	log "building tests/$pkg.test"
 	go test -c -o "$payload/tests/$pkg.test" "./tests/$pkg"
 done

@@ -103,7 +103,7 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 	__u64 key = (__u64)sk;
 	if (newstate == TCP_SYN_SENT) {
 		__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-		if (!bpf_map_lookup_elem(&conn_tgids, &tgid))
+		if (!conns_followed(tgid) || !bpf_map_lookup_elem(&conn_tgids, &tgid))
 			return 0;
 		struct conn_owner o = {.tgid = tgid, .role = CONN_CLIENT};
 		bpf_map_update_elem(&conn_owners, &key, &o, BPF_ANY);
@@ -144,14 +144,14 @@ int BPF_PROG(inet_sock_set_state, const struct sock *sk, int oldstate, int newst
 // (gunicorn, nginx, PostgreSQL) share one listening socket. The open
 // reported at ESTABLISHED, by port, is corrected here when it named
 // another process, and reported here when no traced port matched (a
-// listening socket inherited or passed on). Attached with the other syscall
-// tracepoints, when a program is traced from the kernel.
-static __always_inline void accepted(struct trace_event_raw_sys_exit *ctx)
+// listening socket inherited or passed on). Called by the syscall
+// dispatcher at the exit of accept and accept4 (ret: the new descriptor),
+// which runs only when a program is traced from the kernel.
+static __always_inline void accepted(__u32 tgid, __s64 ret)
 {
-	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
-	if (ctx->ret < 0 || !bpf_map_lookup_elem(&conn_tgids, &tgid))
+	if (ret < 0 || !bpf_map_lookup_elem(&conn_tgids, &tgid))
 		return;
-	const struct sock *sk = fd_sock((__s32)ctx->ret);
+	const struct sock *sk = fd_sock((__s32)ret);
 	if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
 		return;
 	__u64 key = (__u64)sk;
@@ -161,20 +161,6 @@ static __always_inline void accepted(struct trace_event_raw_sys_exit *ctx)
 	struct conn_owner n = {.tgid = tgid, .role = CONN_SERVER};
 	bpf_map_update_elem(&conn_owners, &key, &n, BPF_ANY);
 	emit_conn(sk, &n, CONN_OPEN);
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept4")
-int sys_exit_accept4(struct trace_event_raw_sys_exit *ctx)
-{
-	accepted(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_accept")
-int sys_exit_accept(struct trace_event_raw_sys_exit *ctx)
-{
-	accepted(ctx);
-	return 0;
 }
 
 // Byte counts of the open connections, on demand: user space reads this

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-// The read, write and close programs: the descriptors of traced processes
-// that carry a recognised protocol go to user space, with their data.
+// The read, write and close handlers: the descriptors of traced processes
+// that carry a recognised protocol go to user space, with their data. The
+// syscall dispatcher (dispatch.h) calls them.
 #pragma once
 
 #include "syscalls/traced.h"
@@ -227,35 +228,39 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		bpf_map_update_elem(&sock_fds, &k, &flags, BPF_ANY);
 }
 
-static __always_inline void read_enter(struct trace_event_raw_sys_enter *ctx)
+// The handlers below run from the syscall dispatcher (dispatch.h), for
+// processes whose bit is set in tgid_bits; id is the current pid_tgid, and
+// the arguments are the syscall's.
+
+// read, recvfrom: where the data will be, for the exit.
+static __always_inline void read_enter(__u64 id, __s32 fd, __u64 buf, __u64 cap)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id >> 32))
 		return;
-	struct pending_read r = {.fd = (__s32)ctx->args[0], .buf = ctx->args[1], .cap = ctx->args[2]};
+	struct pending_read r = {.fd = fd, .buf = buf, .cap = cap};
 	bpf_map_update_elem(&pending_reads, &id, &r, BPF_ANY);
 }
 
-static __always_inline void read_exit(struct trace_event_raw_sys_exit *ctx)
+// The exit of read, recvfrom, readv and recvmsg: ret bytes arrived.
+static __always_inline void read_exit(__u64 id, __s64 ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct pending_read *r = bpf_map_lookup_elem(&pending_reads, &id);
 	if (!r)
 		return;
 	struct pending_read rd = *r;
 	bpf_map_delete_elem(&pending_reads, &id);
-	__s64 n = ctx->ret;
+	__s64 n = ret;
 	if (n > 0 && (__u64)n > rd.cap)
 		n = rd.cap;
 	emit(id, rd.fd, rd.buf, n, SOCK_DIR_READ, NULL);
 }
 
-static __always_inline void write_enter(struct trace_event_raw_sys_enter *ctx)
+// write, sendto.
+static __always_inline void write_enter(__u64 id, __s32 fd, __u64 buf, __s64 len)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id >> 32))
 		return;
-	emit(id, (__s32)ctx->args[0], ctx->args[1], (__s64)ctx->args[2], SOCK_DIR_WRITE, NULL);
+	emit(id, fd, buf, len, SOCK_DIR_WRITE, NULL);
 }
 
 // The first buffer of an iovec array (readv, writev), or of a msghdr's
@@ -280,15 +285,15 @@ static __always_inline __u64 msg_iov(__u64 msg, __u64 *count)
 	return (__u64)m.msg_iov;
 }
 
-static __always_inline void readv_enter(struct trace_event_raw_sys_enter *ctx, __u64 iov)
+// readv, and recvmsg through its msghdr: the first buffer of iov.
+static __always_inline void readv_enter(__u64 id, __s32 fd, __u64 iov)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id >> 32))
 		return;
 	__u64 base, len;
 	if (!first_iov(iov, &base, &len))
 		return;
-	struct pending_read r = {.fd = (__s32)ctx->args[0], .buf = base, .cap = len};
+	struct pending_read r = {.fd = fd, .buf = base, .cap = len};
 	bpf_map_update_elem(&pending_reads, &id, &r, BPF_ANY);
 }
 
@@ -296,9 +301,9 @@ static __always_inline void readv_enter(struct trace_event_raw_sys_enter *ctx, _
 // and chunk framing that servers write together.
 #define WRITEV_SEEN 8
 
-static __always_inline void writev_enter(struct trace_event_raw_sys_enter *ctx, __u64 iov, __u64 count)
+// writev, and sendmsg through its msghdr.
+static __always_inline void writev_enter(__u64 id, __s32 fd, __u64 iov, __u64 count)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	if (!traced(id >> 32) || !iov || !count)
 		return;
 	struct iovec v[WRITEV_SEEN] = {};
@@ -318,108 +323,19 @@ static __always_inline void writev_enter(struct trace_event_raw_sys_enter *ctx, 
 		end.base = (__u64)last.iov_base;
 		end.end = end.base + last.iov_len;
 	}
-	emit(id, (__s32)ctx->args[0], (__u64)v[0].iov_base, (__s64)v[0].iov_len, SOCK_DIR_WRITE, &end);
+	emit(id, fd, (__u64)v[0].iov_base, (__s64)v[0].iov_len, SOCK_DIR_WRITE, &end);
 }
 
-SEC("tracepoint/syscalls/sys_enter_readv")
-int sys_enter_readv(struct trace_event_raw_sys_enter *ctx)
+// The exit of a write of a response's body (write, sendto, writev,
+// sendmsg, sendfile): the bytes that went. A write that sent only part of
+// what it asked did not reach its end, so its tail is not the response's.
+static __always_inline void body_exit(__u64 id, __s64 ret)
 {
-	readv_enter(ctx, ctx->args[1]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_readv")
-int sys_exit_readv(struct trace_event_raw_sys_exit *ctx)
-{
-	read_exit(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int sys_enter_recvmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 count = 0;
-	readv_enter(ctx, msg_iov(ctx->args[1], &count));
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvmsg")
-int sys_exit_recvmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	read_exit(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_writev")
-int sys_enter_writev(struct trace_event_raw_sys_enter *ctx)
-{
-	writev_enter(ctx, ctx->args[1], ctx->args[2]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendmsg")
-int sys_enter_sendmsg(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 count = 0;
-	__u64 iov = msg_iov(ctx->args[1], &count);
-	writev_enter(ctx, iov, count);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int sys_enter_read(struct trace_event_raw_sys_enter *ctx)
-{
-	read_enter(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_read")
-int sys_exit_read(struct trace_event_raw_sys_exit *ctx)
-{
-	read_exit(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int sys_enter_recvfrom(struct trace_event_raw_sys_enter *ctx)
-{
-	read_enter(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_recvfrom")
-int sys_exit_recvfrom(struct trace_event_raw_sys_exit *ctx)
-{
-	read_exit(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_write")
-int sys_enter_write(struct trace_event_raw_sys_enter *ctx)
-{
-	write_enter(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_sendto")
-int sys_enter_sendto(struct trace_event_raw_sys_enter *ctx)
-{
-	write_enter(ctx);
-	return 0;
-}
-
-// The exit of a write of a response's body: the bytes that went. A write
-// that sent only part of what it asked did not reach its end, so its tail
-// is not the response's.
-static __always_inline void body_exit(struct trace_event_raw_sys_exit *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
 	struct pending_body *p = bpf_map_lookup_elem(&pending_bodies, &id);
 	if (!p)
 		return;
 	struct pending_body b = *p;
 	bpf_map_delete_elem(&pending_bodies, &id);
-	__s64 ret = ctx->ret;
 	if (ret <= 0)
 		return;
 	if ((__u64)ret < b.total)
@@ -428,63 +344,24 @@ static __always_inline void body_exit(struct trace_event_raw_sys_exit *ctx)
 		emit_body(id, b.fd, ret, b.base, b.last, b.partial);
 }
 
-SEC("tracepoint/syscalls/sys_exit_write")
-int sys_exit_write(struct trace_event_raw_sys_exit *ctx)
-{
-	body_exit(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendto")
-int sys_exit_sendto(struct trace_event_raw_sys_exit *ctx)
-{
-	body_exit(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_writev")
-int sys_exit_writev(struct trace_event_raw_sys_exit *ctx)
-{
-	body_exit(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_sendmsg")
-int sys_exit_sendmsg(struct trace_event_raw_sys_exit *ctx)
-{
-	body_exit(ctx);
-	return 0;
-}
-
 // sendfile on a descriptor writing a response's body (a file server's,
 // nginx's): the bytes it sent are more of the body. File bytes: no chunk
 // framing to find at their end.
-SEC("tracepoint/syscalls/sys_enter_sendfile64")
-int sys_enter_sendfile64(struct trace_event_raw_sys_enter *ctx)
+static __always_inline void sendfile_enter(__u64 id, __s32 fd)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fd_key k = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
+	struct fd_key k = {.tgid = id >> 32, .fd = fd};
 	__u8 *f = bpf_map_lookup_elem(&sock_fds, &k);
 	if (f && (*f & FD_RESPONDING))
 		body_enter(id, k.fd, 0, 0, 0, 0);
-	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_exit_sendfile64")
-int sys_exit_sendfile64(struct trace_event_raw_sys_exit *ctx)
+// close of a descriptor that carried a recognised protocol: user space is
+// told, and forgets it.
+static __always_inline void close_enter(__u64 id, __s32 fd)
 {
-	body_exit(ctx);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_close")
-int sys_enter_close(struct trace_event_raw_sys_enter *ctx)
-{
-	__u64 id = bpf_get_current_pid_tgid();
-	struct fd_key k = {.tgid = id >> 32, .fd = (__s32)ctx->args[0]};
+	struct fd_key k = {.tgid = id >> 32, .fd = fd};
 	if (!bpf_map_lookup_elem(&sock_fds, &k))
-		return 0;
+		return;
 	bpf_map_delete_elem(&sock_fds, &k);
 	emit_short(id, k.fd, SOCK_DIR_CLOSE, 0, 0, 0, 0, 0);
-	return 0;
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 // HTTP/1.x and database protocols of any process, from its socket reads and
-// writes: syscall tracepoints (no uprobes, no kprobes), for the processes
-// user space lists in traced_tgids.
+// writes: the raw syscall tracepoints (no uprobes, no kprobes), for the
+// processes user space lists in traced_tgids.
 //
 // A read (read, recvfrom) whose data starts like an HTTP/1.x request or
 // response, and a write (write, sendto) whose data does, go to user space
@@ -15,7 +15,7 @@
 // connection opened before the agent. A TLS ClientHello goes to user space
 // (for the server's name) and marks its descriptor as one to leave alone. Everything else (files, pipes, the rest
 // of a body) costs one map lookup and a 16-byte read at most, and a process
-// not listed costs one map lookup. A marked descriptor is remembered until
+// not listed costs a test of one bit. A marked descriptor is remembered until
 // it is closed, so that user space learns about the close.
 //
 // The read right after one that started a request is sent whatever it
@@ -29,11 +29,14 @@
 // The programs are in one object, split by concern: traced.h (which
 // processes and descriptors), one header per recognised protocol (http.h,
 // postgres.h, mysql.h, redis.h, tls.h), io.h (the read, write and close
-// programs), conns.h (connections) and tasks.h (fork and exit).
+// handlers), conns.h (connections), dispatch.h (the syscalls seen, and the
+// sys_enter/sys_exit programs calling the handlers) and tasks.h (fork and
+// exit).
 
 #include "syscalls/traced.h"
 #include "syscalls/io.h"
 #include "syscalls/conns.h"
+#include "syscalls/dispatch.h"
 #include "syscalls/tasks.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -52,3 +55,4 @@ enum conn_role *unused_conn_role __attribute__((unused));
 enum task_kind *unused_task_kind __attribute__((unused));
 enum traced_how *unused_traced_how __attribute__((unused));
 struct open_conn_bytes *unused_open_conn_bytes __attribute__((unused));
+struct tgid_word *unused_tgid_word __attribute__((unused));

@@ -3,9 +3,10 @@
 // forks per connection, as busybox httpd and inetd-style servers do; a
 // pre-forking master replacing a worker) has its child traced from the
 // fork on, and user space is told, so that the child's records are its
-// own. Threads are not children. A child is forgotten when it exits; so is
-// the exit of any process traced from the kernel reported, so that user
-// space drops what it held for it.
+// own. Threads are not children. A process is forgotten when it exits
+// (children and selected processes alike: a PID reused by another program
+// is not traced); the exit of any process traced from the kernel is
+// reported, so that user space drops what it held for it.
 #pragma once
 
 #include "syscalls/traced.h"
@@ -30,7 +31,7 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 {
 	__u32 ptgid = BPF_CORE_READ(parent, tgid);
 	__u32 ctgid = BPF_CORE_READ(child, tgid);
-	if (ptgid == ctgid || !bpf_map_lookup_elem(&traced_tgids, &ptgid))
+	if (ptgid == ctgid || !kernel_traced(ptgid) || !bpf_map_lookup_elem(&traced_tgids, &ptgid))
 		return 0;
 	__u8 how = TRACED_CHILD;
 	long err = bpf_map_update_elem(&traced_tgids, &ctgid, &how, BPF_NOEXIST);
@@ -41,25 +42,50 @@ int BPF_PROG(sched_process_fork, struct task_struct *parent, struct task_struct 
 			count(COUNTER_TRACED_FULL);
 		return 0;
 	}
-	bpf_map_update_elem(&conn_tgids, &ctgid, &how, BPF_ANY);
+	// The child runs only after this returns: its bit is set before any
+	// syscall of its own, and before its exit can take it away.
+	__sync_fetch_and_add(&word_of(ctgid)->children, tgid_bit(ctgid));
+	bpf_map_update_elem(&conn_tgids, &ctgid, &how, BPF_NOEXIST);
 	emit_proc(ctgid, ptgid, TASK_FORK);
 	return 0;
 }
 
+// Removes tgid from the maps and its bits from tgid_bits (see there for
+// who may change a bit).
+static __always_inline void forget_tgid(__u32 tgid)
+{
+	struct tgid_word *w = word_of(tgid);
+	__u64 bit = tgid_bit(tgid);
+	__u8 *how = bpf_map_lookup_elem(&traced_tgids, &tgid);
+	if (how) {
+		bool child = *how == TRACED_CHILD;
+		if (!bpf_map_delete_elem(&traced_tgids, &tgid))
+			__sync_fetch_and_add(child ? &w->children : &w->kernel, -bit);
+	}
+	how = bpf_map_lookup_elem(&conn_tgids, &tgid);
+	if (how) {
+		bool selected = *how == TRACED_SELECTED;
+		if (!bpf_map_delete_elem(&conn_tgids, &tgid) && selected)
+			__sync_fetch_and_add(&w->conns, -bit);
+	}
+}
+
+// The exit of a thread. That of a process's leader is reported when the
+// process is traced from the kernel; the process is forgotten with its last
+// thread (a leader may exit before the others), so that its PID, once
+// reused, is not traced.
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sched_process_exit, struct task_struct *task)
 {
-	__u32 pid = BPF_CORE_READ(task, pid);
 	__u32 tgid = BPF_CORE_READ(task, tgid);
-	if (pid != tgid)
-		return 0; // a thread; the process exits with its leader
-	__u8 *how = bpf_map_lookup_elem(&traced_tgids, &tgid);
-	if (!how)
+	if (!followed(tgid))
 		return 0;
-	if (*how == TRACED_CHILD) {
-		bpf_map_delete_elem(&traced_tgids, &tgid);
-		bpf_map_delete_elem(&conn_tgids, &tgid);
-	}
-	emit_proc(tgid, 0, TASK_EXIT);
+	__u32 pid = BPF_CORE_READ(task, pid);
+	if (pid == tgid && bpf_map_lookup_elem(&traced_tgids, &tgid))
+		emit_proc(tgid, 0, TASK_EXIT);
+	// The thread-group's count of live threads, already without this
+	// one: zero when it is the last.
+	if (BPF_CORE_READ(task, signal, live.counter) == 0)
+		forget_tgid(tgid);
 	return 0;
 }

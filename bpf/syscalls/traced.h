@@ -73,13 +73,70 @@ static __always_inline bool traced(__u32 tgid)
 }
 
 // Processes whose connections are followed (every selected process, Go or
-// not), by tgid; filled by user space.
+// not, and the children in traced_tgids), by tgid; filled by user space and
+// the fork tracepoint, with traced_how values.
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u32);
 	__type(value, __u8);
 } conn_tgids SEC(".maps");
+
+// The fast filter in front of the maps above: one bit per thread-group id,
+// 64 tgids a word, in a global array (pid_max is at most 2^22). Testing a
+// bit is one load with no helper call, which is all that a syscall of a
+// process nobody traces pays beyond the tracepoint itself (a hash lookup
+// costs about 70 ns more). A bit is set before its map entry is added and
+// cleared after it is removed, so a process in a map always has its bit;
+// the handlers still check the map, which stays the authority.
+//
+// Each word has one writer per kind of bit, and every change is an atomic
+// add of +/- the bit (the one atomic the 5.10 verifier accepts): user space
+// adds the bits of processes it selects and the fork tracepoint those of
+// children, each once, after winning the map insert (BPF_NOEXIST); whoever
+// deletes a map entry (the exit tracepoint, or user space for a process it
+// selected that was gone before it was added) takes the bit away.
+struct tgid_word {
+	__u64 kernel;   // selected by user space: traced from the kernel (traced_tgids)
+	__u64 conns;    // selected by user space: connections followed (conn_tgids)
+	__u64 children; // forked by a process traced from the kernel (both maps)
+	__u64 pad;
+};
+
+#define TGID_WORDS (1 << 16)
+
+struct tgid_word tgid_bits[TGID_WORDS];
+
+static __always_inline struct tgid_word *word_of(__u32 tgid)
+{
+	return &tgid_bits[(tgid >> 6) & (TGID_WORDS - 1)];
+}
+
+static __always_inline __u64 tgid_bit(__u32 tgid)
+{
+	return 1ULL << (tgid & 63);
+}
+
+// Whether tgid may be traced from the kernel (traced_tgids).
+static __always_inline bool kernel_traced(__u32 tgid)
+{
+	struct tgid_word *w = word_of(tgid);
+	return (w->kernel | w->children) & tgid_bit(tgid);
+}
+
+// Whether tgid's connections may be followed (conn_tgids).
+static __always_inline bool conns_followed(__u32 tgid)
+{
+	struct tgid_word *w = word_of(tgid);
+	return (w->conns | w->children) & tgid_bit(tgid);
+}
+
+// Whether tgid may be in either map.
+static __always_inline bool followed(__u32 tgid)
+{
+	struct tgid_word *w = word_of(tgid);
+	return (w->kernel | w->conns | w->children) & tgid_bit(tgid);
+}
 
 // Reads the family and, for TCP and UDP over IP, the endpoints of a socket.
 static __always_inline void sock_endpoints(const struct sock *sk, __u16 *family, __u16 *local_port,

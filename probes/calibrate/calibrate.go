@@ -1,5 +1,7 @@
 // Package calibrate measures what one bare uprobe hit costs on this machine,
-// so that benchmarks can express the agent's overhead in uprobe hits.
+// so that benchmarks can express the agent's overhead in uprobe hits, and
+// provides the floor of syscall-level capture (an empty program on the raw
+// syscall tracepoints) that benchmarks compare the agent's tax with.
 package calibrate
 
 import (

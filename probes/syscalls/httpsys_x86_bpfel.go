@@ -162,6 +162,14 @@ const (
 	httpsysTaskKindTASK_EXIT httpsysTaskKind = 2
 )
 
+type httpsysTgidWord struct {
+	_        structs.HostLayout
+	Kernel   uint64
+	Conns    uint64
+	Children uint64
+	Pad      uint64
+}
+
 type httpsysTracedHow uint32
 
 const (
@@ -190,27 +198,9 @@ const (
 	httpsysProgInetSockSetState    = "inet_sock_set_state"
 	httpsysProgSchedProcessExit    = "sched_process_exit"
 	httpsysProgSchedProcessFork    = "sched_process_fork"
-	httpsysProgSysEnterClose       = "sys_enter_close"
-	httpsysProgSysEnterRead        = "sys_enter_read"
-	httpsysProgSysEnterReadv       = "sys_enter_readv"
-	httpsysProgSysEnterRecvfrom    = "sys_enter_recvfrom"
-	httpsysProgSysEnterRecvmsg     = "sys_enter_recvmsg"
-	httpsysProgSysEnterSendfile64  = "sys_enter_sendfile64"
-	httpsysProgSysEnterSendmsg     = "sys_enter_sendmsg"
-	httpsysProgSysEnterSendto      = "sys_enter_sendto"
-	httpsysProgSysEnterWrite       = "sys_enter_write"
-	httpsysProgSysEnterWritev      = "sys_enter_writev"
-	httpsysProgSysExitAccept       = "sys_exit_accept"
-	httpsysProgSysExitAccept4      = "sys_exit_accept4"
-	httpsysProgSysExitRead         = "sys_exit_read"
-	httpsysProgSysExitReadv        = "sys_exit_readv"
-	httpsysProgSysExitRecvfrom     = "sys_exit_recvfrom"
-	httpsysProgSysExitRecvmsg      = "sys_exit_recvmsg"
-	httpsysProgSysExitSendfile64   = "sys_exit_sendfile64"
-	httpsysProgSysExitSendmsg      = "sys_exit_sendmsg"
-	httpsysProgSysExitSendto       = "sys_exit_sendto"
-	httpsysProgSysExitWrite        = "sys_exit_write"
-	httpsysProgSysExitWritev       = "sys_exit_writev"
+	httpsysProgSysEnter            = "sys_enter"
+	httpsysProgSysExit             = "sys_exit"
+	httpsysVarTgidBits             = "tgid_bits"
 	httpsysVarUnusedConnEvent      = "unused_conn_event"
 	httpsysVarUnusedConnKind       = "unused_conn_kind"
 	httpsysVarUnusedConnRole       = "unused_conn_role"
@@ -222,6 +212,7 @@ const (
 	httpsysVarUnusedSyscallsRecord = "unused_syscalls_record"
 	httpsysVarUnusedTaskEvent      = "unused_task_event"
 	httpsysVarUnusedTaskKind       = "unused_task_kind"
+	httpsysVarUnusedTgidWord       = "unused_tgid_word"
 	httpsysVarUnusedTracedHow      = "unused_traced_how"
 	httpsysVarWakeupThreshold      = "wakeup_threshold"
 )
@@ -268,31 +259,12 @@ type httpsysSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpsysProgramSpecs struct {
-	ConnBytes          *ebpf.ProgramSpec `ebpf:"conn_bytes"`
-	InetSockSetState   *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
-	SchedProcessExit   *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
-	SchedProcessFork   *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
-	SysEnterClose      *ebpf.ProgramSpec `ebpf:"sys_enter_close"`
-	SysEnterRead       *ebpf.ProgramSpec `ebpf:"sys_enter_read"`
-	SysEnterReadv      *ebpf.ProgramSpec `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom   *ebpf.ProgramSpec `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendfile64 *ebpf.ProgramSpec `ebpf:"sys_enter_sendfile64"`
-	SysEnterSendmsg    *ebpf.ProgramSpec `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto     *ebpf.ProgramSpec `ebpf:"sys_enter_sendto"`
-	SysEnterWrite      *ebpf.ProgramSpec `ebpf:"sys_enter_write"`
-	SysEnterWritev     *ebpf.ProgramSpec `ebpf:"sys_enter_writev"`
-	SysExitAccept      *ebpf.ProgramSpec `ebpf:"sys_exit_accept"`
-	SysExitAccept4     *ebpf.ProgramSpec `ebpf:"sys_exit_accept4"`
-	SysExitRead        *ebpf.ProgramSpec `ebpf:"sys_exit_read"`
-	SysExitReadv       *ebpf.ProgramSpec `ebpf:"sys_exit_readv"`
-	SysExitRecvfrom    *ebpf.ProgramSpec `ebpf:"sys_exit_recvfrom"`
-	SysExitRecvmsg     *ebpf.ProgramSpec `ebpf:"sys_exit_recvmsg"`
-	SysExitSendfile64  *ebpf.ProgramSpec `ebpf:"sys_exit_sendfile64"`
-	SysExitSendmsg     *ebpf.ProgramSpec `ebpf:"sys_exit_sendmsg"`
-	SysExitSendto      *ebpf.ProgramSpec `ebpf:"sys_exit_sendto"`
-	SysExitWrite       *ebpf.ProgramSpec `ebpf:"sys_exit_write"`
-	SysExitWritev      *ebpf.ProgramSpec `ebpf:"sys_exit_writev"`
+	ConnBytes        *ebpf.ProgramSpec `ebpf:"conn_bytes"`
+	InetSockSetState *ebpf.ProgramSpec `ebpf:"inet_sock_set_state"`
+	SchedProcessExit *ebpf.ProgramSpec `ebpf:"sched_process_exit"`
+	SchedProcessFork *ebpf.ProgramSpec `ebpf:"sched_process_fork"`
+	SysEnter         *ebpf.ProgramSpec `ebpf:"sys_enter"`
+	SysExit          *ebpf.ProgramSpec `ebpf:"sys_exit"`
 }
 
 // httpsysMapSpecs contains maps before they are loaded into the kernel.
@@ -318,6 +290,7 @@ type httpsysMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type httpsysVariableSpecs struct {
+	TgidBits             *ebpf.VariableSpec `ebpf:"tgid_bits"`
 	UnusedConnEvent      *ebpf.VariableSpec `ebpf:"unused_conn_event"`
 	UnusedConnKind       *ebpf.VariableSpec `ebpf:"unused_conn_kind"`
 	UnusedConnRole       *ebpf.VariableSpec `ebpf:"unused_conn_role"`
@@ -329,6 +302,7 @@ type httpsysVariableSpecs struct {
 	UnusedSyscallsRecord *ebpf.VariableSpec `ebpf:"unused_syscalls_record"`
 	UnusedTaskEvent      *ebpf.VariableSpec `ebpf:"unused_task_event"`
 	UnusedTaskKind       *ebpf.VariableSpec `ebpf:"unused_task_kind"`
+	UnusedTgidWord       *ebpf.VariableSpec `ebpf:"unused_tgid_word"`
 	UnusedTracedHow      *ebpf.VariableSpec `ebpf:"unused_traced_how"`
 	WakeupThreshold      *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
@@ -390,6 +364,7 @@ func (m *httpsysMaps) Close() error {
 //
 // It can be passed to loadHttpsysObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpsysVariables struct {
+	TgidBits             *ebpf.Variable `ebpf:"tgid_bits"`
 	UnusedConnEvent      *ebpf.Variable `ebpf:"unused_conn_event"`
 	UnusedConnKind       *ebpf.Variable `ebpf:"unused_conn_kind"`
 	UnusedConnRole       *ebpf.Variable `ebpf:"unused_conn_role"`
@@ -401,6 +376,7 @@ type httpsysVariables struct {
 	UnusedSyscallsRecord *ebpf.Variable `ebpf:"unused_syscalls_record"`
 	UnusedTaskEvent      *ebpf.Variable `ebpf:"unused_task_event"`
 	UnusedTaskKind       *ebpf.Variable `ebpf:"unused_task_kind"`
+	UnusedTgidWord       *ebpf.Variable `ebpf:"unused_tgid_word"`
 	UnusedTracedHow      *ebpf.Variable `ebpf:"unused_traced_how"`
 	WakeupThreshold      *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
@@ -409,31 +385,12 @@ type httpsysVariables struct {
 //
 // It can be passed to loadHttpsysObjects or ebpf.CollectionSpec.LoadAndAssign.
 type httpsysPrograms struct {
-	ConnBytes          *ebpf.Program `ebpf:"conn_bytes"`
-	InetSockSetState   *ebpf.Program `ebpf:"inet_sock_set_state"`
-	SchedProcessExit   *ebpf.Program `ebpf:"sched_process_exit"`
-	SchedProcessFork   *ebpf.Program `ebpf:"sched_process_fork"`
-	SysEnterClose      *ebpf.Program `ebpf:"sys_enter_close"`
-	SysEnterRead       *ebpf.Program `ebpf:"sys_enter_read"`
-	SysEnterReadv      *ebpf.Program `ebpf:"sys_enter_readv"`
-	SysEnterRecvfrom   *ebpf.Program `ebpf:"sys_enter_recvfrom"`
-	SysEnterRecvmsg    *ebpf.Program `ebpf:"sys_enter_recvmsg"`
-	SysEnterSendfile64 *ebpf.Program `ebpf:"sys_enter_sendfile64"`
-	SysEnterSendmsg    *ebpf.Program `ebpf:"sys_enter_sendmsg"`
-	SysEnterSendto     *ebpf.Program `ebpf:"sys_enter_sendto"`
-	SysEnterWrite      *ebpf.Program `ebpf:"sys_enter_write"`
-	SysEnterWritev     *ebpf.Program `ebpf:"sys_enter_writev"`
-	SysExitAccept      *ebpf.Program `ebpf:"sys_exit_accept"`
-	SysExitAccept4     *ebpf.Program `ebpf:"sys_exit_accept4"`
-	SysExitRead        *ebpf.Program `ebpf:"sys_exit_read"`
-	SysExitReadv       *ebpf.Program `ebpf:"sys_exit_readv"`
-	SysExitRecvfrom    *ebpf.Program `ebpf:"sys_exit_recvfrom"`
-	SysExitRecvmsg     *ebpf.Program `ebpf:"sys_exit_recvmsg"`
-	SysExitSendfile64  *ebpf.Program `ebpf:"sys_exit_sendfile64"`
-	SysExitSendmsg     *ebpf.Program `ebpf:"sys_exit_sendmsg"`
-	SysExitSendto      *ebpf.Program `ebpf:"sys_exit_sendto"`
-	SysExitWrite       *ebpf.Program `ebpf:"sys_exit_write"`
-	SysExitWritev      *ebpf.Program `ebpf:"sys_exit_writev"`
+	ConnBytes        *ebpf.Program `ebpf:"conn_bytes"`
+	InetSockSetState *ebpf.Program `ebpf:"inet_sock_set_state"`
+	SchedProcessExit *ebpf.Program `ebpf:"sched_process_exit"`
+	SchedProcessFork *ebpf.Program `ebpf:"sched_process_fork"`
+	SysEnter         *ebpf.Program `ebpf:"sys_enter"`
+	SysExit          *ebpf.Program `ebpf:"sys_exit"`
 }
 
 func (p *httpsysPrograms) Close() error {
@@ -442,27 +399,8 @@ func (p *httpsysPrograms) Close() error {
 		p.InetSockSetState,
 		p.SchedProcessExit,
 		p.SchedProcessFork,
-		p.SysEnterClose,
-		p.SysEnterRead,
-		p.SysEnterReadv,
-		p.SysEnterRecvfrom,
-		p.SysEnterRecvmsg,
-		p.SysEnterSendfile64,
-		p.SysEnterSendmsg,
-		p.SysEnterSendto,
-		p.SysEnterWrite,
-		p.SysEnterWritev,
-		p.SysExitAccept,
-		p.SysExitAccept4,
-		p.SysExitRead,
-		p.SysExitReadv,
-		p.SysExitRecvfrom,
-		p.SysExitRecvmsg,
-		p.SysExitSendfile64,
-		p.SysExitSendmsg,
-		p.SysExitSendto,
-		p.SysExitWrite,
-		p.SysExitWritev,
+		p.SysEnter,
+		p.SysExit,
 	)
 }
 

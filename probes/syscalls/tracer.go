@@ -2,8 +2,8 @@
 // language (see bpf/syscalls/): the TCP connections of every traced
 // process (sock:inet_sock_set_state through BTF, and the accept syscalls),
 // and the HTTP/1.x, PostgreSQL, MySQL and Redis traffic of processes that are not
-// Go programs, from syscall tracepoints on their socket reads and writes.
-// The syscall tracepoints need tracefs, which it mounts when nothing has.
+// Go programs, from their socket reads and writes, seen by one program on
+// the raw sys_enter tracepoint and one on sys_exit (through BTF: no tracefs).
 package syscalls
 
 import (
@@ -11,9 +11,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
-	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -24,63 +28,28 @@ import (
 	"github.com/zerotrace/zerotrace/probes/events"
 )
 
-// tracefsDir is where the agent looks for tracefs, and mounts it if absent.
-const tracefsDir = "/sys/kernel/tracing"
-
-// Tracer is the syscall tracepoints, shared by every process traced this
-// way; Add and Remove say which processes.
+// Tracer is the kernel-level tracing, shared by every process traced this
+// way; AddConnections, AddHTTP and Forget say which processes. Each program
+// is attached only while some process needs it: nothing at first, the
+// connection tracepoint and the exit tracepoint once a process's
+// connections are followed, and the syscall programs and the fork
+// tracepoint once a process is traced from the kernel. Any program on a
+// syscall tracepoint slows every syscall of every process on the host,
+// which a host tracing Go programs alone need not pay.
 type Tracer struct {
-	objs  httpsysObjects
-	links []link.Link
-	iter  *link.Iter // the byte counts of open connections
-	http  bool       // the syscall tracepoints are attached
+	mu      sync.Mutex
+	objs    tracerObjects
+	iter    *link.Iter           // the byte counts of open connections
+	links   map[string]link.Link // attached now, by program name
+	bits    []byte               // .bss, mapped from the kernel
+	bitsOff int                  // where tgid_bits is in it
 }
 
-// tracepoints are the programs and where they go.
-func (t *Tracer) tracepoints() []struct {
-	name string
-	prog *ebpf.Program
-} {
-	o := &t.objs
-	return []struct {
-		name string
-		prog *ebpf.Program
-	}{
-		{"sys_enter_read", o.SysEnterRead}, {"sys_exit_read", o.SysExitRead},
-		{"sys_enter_recvfrom", o.SysEnterRecvfrom}, {"sys_exit_recvfrom", o.SysExitRecvfrom},
-		{"sys_enter_write", o.SysEnterWrite}, {"sys_enter_sendto", o.SysEnterSendto},
-		// The exits of writes only report how much of a response's body
-		// went (see pending_bodies).
-		{"sys_exit_write", o.SysExitWrite}, {"sys_exit_sendto", o.SysExitSendto},
-		{"sys_enter_close", o.SysEnterClose},
-		{"sys_enter_readv", o.SysEnterReadv}, {"sys_exit_readv", o.SysExitReadv},
-		// Accepts name the process that owns a server connection;
-		// without them the listening port does (wrong for pre-forked
-		// workers sharing one socket).
-		{"sys_exit_accept4", o.SysExitAccept4}, {"sys_exit_accept", o.SysExitAccept},
-		{"sys_enter_recvmsg", o.SysEnterRecvmsg}, {"sys_exit_recvmsg", o.SysExitRecvmsg},
-		{"sys_enter_writev", o.SysEnterWritev}, {"sys_enter_sendmsg", o.SysEnterSendmsg},
-		{"sys_exit_writev", o.SysExitWritev}, {"sys_exit_sendmsg", o.SysExitSendmsg},
-		// A response body sent from a file.
-		{"sys_enter_sendfile64", o.SysEnterSendfile64}, {"sys_exit_sendfile64", o.SysExitSendfile64},
-	}
-}
-
-// ensureTracefs mounts tracefs when the tracepoints' directory is missing.
-// It stays mounted: other tools may start using it.
-func ensureTracefs() error {
-	if _, err := os.Stat(tracefsDir + "/events/syscalls"); err == nil {
-		return nil
-	}
-	if _, err := os.Stat(tracefsDir + "/events"); err != nil {
-		if err := unix.Mount("nodev", tracefsDir, "tracefs", 0, ""); err != nil {
-			return fmt.Errorf("tracefs is not mounted and mounting it at %s failed (%w): run mount -t tracefs nodev %s", tracefsDir, err, tracefsDir)
-		}
-	}
-	if _, err := os.Stat(tracefsDir + "/events/syscalls"); err != nil {
-		return errors.New("this kernel has no syscall tracepoints (CONFIG_FTRACE_SYSCALLS)")
-	}
-	return nil
+// tracerObjects are the programs and maps, and the .bss holding tgid_bits,
+// which user space changes with atomic adds through its own mapping.
+type tracerObjects struct {
+	httpsysObjects
+	Bss *ebpf.Map `ebpf:".bss"`
 }
 
 // Spec returns the programs and maps, ready to load with
@@ -96,50 +65,166 @@ func Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
 	return spec, nil
 }
 
-// NewTracer loads the programs and attaches the tracepoints that need no
-// tracefs and cost nothing to untraced processes' syscalls: connections
-// (sock/inet_sock_set_state), forks and exits, through BTF. No process is
-// traced until AddConnections or AddHTTP.
+// NewTracer loads the programs; none is attached until a process needs it
+// (AddConnections, AddHTTP).
 func NewTracer(shared *events.Shared) (*Tracer, error) {
-	t := &Tracer{}
+	t := &Tracer{links: map[string]link.Link{}}
 	spec, err := Spec(shared)
 	if err != nil {
 		return nil, err
 	}
+	v := spec.Variables[httpsysVarTgidBits]
+	if v == nil || v.SectionName != ".bss" || len(v.Value) != tgidWords*tgidWordSize || v.Offset%8 != 0 {
+		return nil, errors.New("loading the kernel tracing programs: no tgid_bits in .bss, or not of the size expected")
+	}
+	t.bitsOff = int(v.Offset)
 	opts := &ebpf.CollectionOptions{MapReplacements: shared.Replacements()}
 	if err := spec.LoadAndAssign(&t.objs, opts); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("loading the kernel tracing programs: %w", err)
 	}
-	for _, tp := range []struct {
-		name string
-		prog *ebpf.Program
-	}{
-		{"sock/inet_sock_set_state", t.objs.InetSockSetState},
-		{"sched/sched_process_fork", t.objs.SchedProcessFork},
-		{"sched/sched_process_exit", t.objs.SchedProcessExit},
-	} {
-		l, err := link.AttachTracing(link.TracingOptions{Program: tp.prog})
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("attaching to tracepoint %s: %w", tp.name, err)
-		}
-		t.links = append(t.links, l)
+	page := unix.Getpagesize()
+	size := (int(t.objs.Bss.ValueSize()) + page - 1) / page * page
+	t.bits, err = unix.Mmap(t.objs.Bss.FD(), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.bits = nil
+		t.Close()
+		return nil, fmt.Errorf("mapping the traced processes' bits (a kernel before 5.5 cannot): %w", err)
 	}
+	// An iterator runs only when user space reads it: it costs nothing
+	// until then.
 	it, err := link.AttachIter(link.IterOptions{Program: t.objs.ConnBytes})
 	if err != nil {
 		t.Close()
 		return nil, fmt.Errorf("attaching the TCP socket iterator: %w", err)
 	}
 	t.iter = it
-	t.links = append(t.links, it)
 	return t, nil
 }
+
+// tgid_bits: one struct tgid_word per 64 thread-group ids.
+const (
+	tgidWords    = 1 << 16
+	tgidWordSize = int(unsafe.Sizeof(httpsysTgidWord{}))
+)
+
+// The bits of a struct tgid_word: user space owns the first two.
+var (
+	kernelBits = unsafe.Offsetof(httpsysTgidWord{}.Kernel)
+	connsBits  = unsafe.Offsetof(httpsysTgidWord{}.Conns)
+	childBits  = unsafe.Offsetof(httpsysTgidWord{}.Children)
+)
+
+// addBit adds (up) or takes away the bit of tgid pid in the bits at offset
+// field of its word, atomically: the kernel's programs change other bits
+// of the same word at the same time (see tgid_bits in bpf/syscalls/traced.h
+// for who may change which bit, and when).
+func (t *Tracer) addBit(field uintptr, pid uint32, up bool) {
+	word, bit := t.word(field, pid)
+	if up {
+		atomic.AddUint64(word, bit)
+	} else {
+		atomic.AddUint64(word, -bit)
+	}
+}
+
+// word is the word holding pid's bit at offset field of its struct
+// tgid_word, in the kernel's memory, and that bit.
+func (t *Tracer) word(field uintptr, pid uint32) (*uint64, uint64) {
+	off := t.bitsOff + int(pid>>6)%tgidWords*tgidWordSize + int(field)
+	return (*uint64)(unsafe.Pointer(&t.bits[off])), 1 << (pid & 63)
+}
+
+// selectPID adds pid to m (traced_tgids or conn_tgids) as selected, with
+// its bit at field, unless it is there already (as the child of a traced
+// process, or selected before). The bit comes first: a process in a map
+// always has its bit.
+func (t *Tracer) selectPID(m *ebpf.Map, field uintptr, pid uint32) error {
+	var how uint8
+	if err := m.Lookup(pid, &how); err == nil {
+		return nil
+	}
+	t.addBit(field, pid, true)
+	err := m.Update(pid, uint8(httpsysTracedHowTRACED_SELECTED), ebpf.UpdateNoExist)
+	if err != nil {
+		t.addBit(field, pid, false)
+		if errors.Is(err, ebpf.ErrKeyExist) {
+			return nil // its parent forked it just now: traced as a child
+		}
+	}
+	return err
+}
+
+// forgetPID removes pid from m, with its bit at field, if user space put it
+// there and it is still there: a process that exited while it was being
+// added, so that the exit tracepoint did not see it. Whoever deletes the
+// entry takes the bit away.
+func (t *Tracer) forgetPID(m *ebpf.Map, field uintptr, pid uint32) {
+	var how uint8
+	if err := m.Lookup(pid, &how); err != nil || how != uint8(httpsysTracedHowTRACED_SELECTED) {
+		return
+	}
+	if m.Delete(pid) == nil {
+		t.addBit(field, pid, false)
+	}
+}
+
+// attach attaches the programs named that are not attached yet, by BTF.
+func (t *Tracer) attach(names ...string) error {
+	for _, name := range names {
+		if t.links[name] != nil {
+			continue
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: t.program(name)})
+		if err != nil {
+			return fmt.Errorf("attaching %s: %w", name, err)
+		}
+		t.links[name] = l
+	}
+	return nil
+}
+
+// detach detaches the programs named, if attached.
+func (t *Tracer) detach(names ...string) error {
+	var errs []error
+	for _, name := range names {
+		if l := t.links[name]; l != nil {
+			errs = append(errs, l.Close())
+			delete(t.links, name)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (t *Tracer) program(name string) *ebpf.Program {
+	return map[string]*ebpf.Program{
+		httpsysProgInetSockSetState: t.objs.InetSockSetState,
+		httpsysProgSchedProcessExit: t.objs.SchedProcessExit,
+		httpsysProgSchedProcessFork: t.objs.SchedProcessFork,
+		httpsysProgSysEnter:         t.objs.SysEnter,
+		httpsysProgSysExit:          t.objs.SysExit,
+	}[name]
+}
+
+var (
+	// connPrograms are attached while any process's connections are
+	// followed: connections, and exits (which forget processes).
+	connPrograms = []string{httpsysProgInetSockSetState, httpsysProgSchedProcessExit}
+	// syscallPrograms are attached while any process is traced from the
+	// kernel, with the exits: its syscalls (reads, writes, closes and
+	// accepts), and forks (its children are traced too).
+	syscallPrograms = []string{httpsysProgSysEnter, httpsysProgSysExit, httpsysProgSchedProcessFork}
+)
 
 // AddConnections follows the TCP connections of process pid from now on:
 // those it opens, and those it accepts on listening.
 func (t *Tracer) AddConnections(pid int, listening []int) error {
-	if err := t.objs.ConnTgids.Put(uint32(pid), uint8(1)); err != nil {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.attach(connPrograms...); err != nil {
+		return fmt.Errorf("following connections: %w", err)
+	}
+	if err := t.selectPID(t.objs.ConnTgids, connsBits, uint32(pid)); err != nil {
 		return fmt.Errorf("pid %d: following its connections: %w", pid, err)
 	}
 	for _, p := range listening {
@@ -248,38 +333,129 @@ func (e httpsysConnEnds) addrs() (local, remote netip.AddrPort) {
 	return netip.AddrPortFrom(l, e.LocalPort), netip.AddrPortFrom(r, e.RemotePort)
 }
 
-// AddHTTP traces the HTTP/1.x (and PostgreSQL, MySQL, Redis, TLS server names) of
-// process pid from its socket syscalls, attaching the syscall tracepoints on
-// first use. Those are attached only then: once any syscall tracepoint is,
+// AddHTTP traces the HTTP/1.x (and PostgreSQL, MySQL, Redis, TLS server
+// names) of process pid from its socket syscalls, attaching the syscall
+// programs on first use. Those are attached only then: while they are,
 // every syscall of every process on the host takes the kernel's slower
 // tracing path, which a host tracing Go programs alone need not pay.
 func (t *Tracer) AddHTTP(pid int) error {
-	if !t.http {
-		if err := ensureTracefs(); err != nil {
-			return err
-		}
-		for _, tp := range t.tracepoints() {
-			l, err := link.Tracepoint("syscalls", tp.name, tp.prog, nil)
-			if err != nil {
-				return fmt.Errorf("attaching to tracepoint syscalls/%s: %w", tp.name, err)
-			}
-			t.links = append(t.links, l)
-		}
-		t.http = true
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := t.attach(append(syscallPrograms, httpsysProgSchedProcessExit)...); err != nil {
+		return fmt.Errorf("tracing from the kernel: %w", err)
 	}
-	if err := t.objs.TracedTgids.Put(uint32(pid), uint8(httpsysTracedHowTRACED_SELECTED)); err != nil {
+	if err := t.selectPID(t.objs.TracedTgids, kernelBits, uint32(pid)); err != nil {
 		return fmt.Errorf("pid %d: tracing its sockets: %w", pid, err)
 	}
 	return nil
 }
 
-// Close detaches every tracepoint and unloads the programs.
-func (t *Tracer) Close() error {
-	var errs []error
-	for _, l := range t.links {
-		errs = append(errs, l.Close())
+// Forget is told that process pid, traced or followed, has exited. The
+// kernel forgets a process when it exits; this catches one that exited
+// while it was being added, and the listening ports it had. Programs that
+// no process needs any more are detached: the syscall programs once no
+// process is traced from the kernel (its children included), which gives
+// the host's syscalls their fast path back.
+func (t *Tracer) Forget(pid int) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.forgetPID(t.objs.TracedTgids, kernelBits, uint32(pid))
+	t.forgetPID(t.objs.ConnTgids, connsBits, uint32(pid))
+	var (
+		port  uint16
+		owner uint32
+		ports []uint16
+	)
+	it := t.objs.TracedPorts.Iterate()
+	for it.Next(&port, &owner) {
+		if owner == uint32(pid) {
+			ports = append(ports, port)
+		}
 	}
-	t.links = nil
-	errs = append(errs, t.objs.Close())
+	var errs []error
+	for _, p := range ports {
+		if err := t.objs.TracedPorts.Delete(p); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	if !hasEntries(t.objs.TracedTgids) {
+		errs = append(errs, t.detach(syscallPrograms...))
+		if !hasEntries(t.objs.ConnTgids) {
+			errs = append(errs, t.detach(connPrograms...))
+		}
+	}
 	return errors.Join(errs...)
+}
+
+// hasEntries tells whether a map of tgids holds any.
+func hasEntries(m *ebpf.Map) bool {
+	var k uint32
+	return m.NextKey(nil, &k) == nil
+}
+
+// Close detaches every program and unloads them.
+func (t *Tracer) Close() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var errs []error
+	for name, l := range t.links {
+		errs = append(errs, l.Close())
+		delete(t.links, name)
+	}
+	if t.iter != nil {
+		errs = append(errs, t.iter.Close())
+		t.iter = nil
+	}
+	if t.bits != nil {
+		errs = append(errs, unix.Munmap(t.bits))
+		t.bits = nil
+	}
+	errs = append(errs, t.objs.Close(), closeMap(t.objs.Bss))
+	return errors.Join(errs...)
+}
+
+func closeMap(m *ebpf.Map) error {
+	if m == nil {
+		return nil
+	}
+	return m.Close()
+}
+
+// PIDState is what the kernel side holds for a process: its bits in the
+// syscall programs' fast filter, and its entries in the maps that the
+// handlers check (traced_how values, 0 when absent).
+type PIDState struct {
+	KernelBit, ConnsBit, ChildBit bool
+	Traced, Conns                 uint8 // in traced_tgids, conn_tgids
+}
+
+// Followed reports whether the state holds anything for the process.
+func (s PIDState) Followed() bool { return s != PIDState{} }
+
+// Selected and Child are the traced_how values of PIDState.
+const (
+	Selected = uint8(httpsysTracedHowTRACED_SELECTED)
+	Child    = uint8(httpsysTracedHowTRACED_CHILD)
+)
+
+// State reads what the kernel side holds for process pid.
+func (t *Tracer) State(pid int) PIDState {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	bit := func(field uintptr) bool {
+		word, bit := t.word(field, uint32(pid))
+		return atomic.LoadUint64(word)&bit != 0
+	}
+	var s PIDState
+	s.KernelBit, s.ConnsBit, s.ChildBit = bit(kernelBits), bit(connsBits), bit(childBits)
+	_ = t.objs.TracedTgids.Lookup(uint32(pid), &s.Traced)
+	_ = t.objs.ConnTgids.Lookup(uint32(pid), &s.Conns)
+	return s
+}
+
+// Attached names the programs attached now, sorted.
+func (t *Tracer) Attached() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Sorted(maps.Keys(t.links))
 }

@@ -270,14 +270,3 @@ func startJaeger() (stop func(), endpoint string, err error) {
 	}
 }
 
-func medianOf(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s[len(s)/2]
-}

@@ -78,7 +78,10 @@ func run() error {
 		return err
 	}
 	single.print()
-	errs := []error{single.err()}
+errs := []error{single.err()}
+	if err := syscallTax(); err != nil {
+		errs = append(errs, err)
+	}
 
 	slow := scenario{
 		title:          "one traced service (GET /slow?ms=1, a handler that takes 1 ms)",

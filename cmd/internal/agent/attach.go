@@ -129,6 +129,13 @@ func (a *attacher) reapOnce(now time.Time) {
 		if lp.pidfd >= 0 {
 			unix.Close(lp.pidfd)
 		}
+		if a.sys != nil {
+			// The kernel forgot it at its exit; this detaches what no
+			// traced process needs any more.
+			if err := a.sys.Forget(pid); err != nil {
+				a.cfg.Log.Warn("forgetting an exited process in the kernel", "pid", pid, "err", err)
+			}
+		}
 		a.corr.Unregister(uint32(pid))
 		delete(a.live, pid)
 		a.cfg.Log.Debug("forgot an exited process", "pid", pid)
@@ -300,7 +307,7 @@ func (a *attacher) attachKernel(pid int) error {
 	}
 	a.traced = append(a.traced, pid)
 	a.watch(pid, nil, nil)
-	fmt.Fprintf(a.cfg.Out, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (syscall tracepoints on its socket reads, writes and closes)\n", pid, exe)
+	fmt.Fprintf(a.cfg.Out, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (raw syscall tracepoints on its socket reads, writes and closes)\n", pid, exe)
 	return nil
 }
 
@@ -379,7 +386,7 @@ func (a *attacher) close() error {
 	a.attached = nil
 	if a.sys != nil {
 		if err := a.sys.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("detaching the syscall tracepoints: %w", err))
+			errs = append(errs, fmt.Errorf("detaching the kernel-level tracing: %w", err))
 		}
 		a.sys = nil
 	}
