@@ -269,4 +269,3 @@ func startJaeger() (stop func(), endpoint string, err error) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
-

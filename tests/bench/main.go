@@ -78,7 +78,7 @@ func run() error {
 		return err
 	}
 	single.print()
-errs := []error{single.err()}
+	errs := []error{single.err()}
 	if err := syscallTax(); err != nil {
 		errs = append(errs, err)
 	}
