@@ -8,9 +8,9 @@ import (
 // Spans are recycled: at tens of thousands of spans a second, allocating
 // each span, its exchange and its attributes anew makes the garbage
 // collector the agent's largest cost. A producer takes a span with NewSpan
-// and its exchange with UseHTTP or UseDB (and UseGenAI); the fan-out to the sinks
-// (export.Fanout) holds it once per sink and each sink releases it when its
-// export returned. A span nobody releases is simply collected.
+// and its exchange with UseHTTP or UseDB (and UseGenAI); the fan-out to the
+// sinks (export.Fanout) holds it once per sink and each sink releases it
+// when its export returned. A span nobody releases is simply collected.
 //
 // What may be kept after Release: the strings a span held (they are never
 // rewritten), but not the span, its exchange or its Attributes slice.

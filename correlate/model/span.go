@@ -42,9 +42,10 @@ type SpanIDs struct {
 //
 // A producer fills in the identity, times, the process's PID and exactly one
 // exchange (HTTP, DB). GenAI is the one exception to "one": it refines an
-// HTTP exchange (a call to a model API) and is only ever set with HTTP. The correlator then gives it its Process and passes it
-// to semconv.Apply, which redacts the exchange's strings in place and derives
-// Name, Status, StatusMsg and Attributes from it.
+// HTTP exchange (a call to a model API) and is only ever set with HTTP. The
+// correlator then gives it its Process and passes it to semconv.Apply, which
+// redacts the exchange's strings in place and derives Name, Status,
+// StatusMsg and Attributes from it.
 type Span struct {
 	TraceID      trace.TraceID
 	SpanID       trace.SpanID
