@@ -113,6 +113,9 @@ func (x *Exchange) Reset(api model.GenAIAPI, opts Options) {
 	x.req.Reset(pathsFor(api, sideRequest, opts.Content), (*fields)(x))
 }
 
+// Done says whether the response is complete by the API's word.
+func (x *Exchange) Done() bool { return x.terminal }
+
 // API is the API x reads.
 func (x *Exchange) API() model.GenAIAPI { return x.api }
 
@@ -154,6 +157,10 @@ func (x *Exchange) RequestTail(p []byte) {
 	x.closeMessage()
 	jscan.Tail(&x.req, p, pathsFor(x.api, sideRequest, x.opts.Content), (*fields)(x))
 }
+
+// MarkCut records that the capture did not see part of a body (c says
+// which), when it gave no tail of it.
+func (x *Exchange) MarkCut(c model.GenAICut) { x.g.Cut |= c }
 
 // ResponseHead reads the response's head: its status and the values of
 // its Content-Type and Content-Encoding headers ("" when absent).
