@@ -399,3 +399,19 @@ func BenchmarkPrompt2MB(b *testing.B) {
 		x.Finish(g, model.GenAIEndUnknown)
 	}
 }
+
+// TestKernelPrefixes: every path the kernel's 16-byte check
+// (bpf/syscalls/http.h, looks_like_genai) lets through at an API's usual
+// place is one Recognize accepts, so that a server's body bytes are copied
+// for each model call a deployment at the root serves.
+func TestKernelPrefixes(t *testing.T) {
+	for _, path := range []string{"/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/responses",
+		"/v1/messages", "/api/chat", "/api/generate", "/api/embed"} {
+		if _, ok := Recognize("POST", path); !ok {
+			t.Errorf("%s: the kernel copies its body, Recognize does not take it", path)
+		}
+		if head := "POST " + path + " HTTP/1.1"; len(head) < 16 {
+			t.Errorf("%s: shorter than the kernel's check", path)
+		}
+	}
+}
