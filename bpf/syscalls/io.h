@@ -167,6 +167,36 @@ static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, con
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
+// The last bytes of a model call's request read of len bytes at buf,
+// past the SOCK_DATA_MAX its own record holds.
+static __always_inline void emit_read_tail(__u64 id, __s32 fd, __u64 buf, __u64 len)
+{
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->len = len > 0xffffffff ? 0xffffffff : len;
+	e->dir = SOCK_DIR_READ_TAIL;
+	e->proto = SOCK_PROTO_HTTP;
+	e->flags = 0;
+	fill_tail(e, 0, 0);
+	fd_socket(e, fd, false);
+	__u64 n = len - SOCK_DATA_MAX;
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	barrier_var(n);
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	e->cap = 0;
+	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)(buf + len - n)))
+		e->cap = n;
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
 static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir, const struct io_end *end)
 {
 	if (len <= 0 || !buf)
@@ -205,7 +235,9 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 			flags |= FD_RESPONDING | (was & FD_GENAI);
 	} else if ((was & FD_NEXT_READ) && dir == SOCK_DIR_READ) {
 		proto = SOCK_PROTO_HTTP;
-		flags = FD_HTTP | (was & FD_GENAI);
+		// A model call's request body: every read of it, until the
+		// response (user space needs its last read's tail).
+		flags = FD_HTTP | (was & FD_GENAI) | ((was & FD_GENAI) ? FD_NEXT_READ : 0);
 		dir = SOCK_DIR_READ_MORE;
 	} else if ((was & FD_RESPONDING) && dir == SOCK_DIR_WRITE) {
 		// A model call's body: its first buffer's bytes too.
@@ -278,6 +310,8 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	bpf_ringbuf_submit(e, wakeup_flags());
 	if (flags != was)
 		bpf_map_update_elem(&sock_fds, &k, &flags, BPF_ANY);
+	if ((flags & FD_GENAI) && dir != SOCK_DIR_WRITE && len > SOCK_DATA_MAX)
+		emit_read_tail(id, fd, buf, len);
 }
 
 // The handlers below run from the syscall dispatcher (dispatch.h), for

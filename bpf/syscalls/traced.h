@@ -63,8 +63,10 @@ enum fd_flags {
 	// so that a streamed response ends where its last chunk is written.
 	FD_RESPONDING = 1 << 6,
 	// The request being answered is a call to a model API (http.h,
-	// looks_like_genai): its response body's writes go to user space
-	// with their first bytes, so that the stream's events can be read.
+	// looks_like_genai): every read of its body goes to user space (with
+	// the read's tail when longer than a record), and its response body's
+	// writes with their first bytes, so that the stream's events can be
+	// read.
 	FD_GENAI = 1 << 7,
 };
 

@@ -19,7 +19,9 @@ import (
 // attributes the server sent (response model, finish reason, token
 // counts), the stream measured whole (its span ends after the last chunk;
 // its first chunk came after the server's 80 ms), and no prompt or answer
-// text in any attribute.
+// text in any attribute. A third call sends a 256 KiB prompt in the order
+// the Go SDKs write it (messages first, the model last): the model still
+// comes from the end of the body, which is marked cut.
 func TestKernelGenAIServer(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
@@ -28,8 +30,7 @@ func TestKernelGenAIServer(t *testing.T) {
 	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(backend.Process.Pid), "--output", "json")
 
 	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
-	call := func(stream bool) string {
-		body := fmt.Sprintf(`{"model":"gpt-test","messages":[{"role":"user","content":"zt-canary-prompt"}],"stream":%v}`, stream)
+	call := func(body string) string {
 		resp, err := c.Post("http://"+addr+"/v1/chat/completions", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
@@ -41,11 +42,16 @@ func TestKernelGenAIServer(t *testing.T) {
 		}
 		return string(b)
 	}
-	if s := call(true); !strings.Contains(s, "data: [DONE]") || !strings.Contains(s, `"completion_tokens": 5`) {
+	const small = `{"model":"gpt-test","messages":[{"role":"user","content":"zt-canary-prompt"}],"stream":%v}`
+	if s := call(fmt.Sprintf(small, true)); !strings.Contains(s, "data: [DONE]") || !strings.Contains(s, `"completion_tokens": 5`) {
 		t.Fatalf("stream: %q", s)
 	}
-	if s := call(false); !strings.Contains(s, `"finish_reason": "stop"`) {
+	if s := call(fmt.Sprintf(small, false)); !strings.Contains(s, `"finish_reason": "stop"`) {
 		t.Fatalf("answer: %q", s)
+	}
+	big := `{"messages":[{"content":"zt-canary-prompt ` + strings.Repeat("lorem ipsum ", 256<<10/12) + `","role":"user"}],"model":"gpt-test","stream":false}`
+	if s := call(big); !strings.Contains(s, `"finish_reason": "stop"`) {
+		t.Fatalf("answer to the big prompt: %q", s)
 	}
 	if !alive(backend.Process.Pid) {
 		t.Fatal("the traced server died")
@@ -63,8 +69,8 @@ func TestKernelGenAIServer(t *testing.T) {
 			got = append(got, s)
 		}
 	}
-	if len(got) != 2 {
-		t.Fatalf("%d server spans for the two calls: %v", len(got), got)
+	if len(got) != 3 {
+		t.Fatalf("%d server spans for the three calls: %v", len(got), got)
 	}
 	for i, s := range got {
 		stream := i == 0
@@ -89,8 +95,8 @@ func TestKernelGenAIServer(t *testing.T) {
 		if (s.Attrs["gen_ai.request.stream"] == "true") != stream {
 			t.Errorf("call %d: stream %q", i, s.Attrs["gen_ai.request.stream"])
 		}
-		if _, cut := s.Attrs["zerotrace.gen_ai.body.truncated"]; cut {
-			t.Errorf("call %d: body marked cut", i)
+		if cut, want := s.Attrs["zerotrace.gen_ai.body.truncated"], map[bool]string{true: "request"}[i == 2]; cut != want {
+			t.Errorf("call %d: body truncated %q, want %q", i, cut, want)
 		}
 		if !stream {
 			continue

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/protocols"
 	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 )
 
@@ -46,7 +47,7 @@ func (p *parser) startGenAI(h *head) {
 // bodyChunked). Once bytes were lost, no more are fed: the scan would
 // lose its place.
 func requestBody(h *head, b []byte, n int64, body int) {
-	if h.gx == nil || h.reqLost {
+	if h.gx == nil {
 		return
 	}
 	if h.bodyLeft < 0 {
@@ -58,17 +59,35 @@ func requestBody(h *head, b []byte, n int64, body int) {
 		}
 		h.bodyLeft = int64(body)
 	}
-	fed := min(int64(len(b)), h.bodyLeft)
-	h.gx.RequestBody(b[:fed])
 	in := min(max(n, int64(len(b))), h.bodyLeft)
-	if in > fed {
-		h.reqLost = true // the capture kept less than was read
+	if !h.reqLost {
+		fed := min(int64(len(b)), h.bodyLeft)
+		h.gx.RequestBody(b[:fed])
+		if in > fed {
+			h.reqLost = true // the capture kept less than was read
+		}
 	}
+	// Counted even when lost: a read's tail (readTail) counts only at
+	// the body's end.
 	h.bodyLeft -= in
 }
 
-// responseHead reads a model call's response head (its status line and
-// fields, fields) and the body bytes after it in the same segment.
+// readTail takes the last bytes of a model call's request read (s, after
+// the read's own record): the end of its body, when the read ended it.
+// Right after what the record held they continue the body; after a gap,
+// they are its tail (jscan.Tail reads the members after the gap).
+func readTail(h *head, s *protocols.Segment) {
+	if h.gx == nil || h.open || !h.reqLost || h.bodyLeft != 0 {
+		return
+	}
+	if int(s.Len) == h.lastRead+len(s.Data) {
+		h.gx.RequestBody(s.Data)
+		h.reqLost = false
+		return
+	}
+	h.gx.RequestTail(s.Data)
+}
+
 // responseHead reads a model call's response head (data, the first bytes
 // of a segment of n) and the body bytes after it in the same segment. It
 // returns the body's decoder, for the bytes that follow.

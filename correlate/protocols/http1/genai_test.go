@@ -211,3 +211,45 @@ func FuzzGenAI(f *testing.F) {
 		}
 	})
 }
+
+// TestGenAIRequestTail: a request body longer than the capture, its model
+// after the prompt as the Go SDKs write it: the read's tail gives the
+// model, whether it follows a gap or continues the record's bytes, and
+// also when the body came in several reads.
+func TestGenAIRequestTail(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		prompt int
+		reads  int
+	}{{"gap", 5000, 1}, {"contiguous", 400, 1}, {"several reads", 20000, 3}} {
+		k := newTestConns()
+		body := `{"messages":[{"content":"` + strings.Repeat("p", c.prompt) + `","role":"user"}],"model":"gpt-test","stream":true}`
+		req := chatRequest(body)
+		size := (len(req) + c.reads - 1) / c.reads
+		for i := 0; i < len(req); i += size {
+			part := req[i:min(i+size, len(req))]
+			dir := protocols.Read
+			if i > 0 {
+				dir = protocols.ReadMore
+			}
+			k.handle(captured(dir, 3, i, part))
+			if len(part) > prototest.Capture {
+				tl := part[len(part)-min(len(part)-prototest.Capture, prototest.Capture):]
+				d := sock(protocols.ReadTail, 3, i, tl)
+				d.Len = uint32(len(part))
+				k.handle(d)
+			}
+		}
+		s := k.handle(sock(protocols.Write, 3, 100, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"))
+		if s == nil || s.GenAI == nil {
+			t.Fatalf("%s: span %+v", c.name, s)
+		}
+		wantCut := model.GenAICutRequest
+		if c.name == "contiguous" {
+			wantCut = 0
+		}
+		if g := s.GenAI; g.RequestModel != "gpt-test" || !g.Stream || g.Cut != wantCut {
+			t.Errorf("%s: model %q stream %v cut %v", c.name, g.RequestModel, g.Stream, g.Cut)
+		}
+	}
+}

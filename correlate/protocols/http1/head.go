@@ -39,6 +39,7 @@ type head struct {
 	gx                *genai.Exchange
 	bodyLeft          int64
 	reqLost, respLost bool
+	lastRead          int // the bytes the last read's record held
 }
 
 // reset empties h for another request, keeping its tail's memory.

@@ -66,12 +66,18 @@ func (p *parser) Feed(out []*model.Span, s *protocols.Segment) []*model.Span {
 			out = p.endReply(out)
 		}
 		return out
+	case protocols.ReadTail:
+		if n := p.served.Len(); n > 0 {
+			readTail(p.served.At(n-1), s)
+		}
+		return out
 	case protocols.ReadMore:
 		n := p.served.Len()
 		if n == 0 {
 			return out
 		}
 		h := p.served.At(n - 1)
+		h.lastRead = len(s.Data)
 		if h.open {
 			data := append(h.tail, s.Data...)
 			h.tail = data[:0]
@@ -163,6 +169,7 @@ func (p *parser) requests(out []*model.Span, s *protocols.Segment) []*model.Span
 			h.open = true
 		} else {
 			p.startGenAI(h)
+			h.lastRead = len(s.Data)
 			rest, body, found = parseFields(rest, h, p.lastHost)
 			p.noteHost(h)
 			if found && h.gx != nil {
