@@ -87,43 +87,43 @@ type pathField struct {
 	text bool // a text handed over in fragments (content)
 }
 
-func v(path string, f field) pathField { return pathField{path: path, f: f} }
-func t(path string, f field) pathField { return pathField{path: path, f: f, text: true} }
+func val(path string, f field) pathField { return pathField{path: path, f: f} }
+func txt(path string, f field) pathField { return pathField{path: path, f: f, text: true} }
 
 // openAIUsage is usage in the chat and completions shape.
 func openAIUsage(prefix string) []pathField {
 	return []pathField{
-		v(prefix+"usage.prompt_tokens", fInputTokens),
-		v(prefix+"usage.completion_tokens", fOutputTokens),
-		v(prefix+"usage.prompt_tokens_details.cached_tokens", fCacheRead),
-		v(prefix+"usage.prompt_tokens_details.cache_write_tokens", fCacheCreation),
-		v(prefix+"usage.completion_tokens_details.reasoning_tokens", fReasoning),
+		val(prefix+"usage.prompt_tokens", fInputTokens),
+		val(prefix+"usage.completion_tokens", fOutputTokens),
+		val(prefix+"usage.prompt_tokens_details.cached_tokens", fCacheRead),
+		val(prefix+"usage.prompt_tokens_details.cache_write_tokens", fCacheCreation),
+		val(prefix+"usage.completion_tokens_details.reasoning_tokens", fReasoning),
 	}
 }
 
 // responsesUsage is usage in the Responses API's shape.
 func responsesUsage(prefix string) []pathField {
 	return []pathField{
-		v(prefix+"usage.input_tokens", fInputTokens),
-		v(prefix+"usage.output_tokens", fOutputTokens),
-		v(prefix+"usage.input_tokens_details.cached_tokens", fCacheRead),
-		v(prefix+"usage.input_tokens_details.cache_write_tokens", fCacheCreation),
-		v(prefix+"usage.output_tokens_details.reasoning_tokens", fReasoning),
+		val(prefix+"usage.input_tokens", fInputTokens),
+		val(prefix+"usage.output_tokens", fOutputTokens),
+		val(prefix+"usage.input_tokens_details.cached_tokens", fCacheRead),
+		val(prefix+"usage.input_tokens_details.cache_write_tokens", fCacheCreation),
+		val(prefix+"usage.output_tokens_details.reasoning_tokens", fReasoning),
 	}
 }
 
 func anthropicUsage(prefix string) []pathField {
 	return []pathField{
-		v(prefix+"usage.input_tokens", fInputUncached),
-		v(prefix+"usage.output_tokens", fOutputTokens),
-		v(prefix+"usage.cache_read_input_tokens", fCacheRead),
-		v(prefix+"usage.cache_creation_input_tokens", fCacheCreation),
-		v(prefix+"usage.output_tokens_details.thinking_tokens", fReasoning),
+		val(prefix+"usage.input_tokens", fInputUncached),
+		val(prefix+"usage.output_tokens", fOutputTokens),
+		val(prefix+"usage.cache_read_input_tokens", fCacheRead),
+		val(prefix+"usage.cache_creation_input_tokens", fCacheCreation),
+		val(prefix+"usage.output_tokens_details.thinking_tokens", fReasoning),
 	}
 }
 
 var openAIError = []pathField{
-	v("error.type", fErrorType), v("error.code", fErrorCode), v("error.message", fErrorMessage),
+	val("error.type", fErrorType), val("error.code", fErrorCode), val("error.message", fErrorMessage),
 }
 
 func cat(lists ...[]pathField) []pathField {
@@ -136,153 +136,154 @@ func cat(lists ...[]pathField) []pathField {
 
 // openAIRequest is what the OpenAI-shaped requests share.
 var openAIRequest = []pathField{
-	v("model", fModel), v("stream", fStream), v("max_tokens", fMaxTokens),
-	v("temperature", fTemperature), v("top_p", fTopP), v("seed", fSeed), v("n", fChoiceCount),
-	v("frequency_penalty", fFrequencyPenalty), v("presence_penalty", fPresencePenalty),
-	v("stop", fStop), v("stop.[]", fStopElem), v("service_tier", fRequestServiceTier),
+	val("model", fModel), val("stream", fStream), val("max_tokens", fMaxTokens),
+	val("temperature", fTemperature), val("top_p", fTopP), val("seed", fSeed), val("n", fChoiceCount),
+	val("frequency_penalty", fFrequencyPenalty), val("presence_penalty", fPresencePenalty),
+	val("stop", fStop), val("stop.[]", fStopElem), val("service_tier", fRequestServiceTier),
 }
 
-// ollamaOptions are Ollama's sampling options.
+// ollamaRequest is what Ollama's requests share: the model, the stream
+// flag, the format and the sampling options.
 var ollamaRequest = []pathField{
-	v("model", fModel), v("stream", fStream), v("format", fOllamaFormat),
-	v("options.num_predict", fMaxTokens), v("options.temperature", fTemperature), v("options.top_p", fTopP),
-	v("options.top_k", fTopK), v("options.seed", fSeed), v("options.stop", fStop), v("options.stop.[]", fStopElem),
-	v("options.frequency_penalty", fFrequencyPenalty), v("options.presence_penalty", fPresencePenalty),
+	val("model", fModel), val("stream", fStream), val("format", fOllamaFormat),
+	val("options.num_predict", fMaxTokens), val("options.temperature", fTemperature), val("options.top_p", fTopP),
+	val("options.top_k", fTopK), val("options.seed", fSeed), val("options.stop", fStop), val("options.stop.[]", fStopElem),
+	val("options.frequency_penalty", fFrequencyPenalty), val("options.presence_penalty", fPresencePenalty),
 }
 
 var ollamaResponse = []pathField{
-	v("model", fResponseModel), v("done", fDone), v("done_reason", fFinishReason),
-	v("prompt_eval_count", fInputTokens), v("eval_count", fOutputTokens), v("error", fErrorText),
+	val("model", fResponseModel), val("done", fDone), val("done_reason", fFinishReason),
+	val("prompt_eval_count", fInputTokens), val("eval_count", fOutputTokens), val("error", fErrorText),
 }
 
 // specs is the paths of every API and side.
 var specs = [...][sides]spec{
 	model.GenAIChatCompletions: {
 		sideRequest: {
-			paths: cat(openAIRequest, []pathField{v("max_completion_tokens", fMaxCompletionTokens),
-				v("response_format.type", fFormatType)}),
-			content: []pathField{v("messages.[]", fInMsg), v("messages.[].role", fInRole),
-				t("messages.[].content", fInText), t("messages.[].content.[].text", fInText)},
+			paths: cat(openAIRequest, []pathField{val("max_completion_tokens", fMaxCompletionTokens),
+				val("response_format.type", fFormatType)}),
+			content: []pathField{val("messages.[]", fInMsg), val("messages.[].role", fInRole),
+				txt("messages.[].content", fInText), txt("messages.[].content.[].text", fInText)},
 		},
 		sideResponse: {
-			paths: cat([]pathField{v("id", fResponseID), v("model", fResponseModel),
-				v("choices.[].finish_reason", fFinishReason), v("service_tier", fServiceTier),
-				v("system_fingerprint", fSystemFingerprint)}, openAIUsage(""), openAIError),
-			content: []pathField{v("choices.[].message.role", fOutRole), t("choices.[].message.content", fOutText)},
+			paths: cat([]pathField{val("id", fResponseID), val("model", fResponseModel),
+				val("choices.[].finish_reason", fFinishReason), val("service_tier", fServiceTier),
+				val("system_fingerprint", fSystemFingerprint)}, openAIUsage(""), openAIError),
+			content: []pathField{val("choices.[].message.role", fOutRole), txt("choices.[].message.content", fOutText)},
 		},
 		sideEvent: {
-			paths: cat([]pathField{v("id", fResponseID), v("model", fResponseModel),
-				v("choices.[].finish_reason", fFinishReason), v("service_tier", fServiceTier),
-				v("system_fingerprint", fSystemFingerprint),
-				v("choices.[].delta.content", fContent), v("choices.[].delta.refusal", fContent),
-				v("choices.[].delta.tool_calls", fContent)}, openAIUsage(""), openAIError),
-			content: []pathField{t("choices.[].delta.content", fOutText)},
+			paths: cat([]pathField{val("id", fResponseID), val("model", fResponseModel),
+				val("choices.[].finish_reason", fFinishReason), val("service_tier", fServiceTier),
+				val("system_fingerprint", fSystemFingerprint),
+				val("choices.[].delta.content", fContent), val("choices.[].delta.refusal", fContent),
+				val("choices.[].delta.tool_calls", fContent)}, openAIUsage(""), openAIError),
+			content: []pathField{txt("choices.[].delta.content", fOutText)},
 		},
 	},
 	model.GenAICompletions: {
 		sideRequest: {
 			paths:   openAIRequest,
-			content: []pathField{t("prompt", fInText), t("prompt.[]", fInText)},
+			content: []pathField{txt("prompt", fInText), txt("prompt.[]", fInText)},
 		},
 		sideResponse: {
-			paths: cat([]pathField{v("id", fResponseID), v("model", fResponseModel),
-				v("choices.[].finish_reason", fFinishReason), v("system_fingerprint", fSystemFingerprint)},
+			paths: cat([]pathField{val("id", fResponseID), val("model", fResponseModel),
+				val("choices.[].finish_reason", fFinishReason), val("system_fingerprint", fSystemFingerprint)},
 				openAIUsage(""), openAIError),
-			content: []pathField{t("choices.[].text", fOutText)},
+			content: []pathField{txt("choices.[].text", fOutText)},
 		},
 		sideEvent: {
-			paths: cat([]pathField{v("id", fResponseID), v("model", fResponseModel),
-				v("choices.[].finish_reason", fFinishReason), v("system_fingerprint", fSystemFingerprint),
-				v("choices.[].text", fContent)}, openAIUsage(""), openAIError),
-			content: []pathField{t("choices.[].text", fOutText)},
+			paths: cat([]pathField{val("id", fResponseID), val("model", fResponseModel),
+				val("choices.[].finish_reason", fFinishReason), val("system_fingerprint", fSystemFingerprint),
+				val("choices.[].text", fContent)}, openAIUsage(""), openAIError),
+			content: []pathField{txt("choices.[].text", fOutText)},
 		},
 	},
 	model.GenAIEmbeddings: {
-		sideRequest: {paths: []pathField{v("model", fModel), v("encoding_format", fEncodingFormat),
-			v("dimensions", fDimensions)}},
-		sideResponse: {paths: cat([]pathField{v("model", fResponseModel), v("usage.prompt_tokens", fInputTokens)},
+		sideRequest: {paths: []pathField{val("model", fModel), val("encoding_format", fEncodingFormat),
+			val("dimensions", fDimensions)}},
+		sideResponse: {paths: cat([]pathField{val("model", fResponseModel), val("usage.prompt_tokens", fInputTokens)},
 			openAIError)},
 	},
 	model.GenAIResponses: {
 		sideRequest: {
-			paths: []pathField{v("model", fModel), v("stream", fStream), v("max_output_tokens", fMaxTokens),
-				v("temperature", fTemperature), v("top_p", fTopP), v("service_tier", fRequestServiceTier),
-				v("text.format.type", fFormatType)},
-			content: []pathField{t("instructions", fSystem), t("input", fInText), v("input.[]", fInMsg),
-				v("input.[].role", fInRole),
-				t("input.[].content", fInText), t("input.[].content.[].text", fInText)},
+			paths: []pathField{val("model", fModel), val("stream", fStream), val("max_output_tokens", fMaxTokens),
+				val("temperature", fTemperature), val("top_p", fTopP), val("service_tier", fRequestServiceTier),
+				val("text.format.type", fFormatType)},
+			content: []pathField{txt("instructions", fSystem), txt("input", fInText), val("input.[]", fInMsg),
+				val("input.[].role", fInRole),
+				txt("input.[].content", fInText), txt("input.[].content.[].text", fInText)},
 		},
 		sideResponse: {
-			paths: cat([]pathField{v("id", fResponseID), v("model", fResponseModel), v("status", fResponseStatus),
-				v("incomplete_details.reason", fIncompleteReason), v("service_tier", fServiceTier),
-				v("error.code", fErrorCode), v("error.message", fErrorMessage), v("error.type", fErrorType)},
+			paths: cat([]pathField{val("id", fResponseID), val("model", fResponseModel), val("status", fResponseStatus),
+				val("incomplete_details.reason", fIncompleteReason), val("service_tier", fServiceTier),
+				val("error.code", fErrorCode), val("error.message", fErrorMessage), val("error.type", fErrorType)},
 				responsesUsage("")),
-			content: []pathField{t("output.[].content.[].text", fOutText)},
+			content: []pathField{txt("output.[].content.[].text", fOutText)},
 		},
 		sideEvent: {
 			// Events carry the response object whole (created, completed,
 			// failed, incomplete), a delta, or an error's code and message.
-			paths: cat([]pathField{v("type", fEventType), v("delta", fContent),
-				v("response.id", fResponseID), v("response.model", fResponseModel),
-				v("response.status", fResponseStatus), v("response.incomplete_details.reason", fIncompleteReason),
-				v("response.service_tier", fServiceTier),
-				v("response.error.code", fErrorCode), v("response.error.message", fErrorMessage),
-				v("code", fErrorCode), v("message", fErrorMessage)}, responsesUsage("response.")),
-			content: []pathField{t("delta", fOutText)},
+			paths: cat([]pathField{val("type", fEventType), val("delta", fContent),
+				val("response.id", fResponseID), val("response.model", fResponseModel),
+				val("response.status", fResponseStatus), val("response.incomplete_details.reason", fIncompleteReason),
+				val("response.service_tier", fServiceTier),
+				val("response.error.code", fErrorCode), val("response.error.message", fErrorMessage),
+				val("code", fErrorCode), val("message", fErrorMessage)}, responsesUsage("response.")),
+			content: []pathField{txt("delta", fOutText)},
 		},
 	},
 	model.GenAIMessages: {
 		sideRequest: {
-			paths: []pathField{v("model", fModel), v("stream", fStream), v("max_tokens", fMaxTokens),
-				v("temperature", fTemperature), v("top_p", fTopP), v("top_k", fTopK),
-				v("stop_sequences.[]", fStopElem)},
-			content: []pathField{t("system", fSystem), t("system.[].text", fSystem), v("messages.[]", fInMsg),
-				v("messages.[].role", fInRole),
-				t("messages.[].content", fInText), t("messages.[].content.[].text", fInText)},
+			paths: []pathField{val("model", fModel), val("stream", fStream), val("max_tokens", fMaxTokens),
+				val("temperature", fTemperature), val("top_p", fTopP), val("top_k", fTopK),
+				val("stop_sequences.[]", fStopElem)},
+			content: []pathField{txt("system", fSystem), txt("system.[].text", fSystem), val("messages.[]", fInMsg),
+				val("messages.[].role", fInRole),
+				txt("messages.[].content", fInText), txt("messages.[].content.[].text", fInText)},
 		},
 		sideResponse: {
-			paths: cat([]pathField{v("type", fType), v("id", fResponseID), v("model", fResponseModel),
-				v("stop_reason", fFinishReason), v("usage.service_tier", fServiceTier),
-				v("error.type", fErrorType), v("error.message", fErrorMessage)}, anthropicUsage("")),
-			content: []pathField{t("content.[].text", fOutText)},
+			paths: cat([]pathField{val("type", fType), val("id", fResponseID), val("model", fResponseModel),
+				val("stop_reason", fFinishReason), val("usage.service_tier", fServiceTier),
+				val("error.type", fErrorType), val("error.message", fErrorMessage)}, anthropicUsage("")),
+			content: []pathField{txt("content.[].text", fOutText)},
 		},
 		sideEvent: {
-			paths: cat([]pathField{v("type", fEventType),
-				v("message.id", fResponseID), v("message.model", fResponseModel),
-				v("delta.stop_reason", fFinishReason), v("delta.text", fContent), v("delta.partial_json", fContent),
-				v("error.type", fErrorType), v("error.message", fErrorMessage)},
+			paths: cat([]pathField{val("type", fEventType),
+				val("message.id", fResponseID), val("message.model", fResponseModel),
+				val("delta.stop_reason", fFinishReason), val("delta.text", fContent), val("delta.partial_json", fContent),
+				val("error.type", fErrorType), val("error.message", fErrorMessage)},
 				anthropicUsage("message."), anthropicUsage("")),
-			content: []pathField{t("delta.text", fOutText)},
+			content: []pathField{txt("delta.text", fOutText)},
 		},
 	},
 	model.GenAIOllamaChat: {
 		sideRequest: {
 			paths: ollamaRequest,
-			content: []pathField{v("messages.[]", fInMsg), v("messages.[].role", fInRole),
-				t("messages.[].content", fInText), t("system", fSystem)},
+			content: []pathField{val("messages.[]", fInMsg), val("messages.[].role", fInRole),
+				txt("messages.[].content", fInText), txt("system", fSystem)},
 		},
 		sideResponse: {
 			paths:   ollamaResponse,
-			content: []pathField{v("message.role", fOutRole), t("message.content", fOutText)},
+			content: []pathField{val("message.role", fOutRole), txt("message.content", fOutText)},
 		},
 		sideEvent: {
-			paths:   cat(ollamaResponse, []pathField{v("message.content", fContent), v("message.tool_calls", fContent)}),
-			content: []pathField{t("message.content", fOutText)},
+			paths:   cat(ollamaResponse, []pathField{val("message.content", fContent), val("message.tool_calls", fContent)}),
+			content: []pathField{txt("message.content", fOutText)},
 		},
 	},
 	model.GenAIOllamaGenerate: {
 		sideRequest: {
 			paths:   ollamaRequest,
-			content: []pathField{t("prompt", fInText), t("system", fSystem)},
+			content: []pathField{txt("prompt", fInText), txt("system", fSystem)},
 		},
-		sideResponse: {paths: ollamaResponse, content: []pathField{t("response", fOutText)}},
+		sideResponse: {paths: ollamaResponse, content: []pathField{txt("response", fOutText)}},
 		sideEvent: {
-			paths:   cat(ollamaResponse, []pathField{v("response", fContent)}),
-			content: []pathField{t("response", fOutText)},
+			paths:   cat(ollamaResponse, []pathField{val("response", fContent)}),
+			content: []pathField{txt("response", fOutText)},
 		},
 	},
 	model.GenAIOllamaEmbed: {
-		sideRequest:  {paths: []pathField{v("model", fModel), v("dimensions", fDimensions)}},
+		sideRequest:  {paths: []pathField{val("model", fModel), val("dimensions", fDimensions)}},
 		sideResponse: {paths: ollamaResponse},
 	},
 }

@@ -31,8 +31,10 @@ type Routes struct {
 	bySuffix map[string]model.GenAIAPI
 }
 
-// DefaultSuffixes are the path endings each API is recognised by. The BPF
-// side fills its table of recognised paths from the same list.
+// DefaultSuffixes are the path endings each API is recognised by. The
+// kernel path copies body bytes only for the usual paths of these at a
+// server's root (bpf/syscalls/http.h, looks_like_genai; TestKernelPrefixes
+// keeps the two in step).
 var DefaultSuffixes = []struct {
 	Suffix string
 	API    model.GenAIAPI
