@@ -133,6 +133,7 @@ var segmentDirs = [...]protocols.Dir{
 	SockWrite:     protocols.Write,
 	SockReadMore:  protocols.ReadMore,
 	SockWriteBody: protocols.WriteBody,
+	SockReadTail:  protocols.ReadTail,
 }
 
 // handle returns the spans a record completes. The slice is reused by the

@@ -15,12 +15,17 @@ const (
 	SockWrite SockDir = 2
 	SockClose SockDir = 3
 	// SockReadMore is the read after one that started a request, whatever
-	// it holds: the rest of a head that arrived in pieces, or a body.
+	// it holds: the rest of a head that arrived in pieces, or a body
+	// (every read of a model call's request body).
 	SockReadMore SockDir = 4
 	// SockWriteBody is a write (or sendfile) after a response head was
 	// written: more of its body. Time is when it returned, Len the bytes
-	// it sent, Tail its last bytes when it sent all it asked; no Data.
+	// it sent, Tail its last bytes when it sent all it asked; no Data,
+	// except for the answer to a model call: its first bytes.
 	SockWriteBody SockDir = 5
+	// SockReadTail is the last bytes of a model call's request read
+	// longer than the read's own record holds (Len is the read's).
+	SockReadTail SockDir = 6
 )
 
 // SockProto is the protocol the kernel recognised on a descriptor.

@@ -73,9 +73,13 @@ static __always_inline void fill_tail(struct sock_data_event *e, __u64 base, __u
 struct pending_body {
 	__u64 total;      // bytes asked; 0 for sendfile (the exit says)
 	__u64 base, last; // its last buffer, for the tail (0: none)
+	// Of a model call's response (genai): its first buffer, whose first
+	// bytes go to user space.
+	__u64 first, first_len;
 	__s32 fd;
 	__u8 partial;
-	__u8 pad[3];
+	__u8 genai;
+	__u8 pad[2];
 };
 
 struct {
@@ -85,9 +89,17 @@ struct {
 	__type(value, struct pending_body);
 } pending_bodies SEC(".maps");
 
-static __always_inline void body_enter(__u64 id, __s32 fd, __u64 total, __u64 base, __u64 last, __u8 partial)
+static __always_inline void body_enter(__u64 id, __s32 fd, __u64 total, __u64 base, __u64 last, __u8 partial,
+				       __u64 first, __u64 first_len)
 {
-	struct pending_body b = {.total = total, .base = base, .last = last, .fd = fd, .partial = partial};
+	struct pending_body b = {.total = total,
+				 .base = base,
+				 .last = last,
+				 .fd = fd,
+				 .partial = partial,
+				 .first = first,
+				 .first_len = first_len,
+				 .genai = first != 0};
 	bpf_map_update_elem(&pending_bodies, &id, &b, BPF_ANY);
 }
 
@@ -121,6 +133,70 @@ static __always_inline void emit_body(__u64 id, __s32 fd, __u64 total, __u64 bas
 	emit_short(id, fd, SOCK_DIR_WRITE_BODY, SOCK_PROTO_HTTP, total, partial ? SOCK_FLAG_PARTIAL : 0, base, last);
 }
 
+// A write of a model call's response body: as emit_body, with the first
+// bytes of its first buffer (n of the total sent; user space marks the
+// body cut when n is less).
+static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, const struct pending_body *b)
+{
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->len = total > 0xffffffff ? 0xffffffff : total;
+	e->dir = SOCK_DIR_WRITE_BODY;
+	e->proto = SOCK_PROTO_HTTP;
+	e->flags = b->partial ? SOCK_FLAG_PARTIAL : 0;
+	if (total < b->total)
+		fill_tail(e, 0, 0); // it did not reach its end
+	else
+		fill_tail(e, b->base, b->last);
+	fd_socket(e, fd, false);
+	__u64 n = total < b->first_len ? total : b->first_len;
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	barrier_var(n);
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	e->cap = 0;
+	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)b->first))
+		e->cap = n;
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+// The last bytes of a model call's request read of len bytes at buf,
+// past the SOCK_DATA_MAX its own record holds.
+static __always_inline void emit_read_tail(__u64 id, __s32 fd, __u64 buf, __u64 len)
+{
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->len = len > 0xffffffff ? 0xffffffff : len;
+	e->dir = SOCK_DIR_READ_TAIL;
+	e->proto = SOCK_PROTO_HTTP;
+	e->flags = 0;
+	fill_tail(e, 0, 0);
+	fd_socket(e, fd, false);
+	__u64 n = len - SOCK_DATA_MAX;
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	barrier_var(n);
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	e->cap = 0;
+	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)(buf + len - n)))
+		e->cap = n;
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
 static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir, const struct io_end *end)
 {
 	if (len <= 0 || !buf)
@@ -148,20 +224,28 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		// write, ends that. A response: follow its body.
 		proto = SOCK_PROTO_HTTP;
 		flags = FD_HTTP;
-		if (dir == SOCK_DIR_READ && head[0] != 'H')
+		if (dir == SOCK_DIR_READ && head[0] != 'H') {
 			flags |= FD_NEXT_READ;
-		// (Not after a 101: what follows is another protocol.)
+			if (looks_like_genai(head))
+				flags |= FD_GENAI;
+		}
+		// (Not after a 101: what follows is another protocol.) The
+		// answer to a model call keeps its mark.
 		if (head[0] == 'H' && dir == SOCK_DIR_WRITE && !(head[9] == '1' && head[10] == '0' && head[11] == '1'))
-			flags |= FD_RESPONDING;
+			flags |= FD_RESPONDING | (was & FD_GENAI);
 	} else if ((was & FD_NEXT_READ) && dir == SOCK_DIR_READ) {
 		proto = SOCK_PROTO_HTTP;
-		flags = FD_HTTP;
+		// A model call's request body: every read of it, until the
+		// response (user space needs its last read's tail).
+		flags = FD_HTTP | (was & FD_GENAI) | ((was & FD_GENAI) ? FD_NEXT_READ : 0);
 		dir = SOCK_DIR_READ_MORE;
 	} else if ((was & FD_RESPONDING) && dir == SOCK_DIR_WRITE) {
+		// A model call's body: its first buffer's bytes too.
+		__u64 first = (was & FD_GENAI) ? buf : 0;
 		if (end)
-			body_enter(id, fd, end->total, end->base, end->end, end->partial);
+			body_enter(id, fd, end->total, end->base, end->end, end->partial, first, len);
 		else
-			body_enter(id, fd, len, buf, buf + len, 0);
+			body_enter(id, fd, len, buf, buf + len, 0, first, len);
 		return;
 	} else if (was & FD_HTTP) {
 		return;
@@ -226,6 +310,8 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	bpf_ringbuf_submit(e, wakeup_flags());
 	if (flags != was)
 		bpf_map_update_elem(&sock_fds, &k, &flags, BPF_ANY);
+	if ((flags & FD_GENAI) && dir != SOCK_DIR_WRITE && len > SOCK_DATA_MAX)
+		emit_read_tail(id, fd, buf, len);
 }
 
 // The handlers below run from the syscall dispatcher (dispatch.h), for
@@ -338,7 +424,9 @@ static __always_inline void body_exit(__u64 id, __s64 ret)
 	bpf_map_delete_elem(&pending_bodies, &id);
 	if (ret <= 0)
 		return;
-	if ((__u64)ret < b.total)
+	if (b.genai)
+		emit_genai_body(id, b.fd, ret, &b);
+	else if ((__u64)ret < b.total)
 		emit_body(id, b.fd, ret, 0, 0, false);
 	else
 		emit_body(id, b.fd, ret, b.base, b.last, b.partial);
@@ -352,7 +440,7 @@ static __always_inline void sendfile_enter(__u64 id, __s32 fd)
 	struct fd_key k = {.tgid = id >> 32, .fd = fd};
 	__u8 *f = bpf_map_lookup_elem(&sock_fds, &k);
 	if (f && (*f & FD_RESPONDING))
-		body_enter(id, k.fd, 0, 0, 0, 0);
+		body_enter(id, k.fd, 0, 0, 0, 0, 0, 0);
 }
 
 // close of a descriptor that carried a recognised protocol: user space is

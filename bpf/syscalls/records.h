@@ -19,14 +19,22 @@ enum sock_dir {
 	SOCK_DIR_WRITE = 2,
 	SOCK_DIR_CLOSE = 3, // the descriptor was closed; no data
 	// The read after one that started a request, whatever it holds: the
-	// rest of a head that arrived in pieces, or a body.
+	// rest of a head that arrived in pieces, or a body (every read of a
+	// model call's request body, FD_GENAI).
 	SOCK_DIR_READ_MORE = 4,
 	// A write (or sendfile) after a response head, until the next request
 	// is read on the descriptor: more of the response's body. Reported at
 	// its exit (hdr.ts_ns), with the bytes it sent and, when it sent all
-	// it asked, its tail; no data. User space finds where the response
-	// ends from them (a streamed answer lasts until its last chunk).
+	// it asked, its tail; no data, except for the answer to a model call
+	// (FD_GENAI): the first bytes of its first buffer. User space finds
+	// where the response ends from them (a streamed answer lasts until
+	// its last chunk).
 	SOCK_DIR_WRITE_BODY = 5,
+	// The last bytes of a read of a model call's request (FD_GENAI)
+	// longer than SOCK_DATA_MAX, right after the read's own record: the
+	// end of a body whose middle was not copied (the SDKs write the model
+	// after the prompt). len is the read's.
+	SOCK_DIR_READ_TAIL = 6,
 };
 
 // Protocol of a sock_data_event's descriptor, recognised from its first

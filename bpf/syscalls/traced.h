@@ -62,6 +62,12 @@ enum fd_flags {
 	// space as body (length and tail only) until the next request is read,
 	// so that a streamed response ends where its last chunk is written.
 	FD_RESPONDING = 1 << 6,
+	// The request being answered is a call to a model API (http.h,
+	// looks_like_genai): every read of its body goes to user space (with
+	// the read's tail when longer than a record), and its response body's
+	// writes with their first bytes, so that the stream's events can be
+	// read.
+	FD_GENAI = 1 << 7,
 };
 
 // errno values the programs tell apart (vmlinux.h has no macros).

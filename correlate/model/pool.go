@@ -8,9 +8,9 @@ import (
 // Spans are recycled: at tens of thousands of spans a second, allocating
 // each span, its exchange and its attributes anew makes the garbage
 // collector the agent's largest cost. A producer takes a span with NewSpan
-// and its exchange with UseHTTP or UseDB; the fan-out to the sinks
-// (export.Fanout) holds it once per sink and each sink releases it when its
-// export returned. A span nobody releases is simply collected.
+// and its exchange with UseHTTP or UseDB (and UseGenAI); the fan-out to the
+// sinks (export.Fanout) holds it once per sink and each sink releases it
+// when its export returned. A span nobody releases is simply collected.
 //
 // What may be kept after Release: the strings a span held (they are never
 // rewritten), but not the span, its exchange or its Attributes slice.
@@ -19,8 +19,9 @@ import (
 // span costs.
 type pooled struct {
 	Span
-	http HTTP
-	db   DB
+	http  HTTP
+	db    DB
+	genai GenAI
 }
 
 var spans = sync.Pool{New: func() any {
@@ -58,6 +59,19 @@ func (s *Span) UseDB(system string) *DB {
 	return s.DB
 }
 
+// UseGenAI sets the span's GenAI exchange, which refines its HTTP one, to
+// an empty one (every count unknown) held in the span itself, and returns
+// it.
+func (s *Span) UseGenAI() *GenAI {
+	if s.own == nil || &s.own.Span != s {
+		s.GenAI = NewGenAI()
+		return s.GenAI
+	}
+	s.own.genai.Reset()
+	s.GenAI = &s.own.genai
+	return s.GenAI
+}
+
 // Hold records that n more holders will each call Release once.
 func (s *Span) Hold(n int32) { atomic.AddInt32(&s.refs, n) }
 
@@ -72,6 +86,6 @@ func (s *Span) Release() {
 	attrs := s.Attributes[:0]
 	clear(attrs[:cap(attrs)]) // drop the strings the attributes pinned
 	p.Span = Span{own: p, Attributes: attrs}
-	p.http, p.db = HTTP{}, DB{}
+	p.http, p.db, p.genai = HTTP{}, DB{}, GenAI{}
 	spans.Put(p)
 }

@@ -41,9 +41,11 @@ type SpanIDs struct {
 // Span is one finished operation of a traced process.
 //
 // A producer fills in the identity, times, the process's PID and exactly one
-// exchange (HTTP, DB). The correlator then gives it its Process and passes it
-// to semconv.Apply, which redacts the exchange's strings in place and derives
-// Name, Status, StatusMsg and Attributes from it.
+// exchange (HTTP, DB). GenAI is the one exception to "one": it refines an
+// HTTP exchange (a call to a model API) and is only ever set with HTTP. The
+// correlator then gives it its Process and passes it to semconv.Apply, which
+// redacts the exchange's strings in place and derives Name, Status,
+// StatusMsg and Attributes from it.
 type Span struct {
 	TraceID      trace.TraceID
 	SpanID       trace.SpanID
@@ -66,9 +68,11 @@ type Span struct {
 	// that semconv reads as one.
 	Failure Failure
 
-	// The exchange: exactly one is set.
-	HTTP *HTTP
-	DB   *DB
+	// The exchange: exactly one of HTTP and DB is set; GenAI refines
+	// HTTP when the request was a call to a model API.
+	HTTP  *HTTP
+	DB    *DB
+	GenAI *GenAI
 
 	// Derived by semconv.Apply; producers leave them empty.
 	Name       string

@@ -36,13 +36,18 @@ const (
 	// it holds (the rest of a head that arrived in pieces, or a body). The
 	// kernel path reports it as such because it does not copy every read
 	// of a connection: the parser takes it for the rest of the head when
-	// the head is open, else ignores it. (A feeder that sees every byte,
+	// the head is open, else ignores it, but for a model call's request
+	// body, every read of which the kernel path reports. (A feeder that sees every byte,
 	// such as TLS plaintext, will need http1 to skip request bodies by
 	// their length itself.)
 	ReadMore
 	// WriteBody: a later write of a response body after its head: Len and
-	// Tail, no Data (the kernel path does not copy bodies).
+	// Tail, no Data (the kernel path does not copy bodies, but for a model
+	// call's answer, whose first bytes are in Data).
 	WriteBody
+	// ReadTail: the last bytes of the read before it (Len is that read's),
+	// when it was a model call's request longer than its Data.
+	ReadTail
 )
 
 // Segment is one read or write of a connection.

@@ -1,6 +1,7 @@
 // Package semconv is the one place where a typed exchange (model.HTTP,
-// model.DB) becomes an OpenTelemetry span: its name, status and attributes,
-// following the OpenTelemetry semantic conventions. Every capture path goes
+// model.DB, and model.GenAI refining HTTP) becomes an OpenTelemetry span:
+// its name, status and attributes, following the OpenTelemetry semantic
+// conventions. Every capture path goes
 // through it, so a request traced with uprobes and the same request traced
 // from the kernel read the same way.
 //
@@ -35,14 +36,22 @@ const attrsCap = 24
 
 func apply(s *model.Span, r texts) {
 	attrs := s.Attributes[:0]
-	if cap(attrs) < attrsCap {
-		attrs = make([]attribute.KeyValue, 0, attrsCap)
+	need := attrsCap
+	if s.GenAI != nil {
+		need += genAIAttrs
+	}
+	if cap(attrs) < need {
+		attrs = make([]attribute.KeyValue, 0, need)
 	}
 	s.Status, s.StatusMsg = codes.Unset, ""
 	s.TraceState = r.String(s.TraceState)
 	switch {
 	case s.HTTP != nil:
 		attrs = appendHTTP(attrs, s, r)
+		if s.GenAI != nil {
+			// A call to a model: GenAI refines the HTTP exchange.
+			attrs = appendGenAI(attrs, s, r)
+		}
 	case s.DB != nil:
 		attrs = appendDB(attrs, s, r)
 	}

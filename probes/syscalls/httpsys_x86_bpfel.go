@@ -120,6 +120,7 @@ const (
 	httpsysSockDirSOCK_DIR_CLOSE      httpsysSockDir = 3
 	httpsysSockDirSOCK_DIR_READ_MORE  httpsysSockDir = 4
 	httpsysSockDirSOCK_DIR_WRITE_BODY httpsysSockDir = 5
+	httpsysSockDirSOCK_DIR_READ_TAIL  httpsysSockDir = 6
 )
 
 type httpsysSockProto uint32

@@ -69,6 +69,7 @@ func TestCorrelateEnumsMatchC(t *testing.T) {
 			"SOCK_DIR_WRITE":      uint64(correlate.SockWrite),
 			"SOCK_DIR_CLOSE":      uint64(correlate.SockClose),
 			"SOCK_DIR_READ_MORE":  uint64(correlate.SockReadMore),
+			"SOCK_DIR_READ_TAIL":  uint64(correlate.SockReadTail),
 			"SOCK_DIR_WRITE_BODY": uint64(correlate.SockWriteBody),
 		},
 		"sock_proto": {

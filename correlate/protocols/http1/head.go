@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -31,6 +32,14 @@ type head struct {
 	// thread.
 	ids model.SpanIDs
 	tid uint32
+	// A model call's exchange, reading its bodies (nil for other
+	// requests); the request body bytes still to come (-1 until the
+	// head's Content-Length is known), and whether bytes of the request's
+	// or the response's body were lost to the capture.
+	gx                *genai.Exchange
+	bodyLeft          int64
+	reqLost, respLost bool
+	lastRead          int // the bytes the last read's record held
 }
 
 // reset empties h for another request, keeping its tail's memory.

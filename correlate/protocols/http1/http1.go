@@ -17,6 +17,7 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/protocols"
+	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -28,6 +29,8 @@ type parser struct {
 	sending   reply                  // the response being written, until its end
 	free      []*head                // heads done with, for the next requests
 	lastHost  string
+	freeX     []*genai.Exchange // model-call exchanges done with
+	strings   *genai.Strings    // their interned values, once there is a model call
 }
 
 // New returns the parser of one connection.
@@ -63,15 +66,31 @@ func (p *parser) Feed(out []*model.Span, s *protocols.Segment) []*model.Span {
 			out = p.endReply(out)
 		}
 		return out
+	case protocols.ReadTail:
+		if n := p.served.Len(); n > 0 {
+			readTail(p.served.At(n-1), s)
+		}
+		return out
 	case protocols.ReadMore:
-		if n := p.served.Len(); n > 0 && p.served.At(n-1).open {
-			h := p.served.At(n - 1)
+		n := p.served.Len()
+		if n == 0 {
+			return out
+		}
+		h := p.served.At(n - 1)
+		h.lastRead = len(s.Data)
+		if h.open {
 			data := append(h.tail, s.Data...)
 			h.tail = data[:0]
 			h.open = false
-			parseFields(data, h, p.lastHost)
+			rest, body, ended := parseFields(data, h, p.lastHost)
 			p.noteHost(h)
 			continueTrace(h)
+			if ended && len(rest) <= len(s.Data) {
+				requestBody(h, rest, int64(s.Len)-int64(len(s.Data)-len(rest)), body)
+			}
+		} else if h.gx != nil && h.bodyLeft > 0 {
+			// The rest of a model call's request body.
+			requestBody(h, s.Data, int64(s.Len), 0)
 		}
 		return out
 	}
@@ -95,7 +114,15 @@ func (p *parser) response(out []*model.Span, s *protocols.Segment) []*model.Span
 			return out // a request from before the agent attached
 		}
 		req := p.requested.Pop()
-		out = append(out, p.span(req, status, s.Time, trace.SpanKindClient))
+		span := p.span(req, status, s.Time, trace.SpanKindClient)
+		if req.gx != nil {
+			// The span ends with the head: what the body holds past
+			// this segment is not read.
+			responseHead(req, status, s.Data, int64(s.Len), s.Time)
+			req.respLost = !req.gx.Done()
+			p.finishGenAI(span, req, model.GenAIEndUnknown)
+		}
+		out = append(out, span)
 		p.recycle(req)
 		return out
 	}
@@ -141,8 +168,13 @@ func (p *parser) requests(out []*model.Span, s *protocols.Segment) []*model.Span
 			// The request line itself goes on past this read.
 			h.open = true
 		} else {
+			p.startGenAI(h)
+			h.lastRead = len(s.Data)
 			rest, body, found = parseFields(rest, h, p.lastHost)
 			p.noteHost(h)
+			if found && h.gx != nil {
+				requestBody(h, rest, int64(s.Len)-int64(len(s.Data)-len(rest)), body)
+			}
 		}
 		out = p.request(out, h, s)
 		if !found || body < 0 && body != bodyUnknown || body > len(rest) {
@@ -195,7 +227,16 @@ func (p *parser) endReply(out []*model.Span) []*model.Span {
 	r := p.sending
 	p.sending = reply{}
 	p.env.Done(r.req.tid, &r.req.ids)
-	out = append(out, p.span(r.req, r.status, r.last, trace.SpanKindServer))
+	span := p.span(r.req, r.status, r.last, trace.SpanKindServer)
+	if r.req.gx != nil {
+		r.req.respLost = r.dc.lost && !r.req.gx.Done()
+		end := model.GenAIEndFraming
+		if r.framing == framedClose {
+			end = model.GenAIEndClosed
+		}
+		p.finishGenAI(span, r.req, end)
+	}
+	out = append(out, span)
 	p.recycle(r.req)
 	return out
 }

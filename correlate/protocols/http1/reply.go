@@ -27,13 +27,17 @@ type reply struct {
 	status  int
 	last    time.Time // when its last write began
 	framing framing
-	left    int64 // body bytes still to come (framedLength)
+	left    int64   // body bytes still to come (framedLength)
+	dc      dechunk // a model call's body, as it is read
 }
 
 // start reads how the response whose head s writes is framed, and whether
 // s already holds all of it.
 func (r *reply) start(req *head, status int, s *protocols.Segment) bool {
 	*r = reply{req: req, status: status, last: s.Time}
+	if req.gx != nil {
+		r.dc = responseHead(req, status, s.Data, int64(s.Len), s.Time)
+	}
 	if req.method == "HEAD" || status == 204 || status == 304 || status == 101 || s.Partial {
 		// No body, or a write whose end is unknown: the response ends
 		// here, as it is written.
@@ -66,6 +70,13 @@ func (r *reply) start(req *head, status int, s *protocols.Segment) bool {
 // with it.
 func (r *reply) more(s *protocols.Segment) bool {
 	r.last = s.Time
+	if x := r.req.gx; x != nil {
+		// A model call's body: what the capture holds of it.
+		r.dc.feed(s.Data, func(b []byte) { x.ResponseBody(s.Time, b) })
+		if int(s.Len) > len(s.Data) {
+			r.dc.lost = true
+		}
+	}
 	if s.Partial {
 		return true // where it ends is not known: take it to end here
 	}

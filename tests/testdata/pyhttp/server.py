@@ -30,12 +30,19 @@ those connections exist before any tracer attaches. Then:
   GET /sendfile?gap_ms=M
                    a 1000-byte body (Content-Length) sent from a file with sendfile(2),
                    in two halves M ms apart
+  POST /v1/chat/completions
+                   an OpenAI-shaped model answer to the JSON request's "model": streamed
+                   (server-sent events, chunked) when "stream" is true: a role chunk
+                   after 80 ms, then five content chunks 20 ms apart, the finish
+                   reason, a usage chunk (input 11, output 5) and [DONE]; else one JSON
+                   document with the same usage
   GET /external?tls=PORT&tcp=PORT
                    a TLS handshake to 127.0.0.1:PORT for api.llm.example (whatever
                    the answer), and "PING\n" over plain TCP to the other port,
                    reading the reply
 """
 import http.server
+import json
 import os
 import signal
 import sys
@@ -128,6 +135,46 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path != "/v1/chat/completions":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        req = json.loads(body)
+        model = req.get("model", "")
+        head = {"id": "chatcmpl-py1", "object": "chat.completion.chunk", "created": 1, "model": model + "-0613"}
+        usage = {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16}
+        if not req.get("stream"):
+            answer = dict(head, object="chat.completion", choices=[{"index": 0, "message": {
+                "role": "assistant", "content": "t0 t1 t2 t3 t4"}, "finish_reason": "stop"}], usage=usage)
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+
+        def event(obj):
+            data = b"data: " + (obj if isinstance(obj, bytes) else json.dumps(obj).encode()) + b"\n\n"
+            self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+        time.sleep(0.08)
+        event(dict(head, choices=[{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]))
+        for i in range(5):
+            time.sleep(0.02)
+            event(dict(head, choices=[{"index": 0, "delta": {"content": "t%d " % i}, "finish_reason": None}]))
+        event(dict(head, choices=[{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+        event(dict(head, choices=[], usage=usage))
+        event(b"[DONE]")
+        self.wfile.write(b"0\r\n\r\n")
 
     def stream(self, path, query):
         chunks = int(query.get("chunks", ["4"])[0])
