@@ -24,8 +24,10 @@ func TestLinearTime(t *testing.T) {
 		ts := timeIt(func() { r.String(small); r.URL(small); r.URLQuery(small); SanitizeSQL(small); SQLCollection(small) })
 		tb := timeIt(func() { r.String(big); r.URL(big); r.URLQuery(big); SanitizeSQL(big); SQLCollection(big) })
 		// 32 times the input; allow a generous factor for noise on a busy
-		// machine, far below the 1024 a quadratic scan would take.
-		if tb > 200*ts && tb > 50*time.Millisecond {
+		// machine (a small run that got the core to itself against a big
+		// one that was preempted), still far below the 1024 a quadratic
+		// scan would take.
+		if tb > 300*ts && tb > 50*time.Millisecond {
 			t.Errorf("%q: %v for %d bytes but %v for %d bytes", u, ts, len(small), tb, len(big))
 		}
 	}
@@ -33,7 +35,7 @@ func TestLinearTime(t *testing.T) {
 
 func timeIt(f func()) time.Duration {
 	best := time.Duration(1 << 62)
-	for range 3 {
+	for range 5 {
 		start := time.Now()
 		f()
 		best = min(best, time.Since(start))
