@@ -9,7 +9,6 @@ package main
 // real-program tests.
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -259,33 +258,14 @@ func (c *memCase) run(bins map[string]string) error {
 	return err
 }
 
-// procMemory reads VmRSS and VmHWM of pid, in bytes.
+// procMemory reads VmRSS and VmHWM of pid, in bytes (memoryOf), failing
+// when the process is gone.
 func procMemory(pid int) (rss, hwm int64, err error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (k != "VmRSS" && k != "VmHWM") {
-			continue
-		}
-		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("parsing %s of pid %d: %w", k, pid, err)
-		}
-		if k == "VmRSS" {
-			rss = kb << 10
-		} else {
-			hwm = kb << 10
-		}
-	}
+	rss, hwm = memoryOf(pid)
 	if rss == 0 || hwm == 0 {
-		return 0, 0, errors.New("no VmRSS/VmHWM in /proc/PID/status")
+		return 0, 0, fmt.Errorf("no VmRSS or VmHWM in /proc/%d/status", pid)
 	}
-	return rss, hwm, sc.Err()
+	return rss, hwm, nil
 }
 
 // waitServing waits until url answers.
