@@ -83,7 +83,8 @@ log "building dbapp"
 # smallest of them (25 MB with DWARF), from the cache setup.sh fills; cold,
 # build-program.sh builds it in about four minutes.
 log "building nats-server (scripts/build-program.sh)"
-cp "$(scripts/build-program.sh nats-server)" "$payload/prebuilt/nats-server"
+nats_bin="$(scripts/build-program.sh nats-server)"
+cp "$nats_bin" "$payload/prebuilt/nats-server"
 
 for pkg in verifier e2e kerneltrace; do
 	log "building tests/$pkg.test"
