@@ -12,8 +12,8 @@
 #
 # Usage: scripts/build-program.sh NAME. The binary is cached at
 # $REPO/.cache/bin/NAME and rebuilt only when it is missing or older than its
-# module's go.sum (the pinned version changed). A cold build takes two to
-# seven minutes on two cores. The binaries are static (no cgo). Progress goes
+# module's go.sum (the pinned version changed). A cold build takes one
+# (NATS server) to four (PocketBase) minutes on two cores. The binaries are static (no cgo). Progress goes
 # to stderr; the binary's absolute path is the only thing printed on stdout.
 set -euo pipefail
 

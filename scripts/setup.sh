@@ -105,7 +105,7 @@ rm -f "$jaeger_log"
 # The real programs tests/e2e/realprogs_test.go traces (and the memory phase
 # of make bench), built from the module proxy at the versions pinned under
 # tests/tools and cached like Jaeger. Cold, on two cores, they take about
-# ten minutes together; cached, nothing.
+# seven minutes together (PocketBase half of it); cached, nothing.
 for prog in nats-server caddy caddy-stripped pocketbase; do
 	prog_log="$(mktemp)"
 	if ! prog_bin="$("$repo/scripts/build-program.sh" "$prog" 2>"$prog_log")"; then

@@ -81,7 +81,7 @@ log "building dbapp"
 
 # One real program on every kernel (TestRealNATS): NATS server, the
 # smallest of them (25 MB with DWARF), from the cache setup.sh fills; cold,
-# build-program.sh builds it in about four minutes.
+# build-program.sh builds it in about a minute.
 log "building nats-server (scripts/build-program.sh)"
 nats_bin="$(scripts/build-program.sh nats-server)"
 cp "$nats_bin" "$payload/prebuilt/nats-server"

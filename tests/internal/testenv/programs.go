@@ -22,8 +22,8 @@ const (
 )
 
 // BuildProgram returns the binary of the real program name (Caddy, ...),
-// building it when its cached copy in .cache/bin is missing or stale: two
-// to seven minutes on a cold Go build cache, which scripts/setup.sh spends
+// building it when its cached copy in .cache/bin is missing or stale: one
+// to four minutes on a cold Go build cache, which scripts/setup.sh spends
 // ahead of the tests. With PrebuiltEnv set it returns the prebuilt one.
 func BuildProgram(t testing.TB, name string) string {
 	t.Helper()
