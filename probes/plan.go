@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/offsets"
@@ -146,6 +147,7 @@ func (p *Planned) Load(shared *events.Shared) (*Loaded, error) {
 			delete(replace, name) // not used by these programs
 		}
 	}
+	sizeForOneProcess(spec, replace)
 	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
 	if err != nil {
 		return nil, fmt.Errorf("%s: loading the %s programs: %w", p.target, p.Name(), err)
@@ -482,6 +484,44 @@ func (pl *planner) missingIn(p *Part) (string, error) {
 		}
 	}
 	return "", nil
+}
+
+// Sizes of the maps an instrumentation loads for each process it traces.
+const (
+	// perProcessLRUEntries caps an LRU map of one process: calls in
+	// progress at once in one process, whose oldest are evicted beyond.
+	perProcessLRUEntries = 4096
+	// perProcessLRUBytes caps it further when its entries are large (a
+	// query's text): a database pool rarely has more than a hundred
+	// connections busy at once.
+	perProcessLRUBytes = 1 << 20
+	// perProcessLRUMinEntries is what the byte cap never goes below.
+	perProcessLRUMinEntries = 1024
+)
+
+// sizeForOneProcess sizes the maps the programs of one process own (those
+// not replaced by the shared ones) for one process: the objects declare
+// them for the busiest program imaginable, and the kernel allocates an LRU
+// or hash map whole when it is created, for each process traced. A hash
+// map allocates its entries as they are added instead (a request in
+// progress costs its entry, an idle process nothing); an LRU map, which
+// cannot, is capped (perProcessLRU*).
+func sizeForOneProcess(spec *ebpf.CollectionSpec, shared map[string]*ebpf.Map) {
+	for name, m := range spec.Maps {
+		if _, ok := shared[name]; ok {
+			continue
+		}
+		switch m.Type {
+		case ebpf.Hash:
+			m.Flags |= unix.BPF_F_NO_PREALLOC
+		case ebpf.LRUHash:
+			entries := uint32(perProcessLRUEntries)
+			if size := m.KeySize + m.ValueSize; size > 0 {
+				entries = min(entries, max(perProcessLRUMinEntries, perProcessLRUBytes/size))
+			}
+			m.MaxEntries = min(m.MaxEntries, entries)
+		}
+	}
 }
 
 // dropUnusedMaps removes the maps no program of spec uses, with their

@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/zerotrace/zerotrace/probes/gobin"
@@ -56,7 +57,7 @@ func OpenTarget(pid int) (*Target, error) {
 		}
 		return nil, fmt.Errorf("pid %d: reading %s: %w", pid, procExe, err)
 	}
-	bin, err := gobin.Open(procExe)
+	bin, err := binaries.open(procExe)
 	if err != nil {
 		if errors.Is(err, gobin.ErrNotGo) {
 			return nil, fmt.Errorf("pid %d (%s): %w; only Go programs can be traced with uprobes", pid, exe, gobin.ErrNotGo)
@@ -65,10 +66,104 @@ func OpenTarget(pid int) (*Target, error) {
 	}
 	bias, err := loadBias(pid, procExe)
 	if err != nil {
-		bin.Close()
+		binaries.release(bin)
 		return nil, fmt.Errorf("pid %d (%s): %w", pid, exe, err)
 	}
 	return &Target{PID: pid, Exe: exe, ProbePath: procExe, Bin: bin, LoadBias: bias}, nil
+}
+
+// binaries shares one gobin.Binary between the traced processes that run
+// the same executable file, so that a service with many workers, or a
+// binary deployed as several services, is parsed once and its answers
+// (functions, struct offsets, itabs) are held once.
+var binaries = binaryTable{byID: map[fileID]*sharedBinary{}}
+
+// fileID identifies an executable file's contents: the same inode on the
+// same device, not modified since (a binary rebuilt in place keeps its
+// inode but not its size and time).
+type fileID struct {
+	dev, ino    uint64
+	size, mtime int64
+}
+
+type sharedBinary struct {
+	bin  *gobin.Binary
+	id   fileID
+	refs int
+}
+
+type binaryTable struct {
+	mu    sync.Mutex
+	byID  map[fileID]*sharedBinary
+	byBin map[*gobin.Binary]*sharedBinary
+}
+
+// open returns the binary behind path (a /proc/PID/exe link), opened once
+// per executable file and counted: release it when done.
+func (bt *binaryTable) open(path string) (*gobin.Binary, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("opening %s: %w", path, err)
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return gobin.Open(path)
+	}
+	id := fileID{dev: sys.Dev, ino: sys.Ino, size: st.Size(), mtime: st.ModTime().UnixNano()}
+	bt.mu.Lock()
+	defer bt.mu.Unlock()
+	if sb, ok := bt.byID[id]; ok {
+		sb.refs++
+		return sb.bin, nil
+	}
+	bin, err := gobin.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	sb := &sharedBinary{bin: bin, id: id, refs: 1}
+	bt.byID[id] = sb
+	if bt.byBin == nil {
+		bt.byBin = map[*gobin.Binary]*sharedBinary{}
+	}
+	bt.byBin[bin] = sb
+	return bin, nil
+}
+
+// release gives back one reference to bin, closing it with the last.
+func (bt *binaryTable) release(bin *gobin.Binary) error {
+	bt.mu.Lock()
+	sb, ok := bt.byBin[bin]
+	if ok {
+		sb.refs--
+		if sb.refs > 0 {
+			bt.mu.Unlock()
+			return nil
+		}
+		delete(bt.byBin, bin)
+		delete(bt.byID, sb.id)
+	}
+	bt.mu.Unlock()
+	return bin.Close()
+}
+
+// Shared tells how many targets share t's binary (1 when only t).
+func (t *Target) Shared() int {
+	binaries.mu.Lock()
+	defer binaries.mu.Unlock()
+	if sb, ok := binaries.byBin[t.Bin]; ok {
+		return sb.refs
+	}
+	return 1
+}
+
+// ReleaseTables drops what planning needed and tracing does not: the
+// tables the binary built to answer the planner (it keeps the answers, so
+// attaching and further processes of the same executable need no table,
+// and the itab index the span decoders use). Call it once the target is
+// planned.
+func (t *Target) ReleaseTables() {
+	t.Bin.IndexItabs()
+	t.Bin.Release()
 }
 
 // loadBias finds where a position-independent executable was loaded, from
@@ -137,10 +232,12 @@ func (t *Target) String() string {
 	return fmt.Sprintf("pid %d (%s)", t.PID, t.Exe)
 }
 
-// Close releases the binary.
+// Close releases the binary; the target must not be used afterwards.
 func (t *Target) Close() error {
 	if t.Bin == nil {
 		return nil
 	}
-	return t.Bin.Close()
+	bin := t.Bin
+	t.Bin = nil
+	return binaries.release(bin)
 }

@@ -2,7 +2,8 @@
 # Prepares a fresh Debian 12 machine that has only Go for zerotrace's builds
 # and tests: Debian packages (BPF toolchain, QEMU for kernel-matrix tests, load
 # generator, PostgreSQL for database tests), the bpffs mount the tests need,
-# and the Jaeger binary the end-to-end tests export to.
+# the Jaeger binary the end-to-end tests export to, and the real programs
+# (Caddy, PocketBase, NATS server) that tests/e2e/realprogs_test.go traces.
 #
 # Idempotent and quick when there is nothing to do: packages are installed
 # (and apt-get update run) only when one is missing, mounts are made only
@@ -100,5 +101,20 @@ if ! jaeger_bin="$("$repo/scripts/build-jaeger.sh" 2>"$jaeger_log")"; then
 fi
 step jaeger "$jaeger_bin ($(tail -n 1 "$jaeger_log" | sed 's/^jaeger: //'))"
 rm -f "$jaeger_log"
+
+# The real programs tests/e2e/realprogs_test.go traces (and the memory phase
+# of make bench), built from the module proxy at the versions pinned under
+# tests/tools and cached like Jaeger. Cold, on two cores, they take about
+# seven minutes together (PocketBase half of it); cached, nothing.
+for prog in nats-server caddy caddy-stripped pocketbase; do
+	prog_log="$(mktemp)"
+	if ! prog_bin="$("$repo/scripts/build-program.sh" "$prog" 2>"$prog_log")"; then
+		cat "$prog_log" >&2
+		rm -f "$prog_log"
+		die "scripts/build-program.sh $prog failed"
+	fi
+	step "$prog" "$prog_bin ($(tail -n 1 "$prog_log" | sed "s/^$prog: //"))"
+	rm -f "$prog_log"
+done
 
 step done "ready"

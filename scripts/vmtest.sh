@@ -17,6 +17,8 @@
 #   prebuilt/zerotrace         ./cmd/zerotrace
 #   prebuilt/sampleapp-*       tests/sampleapp, one per toolchain and flags
 #   prebuilt/dbapp             tests/dbapp (database/sql sample service)
+#   prebuilt/nats-server       scripts/build-program.sh nats-server (a real
+#                              program, cached in .cache/bin by setup.sh)
 #   tests/verifier.test        go test -c ./tests/verifier
 #   tests/e2e.test             go test -c ./tests/e2e
 #   tests/kerneltrace.test     go test -c ./tests/kerneltrace
@@ -76,6 +78,13 @@ build_sampleapp "$other_toolchain" "-s -w" "sampleapp-$other_toolchain-ldflags-s
 # programs: testenv.BuildDBApp takes it from prebuilt/.
 log "building dbapp"
 (cd tests/dbapp && go build -o "$repo/$payload/prebuilt/dbapp" .)
+
+# One real program on every kernel (TestRealNATS): NATS server, the
+# smallest of them (25 MB with DWARF), from the cache setup.sh fills; cold,
+# build-program.sh builds it in about a minute.
+log "building nats-server (scripts/build-program.sh)"
+nats_bin="$(scripts/build-program.sh nats-server)"
+cp "$nats_bin" "$payload/prebuilt/nats-server"
 
 for pkg in verifier e2e kerneltrace; do
 	log "building tests/$pkg.test"

@@ -6,10 +6,10 @@
 //
 //   func (db *DB) queryDC(ctx, txctx context.Context, dc *driverConn,
 //                         releaseConn func(error), query string, args []any) (*Rows, error)
-//     entry: RAX = db, R10/R11 = query      return: RBX/RCX = error
+//     entry: RAX = db, R8 = dc, R10/R11 = query    return: RBX/RCX = error
 //   func (db *DB) execDC(ctx context.Context, dc *driverConn, release func(error),
 //                        query string, args []any) (res Result, err error)
-//     entry: RAX = db, R8/R9 = query        return: RCX/RDI = error
+//     entry: RAX = db, RDI = dc, R8/R9 = query     return: RCX/RDI = error
 //   func (s *Stmt) QueryContext(ctx context.Context, args ...any) (*Rows, error)
 //     entry: RAX = s (s.db, s.query)         return: RBX/RCX = error
 //   func (s *Stmt) ExecContext(ctx context.Context, args ...any) (Result, error)
@@ -43,12 +43,15 @@ volatile const __u64 off_stmt_query;
 volatile const __u64 off_dsn_connector_dsn;
 volatile const __u64 off_dsn_connector_driver;
 volatile const __u64 off_driver_result_resi;
+volatile const __u64 off_driver_conn_ci;
+volatile const __u8 read_conn_type; // off_driver_conn_ci is known
 
 struct inflight {
 	__u64 start_ns;
 	__u64 goid;
 	__u64 db;
 	__u64 query_ptr; // to recognise a second entry hit after morestack
+	__u64 conn_type; // itab of dc->ci
 	struct span_ids ids;
 	__u16 query_len;
 	__u8 call;
@@ -74,7 +77,7 @@ struct {
 	__type(value, struct inflight);
 } db_scratch SEC(".maps");
 
-static __always_inline void enter(struct pt_regs *ctx, __u8 call, __u64 db, struct go_string query)
+static __always_inline void enter(struct pt_regs *ctx, __u8 call, __u64 db, __u64 dc, struct go_string query)
 {
 	__u64 g = GO_G(ctx);
 	__u64 goid = read_u64(g + off_g_goid);
@@ -90,6 +93,9 @@ static __always_inline void enter(struct pt_regs *ctx, __u8 call, __u64 db, stru
 	in->goid = goid;
 	in->db = db;
 	in->query_ptr = query.ptr;
+	in->conn_type = 0;
+	if (dc && read_conn_type)
+		in->conn_type = read_u64(dc + off_driver_conn_ci); // the itab word
 	in->call = call;
 	in->truncated = 0;
 	__builtin_memset(in->pad, 0, sizeof(in->pad));
@@ -120,7 +126,7 @@ SEC("uprobe/DB_queryDC")
 int query_dc_enter(struct pt_regs *ctx)
 {
 	struct go_string q = {.ptr = ctx->r10, .len = ctx->r11};
-	enter(ctx, DB_CALL_QUERY, GO_ARG1(ctx), q);
+	enter(ctx, DB_CALL_QUERY, GO_ARG1(ctx), GO_ARG6(ctx), q);
 	return 0;
 }
 
@@ -128,7 +134,7 @@ SEC("uprobe/DB_execDC")
 int exec_dc_enter(struct pt_regs *ctx)
 {
 	struct go_string q = {.ptr = ctx->r8, .len = ctx->r9};
-	enter(ctx, DB_CALL_EXEC, GO_ARG1(ctx), q);
+	enter(ctx, DB_CALL_EXEC, GO_ARG1(ctx), GO_ARG4(ctx), q);
 	return 0;
 }
 
@@ -140,7 +146,7 @@ static __always_inline void stmt_enter(struct pt_regs *ctx, __u8 call)
 		count(COUNTER_READ_FAILED);
 		return;
 	}
-	enter(ctx, call, read_u64(s + off_stmt_db), q);
+	enter(ctx, call, read_u64(s + off_stmt_db), 0, q);
 }
 
 SEC("uprobe/Stmt_QueryContext")
@@ -235,6 +241,7 @@ static __always_inline void leave(struct pt_regs *ctx, __u64 err_tab, __u64 err_
 	e->call = in->call;
 	e->truncated = in->truncated;
 	e->query_len = in->query_len;
+	e->conn_type = in->conn_type;
 	bpf_probe_read_kernel(e->query, sizeof(e->query), in->query);
 	__u64 db = in->db;
 	bpf_map_delete_elem(&db_inflight, &g);

@@ -49,6 +49,12 @@ struct db_query_event {
 	// stdlib connector.
 	__u64 connector_type;
 	__u64 driver_type;
+	// itab of the connection the call ran on (driverConn.ci, a
+	// driver.Conn), for calls through queryDC and execDC; 0 for prepared
+	// statements, or when unknown. The connection's type is the real
+	// driver's even when the program registers a wrapper driver or
+	// connector whose type names no database.
+	__u64 conn_type;
 	// For an exec: the itab of the driver's Result and its first two
 	// words, in which user space finds the rows affected for the result
 	// types it knows (driver.RowsAffected, modernc.org/sqlite's result).

@@ -69,7 +69,7 @@ func newAttachCommand() *cobra.Command {
 	f.StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
 	f.DurationVar(&o.statsInterval, "stats-interval", 30*time.Second, "how often to report lost events on stderr (0 disables)")
 	f.IntVar(&o.queueLen, "queue", 16384, "spans queued for each exporter before dropping")
-	f.StringVar(&o.configPath, "config", "", "YAML configuration file (redaction settings; see README)")
+	f.StringVar(&o.configPath, "config", "", "YAML configuration file (redaction settings, spans to leave out; see README)")
 	f.StringVar(&o.listen, "listen", defaultListen, "local HTTP endpoint for the service map page, /api/map and /metrics (\"off\" disables)")
 	f.StringVar(&o.inject, "inject", string(inject.Auto), "add a traceparent header to outgoing HTTP/1.x requests: auto, sk-msg, write-user or off")
 	// For developers measuring the agent's own CPU cost.
@@ -177,6 +177,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	a, err := agent.New(agent.Config{
 		Log: log, Out: stderr, ServiceName: serviceName, Inject: injectMode,
 		Redactor: red, QueueLen: o.queueLen, Listen: o.listen,
+		DropBackground: cfg.Spans.DropBackground,
 	})
 	if err != nil {
 		return fail(stderr, err)

@@ -21,11 +21,24 @@ import (
 //	  patterns:                     # more values to remove (RE2)
 //	    - name: employee
 //	      regex: 'EMP-\d{6}'
+//	spans:
+//	  drop_background: true         # not export calls made outside any request
 //
 // Decoding is strict: an unknown key anywhere is an error, because a
 // misspelt key would otherwise silently leave data unredacted.
 type fileConfig struct {
 	Redaction redact.Config `yaml:"redaction"`
+	Spans     spansConfig   `yaml:"spans"`
+}
+
+// spansConfig chooses which spans are exported.
+type spansConfig struct {
+	// DropBackground leaves out of the exporters the CLIENT spans a Go
+	// program makes outside any request (a ticker's queries, a log
+	// writer's inserts), which are roots of traces of their own and
+	// marked zerotrace.background=true otherwise. The service map and the
+	// metrics still count them.
+	DropBackground bool `yaml:"drop_background"`
 }
 
 // loadConfig reads path; "" gives the defaults.

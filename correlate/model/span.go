@@ -96,6 +96,17 @@ func (s *Span) SetIDs(ids SpanIDs) {
 	s.TraceID, s.SpanID, s.ParentSpanID = ids.TraceID, ids.SpanID, ids.Parent
 }
 
+// Background tells whether the span is work a Go program did outside any
+// request it served: a CLIENT span (an outgoing call, a query) with no
+// parent. Go programs' probes give a call the span of the request being
+// served on its goroutine or on the goroutine that started it, so a call
+// without one comes from a ticker, a worker or a log writer that outlived
+// its request. (A kernel-traced call without a parent may just be one whose
+// request could not be told: it is not background.)
+func (s *Span) Background() bool {
+	return s.Kind == trace.SpanKindClient && s.Source == SourceGo && !s.ParentSpanID.IsValid()
+}
+
 // ProcessID is the traced process that produced the span.
 func (s *Span) ProcessID() uint32 { return s.PID }
 

@@ -58,6 +58,9 @@ func apply(s *model.Span, r texts) {
 	if s.Source == model.SourceKernel {
 		attrs = append(attrs, attribute.String("zerotrace.source", "kernel"))
 	}
+	if s.Background() {
+		attrs = append(attrs, attribute.Bool("zerotrace.background", true))
+	}
 	if s.Truncated {
 		attrs = append(attrs, attribute.Bool("zerotrace.truncated", true))
 	}

@@ -43,6 +43,7 @@ type dbsqlDbQueryEvent struct {
 	ErrType       uint64
 	ConnectorType uint64
 	DriverType    uint64
+	ConnType      uint64
 	ResultType    uint64
 	ResultWords   [2]int64
 	QueryLen      uint16
@@ -88,6 +89,7 @@ const (
 	dbsqlProgStmtExecEnter        = "stmt_exec_enter"
 	dbsqlProgStmtQueryEnter       = "stmt_query_enter"
 	dbsqlVarOffDbConnector        = "off_db_connector"
+	dbsqlVarOffDriverConnCi       = "off_driver_conn_ci"
 	dbsqlVarOffDriverResultResi   = "off_driver_result_resi"
 	dbsqlVarOffDsnConnectorDriver = "off_dsn_connector_driver"
 	dbsqlVarOffDsnConnectorDsn    = "off_dsn_connector_dsn"
@@ -95,6 +97,7 @@ const (
 	dbsqlVarOffG_parentGoid       = "off_g_parent_goid"
 	dbsqlVarOffStmtDb             = "off_stmt_db"
 	dbsqlVarOffStmtQuery          = "off_stmt_query"
+	dbsqlVarReadConnType          = "read_conn_type"
 	dbsqlVarUnusedDbCall          = "unused_db_call"
 	dbsqlVarUnusedDbQueryEvent    = "unused_db_query_event"
 	dbsqlVarUnusedDbQueryRecord   = "unused_db_query_record"
@@ -170,6 +173,7 @@ type dbsqlMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type dbsqlVariableSpecs struct {
 	OffDbConnector        *ebpf.VariableSpec `ebpf:"off_db_connector"`
+	OffDriverConnCi       *ebpf.VariableSpec `ebpf:"off_driver_conn_ci"`
 	OffDriverResultResi   *ebpf.VariableSpec `ebpf:"off_driver_result_resi"`
 	OffDsnConnectorDriver *ebpf.VariableSpec `ebpf:"off_dsn_connector_driver"`
 	OffDsnConnectorDsn    *ebpf.VariableSpec `ebpf:"off_dsn_connector_dsn"`
@@ -177,6 +181,7 @@ type dbsqlVariableSpecs struct {
 	OffG_parentGoid       *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	OffStmtDb             *ebpf.VariableSpec `ebpf:"off_stmt_db"`
 	OffStmtQuery          *ebpf.VariableSpec `ebpf:"off_stmt_query"`
+	ReadConnType          *ebpf.VariableSpec `ebpf:"read_conn_type"`
 	UnusedDbCall          *ebpf.VariableSpec `ebpf:"unused_db_call"`
 	UnusedDbQueryEvent    *ebpf.VariableSpec `ebpf:"unused_db_query_event"`
 	UnusedDbQueryRecord   *ebpf.VariableSpec `ebpf:"unused_db_query_record"`
@@ -230,6 +235,7 @@ func (m *dbsqlMaps) Close() error {
 // It can be passed to loadDbsqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dbsqlVariables struct {
 	OffDbConnector        *ebpf.Variable `ebpf:"off_db_connector"`
+	OffDriverConnCi       *ebpf.Variable `ebpf:"off_driver_conn_ci"`
 	OffDriverResultResi   *ebpf.Variable `ebpf:"off_driver_result_resi"`
 	OffDsnConnectorDriver *ebpf.Variable `ebpf:"off_dsn_connector_driver"`
 	OffDsnConnectorDsn    *ebpf.Variable `ebpf:"off_dsn_connector_dsn"`
@@ -237,6 +243,7 @@ type dbsqlVariables struct {
 	OffG_parentGoid       *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	OffStmtDb             *ebpf.Variable `ebpf:"off_stmt_db"`
 	OffStmtQuery          *ebpf.Variable `ebpf:"off_stmt_query"`
+	ReadConnType          *ebpf.Variable `ebpf:"read_conn_type"`
 	UnusedDbCall          *ebpf.Variable `ebpf:"unused_db_call"`
 	UnusedDbQueryEvent    *ebpf.Variable `ebpf:"unused_db_query_event"`
 	UnusedDbQueryRecord   *ebpf.Variable `ebpf:"unused_db_query_record"`

@@ -35,6 +35,9 @@ var (
 	// DriverResultResi is database/sql.driverResult.resi, the driver's own
 	// Result that an exec's Result wraps.
 	DriverResultResi = offsets.Field{Struct: "database/sql.driverResult", Name: "resi"}
+	// DriverConnCi is database/sql.driverConn.ci, the driver.Conn a call
+	// runs on: its type is the real driver's, also behind a wrapper.
+	DriverConnCi = offsets.Field{Struct: "database/sql.driverConn", Name: "ci"}
 )
 
 // Probe is the database/sql instrumentation.
@@ -46,6 +49,7 @@ func declare(s *dbsqlSpecs) probes.Declaration {
 	// has none (the linker drops the type), and then nothing to lose.
 	dsn := &probes.Part{Gives: "server.address, server.port and db.namespace from sql.Open's data source name"}
 	rows := &probes.Part{Gives: "the rows an exec affected"}
+	conn := &probes.Part{Gives: "db.system.name from the connection's type when a wrapper driver hides the database", Flag: s.ReadConnType}
 	return probes.Declaration{
 		Uprobes: []probes.Uprobe{
 			{Symbol: QueryDC, Entry: s.QueryDcEnter, Return: s.QueryReturn, Optional: true},
@@ -62,6 +66,7 @@ func declare(s *dbsqlSpecs) probes.Declaration {
 			{Field: DSNConnectorDSN, Offset: s.OffDsnConnectorDsn, Size: probes.String, Part: dsn},
 			{Field: DSNConnectorDriver, Offset: s.OffDsnConnectorDriver, Size: probes.Iface, Part: dsn},
 			{Field: DriverResultResi, Offset: s.OffDriverResultResi, Size: probes.Iface, Part: rows},
+			{Field: DriverConnCi, Offset: s.OffDriverConnCi, Size: probes.Word, Part: conn},
 		},
 	}
 }

@@ -59,6 +59,10 @@ type Query struct {
 	// name; they mean nothing for other connectors.
 	Connector, Driver string
 	DSNs              [2]string
+	// Conn names the type of the connection the call ran on (a
+	// driver.Conn), "" for prepared statements or when unknown: the real
+	// driver's type even behind a wrapper driver or connector.
+	Conn string
 
 	// ResultType names the driver's Result of an exec ("" when none or
 	// unknown); ResultWords are its first two words, which hold the rows
@@ -123,6 +127,20 @@ func dbSystem(typ string) string {
 	return "other_sql"
 }
 
+// system is the query's db.system.name: from the connection's type, which
+// is the real driver's unless the connections are wrapped too, else from
+// the connector's, or sql.Open's driver's.
+func (q *Query) system() string {
+	if s := dbSystem(q.Conn); s != "other_sql" {
+		return s
+	}
+	typ := q.Connector
+	if typ == dsnConnector || typ == "" {
+		typ = q.Driver
+	}
+	return dbSystem(typ)
+}
+
 // dsnServer finds the server address, port and database name in a data
 // source name: a URL (postgres://user:pw@host:port/db?…) or key=value pairs
 // (host=… port=… dbname=…). Passwords are never returned.
@@ -162,11 +180,7 @@ func dsnServer(dsn string) (host string, port int, db string) {
 // semantic conventions. The query text is always sanitized: literals become
 // '?', whatever the redaction settings.
 func (q *Query) Span() *model.Span {
-	typ := q.Connector
-	if typ == dsnConnector || typ == "" {
-		typ = q.Driver
-	}
-	system := dbSystem(typ)
+	system := q.system()
 	d := semconv.SQL(system, q.Query)
 	if i, ok := dsnAt[q.Connector]; ok && system != "sqlite" {
 		d.ServerAddress, d.ServerPort, d.Namespace = dsnServer(q.DSNs[i])
@@ -213,6 +227,9 @@ func decode(e *dbsqlDbQueryEvent, d *events.Decoder) *Query {
 	if d.Namer != nil {
 		q.Connector = d.Name(e.Hdr.Pid, e.ConnectorType)
 		q.Driver = d.Name(e.Hdr.Pid, e.DriverType)
+		if e.ConnType != 0 {
+			q.Conn = d.Name(e.Hdr.Pid, e.ConnType)
+		}
 		q.ErrType = d.Name(e.Hdr.Pid, e.ErrType)
 		if e.ResultType != 0 {
 			q.ResultType = d.Name(e.Hdr.Pid, e.ResultType)

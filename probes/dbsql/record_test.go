@@ -121,3 +121,30 @@ func TestDBSpanRowsAffected(t *testing.T) {
 		}
 	}
 }
+
+// A program that registers its own driver type around the real one (a
+// hooks or instrumentation wrapper) still gets the database's name, from
+// the connection's type; wrapped connections leave the connector's.
+func TestDBSystemBehindWrapper(t *testing.T) {
+	for _, c := range []struct {
+		q    Query
+		want string
+	}{
+		{Query{Connector: dsnConnector, Driver: "*main.hooksDriver", Conn: "*modernc.org/sqlite.conn"}, "sqlite"},
+		{Query{Connector: "*main.connector", Conn: "*github.com/jackc/pgx/v5/stdlib.Conn"}, "postgresql"},
+		{Query{Connector: dsnConnector, Driver: "*modernc.org/sqlite.Driver", Conn: "*example.com/otelsql.otConn"}, "sqlite"},
+		{Query{Connector: dsnConnector, Driver: "*main.hooksDriver", Call: StmtQueryCall}, "other_sql"},
+	} {
+		c.q.Query = "SELECT 1"
+		s := dbSpan(&c.q)
+		got := ""
+		for _, kv := range s.Attributes {
+			if kv.Key == "db.system.name" {
+				got = kv.Value.Emit()
+			}
+		}
+		if got != c.want {
+			t.Errorf("connector %q driver %q conn %q: db.system.name %q, want %q", c.q.Connector, c.q.Driver, c.q.Conn, got, c.want)
+		}
+	}
+}

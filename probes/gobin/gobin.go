@@ -11,11 +11,9 @@ import (
 	"debug/buildinfo"
 	"debug/dwarf"
 	"debug/elf"
-	"debug/gosym"
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 )
 
@@ -71,13 +69,22 @@ type Binary struct {
 	file *os.File
 	elf  *elf.File
 
-	// Each table is built at most once, on first use, because parsing the
-	// pcln table or walking DWARF of a large service costs milliseconds to
-	// seconds and many callers need only one of them.
-	pcln    func() (*pclnIndex, error)
-	symbols func() (map[string]uint64, error)
-	itabs   func() map[uint64]string
-	structs func() (map[string]map[string]uint64, error)
+	// mu guards what follows. The answers (functions, symbols and structs
+	// looked up, and the itab index) are small and kept for the binary's
+	// life, so that further processes of the same executable cost no
+	// parsing. The pcln index is rebuilt on demand and dropped by Release.
+	mu      sync.Mutex
+	funcs   map[string]funcAnswer
+	symbols map[string]symbol
+	structs map[string]map[string]uint64 // nil: looked up, not in DWARF
+	itabs   *itabIndex
+	pcln    *pclnIndex
+}
+
+// funcAnswer is a function looked up: where it is, or why not.
+type funcAnswer struct {
+	entry, end uint64
+	err        error
 }
 
 // Open opens the Go executable at path. The error wraps ErrNotELF, ErrNotGo or
@@ -117,10 +124,9 @@ func newBinary(path string, f *os.File) (*Binary, error) {
 		file:      f,
 		elf:       ef,
 	}
-	b.pcln = sync.OnceValues(b.loadPcln)
-	b.symbols = sync.OnceValues(b.loadSymbols)
-	b.itabs = sync.OnceValue(b.loadItabs)
-	b.structs = sync.OnceValues(b.loadStructs)
+	b.funcs = map[string]funcAnswer{}
+	b.symbols = map[string]symbol{}
+	b.structs = map[string]map[string]uint64{}
 	return b, nil
 }
 
@@ -149,9 +155,24 @@ func (b *Binary) ModuleVersion(path string) (string, bool) {
 	return v, ok && v != "" && v != "(devel)"
 }
 
-// Close releases the underlying file.
+// Close releases the underlying file and every table.
 func (b *Binary) Close() error {
+	b.Release()
 	return b.file.Close()
+}
+
+// Release drops the tables built to answer questions (the pcln index and
+// the file mappings behind it), keeping the answers already given and the
+// itab index: what an attached process needs. A later question the answers
+// do not cover builds the table again. Call it once a burst of attaching is
+// over.
+func (b *Binary) Release() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.pcln != nil {
+		b.pcln.close()
+		b.pcln = nil
+	}
 }
 
 // Func describes one function of the binary as the uprobe attach code needs
@@ -173,19 +194,43 @@ type Func struct {
 // -ldflags='-s -w' and strip(1). The error wraps ErrNoFunc when the function
 // is absent.
 func (b *Binary) Func(name string) (Func, error) {
-	idx, err := b.pcln()
-	if err != nil {
-		return Func{}, err
-	}
-	fn, ok := idx.byName[name]
+	b.mu.Lock()
+	a, ok := b.funcs[name]
 	if !ok {
-		return Func{}, fmt.Errorf("looking up %s in %s: %w", name, b.Path, ErrNoFunc)
+		var keep bool
+		a, keep = b.lookupFunc(name)
+		if keep {
+			b.funcs[name] = a
+		}
 	}
-	off, err := b.FileOffset(fn.Entry)
+	b.mu.Unlock()
+	if a.err != nil {
+		return Func{}, a.err
+	}
+	off, err := b.FileOffset(a.entry)
 	if err != nil {
 		return Func{}, fmt.Errorf("looking up %s in %s: %w", name, b.Path, err)
 	}
-	return Func{Name: name, Addr: fn.Entry, End: fn.End, Offset: off}, nil
+	return Func{Name: name, Addr: a.entry, End: a.end, Offset: off}, nil
+}
+
+// lookupFunc finds name in the pcln table, and says whether the answer is
+// to be kept; call with b.mu held.
+func (b *Binary) lookupFunc(name string) (funcAnswer, bool) {
+	if b.pcln == nil {
+		idx, err := b.loadPcln()
+		if err != nil {
+			// A table that cannot be read now is an error for this
+			// question, not an answer about the function.
+			return funcAnswer{err: err}, false
+		}
+		b.pcln = idx
+	}
+	entry, end, ok := b.pcln.lookup(name)
+	if !ok {
+		return funcAnswer{err: fmt.Errorf("looking up %s in %s: %w", name, b.Path, ErrNoFunc)}, true
+	}
+	return funcAnswer{entry: entry, end: end}, true
 }
 
 // FileOffset translates a virtual address into the file offset that holds
@@ -202,122 +247,6 @@ func (b *Binary) FileOffset(vaddr uint64) (uint64, error) {
 		return p.Off + (vaddr - p.Vaddr), nil
 	}
 	return 0, fmt.Errorf("address %#x is not in any loadable segment of %s", vaddr, b.Path)
-}
-
-// Symbol returns the virtual address of a symbol from .symtab, for data the
-// pcln table does not describe such as itabs
-// ("go:itab.*net/http.response,net/http.ResponseWriter"). It reports false
-// when the binary is stripped or has no such symbol.
-func (b *Binary) Symbol(name string) (uint64, bool) {
-	syms, err := b.symbols()
-	if err != nil {
-		return 0, false
-	}
-	addr, ok := syms[name]
-	return addr, ok
-}
-
-// ItabType names the dynamic type of an interface value from its itab's
-// address in the binary: "*net.OpError" for go:itab.*net.OpError,error. It
-// reports false when the binary has no symbol table or no itab there.
-func (b *Binary) ItabType(addr uint64) (string, bool) {
-	name, ok := b.itabs()[addr]
-	return name, ok
-}
-
-func (b *Binary) loadItabs() map[uint64]string {
-	syms, err := b.symbols()
-	if err != nil {
-		return nil
-	}
-	m := make(map[uint64]string)
-	for name, addr := range syms {
-		rest, ok := strings.CutPrefix(name, "go:itab.")
-		if !ok {
-			continue
-		}
-		// "go:itab.<type>,<interface>": the interface never has a comma
-		// outside brackets, the type may (generics), so cut at the last.
-		if i := strings.LastIndexByte(rest, ','); i > 0 {
-			m[addr] = rest[:i]
-		}
-	}
-	return m
-}
-
-func (b *Binary) loadSymbols() (map[string]uint64, error) {
-	syms, err := b.elf.Symbols()
-	if err != nil {
-		return nil, err
-	}
-	m := make(map[string]uint64, len(syms))
-	for _, s := range syms {
-		if s.Name == "" || s.Section == elf.SHN_UNDEF {
-			continue
-		}
-		if _, dup := m[s.Name]; !dup {
-			m[s.Name] = s.Value
-		}
-	}
-	return m, nil
-}
-
-// FieldOffset returns the byte offset of field within the struct typeName
-// (e.g. "net/http.Request", "runtime.g", "internal/poll.FD"), as recorded in
-// the binary's DWARF. The error wraps ErrNoDWARF, ErrNoType or ErrNoField so
-// callers can tell a stripped binary from a layout change.
-func (b *Binary) FieldOffset(typeName, field string) (uint64, error) {
-	if !b.HasDWARF {
-		return 0, fmt.Errorf("offset of %s.%s in %s: %w", typeName, field, b.Path, ErrNoDWARF)
-	}
-	structs, err := b.structs()
-	if err != nil {
-		return 0, fmt.Errorf("offset of %s.%s in %s: %w", typeName, field, b.Path, err)
-	}
-	fields, ok := structs[typeName]
-	if !ok {
-		return 0, fmt.Errorf("offset of %s.%s in %s: %w: %s", typeName, field, b.Path, ErrNoType, typeName)
-	}
-	off, ok := fields[field]
-	if !ok {
-		return 0, fmt.Errorf("offset of %s.%s in %s: %w: %s has no field %s", typeName, field, b.Path, ErrNoField, typeName, field)
-	}
-	return off, nil
-}
-
-// loadStructs walks DWARF once and indexes every named struct by its fields,
-// because a probe asks for a dozen fields and a walk of a large service's
-// DWARF is the expensive part.
-func (b *Binary) loadStructs() (map[string]map[string]uint64, error) {
-	d, err := b.elf.DWARF()
-	if err != nil {
-		return nil, fmt.Errorf("reading DWARF: %w", err)
-	}
-	structs := make(map[string]map[string]uint64)
-	r := d.Reader()
-	for {
-		e, err := r.Next()
-		if err != nil {
-			return nil, fmt.Errorf("reading DWARF: %w", err)
-		}
-		if e == nil {
-			return structs, nil
-		}
-		if e.Tag != dwarf.TagStructType || !e.Children {
-			continue
-		}
-		name, _ := e.Val(dwarf.AttrName).(string)
-		fields, err := readMembers(r)
-		if err != nil {
-			return nil, fmt.Errorf("reading DWARF struct %q: %w", name, err)
-		}
-		// The Go linker emits each type once; should a name repeat (e.g. a
-		// binary linking C code with a same-named struct), the first, Go's,
-		// wins.
-		if _, dup := structs[name]; name != "" && !dup {
-			structs[name] = fields
-		}
-	}
 }
 
 // readMembers consumes the children of a struct entry and returns the byte
@@ -390,11 +319,4 @@ func uleb128(b []byte) (uint64, int) {
 		}
 	}
 	return 0, 0
-}
-
-// pclnIndex is the parsed pcln table with a name index, since gosym only
-// offers a linear LookupFunc.
-type pclnIndex struct {
-	table  *gosym.Table
-	byName map[string]*gosym.Func
 }

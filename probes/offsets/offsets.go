@@ -141,6 +141,16 @@ func ResolveAll(b *gobin.Binary, fields []Field) (Set, error) {
 // resolve is ResolveAll with the table given, for tests.
 func resolve(b *gobin.Binary, fields []Field, t Table) (Set, error) {
 	s := Set{offsets: make(map[Field]uint64, len(fields)), missing: make(map[Field]error)}
+	if b.HasDWARF {
+		// One walk of DWARF for every struct asked for, not one each.
+		names := make([]string, 0, len(fields))
+		for _, f := range fields {
+			names = append(names, f.Struct)
+		}
+		if err := b.LoadStructs(names...); err != nil {
+			return Set{}, fmt.Errorf("resolving struct offsets: %w", err)
+		}
+	}
 	var rest []Field // not in DWARF
 	for _, f := range fields {
 		if _, done := s.offsets[f]; done || slices.Contains(rest, f) {

@@ -266,6 +266,9 @@ func measure(work, v string) (map[string]uint64, []string, error) {
 	}
 	fields := make(map[string]uint64)
 	var missing []string
+	if err := b.LoadStructs(structNames(tracked)...); err != nil {
+		return nil, nil, err
+	}
 	for _, f := range tracked {
 		if f.Module != offsets.Std {
 			continue
@@ -358,6 +361,9 @@ func measureModule(work, m string) (map[string]uint64, []string, error) {
 	}
 	out := make(map[string]uint64)
 	var missing []string
+	if err := b.LoadStructs(structNames(fields)...); err != nil {
+		return nil, nil, err
+	}
 	for _, f := range fields {
 		off, err := b.FieldOffset(f.Struct, f.Name)
 		switch {
@@ -424,4 +430,13 @@ func reportChanges(table offsets.Table) {
 			fmt.Fprintf(os.Stderr, "layout change: %s: %s\n", key, strings.Join(parts, ", "))
 		}
 	}
+}
+
+// structNames lists the structs of fields, for one DWARF walk.
+func structNames(fields []offsets.Field) []string {
+	var names []string
+	for _, f := range fields {
+		names = append(names, f.Struct)
+	}
+	return names
 }

@@ -57,6 +57,9 @@ func main() {
 }
 
 func run() error {
+	if *memoryOnly {
+		return runMemory()
+	}
 	costs, err := calibrate.UprobeHit(1_000_000)
 	if err != nil {
 		return fmt.Errorf("measuring a bare uprobe hit: %w", err)
@@ -148,6 +151,7 @@ func run() error {
 	}
 	loads = append(loads, r)
 	printLoad(loads)
+	errs = append(errs, runMemory())
 	return errors.Join(errs...)
 }
 

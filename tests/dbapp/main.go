@@ -6,6 +6,9 @@
 //	sqlite  -sqlite PATH  modernc.org/sqlite (pure Go), driver "sqlite"
 //	pq      -pq DSN       PostgreSQL through github.com/lib/pq, driver "postgres"
 //	pgx     -pgx DSN      PostgreSQL through github.com/jackc/pgx/v5/stdlib, driver "pgx"
+//	wrapped -sqlite-wrapped PATH  modernc.org/sqlite behind a driver of this
+//	                      program's own type, "zt_hooks", as programs that
+//	                      add query hooks register one
 //
 // At start it creates, in every enabled backend, the tables
 //
@@ -20,7 +23,7 @@
 // listener is bound and the databases are ready, then serves until SIGTERM
 // or SIGINT and shuts down gracefully.
 //
-// Every route takes ?db=sqlite|pq|pgx (400 when unknown or not enabled) and
+// Every route takes ?db=sqlite|pq|pgx|wrapped (400 when unknown or not enabled) and
 // ?id=N, a non-negative integer the test chooses, from which every row id
 // derives: customer N, and order N of customer N. Most queries carry their
 // values as literals inlined in the SQL text, never as placeholders, since
@@ -61,6 +64,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -77,7 +81,7 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib" // driver "pgx"
 	_ "github.com/lib/pq"              // driver "postgres"
-	_ "modernc.org/sqlite"             // driver "sqlite"
+	"modernc.org/sqlite"               // driver "sqlite"
 )
 
 const (
@@ -94,6 +98,18 @@ const (
 	sqliteBusyTimeout = 5000 // ms
 )
 
+func init() {
+	sql.Register("zt_hooks", &hooksDriver{real: &sqlite.Driver{}})
+}
+
+// hooksDriver stands for the drivers programs register around a real one
+// to add query hooks or instrumentation: its type names no database, and
+// the connections it opens are the real driver's.
+type hooksDriver struct{ real driver.Driver }
+
+// Open opens a connection of the real driver.
+func (d *hooksDriver) Open(name string) (driver.Conn, error) { return d.real.Open(name) }
+
 // backend is one database, shared by all requests.
 type backend struct {
 	name string
@@ -107,19 +123,20 @@ func main() {
 	sqlitePath := flag.String("sqlite", "", "SQLite database file (empty: backend sqlite disabled)")
 	pqDSN := flag.String("pq", "", "PostgreSQL DSN for lib/pq (empty: backend pq disabled)")
 	pgxDSN := flag.String("pgx", "", "PostgreSQL DSN for pgx (empty: backend pgx disabled)")
+	wrappedPath := flag.String("sqlite-wrapped", "", "SQLite database file opened through the zt_hooks wrapper driver (empty: backend wrapped disabled)")
 	flag.Parse()
 	log.SetPrefix("dbapp: ")
 	log.SetFlags(0)
-	if err := run(*addr, *sqlitePath, *pqDSN, *pgxDSN); err != nil {
+	if err := run(*addr, *sqlitePath, *pqDSN, *pgxDSN, *wrappedPath); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr, sqlitePath, pqDSN, pgxDSN string) error {
+func run(addr, sqlitePath, pqDSN, pgxDSN, wrappedPath string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
-	backends, err := openBackends(ctx, sqlitePath, pqDSN, pgxDSN)
+	backends, err := openBackends(ctx, sqlitePath, pqDSN, pgxDSN, wrappedPath)
 	defer func() {
 		for _, b := range backends {
 			b.db.Close()
@@ -163,7 +180,7 @@ func run(addr, sqlitePath, pqDSN, pgxDSN string) error {
 
 // openBackends opens every enabled backend and prepares its tables. It
 // returns the backends opened so far even on error, for the caller to close.
-func openBackends(ctx context.Context, sqlitePath, pqDSN, pgxDSN string) (map[string]*backend, error) {
+func openBackends(ctx context.Context, sqlitePath, pqDSN, pgxDSN, wrappedPath string) (map[string]*backend, error) {
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
 	type spec struct {
@@ -177,6 +194,10 @@ func openBackends(ctx context.Context, sqlitePath, pqDSN, pgxDSN string) (map[st
 		// connection it opens.
 		dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)", sqlitePath, sqliteBusyTimeout)
 		specs = append(specs, spec{"sqlite", "sqlite", dsn, "?", false})
+	}
+	if wrappedPath != "" {
+		dsn := fmt.Sprintf("file:%s?_pragma=busy_timeout(%d)", wrappedPath, sqliteBusyTimeout)
+		specs = append(specs, spec{"wrapped", "zt_hooks", dsn, "?", false})
 	}
 	if pqDSN != "" {
 		specs = append(specs, spec{"pq", "postgres", pqDSN, "$1", true})
@@ -284,7 +305,7 @@ func (a *app) handle(h func(w http.ResponseWriter, r *http.Request, b *backend, 
 
 func (a *app) enabled() string {
 	var names []string
-	for _, n := range []string{"sqlite", "pq", "pgx"} {
+	for _, n := range []string{"sqlite", "pq", "pgx", "wrapped"} {
 		if _, ok := a.backends[n]; ok {
 			names = append(names, n)
 		}

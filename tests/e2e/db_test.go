@@ -271,3 +271,45 @@ func sameMultiset(a, b []string) bool {
 	}
 	return true
 }
+
+// TestDatabaseSystemBehindWrapperDriver traces SQLite opened through a
+// driver of the program's own type (the database sample app's "wrapped"
+// backend: modernc.org/sqlite behind a driver named zt_hooks, as programs
+// that add query hooks register one): its queries and execs still say
+// db.system.name=sqlite, from the connection's type.
+func TestDatabaseSystemBehindWrapperDriver(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	app := testenv.BuildDBApp(t)
+	dbapp, addr := testenv.StartSampleApp(t, app, "-sqlite-wrapped", filepath.Join(t.TempDir(), "wrapped.db"))
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(dbapp.Process.Pid), "--output", "json",
+		"--inject", "off", "--listen", "off")
+	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
+	for _, call := range dbCalls("wrapped", 7)[:2] { // an exec, then a query
+		req, err := http.NewRequest(call.method, "http://"+addr+call.path, strings.NewReader(call.body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != call.status {
+			t.Fatalf("%s %s: status %d, want %d", call.method, call.path, resp.StatusCode, call.status)
+		}
+	}
+	a.stop()
+	seen := map[string]string{}
+	for _, s := range fromJSON(a.jsonSpans()) {
+		if s.Kind == "client" && s.Attrs["db.query.text"] != "" {
+			seen[s.Name] = s.Attrs["db.system.name"]
+		}
+	}
+	for _, name := range []string{"INSERT customers", "SELECT customers"} {
+		if got := seen[name]; got != "sqlite" {
+			t.Errorf("%s: db.system.name %q, want sqlite (database spans: %v)", name, got, seen)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/rlimit"
 
 	"github.com/zerotrace/zerotrace/correlate"
+	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/redact"
 	"github.com/zerotrace/zerotrace/export"
 	"github.com/zerotrace/zerotrace/export/metrics"
@@ -45,6 +46,10 @@ type Config struct {
 	// Listen is where the map page and /metrics are served; "" or "off"
 	// serves nothing.
 	Listen string
+	// DropBackground keeps background spans (model.Span.Background: calls
+	// a Go program makes outside any request) from the exporters; the
+	// service map and the metrics still count them.
+	DropBackground bool
 }
 
 // mapWindow is the sliding window of the service map's statistics.
@@ -124,12 +129,20 @@ func (a *Agent) Start(ctx context.Context) error {
 	reg := metrics.New()
 	graph.OnCall = reg.ObserveCall
 	graph.Connections = a.corr.Connections().Snapshot
-	sinks := append(a.cfg.Sinks[:len(a.cfg.Sinks):len(a.cfg.Sinks)], graph, reg)
+	traceSinks := a.cfg.Sinks[:len(a.cfg.Sinks):len(a.cfg.Sinks)]
+	if a.cfg.DropBackground {
+		traceSinks = make([]export.Sink, len(a.cfg.Sinks))
+		for i, s := range a.cfg.Sinks {
+			traceSinks[i] = export.Filter(s, func(s *model.Span) bool { return !s.Background() })
+		}
+		fmt.Fprintln(a.cfg.Out, "zerotrace: background spans (calls made outside any request) are not exported (spans.drop_background)")
+	}
+	sinks := append(traceSinks, graph, reg)
 	var err error
 	if a.pipe, err = newPipeline(a.shared, a.corr, a.namer, export.NewFanout(a.log, a.cfg.QueueLen, sinks...), a.log); err != nil {
 		return err
 	}
-	a.rep = &reporter{log: a.log, shared: a.shared, pipe: a.pipe, otlp: a.cfg.OTLP, inject: a.injection.Mode}
+	a.rep = &reporter{log: a.log, shared: a.shared, pipe: a.pipe, otlp: a.cfg.OTLP, inject: a.injection.Mode, dropBackground: a.cfg.DropBackground}
 	reg.SetLosses(a.rep.losses)
 	reg.SetGauges(a.gauges)
 	// Build and start the whole pipeline before attaching, so that the

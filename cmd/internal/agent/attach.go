@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -161,8 +162,22 @@ func (a *attacher) tracing() int {
 }
 
 func (a *attacher) prepare(pid int) (*session.Plan, error) {
-	return session.Prepare(pid, session.Options{InjectWriteUser: a.injection.Mode == inject.WriteUser})
+	p, err := session.Prepare(pid, session.Options{InjectWriteUser: a.injection.Mode == inject.WriteUser})
+	if err != nil {
+		return nil, err
+	}
+	// Planned: the binary's tables are not needed to attach, and holding
+	// them while the next process is prepared would add up.
+	p.Target.ReleaseTables()
+	return p, nil
 }
+
+// returnMemory gives the heap freed by parsing binaries back to the system
+// once a burst of attaching is over. Without it the agent would keep about
+// twice the heap that planning the largest binary took, for its whole life:
+// the Go runtime returns only memory above its heap goal, and an idle agent
+// triggers no collection that would lower the goal.
+func returnMemory() { debug.FreeOSMemory() }
 
 // prepareAll inspects every process of pids; a bad one (one line each in
 // the error) leaves nothing prepared.
@@ -210,6 +225,7 @@ func (a *attacher) attachPrepared(ctx context.Context) error {
 			return err
 		}
 	}
+	returnMemory()
 	return nil
 }
 
@@ -334,6 +350,7 @@ func (a *attacher) attachOne(pid int) error {
 	a.mu.Lock()
 	a.plans = append(a.plans, p) // closed with the others at the end
 	a.mu.Unlock()
+	returnMemory()
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zerotrace/zerotrace/correlate"
@@ -33,6 +34,9 @@ type pipeline struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	err    error // the reader's, once it stopped
+
+	// background counts the background spans (model.Span.Background).
+	background atomic.Uint64
 }
 
 // maxBatch bounds the spans handed to the sinks at once.
@@ -56,7 +60,12 @@ func newPipeline(shared *events.Shared, corr *correlate.Correlator, namer *typeN
 // handle is the reader's handler: the spans an event completes join the
 // batch for the sinks.
 func (p *pipeline) handle(ev correlate.Event) {
-	p.batch = append(p.batch, p.corr.HandleAll(ev)...)
+	for _, s := range p.corr.HandleAll(ev) {
+		if s.Background() {
+			p.background.Add(1)
+		}
+		p.batch = append(p.batch, s)
+	}
 	if len(p.batch) >= maxBatch {
 		p.flush()
 	}

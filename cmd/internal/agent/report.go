@@ -21,6 +21,9 @@ type reporter struct {
 	inject   inject.Mode
 	lastLoss string
 	lastInj  inject.Counts
+	// dropBackground: background spans are not exported (they are not a
+	// loss: the user asked).
+	dropBackground bool
 }
 
 // reportInjection logs the injection counts when they changed.
@@ -90,6 +93,9 @@ func (r *reporter) reportLoss(final bool) {
 	line := fmt.Sprintf("zerotrace: %d spans from %d kernel records", r.pipe.corr.Stats().Spans.Load(), r.pipe.reader.Stats().Records.Load())
 	if r.otlp != nil {
 		line += fmt.Sprintf(", %d exported over OTLP", r.otlp.Exported())
+	}
+	if n := r.pipe.background.Load(); r.dropBackground && n > 0 {
+		line += fmt.Sprintf(", %d background spans not exported (spans.drop_background)", n)
 	}
 	if kc, err := r.shared.Counters(); err == nil && kc[events.CounterNoEntry] > 0 {
 		// Requests that began before the entry probe was in, or ended
