@@ -82,6 +82,10 @@ func PlanFor(t *probes.Target, all []*probes.Probe, opts Options) (*Plan, error)
 		for _, on := range in.On {
 			p.Notes = append(p.Notes, fmt.Sprintf("%s: %s", in.Name(), on))
 		}
+		for _, fb := range in.Fallbacks {
+			// Not a loss, a cost: said as loudly as the rest of the attach.
+			p.Notes = append(p.Notes, fmt.Sprintf("%s: %s, not %s: %s", in.Name(), fb.Gives, fb.Instead, fb.Why))
+		}
 	}
 	return p, nil
 }
