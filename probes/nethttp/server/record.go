@@ -31,11 +31,14 @@ const (
 	infoTLS           = uint8(serverHttpServerInfoHTTP_INFO_TLS)
 	infoLocalAddr     = uint8(serverHttpServerInfoHTTP_INFO_LOCAL_ADDR)
 	infoStateDropped  = uint8(serverHttpServerInfoHTTP_INFO_TRACESTATE_DROPPED)
+	infoPanicked      = uint8(serverHttpServerInfoHTTP_INFO_PANICKED)
+	infoHijacked      = uint8(serverHttpServerInfoHTTP_INFO_HIJACKED)
 )
 
-// Request is one request handled by a traced Go net/http server,
-// from the moment its handler was called to the moment it returned, as the
-// server probe's record gives it.
+// Request is one request handled by a traced Go net/http server, from the
+// moment its handler was called to the moment its response was written
+// (HTTP/1.x), its handler returned (HTTP/2, or a hijacked connection) or
+// panicked, as the server probe's record gives it.
 type Request struct {
 	PID         uint32
 	GoroutineID uint64
@@ -55,11 +58,18 @@ type Request struct {
 	ContentLength          int64 // -1 when unknown
 
 	// ResponseKnown tells whether Status and ResponseBodySize were read.
-	// They are not for ResponseWriters other than net/http's HTTP/1.x one,
-	// or when the binary has no symbol table to recognise it.
+	// They are not for ResponseWriters the probe does not know, or when the
+	// binary lacks what they are read with.
 	ResponseKnown    bool
-	Status           int // 0 when the handler wrote nothing: net/http then sends 200
-	ResponseBodySize int64
+	Status           int   // 0 when the handler wrote nothing: net/http then sends 200
+	ResponseBodySize int64 // the body bytes sent: none for a HEAD request
+
+	// Panicked: the handler panicked, and net/http sent no response (or
+	// only what the handler had flushed) before closing the connection.
+	Panicked bool
+	// Hijacked: the handler took the connection over; the span covers it
+	// until it returned.
+	Hijacked bool
 
 	Local     netip.AddrPort // the server's socket address, invalid when unknown
 	TLS       bool
@@ -83,11 +93,11 @@ func (r *Request) Span() *model.Span {
 	}
 	if r.ResponseKnown {
 		h.Status = r.Status
-		if h.Status == 0 {
+		if h.Status == 0 && !r.Panicked && !r.Hijacked {
 			// The handler wrote nothing; net/http answers 200 when it finishes.
 			h.Status = 200
 		}
-		h.ResponseBodySize, h.ResponseBodyKnown = r.ResponseBodySize, true
+		h.ResponseBodySize, h.ResponseBodyKnown = r.ResponseBodySize, !r.Hijacked
 	}
 	if r.ContentLength > 0 {
 		h.RequestBodySize = r.ContentLength
@@ -103,6 +113,9 @@ func (r *Request) Span() *model.Span {
 		TraceState: r.TraceState,
 		Truncated:  r.Truncated,
 		HTTP:       h,
+	}
+	if r.Panicked {
+		s.Failure = model.Failure{Failed: true, Type: "panic", Message: "the handler panicked"}
 	}
 	s.SetIDs(r.IDs)
 	return s
@@ -127,6 +140,8 @@ func decode(e *serverHttpServerEvent, clock *events.Clock) *Request {
 		ContentLength: e.ContentLength,
 		TLS:           e.Info&infoTLS != 0,
 		Truncated:     e.Truncated != 0,
+		Panicked:      e.Info&infoPanicked != 0,
+		Hijacked:      e.Info&infoHijacked != 0,
 	}
 	if e.Info&infoResponseKnown != 0 {
 		r.ResponseKnown = true
@@ -136,6 +151,10 @@ func decode(e *serverHttpServerEvent, clock *events.Clock) *Request {
 			// Not a status net/http could have written: do not report it.
 			r.ResponseKnown = false
 			r.Status = 0
+		}
+		if r.Method == "HEAD" {
+			// net/http counts what a HEAD handler writes, and discards it.
+			r.ResponseBodySize = 0
 		}
 	}
 	if e.Info&infoStateDropped != 0 {

@@ -241,3 +241,37 @@ func BenchmarkHTTPServerSpan(b *testing.B) {
 		c.Handle(r.Span())
 	}
 }
+
+// A HEAD response sends no body, whatever the handler wrote; a handler
+// that panicked sent no response and is an error; a hijacked connection's
+// status and body are the handler's business.
+func TestDecodeHowRequestsEnd(t *testing.T) {
+	c := newTestCorrelator()
+	c.Register(model.NewProcess(1, "/x", "svc", "go1.26.8"))
+	span := func(method string, info uint8, status uint16, written int64) *model.Span {
+		var e serverHttpServerEvent
+		e.Hdr.Type, e.Hdr.Pid, e.Hdr.TsNs = record.Type, 1, 2
+		e.StartNs = 1
+		e.Info = infoResponseKnown | info
+		e.Status, e.RespWritten = status, written
+		e.MethodLen = putString(e.Method[:], method)
+		s := decode(&e, events.FixedClock(0)).Span()
+		c.HandleAll(s)
+		return s
+	}
+	head := span("HEAD", 0, 0, 5)
+	if a := attrs(head); a["http.response.body.size"] != int64(0) || a["http.response.status_code"] != int64(200) {
+		t.Errorf("HEAD: %v, want 200 and no body", a)
+	}
+	if a := attrs(span("GET", 0, 0, 5)); a["http.response.body.size"] != int64(5) {
+		t.Errorf("GET: %v, want a body of 5", a)
+	}
+	panicked := span("GET", infoPanicked, 0, 0)
+	if a := attrs(panicked); panicked.Status != codes.Error || a["error.type"] != "panic" || a["http.response.status_code"] != nil {
+		t.Errorf("panicked: status %v attributes %v, want an error of type panic and no status code", panicked.Status, a)
+	}
+	hijacked := span("GET", infoHijacked, 0, 0)
+	if a := attrs(hijacked); hijacked.Status != codes.Unset || a["http.response.status_code"] != nil || a["http.response.body.size"] != nil {
+		t.Errorf("hijacked: status %v attributes %v, want neither status code nor body size", hijacked.Status, a)
+	}
+}
