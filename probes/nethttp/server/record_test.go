@@ -238,7 +238,44 @@ func BenchmarkHTTPServerSpan(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		c.Handle(r.Span())
+		s := c.Handle(r.Span())
+		// What the sinks do once they exported it (export.Fanout).
+		s.Hold(1)
+		s.Release()
+	}
+}
+
+// BenchmarkHTTPServerRecord takes one record from the ring buffer's bytes
+// through the decoder and the correlator to the sinks' release.
+func BenchmarkHTTPServerRecord(b *testing.B) {
+	c := newTestCorrelator()
+	c.Register(model.NewProcess(1, "/x", "", "go1.26.8"))
+	var e serverHttpServerEvent
+	e.Hdr.Type, e.Hdr.Pid, e.Hdr.TsNs = record.Type, 1, 2_000_000
+	e.StartNs, e.Goid = 1_000_000, 9
+	e.Ids.TraceId[0], e.Ids.SpanId[0] = 1, 2
+	e.Status, e.RespWritten = 200, 27
+	e.ProtoMajor, e.ProtoMinor = 1, 1
+	e.Info = infoResponseKnown | infoLocalAddr
+	e.LocalIpLen, e.LocalPort = 4, 8080
+	copy(e.LocalIp[:], []byte{127, 0, 0, 1})
+	e.MethodLen = putString(e.Method[:], "GET")
+	e.PathLen = putString(e.Path[:], "/users/7")
+	e.QueryLen = putString(e.Query[:], "page=2")
+	e.HostLen = putString(e.Host[:], "localhost:8080")
+	e.PatternLen = putString(e.Pattern[:], "GET /users/{id}")
+	e.RemoteLen = putString(e.Remote[:], "127.0.0.1:40000")
+	buf := raw(&e)
+	d := &events.Decoder{Clock: events.FixedClock(0)}
+	b.ReportAllocs()
+	for b.Loop() {
+		ev, err := record.Decode(buf, d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := c.Handle(ev)
+		s.Hold(1)
+		s.Release()
 	}
 }
 
