@@ -164,7 +164,10 @@ func (p *Planned) Load(shared *events.Shared) (*Loaded, error) {
 	}
 	l := &Loaded{coll: coll}
 	for _, u := range p.uprobes {
-		l.uprobes = append(l.uprobes, AttachUprobe{Symbol: u.symbol, Entry: coll.Programs[u.entry], Return: coll.Programs[u.ret]})
+		l.uprobes = append(l.uprobes, AttachUprobe{
+			Symbol: u.symbol, Entry: coll.Programs[u.entry], Return: coll.Programs[u.ret],
+			EntryName: u.entry, ReturnName: u.ret,
+		})
 	}
 	return l, nil
 }

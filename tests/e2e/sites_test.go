@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -450,6 +451,44 @@ func TestDatabaseRetries(t *testing.T) {
 			if strings.HasSuffix(kind, "exec") && db[0].Attrs["zerotrace.db.rows_affected"] != "1" {
 				t.Errorf("%s: rows affected %q, want 1", id, db[0].Attrs["zerotrace.db.rows_affected"])
 			}
+		}
+	}
+}
+
+// uprobeLine is the agent's debug line for one uprobe attached.
+var uprobeLine = regexp.MustCompile(`msg="uprobe attached" .*function=("[^"]*"|\S+) program=\S+ at=(\S+) offset=\S+ instruction=(\S+) cost=(\S+)`)
+
+// TestUprobeCostsLogged: at debug level the agent says, per uprobe, which
+// instruction it is on and whether the kernel emulates it: the entries of
+// the sample app's probes are all on the emulated stack-check JBE; any
+// RET left is single-stepped.
+func TestUprobeCostsLogged(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	cmd, addr := testenv.StartSampleApp(t, testenv.BuildSampleApp(t))
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(cmd.Process.Pid), "--output", "json", "--log-level", "debug")
+	c := &http.Client{Timeout: testenv.Timeout(t, 10*time.Second)}
+	if err := getOK(c, "http://"+addr+"/hello"); err != nil {
+		t.Fatal(err)
+	}
+	a.stop()
+	lines := uprobeLine.FindAllStringSubmatch(a.Stderr(), -1)
+	seen := map[string]bool{}
+	for _, m := range lines {
+		fn, at, inst, cost := strings.Trim(m[1], `"`), m[2], m[3], m[4]
+		seen[fn] = true
+		switch {
+		case at == "entry" && (inst != "JBE" || cost != "emulated"):
+			t.Errorf("%s: entry uprobe on %s, %s; want the emulated JBE", fn, inst, cost)
+		case at == "RET" && (inst != "RET" || cost != "single-stepped"):
+			t.Errorf("%s: uprobe at a RET on %s, %s; want RET, single-stepped", fn, inst, cost)
+		case at != "entry" && at != "RET":
+			t.Errorf("%s: uprobe at %q", fn, at)
+		}
+	}
+	for _, fn := range []string{"net/http.serverHandler.ServeHTTP", "net/http.(*connReader).abortPendingRead", "net/http.(*Transport).roundTrip"} {
+		if !seen[fn] {
+			t.Errorf("no uprobe logged on %s (%d lines)", fn, len(lines))
 		}
 	}
 }
