@@ -327,14 +327,14 @@ func probeHits(pids []int, url string) ([]progHits, error) {
 // (cmd/internal/agent, attach.go).
 var uprobeAttached = regexp.MustCompile(`msg="uprobe attached" .*program=(\S+) at=(\S+) offset=\S+ instruction=(\S+) cost=(\S+)`)
 
-// uprobeSites says, by program name as the kernel shows it (15
-// characters), which instructions the program's uprobes are on and how the
+// uprobeSites says, by program name (whole, as bpftool shows it from the
+// program's BTF, and cut to the kernel's 15 characters), which instructions the program's uprobes are on and how the
 // kernel runs them: "entry JBE, emulated" or "16 RET, single-stepped".
 func uprobeSites(agentLog string) map[string]string {
 	type key struct{ prog, at, inst, cost string }
 	counts := map[key]int{}
 	for _, m := range uprobeAttached.FindAllStringSubmatch(agentLog, -1) {
-		counts[key{m[1][:min(len(m[1]), 15)], m[2], m[3], m[4]}]++
+		counts[key{m[1], m[2], m[3], m[4]}]++
 	}
 	parts := map[string][]string{}
 	for k, n := range counts {
@@ -351,6 +351,9 @@ func uprobeSites(agentLog string) map[string]string {
 	for p, w := range parts {
 		slices.Sort(w)
 		out[p] = strings.Join(w, "; ")
+		if len(p) > 15 {
+			out[p[:15]] = out[p]
+		}
 	}
 	return out
 }
