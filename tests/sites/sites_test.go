@@ -33,6 +33,7 @@ var present = map[string][]string{
 	"sampleapp": {
 		"net/http.serverHandler.ServeHTTP",
 		"net/http.(*connReader).abortPendingRead",
+		"net/http.checkConnErrorWriter.Write",
 		"net/http.(*conn).hijackLocked",
 		"net/http.(*connReader).releaseConn",
 		"net/http.(*Transport).roundTrip",

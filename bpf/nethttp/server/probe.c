@@ -18,6 +18,13 @@
 //     HTTP/1.x. finishRequest calls it right after it flushed the response
 //     to the socket, and conn.serve's deferred function calls it when the
 //     handler panicked; response.handlerDone tells the two apart.
+//   func (w checkConnErrorWriter) Write(p []byte) (n int, err error)
+//     HTTP/1.x, not an end: every flush of the connection's buffered
+//     writer to the socket. The last one before abortPendingRead is when
+//     the response's last bytes went to the kernel, and the span ends
+//     then: a goroutine preempted after its write reaches abortPendingRead
+//     late, after its caller had the response (milliseconds on a loaded
+//     machine).
 //   func (c *conn) hijackLocked() (net.Conn, *bufio.ReadWriter, error)
 //     HTTP/1.x, the handler hijacks the connection (it calls
 //     abortPendingRead too, which must not end the span then).
@@ -109,6 +116,7 @@ struct inflight {
 	__u64 req;
 	__u64 resp_tab;
 	__u64 resp;
+	__u64 wrote_ns; // HTTP/1.x: when the last write to the socket began
 };
 
 // Requests being served, keyed by the goroutine's g pointer. An end that
@@ -393,6 +401,10 @@ static __always_inline void end_request(__u64 g, enum end_kind how)
 		return;
 	}
 	fill_header(&e->hdr, EVENT_HTTP_SERVER);
+	// A response written ends when its last write began (see
+	// serve_http_write); a panic when the connection is dropped.
+	if (how == END_H1 && in.wrote_ns && !(o.info & HTTP_INFO_PANICKED))
+		e->hdr.ts_ns = in.wrote_ns;
 	e->start_ns = in.start_ns;
 	e->goid = in.goid;
 	e->ids = in.ids;
@@ -480,6 +492,19 @@ int serve_http_end(struct pt_regs *ctx)
 	if (!in || in->hijacked)
 		return 0;
 	end_request(g, END_H1);
+	return 0;
+}
+
+// func (w checkConnErrorWriter) Write(p []byte) (n int, err error)
+//
+// HTTP/1.x: the connection's buffered writer flushes to the socket (RAX =
+// w.c), on the goroutine serving the request: remember when.
+SEC("uprobe/checkConnErrorWriter_Write")
+int serve_http_write(struct pt_regs *ctx)
+{
+	struct inflight *in = current(GO_G(ctx));
+	if (in)
+		in->wrote_ns = bpf_ktime_get_ns();
 	return 0;
 }
 

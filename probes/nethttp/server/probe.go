@@ -16,6 +16,9 @@ const (
 	// EndSymbol runs right after finishRequest flushed the response (and
 	// after a handler panicked).
 	EndSymbol = "net/http.(*connReader).abortPendingRead"
+	// WriteSymbol flushes an HTTP/1.x connection's buffered writer to the
+	// socket: the span ends when the last one began.
+	WriteSymbol = "net/http.checkConnErrorWriter.Write"
 	// HijackSymbol runs when a handler hijacks the connection; the
 	// linker drops it from programs that never hijack.
 	HijackSymbol = "net/http.(*conn).hijackLocked"
@@ -141,6 +144,8 @@ func declare(s *serverSpecs) probes.Declaration {
 	ups := []probes.Uprobe{
 		// The ends before the start (see probes.Uprobe).
 		{Symbol: EndSymbol, Entry: s.ServeHttpEnd},
+		// Optional: without it a span ends at EndSymbol, a little later.
+		{Symbol: WriteSymbol, Entry: s.ServeHttpWrite, Optional: true},
 		{Symbol: HijackSymbol, Entry: s.ServeHttpHijack, Optional: true},
 		{Symbol: HijackedEndSymbol, Entry: s.ServeHttpEndHijacked, Optional: true},
 	}

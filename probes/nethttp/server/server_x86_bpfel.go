@@ -101,6 +101,7 @@ const (
 	serverProgServeHttpEndHijacked  = "serve_http_end_hijacked"
 	serverProgServeHttpEnter        = "serve_http_enter"
 	serverProgServeHttpHijack       = "serve_http_hijack"
+	serverProgServeHttpWrite        = "serve_http_write"
 	serverProgServeXh2End           = "serve_xh2_end"
 	serverVarH2ReadSize             = "h2_read_size"
 	serverVarHasH2                  = "has_h2"
@@ -205,6 +206,7 @@ type serverProgramSpecs struct {
 	ServeHttpEndHijacked *ebpf.ProgramSpec `ebpf:"serve_http_end_hijacked"`
 	ServeHttpEnter       *ebpf.ProgramSpec `ebpf:"serve_http_enter"`
 	ServeHttpHijack      *ebpf.ProgramSpec `ebpf:"serve_http_hijack"`
+	ServeHttpWrite       *ebpf.ProgramSpec `ebpf:"serve_http_write"`
 	ServeXh2End          *ebpf.ProgramSpec `ebpf:"serve_xh2_end"`
 }
 
@@ -397,6 +399,7 @@ type serverPrograms struct {
 	ServeHttpEndHijacked *ebpf.Program `ebpf:"serve_http_end_hijacked"`
 	ServeHttpEnter       *ebpf.Program `ebpf:"serve_http_enter"`
 	ServeHttpHijack      *ebpf.Program `ebpf:"serve_http_hijack"`
+	ServeHttpWrite       *ebpf.Program `ebpf:"serve_http_write"`
 	ServeXh2End          *ebpf.Program `ebpf:"serve_xh2_end"`
 }
 
@@ -407,6 +410,7 @@ func (p *serverPrograms) Close() error {
 		p.ServeHttpEndHijacked,
 		p.ServeHttpEnter,
 		p.ServeHttpHijack,
+		p.ServeHttpWrite,
 		p.ServeXh2End,
 	)
 }
