@@ -33,6 +33,9 @@ type Declaration struct {
 	Reads []Read
 	// Funcs are functions whose run-time address a program gets.
 	Funcs []Func
+	// Frames are stack frames a program reads at the entry of a function
+	// that another one deferred.
+	Frames []Frame
 	// OnlyWith, when set, makes the instrumentation a helper of others: it
 	// applies only when another instrumentation that applies reads this
 	// field. Goroutine ancestry only matters to instrumentations that look
@@ -43,6 +46,13 @@ type Declaration struct {
 // Uprobe is one probed Go function and the programs on it. Where each
 // program goes is fixed: Entry on the function's entry, Return on every RET
 // instruction (see AttachUprobes).
+//
+// A span usually starts at one function's entry and ends at the entry of
+// another, one that runs once the work is done (an emulated instruction,
+// where a RET is single-stepped): two Uprobes, each with an Entry. They are
+// attached in the order declared and detached in the reverse order, so the
+// ends go first: a span may then end without having started (its end
+// program finds nothing), never start without its end in place.
 type Uprobe struct {
 	// Symbol is the function's name in the Go symbol table, such as
 	// "net/http.serverHandler.ServeHTTP".
@@ -67,6 +77,12 @@ type Uprobe struct {
 // Read is one struct field a program reads.
 type Read struct {
 	Field offsets.Field
+	// Alt are the same field under other names, tried in order when the
+	// binary has no Field: a type the standard library renamed or moved
+	// between Go versions (the bundled HTTP/2 server's
+	// net/http.http2responseWriterState is
+	// net/http/internal/http2.responseWriterState since Go 1.27).
+	Alt []offsets.Field
 	// Offset is the constant that gets the field's offset.
 	Offset *ebpf.VariableSpec
 	// Size is how many bytes the program reads at that offset.
@@ -78,6 +94,11 @@ type Read struct {
 	// Part is the optional part this field serves; nil when the
 	// instrumentation cannot do without it.
 	Part *Part
+}
+
+// Fields lists the field and its other names.
+func (r Read) Fields() []offsets.Field {
+	return append([]offsets.Field{r.Field}, r.Alt...)
 }
 
 // Sizes of the Go values a program commonly reads.
@@ -111,6 +132,42 @@ type Func struct {
 	// Part is the optional part this function serves; nil when the
 	// instrumentation cannot do without it.
 	Part *Part
+	// Optional functions may be missing without a word: the program never
+	// uses the type they recognise, so there is nothing to recognise, and
+	// the address stays 0.
+	Optional bool
+}
+
+// Frame is a function whose stack frame a program reads at the entry of a
+// call the function defers, to end a span there (an emulated instruction)
+// rather than on the function's RETs (single-stepped): while deferred calls
+// run, the function keeps its results in stack slots. Where those slots
+// are depends on the build, so the loader finds them in the function's code
+// (gobin.ResultSlots, gobin.ClosureSlot); when it cannot, the frame's part
+// is missing, and its Instead part, if any, runs in its place.
+type Frame struct {
+	// Symbol is the function whose frame is read.
+	Symbol string
+	// Results[i] gets the offset, from Symbol's stack pointer, of the slot
+	// of its i-th result word (the word returned in the i-th result
+	// register: RAX, RBX, RCX, RDI, ...); nil for a word not read. The
+	// constants are signed (__s64).
+	Results []*ebpf.VariableSpec
+	// Captured, when set, gets the offset within the closure of Deferred
+	// that Symbol builds for its defer of the pointer that closure holds to
+	// the slot of result word CapturedWord (a closure capturing a named
+	// result, such as err): the program finds the frame through the
+	// closure (RDX at its entry).
+	Captured     *ebpf.VariableSpec
+	Deferred     string
+	CapturedWord int
+	// Start and End, when set, get Symbol's run-time address range: a
+	// program that finds the frame through its own stack pointer checks
+	// that its return address is in Symbol, i.e. that Symbol called it
+	// directly rather than the runtime after a recovered panic.
+	Start, End *ebpf.VariableSpec
+	// Part is the optional part that needs the frame.
+	Part *Part
 }
 
 // Part is an optional part of an instrumentation: what some of its fields,
@@ -128,6 +185,11 @@ type Part struct {
 	Option func(Options) bool
 	// Requires are parts without which this one cannot run.
 	Requires []*Part
+	// Instead, when set, makes this part the fallback of another: it runs
+	// only when that part is missing, and is then reported as what runs in
+	// its place (Planned.Fallbacks) rather than as a loss; typically RET
+	// probes where an emulated entry cannot be used.
+	Instead *Part
 }
 
 // Options are the choices, made before any process is inspected, that
@@ -217,6 +279,14 @@ func (d *Declaration) Constants() []*ebpf.VariableSpec {
 	for _, f := range d.Funcs {
 		add(f.Addr)
 	}
+	for _, fr := range d.Frames {
+		for _, v := range fr.Results {
+			add(v)
+		}
+		add(fr.Captured)
+		add(fr.Start)
+		add(fr.End)
+	}
 	for _, p := range d.Parts() {
 		add(p.Flag)
 	}
@@ -237,6 +307,7 @@ func (d *Declaration) Parts() []*Part {
 		for _, r := range p.Requires {
 			add(r)
 		}
+		add(p.Instead)
 		parts = append(parts, p)
 	}
 	for _, u := range d.Uprobes {
@@ -247,6 +318,9 @@ func (d *Declaration) Parts() []*Part {
 	}
 	for _, f := range d.Funcs {
 		add(f.Part)
+	}
+	for _, fr := range d.Frames {
+		add(fr.Part)
 	}
 	return parts
 }

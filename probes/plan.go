@@ -66,6 +66,9 @@ type Planned struct {
 	Missing []Missing
 	// On lists the parts an option turned on that run.
 	On []string
+	// Fallbacks lists the parts that run in the place of a missing one
+	// (Part.Instead), and why.
+	Fallbacks []Fallback
 
 	// What Spec rebuilds from the probe's object: the constants' values
 	// and the programs to keep, by name, and where the programs go. A
@@ -75,6 +78,13 @@ type Planned struct {
 	keep    map[string]bool
 	uprobes []placed
 	reads   map[offsets.Field]bool
+}
+
+// Fallback is a part that runs because the part it stands in for cannot.
+type Fallback struct {
+	// Gives is what runs (the fallback's Part.Gives), Instead what could
+	// not (the missing part's), Why why not.
+	Gives, Instead, Why string
 }
 
 // placed is a probed function and the names of its programs ("" for none).
@@ -154,7 +164,10 @@ func (p *Planned) Load(shared *events.Shared) (*Loaded, error) {
 	}
 	l := &Loaded{coll: coll}
 	for _, u := range p.uprobes {
-		l.uprobes = append(l.uprobes, AttachUprobe{Symbol: u.symbol, Entry: coll.Programs[u.entry], Return: coll.Programs[u.ret]})
+		l.uprobes = append(l.uprobes, AttachUprobe{
+			Symbol: u.symbol, Entry: coll.Programs[u.entry], Return: coll.Programs[u.ret],
+			EntryName: u.entry, ReturnName: u.ret,
+		})
 	}
 	return l, nil
 }
@@ -187,7 +200,7 @@ func PlanTarget(t *Target, all []*Probe, opts Options) ([]*Planned, error) {
 		}
 		for _, r := range decl.Reads {
 			if r.Part == nil || r.Part.Option == nil || r.Part.Option(opts) {
-				fields = append(fields, r.Field)
+				fields = append(fields, r.Fields()...)
 			}
 		}
 	}
@@ -299,18 +312,27 @@ const (
 )
 
 type planner struct {
-	t     *Target
-	opts  Options
-	decl  *Declaration
-	out   *Planned
-	parts map[*Part]partState
-	whys  map[*Part]string
+	t      *Target
+	opts   Options
+	decl   *Declaration
+	out    *Planned
+	parts  map[*Part]partState
+	whys   map[*Part]string
+	frames map[*Frame]frameLayout
+}
+
+// frameLayout is what was found of a Frame in the function's code.
+type frameLayout struct {
+	results    []int64
+	captured   int64
+	start, end uint64
 }
 
 // plan evaluates the declaration for the target and sets the constants.
 func (pl *planner) plan() {
 	pl.parts = map[*Part]partState{}
 	pl.whys = map[*Part]string{}
+	pl.frames = map[*Frame]frameLayout{}
 	if why, err := pl.missingIn(nil); why != "" {
 		pl.disable(why, err)
 		return
@@ -322,6 +344,10 @@ func (pl *planner) plan() {
 				pl.out.On = append(pl.out.On, p.Gives)
 			}
 		case partMissing:
+			if fb := pl.fallbackOf(p); fb != nil {
+				pl.out.Fallbacks = append(pl.out.Fallbacks, Fallback{Gives: fb.Gives, Instead: p.Gives, Why: pl.whys[p]})
+				continue
+			}
 			pl.out.Missing = append(pl.out.Missing, Missing{Gives: p.Gives, Why: pl.whys[p], Chosen: p.Option != nil})
 		}
 	}
@@ -360,9 +386,9 @@ func (pl *planner) plan() {
 			set[r.Offset] += 0
 			continue
 		}
-		off, _ := pl.t.Offsets.Get(r.Field)
+		f, off, _ := pl.resolved(r)
 		set[r.Offset] = off
-		pl.out.reads[r.Field] = true
+		pl.out.reads[f] = true
 		if r.In != nil {
 			sizes[r.In] = max(sizes[r.In], off+r.Size)
 		}
@@ -378,6 +404,27 @@ func (pl *planner) plan() {
 		set[f.Addr] = 0
 		if on(f.Part) {
 			set[f.Addr] = pl.t.FuncAddr(f.Symbol)
+		}
+	}
+	for i := range pl.decl.Frames {
+		fr := &pl.decl.Frames[i]
+		lay, found := pl.frames[fr]
+		found = found && on(fr.Part)
+		for i, v := range fr.Results {
+			if v != nil {
+				set[v] = 0
+				if found {
+					set[v] = uint64(lay.results[i])
+				}
+			}
+		}
+		for v, x := range map[*ebpf.VariableSpec]uint64{fr.Captured: uint64(lay.captured), fr.Start: lay.start, fr.End: lay.end} {
+			if v != nil {
+				set[v] = 0
+				if found {
+					set[v] = x
+				}
+			}
 		}
 	}
 	for _, p := range pl.decl.Parts() {
@@ -420,9 +467,28 @@ func (pl *planner) part(p *Part) partState {
 	return s
 }
 
+// fallbackOf is the part that runs instead of p, nil when none does.
+func (pl *planner) fallbackOf(p *Part) *Part {
+	for _, q := range pl.decl.Parts() {
+		if q.Instead == p && pl.part(q) == partOn {
+			return q
+		}
+	}
+	return nil
+}
+
 func (pl *planner) evalPart(p *Part) partState {
 	if p.Option != nil && !p.Option(pl.opts) {
 		return partOff
+	}
+	if p.Instead != nil {
+		// A fallback runs only where what it stands in for cannot.
+		if s := pl.part(p.Instead); s != partMissing {
+			if s == partOn {
+				return partOff
+			}
+			return s
+		}
 	}
 	for _, r := range p.Requires {
 		if s := pl.part(r); s != partOn {
@@ -433,15 +499,15 @@ func (pl *planner) evalPart(p *Part) partState {
 			return s
 		}
 	}
-	// A part whose functions are all optional and absent has nothing to
-	// do in this binary.
-	var ups, present int
+	// A part whose functions (probed or recognised) are all optional and
+	// absent has nothing to do in this binary.
+	var items, present int
 	optional := true
 	for _, u := range pl.decl.Uprobes {
 		if u.Part != p {
 			continue
 		}
-		ups++
+		items++
 		optional = optional && u.Optional
 		if _, err := pl.t.Bin.Func(u.Symbol); err == nil {
 			present++
@@ -450,7 +516,17 @@ func (pl *planner) evalPart(p *Part) partState {
 			return partMissing
 		}
 	}
-	if ups > 0 && present == 0 && optional {
+	for _, f := range pl.decl.Funcs {
+		if f.Part != p {
+			continue
+		}
+		items++
+		optional = optional && f.Optional
+		if _, err := pl.t.Bin.Func(f.Symbol); err == nil {
+			present++
+		}
+	}
+	if items > 0 && present == 0 && optional {
 		return partAbsent
 	}
 	if why, _ := pl.missingIn(p); why != "" {
@@ -467,21 +543,33 @@ func (pl *planner) missingIn(p *Part) (string, error) {
 		if r.Part != p {
 			continue
 		}
+		if _, _, ok := pl.resolved(r); ok {
+			continue
+		}
 		if err := pl.t.Offsets.Missing(r.Field); err != nil {
 			return fmt.Sprintf("%s: %v", r.Field, err), err
 		}
-		if _, ok := pl.t.Offsets.Get(r.Field); !ok {
-			err := errors.New("offset not resolved")
-			return fmt.Sprintf("%s: %v", r.Field, err), err
-		}
+		err := errors.New("offset not resolved")
+		return fmt.Sprintf("%s: %v", r.Field, err), err
 	}
 	for _, f := range pl.decl.Funcs {
-		if f.Part != p {
+		if f.Part != p || f.Optional {
 			continue
 		}
 		if _, err := pl.t.Bin.Func(f.Symbol); err != nil {
 			return "the binary has no " + f.Symbol, err
 		}
+	}
+	for i := range pl.decl.Frames {
+		fr := &pl.decl.Frames[i]
+		if fr.Part != p {
+			continue
+		}
+		lay, err := pl.layout(fr)
+		if err != nil {
+			return err.Error(), err
+		}
+		pl.frames[fr] = lay
 	}
 	return "", nil
 }
@@ -522,6 +610,41 @@ func sizeForOneProcess(spec *ebpf.CollectionSpec, shared map[string]*ebpf.Map) {
 			m.MaxEntries = min(m.MaxEntries, entries)
 		}
 	}
+}
+
+// resolved is the first of a read's names the target has, and its offset.
+func (pl *planner) resolved(r Read) (offsets.Field, uint64, bool) {
+	for _, f := range r.Fields() {
+		if off, ok := pl.t.Offsets.Get(f); ok {
+			return f, off, true
+		}
+	}
+	return r.Field, 0, false
+}
+
+// layout finds a frame's slots in its function's code.
+func (pl *planner) layout(fr *Frame) (frameLayout, error) {
+	fn, err := pl.t.Bin.Func(fr.Symbol)
+	if err != nil {
+		return frameLayout{}, err
+	}
+	lay := frameLayout{start: pl.t.RuntimeAddr(fn.Addr), end: pl.t.RuntimeAddr(fn.End)}
+	if lay.results, err = pl.t.Bin.ResultSlots(fn, len(fr.Results)); err != nil {
+		return frameLayout{}, err
+	}
+	if fr.Captured != nil {
+		deferred, err := pl.t.Bin.Func(fr.Deferred)
+		if err != nil {
+			return frameLayout{}, err
+		}
+		if fr.CapturedWord >= len(lay.results) {
+			return frameLayout{}, fmt.Errorf("%s: result word %d is not read", fr.Symbol, fr.CapturedWord)
+		}
+		if lay.captured, err = pl.t.Bin.ClosureSlot(fn, deferred, lay.results[fr.CapturedWord]); err != nil {
+			return frameLayout{}, err
+		}
+	}
+	return lay, nil
 }
 
 // dropUnusedMaps removes the maps no program of spec uses, with their

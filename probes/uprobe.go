@@ -6,6 +6,8 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
+
+	"github.com/zerotrace/zerotrace/probes/gobin"
 )
 
 // AttachUprobe is one probed Go function with its loaded programs: the
@@ -20,6 +22,9 @@ type AttachUprobe struct {
 	Symbol string
 	Entry  *ebpf.Program // nil when only the returns are probed
 	Return *ebpf.Program // nil when only the entry is probed
+	// EntryName and ReturnName name the programs as their object does
+	// (the kernel and bpftool show the first 15 characters).
+	EntryName, ReturnName string
 }
 
 // Attachment is the set of links one instrumentation holds on one process.
@@ -27,6 +32,21 @@ type Attachment struct {
 	links   []link.Link
 	Entries int // entry uprobes attached
 	Returns int // uprobes attached at RET instructions
+	// Sites are the uprobes attached, one per instruction probed, each
+	// with what it costs a hit: emulated or single-stepped.
+	Sites []Site
+}
+
+// Site is one uprobe attached: on which instruction, and how the kernel
+// runs it, which is most of what a hit costs (an emulated jump ~1 µs, a
+// single-stepped instruction such as a RET ~10 µs on the project's
+// machines).
+type Site struct {
+	Symbol  string
+	Program string
+	Return  bool   // at one of the function's RETs, not its entry
+	Offset  uint64 // file offset of the probed instruction
+	gobin.Instruction
 }
 
 // AttachUprobes attaches every uprobe in ups to t's process only. It attaches
@@ -68,6 +88,7 @@ func (a *Attachment) attach(t *Target, ex *link.Executable, u AttachUprobe) erro
 			}
 			a.links = append(a.links, l)
 			a.Returns++
+			a.site(t, u.Symbol, u.ReturnName, true, off)
 		}
 	}
 	if u.Entry != nil {
@@ -81,8 +102,18 @@ func (a *Attachment) attach(t *Target, ex *link.Executable, u AttachUprobe) erro
 		}
 		a.links = append(a.links, l)
 		a.Entries++
+		a.site(t, u.Symbol, u.EntryName, false, entry)
 	}
 	return nil
+}
+
+func (a *Attachment) site(t *Target, symbol, prog string, ret bool, off uint64) {
+	inst, err := t.Bin.ProbedInstruction(off)
+	if err != nil {
+		// The probe is in: only its description is missing.
+		inst.Text = "unknown instruction"
+	}
+	a.Sites = append(a.Sites, Site{Symbol: symbol, Program: prog, Return: ret, Offset: off, Instruction: inst})
 }
 
 // Close detaches every link, in the reverse order of attaching.

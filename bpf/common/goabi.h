@@ -41,6 +41,18 @@ static __always_inline __u64 read_u64(__u64 addr)
 	return v;
 }
 
+// Offset of fun[0] in runtime.itab (inter, _type, hash + pad).
+#define ITAB_FUN0 24
+
+// Whether the itab tab is of a type whose interface's first method (by
+// name) is the function at fun0: how a concrete type behind an interface is
+// recognised, with function addresses that pclntab gives even in a
+// stripped binary. A fun0 of 0 (not in the binary) matches nothing.
+static __always_inline bool itab_is(__u64 tab, __u64 fun0)
+{
+	return fun0 && tab && read_u64(tab + ITAB_FUN0) == fun0;
+}
+
 // Copy at most cap bytes of the Go string s into dst. Returns the number of
 // bytes copied and sets bit in *cut when s was longer than cap.
 static __always_inline __u16 copy_go_string(char *dst, __u64 cap, struct go_string s, __u8 *cut, __u8 bit)

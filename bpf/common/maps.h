@@ -31,6 +31,13 @@ enum counter {
 	// A child of a process traced from the kernel was not traced: the
 	// table of traced processes (traced_tgids) was full.
 	COUNTER_TRACED_FULL = 9,
+	// A request carried the traceparent its server span received (a proxy
+	// forwarding its caller's header): its parent id was replaced by the
+	// client span's, in place (sk_msg).
+	COUNTER_INJECT_REPLACED_FORWARDED = 10,
+	// Such a forwarded traceparent was left as it was, because it could not
+	// be changed safely (write-user: its bytes are the proxy's own).
+	COUNTER_INJECT_KEPT_FORWARDED = 11,
 	COUNTER_MAX = 16,
 };
 
@@ -54,6 +61,12 @@ struct {
 struct go_trace_ctx {
 	__u8 trace_id[16];
 	__u8 span_id[8];
+	// The parent id of the traceparent the server span received, zero when
+	// it received none. An outgoing request that carries this very trace id
+	// and parent id forwards that header (a proxy passing its caller's
+	// traceparent on): its parent must become the client span that sends it.
+	// A header the application set itself names a span the agent never saw.
+	__u8 received_parent[8];
 };
 
 // goids are numbered per process, and one agent traces many processes:
@@ -89,7 +102,9 @@ struct conn_tuple {
 };
 
 // Trace context of the client span about to send a request on a
-// connection: written by the client probe just before the request goes out,
+// connection (ctx.received_parent: what a forwarded traceparent in that
+// request names as its parent): written by the client probe just before the
+// request goes out,
 // taken (and deleted) by the server probe of a traced process on the same
 // host when that request arrives, so that the server span becomes the
 // client span's child with nothing added to the traffic. HTTP/1.1 sends the
@@ -140,6 +155,11 @@ static __always_inline bool span_id_eq(const __u8 *a, const __u8 *b)
 	__builtin_memcpy(&x, a, 8);
 	__builtin_memcpy(&y, b, 8);
 	return x == y;
+}
+
+static __always_inline bool trace_id_eq(const __u8 *a, const __u8 *b)
+{
+	return span_id_eq(a, b) && span_id_eq(a + 8, b + 8);
 }
 
 // Ring buffer fill level, in bytes, past which a record wakes the reader.

@@ -19,14 +19,6 @@ volatile const __u64 off_tcpaddr_port;
 // Run-time address of net.(*TCPConn).Close; 0 when the binary has none.
 volatile const __u64 tcpconn_close_fn;
 
-// Offset of fun[0] in runtime.itab (inter, _type, hash + pad).
-#define ITAB_FUN0 24
-
-static __always_inline bool itab_is(__u64 tab, __u64 fun0)
-{
-	return fun0 && tab && read_u64(tab + ITAB_FUN0) == fun0;
-}
-
 // An IP address as Go's net.IP holds it, 4 or 16 bytes, and a port.
 struct tcp_addr {
 	__u8 ip[16];

@@ -15,6 +15,29 @@
 //   func (s *Stmt) ExecContext(ctx context.Context, args ...any) (Result, error)
 //     entry: RAX = s                         return: RCX/RDI = error
 //
+// Each call ends at the entry of a function that runs once it is done
+// (an emulated instruction), on the same goroutine:
+//
+//   query: (*Rows).initContextClose (RAX = rows) once the driver answered,
+//          or the releaseConn(err) queryDC calls on an error (RAX/RBX =
+//          err): (*driverConn).releaseConn-fm for DB, the release wrappers
+//          of Tx and Conn for theirs;
+//   exec:  execDC.func1, the deferred release(err) (RDX = closure holding
+//          &err; the Result is in the execDC frame slot next to err);
+//   Stmt:  the deferred s.closemu.RUnlock() (deferwrap1), called by the
+//          method itself at each return: its results are in the stack
+//          slots above the return address, covering the method's own
+//          bad-connection retries.
+//
+// Frame slots differ from build to build: user space finds them in the
+// functions' code (gobin.ResultSlots); when it cannot, that call ends on
+// the function's RETs instead (query_return, exec_return).
+//
+// A DB, Conn or Tx call whose attempt fails with driver.ErrBadConn is tried
+// again by database/sql on another connection (DB.retry), through queryDC
+// or execDC again: the span waits for it and covers every attempt, so one
+// call is one span with its final outcome.
+//
 // The span's parent is the span active on the calling goroutine or on the
 // goroutine that started it (go_ctx), as for HTTP client calls. The query
 // text is copied at entry, when the caller surely still holds it, and sent
@@ -45,18 +68,44 @@ volatile const __u64 off_dsn_connector_driver;
 volatile const __u64 off_driver_result_resi;
 volatile const __u64 off_driver_conn_ci;
 volatile const __u8 read_conn_type; // off_driver_conn_ci is known
+// Frames read at the deferred calls (see above): offsets, from the
+// function's stack pointer, of the slots of its result words; for execDC
+// where its closure keeps &err; for the Stmt methods their code's range,
+// which the return address must be in.
+volatile const __s64 off_exec_res;
+volatile const __s64 off_exec_err;
+volatile const __u64 exec_closure_err;
+volatile const __s64 off_stmtq_err;
+volatile const __u64 stmtq_start;
+volatile const __u64 stmtq_end;
+volatile const __s64 off_stmte_res;
+volatile const __s64 off_stmte_err;
+volatile const __u64 stmte_start;
+volatile const __u64 stmte_end;
+// Run-time address of errors.(*errorString).Error, fun[0] of the itab of an
+// error made by errors.New, such as driver.ErrBadConn.
+volatile const __u64 errorstring_error_fn;
+
+// database/sql tries a call that failed with driver.ErrBadConn twice more
+// (maxBadConnRetries, then once on a new connection).
+#define MAX_BAD_CONN_RETRIES 2
 
 struct inflight {
 	__u64 start_ns;
 	__u64 goid;
 	__u64 db;
-	__u64 query_ptr; // to recognise a second entry hit after morestack
+	__u64 query_ptr; // to recognise a second entry hit after morestack, or a retry
 	__u64 conn_type; // itab of dc->ci
 	struct span_ids ids;
 	__u16 query_len;
 	__u8 call;
 	__u8 truncated;
-	__u8 pad[4];
+	__u8 attempts; // attempts that failed with a bad connection
+	__u8 retrying; // the last one did: the next attempt continues this span
+	__u8 pad[2];
+	__u64 retry_ns; // when it failed
+	__u64 err_tab;  // and its error (driver.ErrBadConn, which stays alive)
+	__u64 err_data;
 	char query[DB_QUERY_MAX];
 };
 
@@ -77,13 +126,27 @@ struct {
 	__type(value, struct inflight);
 } db_scratch SEC(".maps");
 
+static __always_inline void emit(struct inflight *in, __u64 end_ns, __u64 err_tab, __u64 err_data, __u64 result_data);
+
 static __always_inline void enter(struct pt_regs *ctx, __u8 call, __u64 db, __u64 dc, struct go_string query)
 {
 	__u64 g = GO_G(ctx);
 	__u64 goid = read_u64(g + off_g_goid);
 	struct inflight *cur = bpf_map_lookup_elem(&db_inflight, &g);
-	if (cur && cur->goid == goid && cur->query_ptr == query.ptr && cur->call == call)
-		return; // the same call again, after morestack
+	if (cur && cur->goid == goid && cur->query_ptr == query.ptr && cur->call == call) {
+		// The same call again: after morestack, or database/sql trying it
+		// again after a bad connection, which continues its span.
+		if (cur->retrying) {
+			cur->retrying = 0;
+			cur->attempts++;
+		}
+		return;
+	}
+	if (cur && cur->retrying && cur->goid == goid) {
+		// The retry failed before it reached queryDC or execDC again (no
+		// connection): the call ended with the bad connection.
+		emit(cur, cur->retry_ns, cur->err_tab, cur->err_data, 0);
+	}
 
 	__u32 zero = 0;
 	struct inflight *in = bpf_map_lookup_elem(&db_scratch, &zero);
@@ -98,6 +161,11 @@ static __always_inline void enter(struct pt_regs *ctx, __u8 call, __u64 db, __u6
 		in->conn_type = read_u64(dc + off_driver_conn_ci); // the itab word
 	in->call = call;
 	in->truncated = 0;
+	in->attempts = 0;
+	in->retrying = 0;
+	in->retry_ns = 0;
+	in->err_tab = 0;
+	in->err_data = 0;
 	__builtin_memset(in->pad, 0, sizeof(in->pad));
 	__builtin_memset(&in->ids, 0, sizeof(in->ids));
 	in->query_len = copy_go_string(in->query, sizeof(in->query), query, &in->truncated, DB_TRUNC_QUERY);
@@ -220,21 +288,16 @@ static __always_inline void read_result(struct db_query_event *e, __u64 result_d
 	e->result_type = resi.tab;
 }
 
-static __always_inline void leave(struct pt_regs *ctx, __u64 err_tab, __u64 err_data, __u64 result_data)
+// Send the record of the call in. The caller deletes the entry.
+static __always_inline void emit(struct inflight *in, __u64 end_ns, __u64 err_tab, __u64 err_data, __u64 result_data)
 {
-	__u64 g = GO_G(ctx);
-	struct inflight *in = bpf_map_lookup_elem(&db_inflight, &g);
-	if (!in) {
-		count(COUNTER_NO_ENTRY);
-		return;
-	}
 	struct db_query_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
-		bpf_map_delete_elem(&db_inflight, &g);
 		return;
 	}
 	fill_header(&e->hdr, EVENT_DB_QUERY);
+	e->hdr.ts_ns = end_ns;
 	e->start_ns = in->start_ns;
 	e->goid = in->goid;
 	e->ids = in->ids;
@@ -243,23 +306,145 @@ static __always_inline void leave(struct pt_regs *ctx, __u64 err_tab, __u64 err_
 	e->query_len = in->query_len;
 	e->conn_type = in->conn_type;
 	bpf_probe_read_kernel(e->query, sizeof(e->query), in->query);
-	__u64 db = in->db;
-	bpf_map_delete_elem(&db_inflight, &g);
-
 	e->err_type = err_tab;
 	read_err_msg(e, err_tab ? err_data : 0);
 	read_result(e, err_tab ? 0 : result_data);
-	read_connector(e, db);
+	read_connector(e, in->db);
 	if (e->truncated)
 		e->hdr.flags |= EVENT_FLAG_TRUNCATED;
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-// (*Rows, error): the error in RBX/RCX.
+#define BAD_CONN_LEN 22
+
+// Whether err is driver.ErrBadConn: errors.New("driver: bad connection").
+static __always_inline bool bad_conn(__u64 err_tab, __u64 err_data)
+{
+	if (!itab_is(err_tab, errorstring_error_fn))
+		return false;
+	const char want[BAD_CONN_LEN + 1] = "driver: bad connection";
+	struct go_string msg = {};
+	char text[BAD_CONN_LEN];
+	if (bpf_probe_read_user(&msg, sizeof(msg), (void *)err_data) || msg.len != BAD_CONN_LEN ||
+	    bpf_probe_read_user(text, sizeof(text), (void *)msg.ptr))
+		return false;
+	bool same = true;
+#pragma unroll
+	for (int i = 0; i < BAD_CONN_LEN; i++)
+		same = same && text[i] == want[i];
+	return same;
+}
+
+// End the call in flight on this goroutine, when it is of kind call (0:
+// any), with its error and, for an exec, the data word of its Result.
+static __always_inline void leave(__u64 g, __u8 call, __u64 err_tab, __u64 err_data, __u64 result_data)
+{
+	struct inflight *in = bpf_map_lookup_elem(&db_inflight, &g);
+	if (!in || in->retrying || (call && in->call != call))
+		return;
+	__u64 now = bpf_ktime_get_ns();
+	if ((in->call == DB_CALL_QUERY || in->call == DB_CALL_EXEC) && in->attempts < MAX_BAD_CONN_RETRIES &&
+	    bad_conn(err_tab, err_data)) {
+		// database/sql tries again: the span goes on (see enter).
+		in->retrying = 1;
+		in->retry_ns = now;
+		in->err_tab = err_tab;
+		in->err_data = err_data;
+		return;
+	}
+	emit(in, now, err_tab, err_data, result_data);
+	bpf_map_delete_elem(&db_inflight, &g);
+}
+
+// func (rs *Rows) initContextClose(ctx, txctx context.Context): a query
+// succeeded. Stmt.QueryContext calls it too, but its span ends when the
+// method returns.
+SEC("uprobe/Rows_initContextClose")
+int query_end(struct pt_regs *ctx)
+{
+	leave(GO_G(ctx), DB_CALL_QUERY, 0, 0, 0);
+	return 0;
+}
+
+// The releaseConn(err) method values queryDC calls when a query failed
+// (RAX/RBX = err); they also run later, when rows are closed, with nothing
+// in flight. A nil error here ends nothing: queryDC only passes errors.
+SEC("uprobe/releaseConn_fm")
+int query_release(struct pt_regs *ctx)
+{
+	if (!GO_ARG1(ctx))
+		return 0;
+	leave(GO_G(ctx), DB_CALL_QUERY, GO_ARG1(ctx), GO_ARG2(ctx), 0);
+	return 0;
+}
+
+// execDC's deferred func() { release(err) }: RDX = the closure, holding
+// &err at exec_closure_err; the Result is off_exec_res - off_exec_err bytes
+// from err in execDC's frame.
+SEC("uprobe/DB_execDC_func1")
+int exec_end(struct pt_regs *ctx)
+{
+	__u64 errp = read_u64(ctx->dx + exec_closure_err);
+	struct go_iface err = {};
+	if (!errp || bpf_probe_read_user(&err, sizeof(err), (void *)errp))
+		return 0;
+	// The Result's data word, after its itab.
+	__u64 res_data = err.tab ? 0 : read_u64(errp + (off_exec_res - off_exec_err) + 8);
+	leave(GO_G(ctx), DB_CALL_EXEC, err.tab, err.data, res_data);
+	return 0;
+}
+
+// The frame of the Stmt method that called this deferred function
+// directly, through the stack pointer: the return address must be in the
+// method (not in the runtime, which runs deferred calls after a recovered
+// panic), and the method's stack pointer is just above it.
+static __always_inline __u64 caller_sp(struct pt_regs *ctx, __u64 start, __u64 end)
+{
+	__u64 ret = read_u64(ctx->sp);
+	if (!start || ret < start || ret >= end)
+		return 0;
+	return ctx->sp + 8;
+}
+
+// Stmt.QueryContext's deferred s.closemu.RUnlock(): (*Rows, error).
+SEC("uprobe/Stmt_QueryContext_deferwrap1")
+int stmt_query_end(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	struct inflight *in = bpf_map_lookup_elem(&db_inflight, &g);
+	if (!in || in->call != DB_CALL_STMT_QUERY)
+		return 0;
+	__u64 sp = caller_sp(ctx, stmtq_start, stmtq_end);
+	struct go_iface err = {};
+	if (!sp || bpf_probe_read_user(&err, sizeof(err), (void *)(sp + off_stmtq_err)))
+		return 0;
+	leave(g, DB_CALL_STMT_QUERY, err.tab, err.data, 0);
+	return 0;
+}
+
+// Stmt.ExecContext's deferred s.closemu.RUnlock(): (Result, error).
+SEC("uprobe/Stmt_ExecContext_deferwrap1")
+int stmt_exec_end(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	struct inflight *in = bpf_map_lookup_elem(&db_inflight, &g);
+	if (!in || in->call != DB_CALL_STMT_EXEC)
+		return 0;
+	__u64 sp = caller_sp(ctx, stmte_start, stmte_end);
+	struct go_iface err = {}, res = {};
+	if (!sp || bpf_probe_read_user(&err, sizeof(err), (void *)(sp + off_stmte_err)) ||
+	    bpf_probe_read_user(&res, sizeof(res), (void *)(sp + off_stmte_res)))
+		return 0;
+	leave(g, DB_CALL_STMT_EXEC, err.tab, err.data, err.tab ? 0 : res.data);
+	return 0;
+}
+
+// Where a frame is not recognised, on every RET of the function:
+// (*Rows, error), the error in RBX/RCX.
 SEC("uprobe/db_query_ret")
 int query_return(struct pt_regs *ctx)
 {
-	leave(ctx, GO_ARG2(ctx), GO_ARG3(ctx), 0);
+	leave(GO_G(ctx), 0, GO_ARG2(ctx), GO_ARG3(ctx), 0);
 	return 0;
 }
 
@@ -267,6 +452,6 @@ int query_return(struct pt_regs *ctx)
 SEC("uprobe/db_exec_ret")
 int exec_return(struct pt_regs *ctx)
 {
-	leave(ctx, GO_ARG3(ctx), GO_ARG4(ctx), GO_ARG2(ctx));
+	leave(GO_G(ctx), 0, GO_ARG3(ctx), GO_ARG4(ctx), GO_ARG2(ctx));
 	return 0;
 }

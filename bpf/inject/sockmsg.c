@@ -22,7 +22,13 @@
 // - That write must start with an HTTP/1.x request line and hold the whole
 //   header block within its first 4 KiB (Go's write buffer); otherwise it
 //   is sent unchanged and counted (COUNTER_INJECT_SKIPPED).
-// - A request that already has a traceparent keeps it (COUNTER_INJECT_KEPT).
+// - A request that already has a traceparent keeps it (COUNTER_INJECT_KEPT),
+//   unless that header forwards the one the client's parent server span
+//   received (a proxy passing its caller's traceparent on: same trace id,
+//   and the parent id it received): then its parent id is overwritten in
+//   place with the client span's, 16 hex digits for 16, nothing moved
+//   (COUNTER_INJECT_REPLACED_FORWARDED). A header the application set
+//   itself names a span the agent never saw, and is kept.
 // - Every byte of the inserted gap is overwritten; when a helper fails the
 //   gap is removed again, so a request gets the whole header or nothing
 //   (COUNTER_INJECT_FAILED).
@@ -161,7 +167,7 @@ static __always_inline void *msg_data_end(struct sk_msg_md *msg)
 enum head {
 	HEAD_UNDECIDED = 0,
 	HEAD_END,        // *pos is where the blank line that ends the head starts
-	HEAD_HAS_TP,     // a traceparent line is already there
+	HEAD_HAS_TP,     // a traceparent line is already there, at *pos
 	HEAD_NOT_HTTP1,  // the first line is not an HTTP/1.x request line
 	HEAD_TOO_LARGE,  // no end of head within MAX_HEAD bytes of this write
 };
@@ -230,12 +236,67 @@ static __always_inline enum head scan_head(struct sk_msg_md *msg, __u32 limit, _
 		__u64 name = *(__u64 *)(data + s) | LOWER8;
 		__u32 rest = *(__u32 *)(data + s + 8) | LOWER4;
 		if (name == WORD8('t', 'r', 'a', 'c', 'e', 'p', 'a', 'r') && rest == WORD4('e', 'n', 't', ':')) {
+			*pos = s;
 			res = HEAD_HAS_TP;
 			break;
 		}
 	}
 	bpf_iter_num_destroy(&it);
 	return res;
+}
+
+#define TP_VALUE_LEN 55 // "00-" 32 hex "-" 16 hex "-" 2 hex
+#define TP_NAME_LEN 12  // "traceparent:"
+
+// The traceparent line at pos names the trace of ctx and, as parent, the
+// span its server span received it from: the client forwards its caller's
+// header. Make the client span its parent, in place.
+static __always_inline enum counter replace_forwarded(struct sk_msg_md *msg, __u32 pos, __u32 limit,
+						       const struct go_trace_ctx *ctx)
+{
+	__u64 received;
+	__builtin_memcpy(&received, ctx->received_parent, sizeof(received));
+	if (!received)
+		return COUNTER_INJECT_KEPT; // its server span received no traceparent
+	void *data = msg_data(msg);
+	void *end = msg_data_end(msg);
+	__u32 v = pos + TP_NAME_LEN;
+	// Optional whitespace before the value; Go writes one space.
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		__u32 j = v & (MAX_HEAD - 1);
+		if (data + j + 1 > end || *(__u8 *)(data + j) != ' ')
+			break;
+		v++;
+	}
+	if (v + TP_VALUE_LEN > limit)
+		return COUNTER_INJECT_KEPT;
+	barrier_var(v);
+	v &= MAX_HEAD - 1;
+	char *val = data + v;
+	if ((void *)val + TP_VALUE_LEN > end)
+		return COUNTER_INJECT_KEPT;
+	if (val[2] != '-' || val[35] != '-' || val[52] != '-')
+		return COUNTER_INJECT_KEPT;
+	bool same = true;
+#pragma unroll
+	for (int i = 0; i < 16; i++) {
+		same = same && val[3 + 2 * i] == hex_digit(ctx->trace_id[i] >> 4) &&
+		       val[4 + 2 * i] == hex_digit(ctx->trace_id[i] & 15);
+	}
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		same = same && val[36 + 2 * i] == hex_digit(ctx->received_parent[i] >> 4) &&
+		       val[37 + 2 * i] == hex_digit(ctx->received_parent[i] & 15);
+	}
+	if (!same)
+		return COUNTER_INJECT_KEPT;
+#pragma unroll
+	for (int i = 0; i < 8; i++) {
+		val[36 + 2 * i] = hex_digit(ctx->span_id[i] >> 4);
+		val[37 + 2 * i] = hex_digit(ctx->span_id[i] & 15);
+	}
+	return COUNTER_INJECT_REPLACED_FORWARDED;
 }
 
 static __always_inline enum counter inject(struct sk_msg_md *msg, const struct go_trace_ctx *ctx)
@@ -257,7 +318,7 @@ static __always_inline enum counter inject(struct sk_msg_md *msg, const struct g
 	case HEAD_END:
 		break;
 	case HEAD_HAS_TP:
-		return COUNTER_INJECT_KEPT;
+		return replace_forwarded(msg, pos, limit, ctx);
 	default:
 		return COUNTER_INJECT_SKIPPED;
 	}

@@ -83,21 +83,37 @@ const (
 	dbsqlMapEvents                = "events"
 	dbsqlMapGoCtx                 = "go_ctx"
 	dbsqlProgExecDcEnter          = "exec_dc_enter"
+	dbsqlProgExecEnd              = "exec_end"
 	dbsqlProgExecReturn           = "exec_return"
 	dbsqlProgQueryDcEnter         = "query_dc_enter"
+	dbsqlProgQueryEnd             = "query_end"
+	dbsqlProgQueryRelease         = "query_release"
 	dbsqlProgQueryReturn          = "query_return"
+	dbsqlProgStmtExecEnd          = "stmt_exec_end"
 	dbsqlProgStmtExecEnter        = "stmt_exec_enter"
+	dbsqlProgStmtQueryEnd         = "stmt_query_end"
 	dbsqlProgStmtQueryEnter       = "stmt_query_enter"
+	dbsqlVarErrorstringErrorFn    = "errorstring_error_fn"
+	dbsqlVarExecClosureErr        = "exec_closure_err"
 	dbsqlVarOffDbConnector        = "off_db_connector"
 	dbsqlVarOffDriverConnCi       = "off_driver_conn_ci"
 	dbsqlVarOffDriverResultResi   = "off_driver_result_resi"
 	dbsqlVarOffDsnConnectorDriver = "off_dsn_connector_driver"
 	dbsqlVarOffDsnConnectorDsn    = "off_dsn_connector_dsn"
+	dbsqlVarOffExecErr            = "off_exec_err"
+	dbsqlVarOffExecRes            = "off_exec_res"
 	dbsqlVarOffG_goid             = "off_g_goid"
 	dbsqlVarOffG_parentGoid       = "off_g_parent_goid"
 	dbsqlVarOffStmtDb             = "off_stmt_db"
 	dbsqlVarOffStmtQuery          = "off_stmt_query"
+	dbsqlVarOffStmteErr           = "off_stmte_err"
+	dbsqlVarOffStmteRes           = "off_stmte_res"
+	dbsqlVarOffStmtqErr           = "off_stmtq_err"
 	dbsqlVarReadConnType          = "read_conn_type"
+	dbsqlVarStmteEnd              = "stmte_end"
+	dbsqlVarStmteStart            = "stmte_start"
+	dbsqlVarStmtqEnd              = "stmtq_end"
+	dbsqlVarStmtqStart            = "stmtq_start"
 	dbsqlVarUnusedDbCall          = "unused_db_call"
 	dbsqlVarUnusedDbQueryEvent    = "unused_db_query_event"
 	dbsqlVarUnusedDbQueryRecord   = "unused_db_query_record"
@@ -148,10 +164,15 @@ type dbsqlSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type dbsqlProgramSpecs struct {
 	ExecDcEnter    *ebpf.ProgramSpec `ebpf:"exec_dc_enter"`
+	ExecEnd        *ebpf.ProgramSpec `ebpf:"exec_end"`
 	ExecReturn     *ebpf.ProgramSpec `ebpf:"exec_return"`
 	QueryDcEnter   *ebpf.ProgramSpec `ebpf:"query_dc_enter"`
+	QueryEnd       *ebpf.ProgramSpec `ebpf:"query_end"`
+	QueryRelease   *ebpf.ProgramSpec `ebpf:"query_release"`
 	QueryReturn    *ebpf.ProgramSpec `ebpf:"query_return"`
+	StmtExecEnd    *ebpf.ProgramSpec `ebpf:"stmt_exec_end"`
 	StmtExecEnter  *ebpf.ProgramSpec `ebpf:"stmt_exec_enter"`
+	StmtQueryEnd   *ebpf.ProgramSpec `ebpf:"stmt_query_end"`
 	StmtQueryEnter *ebpf.ProgramSpec `ebpf:"stmt_query_enter"`
 }
 
@@ -172,16 +193,27 @@ type dbsqlMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type dbsqlVariableSpecs struct {
+	ErrorstringErrorFn    *ebpf.VariableSpec `ebpf:"errorstring_error_fn"`
+	ExecClosureErr        *ebpf.VariableSpec `ebpf:"exec_closure_err"`
 	OffDbConnector        *ebpf.VariableSpec `ebpf:"off_db_connector"`
 	OffDriverConnCi       *ebpf.VariableSpec `ebpf:"off_driver_conn_ci"`
 	OffDriverResultResi   *ebpf.VariableSpec `ebpf:"off_driver_result_resi"`
 	OffDsnConnectorDriver *ebpf.VariableSpec `ebpf:"off_dsn_connector_driver"`
 	OffDsnConnectorDsn    *ebpf.VariableSpec `ebpf:"off_dsn_connector_dsn"`
+	OffExecErr            *ebpf.VariableSpec `ebpf:"off_exec_err"`
+	OffExecRes            *ebpf.VariableSpec `ebpf:"off_exec_res"`
 	OffG_goid             *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffG_parentGoid       *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	OffStmtDb             *ebpf.VariableSpec `ebpf:"off_stmt_db"`
 	OffStmtQuery          *ebpf.VariableSpec `ebpf:"off_stmt_query"`
+	OffStmteErr           *ebpf.VariableSpec `ebpf:"off_stmte_err"`
+	OffStmteRes           *ebpf.VariableSpec `ebpf:"off_stmte_res"`
+	OffStmtqErr           *ebpf.VariableSpec `ebpf:"off_stmtq_err"`
 	ReadConnType          *ebpf.VariableSpec `ebpf:"read_conn_type"`
+	StmteEnd              *ebpf.VariableSpec `ebpf:"stmte_end"`
+	StmteStart            *ebpf.VariableSpec `ebpf:"stmte_start"`
+	StmtqEnd              *ebpf.VariableSpec `ebpf:"stmtq_end"`
+	StmtqStart            *ebpf.VariableSpec `ebpf:"stmtq_start"`
 	UnusedDbCall          *ebpf.VariableSpec `ebpf:"unused_db_call"`
 	UnusedDbQueryEvent    *ebpf.VariableSpec `ebpf:"unused_db_query_event"`
 	UnusedDbQueryRecord   *ebpf.VariableSpec `ebpf:"unused_db_query_record"`
@@ -234,16 +266,27 @@ func (m *dbsqlMaps) Close() error {
 //
 // It can be passed to loadDbsqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dbsqlVariables struct {
+	ErrorstringErrorFn    *ebpf.Variable `ebpf:"errorstring_error_fn"`
+	ExecClosureErr        *ebpf.Variable `ebpf:"exec_closure_err"`
 	OffDbConnector        *ebpf.Variable `ebpf:"off_db_connector"`
 	OffDriverConnCi       *ebpf.Variable `ebpf:"off_driver_conn_ci"`
 	OffDriverResultResi   *ebpf.Variable `ebpf:"off_driver_result_resi"`
 	OffDsnConnectorDriver *ebpf.Variable `ebpf:"off_dsn_connector_driver"`
 	OffDsnConnectorDsn    *ebpf.Variable `ebpf:"off_dsn_connector_dsn"`
+	OffExecErr            *ebpf.Variable `ebpf:"off_exec_err"`
+	OffExecRes            *ebpf.Variable `ebpf:"off_exec_res"`
 	OffG_goid             *ebpf.Variable `ebpf:"off_g_goid"`
 	OffG_parentGoid       *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	OffStmtDb             *ebpf.Variable `ebpf:"off_stmt_db"`
 	OffStmtQuery          *ebpf.Variable `ebpf:"off_stmt_query"`
+	OffStmteErr           *ebpf.Variable `ebpf:"off_stmte_err"`
+	OffStmteRes           *ebpf.Variable `ebpf:"off_stmte_res"`
+	OffStmtqErr           *ebpf.Variable `ebpf:"off_stmtq_err"`
 	ReadConnType          *ebpf.Variable `ebpf:"read_conn_type"`
+	StmteEnd              *ebpf.Variable `ebpf:"stmte_end"`
+	StmteStart            *ebpf.Variable `ebpf:"stmte_start"`
+	StmtqEnd              *ebpf.Variable `ebpf:"stmtq_end"`
+	StmtqStart            *ebpf.Variable `ebpf:"stmtq_start"`
 	UnusedDbCall          *ebpf.Variable `ebpf:"unused_db_call"`
 	UnusedDbQueryEvent    *ebpf.Variable `ebpf:"unused_db_query_event"`
 	UnusedDbQueryRecord   *ebpf.Variable `ebpf:"unused_db_query_record"`
@@ -256,20 +299,30 @@ type dbsqlVariables struct {
 // It can be passed to loadDbsqlObjects or ebpf.CollectionSpec.LoadAndAssign.
 type dbsqlPrograms struct {
 	ExecDcEnter    *ebpf.Program `ebpf:"exec_dc_enter"`
+	ExecEnd        *ebpf.Program `ebpf:"exec_end"`
 	ExecReturn     *ebpf.Program `ebpf:"exec_return"`
 	QueryDcEnter   *ebpf.Program `ebpf:"query_dc_enter"`
+	QueryEnd       *ebpf.Program `ebpf:"query_end"`
+	QueryRelease   *ebpf.Program `ebpf:"query_release"`
 	QueryReturn    *ebpf.Program `ebpf:"query_return"`
+	StmtExecEnd    *ebpf.Program `ebpf:"stmt_exec_end"`
 	StmtExecEnter  *ebpf.Program `ebpf:"stmt_exec_enter"`
+	StmtQueryEnd   *ebpf.Program `ebpf:"stmt_query_end"`
 	StmtQueryEnter *ebpf.Program `ebpf:"stmt_query_enter"`
 }
 
 func (p *dbsqlPrograms) Close() error {
 	return _DbsqlClose(
 		p.ExecDcEnter,
+		p.ExecEnd,
 		p.ExecReturn,
 		p.QueryDcEnter,
+		p.QueryEnd,
+		p.QueryRelease,
 		p.QueryReturn,
+		p.StmtExecEnd,
 		p.StmtExecEnter,
+		p.StmtQueryEnd,
 		p.StmtQueryEnter,
 	)
 }

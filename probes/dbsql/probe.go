@@ -4,6 +4,8 @@
 package dbsql
 
 import (
+	"github.com/cilium/ebpf"
+
 	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 )
@@ -18,6 +20,31 @@ const (
 	StmtQueryContext = "database/sql.(*Stmt).QueryContext"
 	StmtExecContext  = "database/sql.(*Stmt).ExecContext"
 )
+
+// Where the calls end (see bpf/dbsql/probe.c): each runs once the call is
+// done, on the caller's goroutine.
+const (
+	// QueryEnd: a query of QueryDC succeeded.
+	QueryEnd = "database/sql.(*Rows).initContextClose"
+	// ExecEnd is ExecDC's deferred release(err).
+	ExecEnd = "database/sql.(*DB).execDC.func1"
+	// StmtQueryEnd and StmtExecEnd are the Stmt methods' deferred
+	// s.closemu.RUnlock().
+	StmtQueryEnd = "database/sql.(*Stmt).QueryContext.deferwrap1"
+	StmtExecEnd  = "database/sql.(*Stmt).ExecContext.deferwrap1"
+)
+
+// QueryReleases are the releaseConn(err) functions QueryDC calls when a
+// query fails: DB's, Tx's and Conn's method values.
+var QueryReleases = []string{
+	"database/sql.(*driverConn).releaseConn-fm",
+	"database/sql.(*Tx).closemuRUnlockRelease-fm",
+	"database/sql.(*Conn).closemuRUnlockCondReleaseConn-fm",
+}
+
+// errorStringError is fun[0] of the itab of an error made by errors.New,
+// such as driver.ErrBadConn.
+const errorStringError = "errors.(*errorString).Error"
 
 // The fields of database/sql the programs read.
 var (
@@ -45,17 +72,52 @@ var Probe = probes.Declare("database/sql", loadDbsql, declare, record)
 
 func declare(s *dbsqlSpecs) probes.Declaration {
 	stmts := &probes.Part{Gives: "the spans of prepared statements"}
+	// Ends read from a frame (see probes.Frame), each with the RETs of its
+	// function as a fallback.
+	execEnd := &probes.Part{Gives: "at the entry of its deferred release (emulated)"}
+	execRets := &probes.Part{Gives: "execs end on the RET instructions of " + ExecDC + " (single-stepped)", Instead: execEnd}
+	stmtQueryEnd := &probes.Part{Gives: "at the entry of its deferred unlock (emulated)", Requires: []*probes.Part{stmts}}
+	stmtQueryRets := &probes.Part{Gives: "prepared queries end on the RET instructions of " + StmtQueryContext + " (single-stepped)",
+		Instead: stmtQueryEnd, Requires: []*probes.Part{stmts}}
+	stmtExecEnd := &probes.Part{Gives: "at the entry of its deferred unlock (emulated)", Requires: []*probes.Part{stmts}}
+	stmtExecRets := &probes.Part{Gives: "prepared execs end on the RET instructions of " + StmtExecContext + " (single-stepped)",
+		Instead: stmtExecEnd, Requires: []*probes.Part{stmts}}
+	var ups []probes.Uprobe
+	// The ends before the starts (see probes.Uprobe).
+	ups = append(ups, probes.Uprobe{Symbol: QueryEnd, Entry: s.QueryEnd, Optional: true})
+	for _, sym := range QueryReleases {
+		ups = append(ups, probes.Uprobe{Symbol: sym, Entry: s.QueryRelease, Optional: true})
+	}
 	// sql.Open's connector; a program that opens its databases otherwise
 	// has none (the linker drops the type), and then nothing to lose.
 	dsn := &probes.Part{Gives: "server.address, server.port and db.namespace from sql.Open's data source name"}
 	rows := &probes.Part{Gives: "the rows an exec affected"}
 	conn := &probes.Part{Gives: "db.system.name from the connection's type when a wrapper driver hides the database", Flag: s.ReadConnType}
+	ups = append(ups,
+		probes.Uprobe{Symbol: ExecEnd, Entry: s.ExecEnd, Optional: true, Part: execEnd},
+		probes.Uprobe{Symbol: ExecDC, Return: s.ExecReturn, Optional: true, Part: execRets},
+		probes.Uprobe{Symbol: StmtQueryEnd, Entry: s.StmtQueryEnd, Optional: true, Part: stmtQueryEnd},
+		probes.Uprobe{Symbol: StmtQueryContext, Return: s.QueryReturn, Optional: true, Part: stmtQueryRets},
+		probes.Uprobe{Symbol: StmtExecEnd, Entry: s.StmtExecEnd, Optional: true, Part: stmtExecEnd},
+		probes.Uprobe{Symbol: StmtExecContext, Return: s.ExecReturn, Optional: true, Part: stmtExecRets},
+
+		probes.Uprobe{Symbol: QueryDC, Entry: s.QueryDcEnter, Optional: true},
+		probes.Uprobe{Symbol: ExecDC, Entry: s.ExecDcEnter, Optional: true},
+		probes.Uprobe{Symbol: StmtQueryContext, Entry: s.StmtQueryEnter, Optional: true, Part: stmts},
+		probes.Uprobe{Symbol: StmtExecContext, Entry: s.StmtExecEnter, Optional: true, Part: stmts},
+	)
 	return probes.Declaration{
-		Uprobes: []probes.Uprobe{
-			{Symbol: QueryDC, Entry: s.QueryDcEnter, Return: s.QueryReturn, Optional: true},
-			{Symbol: ExecDC, Entry: s.ExecDcEnter, Return: s.ExecReturn, Optional: true},
-			{Symbol: StmtQueryContext, Entry: s.StmtQueryEnter, Return: s.QueryReturn, Optional: true, Part: stmts},
-			{Symbol: StmtExecContext, Entry: s.StmtExecEnter, Return: s.ExecReturn, Optional: true, Part: stmts},
+		Uprobes: ups,
+		Frames: []probes.Frame{
+			{Symbol: ExecDC, Results: []*ebpf.VariableSpec{s.OffExecRes, nil, s.OffExecErr},
+				Deferred: ExecEnd, Captured: s.ExecClosureErr, CapturedWord: 2, Part: execEnd},
+			{Symbol: StmtQueryContext, Results: []*ebpf.VariableSpec{nil, s.OffStmtqErr},
+				Start: s.StmtqStart, End: s.StmtqEnd, Part: stmtQueryEnd},
+			{Symbol: StmtExecContext, Results: []*ebpf.VariableSpec{s.OffStmteRes, nil, s.OffStmteErr},
+				Start: s.StmteStart, End: s.StmteEnd, Part: stmtExecEnd},
+		},
+		Funcs: []probes.Func{
+			{Symbol: errorStringError, Addr: s.ErrorstringErrorFn, Optional: true},
 		},
 		Reads: []probes.Read{
 			{Field: offsets.GoroutineID, Offset: s.OffG_goid, Size: probes.Word},

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unsafe"
 
@@ -23,7 +24,11 @@ var record = events.Record{
 	Name:    "db_query_event",
 	MinSize: int(unsafe.Sizeof(dbsqlDbQueryEvent{})),
 	Decode: func(raw []byte, d *events.Decoder) (correlate.Event, error) {
-		return decode((*dbsqlDbQueryEvent)(unsafe.Pointer(&raw[0])), d).Span(), nil
+		// The query stays on the stack: the span, from the pool, is all a
+		// record allocates besides its strings.
+		var q Query
+		decodeInto(&q, (*dbsqlDbQueryEvent)(unsafe.Pointer(&raw[0])), d)
+		return q.Span(), nil
 	},
 }
 
@@ -131,14 +136,14 @@ func dbSystem(typ string) string {
 // is the real driver's unless the connections are wrapped too, else from
 // the connector's, or sql.Open's driver's.
 func (q *Query) system() string {
-	if s := dbSystem(q.Conn); s != "other_sql" {
+	if s := systems.get(q.Conn, dbSystem); s != "other_sql" {
 		return s
 	}
 	typ := q.Connector
 	if typ == dsnConnector || typ == "" {
 		typ = q.Driver
 	}
-	return dbSystem(typ)
+	return systems.get(typ, dbSystem)
 }
 
 // dsnServer finds the server address, port and database name in a data
@@ -176,27 +181,28 @@ func dsnServer(dsn string) (host string, port int, db string) {
 	return host, port, db
 }
 
-// Span returns the call's CLIENT span, following the OpenTelemetry database
-// semantic conventions. The query text is always sanitized: literals become
-// '?', whatever the redaction settings.
+// Span returns the call's CLIENT span, taken from the span pool
+// (model.NewSpan), following the OpenTelemetry database semantic
+// conventions. The query text is always sanitized: literals become '?',
+// whatever the redaction settings.
 func (q *Query) Span() *model.Span {
 	system := q.system()
-	d := semconv.SQL(system, q.Query)
+	s := model.NewSpan()
+	d := s.UseDB(system)
+	x := statements.get(q.Query, sanitized)
+	d.Query, d.Operation, d.Collection = x.Query, x.Operation, x.Collection
 	if i, ok := dsnAt[q.Connector]; ok && system != "sqlite" {
-		d.ServerAddress, d.ServerPort, d.Namespace = dsnServer(q.DSNs[i])
+		p := servers.get(q.DSNs[i], dsnParsed)
+		d.ServerAddress, d.ServerPort, d.Namespace = p.host, p.port, p.db
 	}
 	if i, ok := rowsAffectedAt[q.ResultType]; ok && !q.Err && q.ResultWords[i] >= 0 {
 		d.RowsAffected = q.ResultWords[i]
 	}
 	d.Prepared = q.Call == StmtQueryCall || q.Call == StmtExecCall
-	s := &model.Span{
-		Kind:      trace.SpanKindClient,
-		Start:     q.Start,
-		End:       q.End,
-		PID:       q.PID,
-		Truncated: q.QueryTruncated,
-		DB:        d,
-	}
+	s.Kind = trace.SpanKindClient
+	s.Start, s.End = q.Start, q.End
+	s.PID = q.PID
+	s.Truncated = q.QueryTruncated
 	if q.Err {
 		s.Failure = model.Failure{Failed: true, Type: q.ErrType}
 		if i, ok := errMessageAt[q.ErrType]; ok && q.ErrStrings[i] != "" {
@@ -207,23 +213,86 @@ func (q *Query) Span() *model.Span {
 	return s
 }
 
+// memoSize bounds each memo: past it a memo starts afresh.
+const memoSize = 256
+
+// memo remembers what a function gave for the strings it was given. A
+// program uses a few statements, data source names and drivers over and
+// over, and sanitizing a statement, parsing a data source name or
+// lowering a type name allocates; a decoded record then costs none of
+// that.
+type memo[V any] struct {
+	mu sync.Mutex
+	m  map[string]V
+}
+
+func (m *memo[V]) get(key string, f func(string) V) V {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	v, ok := m.m[key]
+	if !ok {
+		v = f(key)
+		if m.m == nil || len(m.m) >= memoSize {
+			m.m = make(map[string]V, memoSize)
+		}
+		// A key of its own: a decoded string shares its memory with the
+		// record's other strings, a data source name among them.
+		m.m[strings.Clone(key)] = v
+	}
+	return v
+}
+
+var (
+	statements memo[model.DB] // Query, Operation, Collection by text
+	servers    memo[dsnParts]
+	systems    memo[string]
+)
+
+type dsnParts struct {
+	host string
+	port int
+	db   string
+}
+
+func sanitized(text string) model.DB {
+	var d model.DB
+	semconv.SetSQL(&d, text)
+	return d
+}
+
+func dsnParsed(dsn string) dsnParts {
+	var p dsnParts
+	p.host, p.port, p.db = dsnServer(dsn)
+	return p
+}
+
 func decode(e *dbsqlDbQueryEvent, d *events.Decoder) *Query {
+	q := &Query{}
+	decodeInto(q, e, d)
+	return q
+}
+
+// decodeInto fills q from the record; its strings share one allocation.
+func decodeInto(q *Query, e *dbsqlDbQueryEvent, d *events.Decoder) {
 	clock := d.Clock
-	q := &Query{
+	*q = Query{
 		PID:            e.Hdr.Pid,
 		GoroutineID:    e.Goid,
 		Start:          clock.Wall(e.StartNs),
 		End:            clock.Wall(e.Hdr.TsNs),
 		IDs:            events.SpanIDs(e.Ids.TraceId, e.Ids.SpanId, e.Ids.ParentId),
 		Call:           Call(e.Call),
-		Query:          events.CString(e.Query[:], e.QueryLen),
 		QueryTruncated: e.Truncated&truncQuery != 0,
-		DSNs:           [2]string{events.CString(e.Dsn[0][:], e.DsnLen[0]), events.CString(e.Dsn[1][:], e.DsnLen[1])},
 		Err:            e.ErrType != 0,
 	}
-	for i := range q.ErrStrings {
-		q.ErrStrings[i] = events.CString(e.ErrMsg[i][:], e.ErrLen[i])
-	}
+	events.CStrings(
+		events.CField{Array: e.Query[:], Len: e.QueryLen, Dst: &q.Query},
+		events.CField{Array: e.Dsn[0][:], Len: e.DsnLen[0], Dst: &q.DSNs[0]},
+		events.CField{Array: e.Dsn[1][:], Len: e.DsnLen[1], Dst: &q.DSNs[1]},
+		events.CField{Array: e.ErrMsg[0][:], Len: e.ErrLen[0], Dst: &q.ErrStrings[0]},
+		events.CField{Array: e.ErrMsg[1][:], Len: e.ErrLen[1], Dst: &q.ErrStrings[1]},
+		events.CField{Array: e.ErrMsg[2][:], Len: e.ErrLen[2], Dst: &q.ErrStrings[2]},
+	)
 	if d.Namer != nil {
 		q.Connector = d.Name(e.Hdr.Pid, e.ConnectorType)
 		q.Driver = d.Name(e.Hdr.Pid, e.DriverType)
@@ -236,5 +305,4 @@ func decode(e *dbsqlDbQueryEvent, d *events.Decoder) *Query {
 			q.ResultWords = e.ResultWords
 		}
 	}
-	return q
 }

@@ -16,17 +16,19 @@ import (
 type commonCounter uint32
 
 const (
-	commonCounterCOUNTER_RINGBUF_FULL   commonCounter = 0
-	commonCounterCOUNTER_NO_ENTRY       commonCounter = 1
-	commonCounterCOUNTER_INFLIGHT_FULL  commonCounter = 2
-	commonCounterCOUNTER_READ_FAILED    commonCounter = 3
-	commonCounterCOUNTER_INJECT_ARMED   commonCounter = 4
-	commonCounterCOUNTER_INJECTED       commonCounter = 5
-	commonCounterCOUNTER_INJECT_KEPT    commonCounter = 6
-	commonCounterCOUNTER_INJECT_SKIPPED commonCounter = 7
-	commonCounterCOUNTER_INJECT_FAILED  commonCounter = 8
-	commonCounterCOUNTER_TRACED_FULL    commonCounter = 9
-	commonCounterCOUNTER_MAX            commonCounter = 16
+	commonCounterCOUNTER_RINGBUF_FULL              commonCounter = 0
+	commonCounterCOUNTER_NO_ENTRY                  commonCounter = 1
+	commonCounterCOUNTER_INFLIGHT_FULL             commonCounter = 2
+	commonCounterCOUNTER_READ_FAILED               commonCounter = 3
+	commonCounterCOUNTER_INJECT_ARMED              commonCounter = 4
+	commonCounterCOUNTER_INJECTED                  commonCounter = 5
+	commonCounterCOUNTER_INJECT_KEPT               commonCounter = 6
+	commonCounterCOUNTER_INJECT_SKIPPED            commonCounter = 7
+	commonCounterCOUNTER_INJECT_FAILED             commonCounter = 8
+	commonCounterCOUNTER_TRACED_FULL               commonCounter = 9
+	commonCounterCOUNTER_INJECT_REPLACED_FORWARDED commonCounter = 10
+	commonCounterCOUNTER_INJECT_KEPT_FORWARDED     commonCounter = 11
+	commonCounterCOUNTER_MAX                       commonCounter = 16
 )
 
 type commonEventHeader struct {

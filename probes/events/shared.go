@@ -23,6 +23,10 @@ const (
 	CounterInjectKept    = commonCounterCOUNTER_INJECT_KEPT
 	CounterInjectSkipped = commonCounterCOUNTER_INJECT_SKIPPED
 	CounterInjectFailed  = commonCounterCOUNTER_INJECT_FAILED
+	// A forwarded traceparent (a proxy's caller's) got the client span as
+	// its parent (sk-msg), or was left as it was (write-user).
+	CounterInjectReplacedForwarded = commonCounterCOUNTER_INJECT_REPLACED_FORWARDED
+	CounterInjectKeptForwarded     = commonCounterCOUNTER_INJECT_KEPT_FORWARDED
 	// A child of a process traced from the kernel went untraced: the
 	// kernel's table of traced processes was full.
 	CounterTracedFull = commonCounterCOUNTER_TRACED_FULL
@@ -52,6 +56,10 @@ func (c commonCounter) String() string {
 		return "inject_failed"
 	case CounterTracedFull:
 		return "traced_processes_full"
+	case CounterInjectReplacedForwarded:
+		return "inject_replaced_forwarded"
+	case CounterInjectKeptForwarded:
+		return "inject_kept_forwarded"
 	}
 	return fmt.Sprintf("counter_%d", int(c))
 }

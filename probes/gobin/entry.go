@@ -81,3 +81,46 @@ func stackCheckJump(code []byte) (uint64, bool) {
 	}
 	return uint64(pc), true
 }
+
+// Instruction is the instruction a uprobe replaces, and how the kernel
+// runs it when the probe fires.
+type Instruction struct {
+	// Text is the instruction's mnemonic ("JBE", "RET").
+	Text string
+	// Emulated: the kernel carries the instruction out itself (a relative
+	// jump or call, on every x86 kernel). Otherwise it copies it out of
+	// line and single-steps it: a second trap per hit, ten times the cost
+	// here. The newest kernels also emulate pushes and NOPs, which no
+	// probe of zerotrace's is placed on; they count as single-stepped.
+	Emulated bool
+}
+
+// ProbedInstruction decodes the instruction at file offset off, where a
+// uprobe goes, and says how the kernel will run it.
+func (b *Binary) ProbedInstruction(off uint64) (Instruction, error) {
+	code := make([]byte, 16)
+	n, err := b.file.ReadAt(code, int64(off))
+	if n == 0 {
+		return Instruction{}, fmt.Errorf("reading the instruction at file offset %#x: %w", off, err)
+	}
+	inst, err := x86asm.Decode(code[:n], 64)
+	if err != nil {
+		return Instruction{}, fmt.Errorf("decoding the instruction at file offset %#x: %w", off, err)
+	}
+	return Instruction{Text: inst.Op.String(), Emulated: emulated(inst)}, nil
+}
+
+// emulated: a jump or call to a relative address, which arch/x86's uprobes
+// emulate (branch_setup_xol_ops) on every kernel the project supports.
+func emulated(inst x86asm.Inst) bool {
+	if _, rel := inst.Args[0].(x86asm.Rel); !rel {
+		return false
+	}
+	switch inst.Op {
+	case x86asm.CALL, x86asm.JMP,
+		x86asm.JA, x86asm.JAE, x86asm.JB, x86asm.JBE, x86asm.JE, x86asm.JG, x86asm.JGE, x86asm.JL,
+		x86asm.JLE, x86asm.JNE, x86asm.JNO, x86asm.JNP, x86asm.JNS, x86asm.JO, x86asm.JP, x86asm.JS:
+		return true
+	}
+	return false
+}

@@ -480,6 +480,38 @@ func TestEntryOffset(t *testing.T) {
 	}
 }
 
+// The entry probe's JBE is emulated, a RET and a first instruction are
+// single-stepped.
+func TestProbedInstruction(t *testing.T) {
+	b := openFixture(t, variants[1])
+	fn, err := b.Func("net/http.serverHandler.ServeHTTP")
+	if err != nil {
+		t.Fatal(err)
+	}
+	entry, err := b.EntryOffset(fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rets, err := b.RetOffsets(fn)
+	if err != nil || len(rets) == 0 {
+		t.Fatalf("RETs of %s: %d, %v", fn.Name, len(rets), err)
+	}
+	for _, tc := range []struct {
+		off      uint64
+		text     string
+		emulated bool
+	}{
+		{entry, "JBE", true},
+		{rets[0], "RET", false},
+		{fn.Offset, "CMP", false},
+	} {
+		got, err := b.ProbedInstruction(tc.off)
+		if err != nil || got.Text != tc.text || got.Emulated != tc.emulated {
+			t.Errorf("at %#x: %+v, %v; want %s, emulated %v", tc.off, got, err, tc.text, tc.emulated)
+		}
+	}
+}
+
 func TestStackCheckJump(t *testing.T) {
 	for _, tc := range []struct {
 		name string

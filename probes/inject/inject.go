@@ -162,6 +162,11 @@ func Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
 // Counts are the kernel's injection counters.
 type Counts struct {
 	Armed, Injected, Kept, Skipped, Failed uint64
+	// ReplacedForwarded are requests that forwarded the traceparent their
+	// server span received (a proxy), whose parent became the client span;
+	// KeptForwarded such requests left as they were (write-user cannot
+	// change the proxy's own bytes safely).
+	ReplacedForwarded, KeptForwarded uint64
 }
 
 // ReadCounts reads the injection counters from the shared counters map.
@@ -176,6 +181,9 @@ func ReadCounts(shared *events.Shared) (Counts, error) {
 		Kept:     kc[events.CounterInjectKept],
 		Skipped:  kc[events.CounterInjectSkipped],
 		Failed:   kc[events.CounterInjectFailed],
+
+		ReplacedForwarded: kc[events.CounterInjectReplacedForwarded],
+		KeptForwarded:     kc[events.CounterInjectKeptForwarded],
 	}, nil
 }
 
@@ -184,7 +192,7 @@ func ReadCounts(shared *events.Shared) (Counts, error) {
 // agent attached (sk-msg sees only connections opened after), on sockets
 // another agent's sockhash holds, and requests whose write never happened.
 func (c Counts) Unseen() uint64 {
-	decided := c.Injected + c.Kept + c.Skipped + c.Failed
+	decided := c.Injected + c.Kept + c.Skipped + c.Failed + c.ReplacedForwarded + c.KeptForwarded
 	if decided >= c.Armed {
 		return 0
 	}
@@ -193,8 +201,8 @@ func (c Counts) Unseen() uint64 {
 
 // String summarises the counts for the status lines.
 func (c Counts) String() string {
-	return fmt.Sprintf("injected=%d kept_existing=%d skipped_unsafe=%d failed=%d not_seen=%d",
-		c.Injected, c.Kept, c.Skipped, c.Failed, c.Unseen())
+	return fmt.Sprintf("injected=%d kept_existing=%d skipped_unsafe=%d failed=%d not_seen=%d replaced_forwarded=%d kept_forwarded=%d",
+		c.Injected, c.Kept, c.Skipped, c.Failed, c.Unseen(), c.ReplacedForwarded, c.KeptForwarded)
 }
 
 // Injector is the sk-msg mechanism: its programs loaded, its sk_msg program

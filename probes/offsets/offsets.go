@@ -185,6 +185,7 @@ func resolve(b *gobin.Binary, fields []Field, t Table) (Set, error) {
 	}
 	if len(std) > 0 {
 		ts, err := t.lookup(b.GoVersion, nil, std)
+		found := 0
 		for _, f := range std {
 			off, ok := ts.Get(f)
 			switch {
@@ -195,10 +196,13 @@ func resolve(b *gobin.Binary, fields []Field, t Table) (Set, error) {
 			default:
 				s.offsets[f] = off
 				delete(s.missing, f)
-				fromTable++
+				found++
 			}
 		}
-		if err == nil {
+		fromTable += found
+		// The table is a source only when it gave something: a field of
+		// another Go version's name (probes.Read.Alt) is in neither.
+		if err == nil && (found > 0 || !b.HasDWARF) {
 			sources = append(sources, ts.Source)
 		}
 	}

@@ -41,15 +41,38 @@ func Fields() ([]offsets.Field, error) {
 			return nil, err
 		}
 		for _, r := range decl.Reads {
-			if !seen[r.Field] {
-				seen[r.Field] = true
-				out = append(out, r.Field)
+			for _, f := range r.Fields() {
+				if !seen[f] {
+					seen[f] = true
+					out = append(out, f)
+				}
 			}
 		}
 	}
 	slices.SortFunc(out, func(a, b offsets.Field) int {
 		return cmp.Or(strings.Compare(a.Module, b.Module), strings.Compare(a.String(), b.String()))
 	})
+	return out, nil
+}
+
+// Renamed lists the fields the registered probes read under several names
+// (probes.Read.Alt): a Go version has one of them, and the others' types
+// are not in it.
+func Renamed() (map[offsets.Field]bool, error) {
+	out := map[offsets.Field]bool{}
+	for _, p := range Probes() {
+		_, decl, err := p.Spec()
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range decl.Reads {
+			if len(r.Alt) > 0 {
+				for _, f := range r.Fields() {
+					out[f] = true
+				}
+			}
+		}
+	}
 	return out, nil
 }
 

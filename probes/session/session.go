@@ -82,6 +82,10 @@ func PlanFor(t *probes.Target, all []*probes.Probe, opts Options) (*Plan, error)
 		for _, on := range in.On {
 			p.Notes = append(p.Notes, fmt.Sprintf("%s: %s", in.Name(), on))
 		}
+		for _, fb := range in.Fallbacks {
+			// Not a loss, a cost: said as loudly as the rest of the attach.
+			p.Notes = append(p.Notes, fmt.Sprintf("%s: %s, not %s: %s", in.Name(), fb.Gives, fb.Instead, fb.Why))
+		}
 	}
 	return p, nil
 }
@@ -94,6 +98,15 @@ type Attached struct {
 	// Summary says what was attached, for the user: each instrumentation
 	// with its state.
 	Summary string
+	// Uprobes are every uprobe attached, with the instruction it is on and
+	// whether the kernel emulates it or single-steps it.
+	Uprobes []Uprobe
+}
+
+// Uprobe is one uprobe attached by an instrumentation.
+type Uprobe struct {
+	Instrumentation string
+	probes.Site
 }
 
 // Attach loads and attaches every planned instrumentation. On error nothing
@@ -118,7 +131,14 @@ func Attach(p *Plan, shared *events.Shared) (*Attached, error) {
 		if in.State == probes.Degraded {
 			state = ", degraded"
 		}
-		parts = append(parts, fmt.Sprintf("%s (%d entry + %d return uprobes%s)", in.Name(), att.Entries, att.Returns, state))
+		stepped := 0
+		for _, site := range att.Sites {
+			a.Uprobes = append(a.Uprobes, Uprobe{Instrumentation: in.Name(), Site: site})
+			if !site.Emulated {
+				stepped++
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s (%d entry + %d return uprobes, %d single-stepped%s)", in.Name(), att.Entries, att.Returns, stepped, state))
 	}
 	var off []string
 	for _, in := range p.Status {

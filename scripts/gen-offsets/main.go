@@ -40,11 +40,15 @@ import (
 // (registry.Fields) and the shared list (offsets.All).
 var tracked []offsets.Field
 
+// renamed are the tracked fields read under several names
+// (registry.Renamed): a version without one's type has another.
+var renamed map[offsets.Field]bool
+
 // defaultVersions are the releases verified to be downloadable here.
 var defaultVersions = []string{
 	"go1.26.0", "go1.26.1", "go1.26.2", "go1.26.3", "go1.26.4",
 	"go1.26.5", "go1.26.6", "go1.26.7", "go1.26.8",
-	"go1.27.0", "go1.27.1", "go1.27.2", "go1.27.3",
+	"go1.27.0", "go1.27.1", "go1.27.2", "go1.27.3", "go1.27.4",
 }
 
 // referenceProgram links every type that a tracked field mentions. The linker
@@ -127,6 +131,10 @@ func main() {
 		}
 	}
 	tracked = fields
+	if renamed, err = registry.Renamed(); err != nil {
+		fmt.Fprintln(os.Stderr, "gen-offsets:", err)
+		os.Exit(1)
+	}
 	if err := run(*versionsFlag, *modulesFlag, *out, *replace); err != nil {
 		fmt.Fprintln(os.Stderr, "gen-offsets:", err)
 		os.Exit(1)
@@ -275,7 +283,7 @@ func measure(work, v string) (map[string]uint64, []string, error) {
 		}
 		off, err := b.FieldOffset(f.Struct, f.Name)
 		switch {
-		case errors.Is(err, gobin.ErrNoField):
+		case errors.Is(err, gobin.ErrNoField), renamed[f] && errors.Is(err, gobin.ErrNoType):
 			missing = append(missing, f.String())
 		case err != nil:
 			return nil, nil, err

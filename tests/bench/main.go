@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -234,6 +235,10 @@ type progHits struct {
 	name    string
 	perReq  float64       // runs per request
 	runTime time.Duration // mean run time
+	// where says what instructions the program's uprobes are on and how
+	// the kernel runs them, from the agent's debug log ("" for programs
+	// that are not uprobes).
+	where string
 }
 
 type progStat struct {
@@ -276,7 +281,7 @@ func probeHits(pids []int, url string) ([]progHits, error) {
 		return nil, err
 	}
 	defer os.WriteFile(sysctl, old, 0)
-	agent, agentErr, err := startAgent(pids, nil)
+	agent, agentErr, err := startAgentArgs(pids, nil, "--output", *output, "--log-level", "debug")
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +304,7 @@ func probeHits(pids []int, url string) ([]progHits, error) {
 	if err := agent.Wait(); err != nil {
 		return nil, fmt.Errorf("zerotrace exited with %v:\n%s", err, agentErr.String())
 	}
+	where := uprobeSites(agentErr.String())
 	var hits []progHits
 	for name, a := range after {
 		b := before[name]
@@ -310,17 +316,57 @@ func probeHits(pids []int, url string) ([]progHits, error) {
 			name:    name,
 			perReq:  float64(runs) / n,
 			runTime: time.Duration((a.RunTime - b.RunTime) / runs),
+			where:   where[name],
 		})
 	}
 	slices.SortFunc(hits, func(a, b progHits) int { return strings.Compare(a.name, b.name) })
 	return hits, nil
 }
 
+// uprobeAttached is the agent's debug line for one uprobe attached
+// (cmd/internal/agent, attach.go).
+var uprobeAttached = regexp.MustCompile(`msg="uprobe attached" .*program=(\S+) at=(\S+) offset=\S+ instruction=(\S+) cost=(\S+)`)
+
+// uprobeSites says, by program name (whole, as bpftool shows it from the
+// program's BTF, and cut to the kernel's 15 characters), which instructions the program's uprobes are on and how the
+// kernel runs them: "entry JBE, emulated" or "16 RET, single-stepped".
+func uprobeSites(agentLog string) map[string]string {
+	type key struct{ prog, at, inst, cost string }
+	counts := map[key]int{}
+	for _, m := range uprobeAttached.FindAllStringSubmatch(agentLog, -1) {
+		counts[key{m[1], m[2], m[3], m[4]}]++
+	}
+	parts := map[string][]string{}
+	for k, n := range counts {
+		what := k.inst // a RET
+		if k.at == "entry" {
+			what = "entry " + k.inst
+		}
+		if n > 1 {
+			what = fmt.Sprint(n, "× ", what)
+		}
+		parts[k.prog] = append(parts[k.prog], what+", "+k.cost)
+	}
+	out := map[string]string{}
+	for p, w := range parts {
+		slices.Sort(w)
+		out[p] = strings.Join(w, "; ")
+		if len(p) > 15 {
+			out[p[:15]] = out[p]
+		}
+	}
+	return out
+}
+
 func printHits(hits []progHits) {
 	fmt.Println("\nuprobe hits per sequential request (kernel BPF statistics, separate phase):")
 	total := 0.0
 	for _, h := range hits {
-		fmt.Printf("  %-20s %5.2f per request, program %s per run\n", h.name, h.perReq, us(h.runTime))
+		fmt.Printf("  %-20s %5.2f per request, program %s per run", h.name, h.perReq, us(h.runTime))
+		if h.where != "" {
+			fmt.Printf(", on %s", h.where)
+		}
+		fmt.Println()
 		total += h.perReq
 	}
 	fmt.Printf("  %-20s %5.2f per request\n", "total", total)

@@ -55,6 +55,10 @@
 //	GET  /chain              (no ?db=) one query on the first enabled backend,
 //	                         then "N:db", so that a sample app's /chain can
 //	                         call this service
+//	GET  /retry              (no ?db=) ?kind=query|exec|stmtquery|stmtexec:
+//	                         one call on an in-process driver whose first
+//	                         attempt fails with driver.ErrBadConn, which
+//	                         database/sql retries (retry.go); 200 "ok"
 //
 // Anything else gets the mux's 404 (or 405 for a known path with another
 // method). Only database/sql APIs are used for queries, with one *sql.DB per
@@ -254,6 +258,7 @@ func newMux(backends map[string]*backend) *http.ServeMux {
 	mux.HandleFunc("GET /orders/prepared", a.handle(a.prepared))
 	mux.HandleFunc("GET /fail", a.handle(a.fail))
 	mux.HandleFunc("GET /chain", a.chain)
+	mux.HandleFunc("GET /retry", retry)
 	return mux
 }
 

@@ -123,18 +123,39 @@ func sentBody(n int) []byte {
 	return b
 }
 
-var injectCounts = regexp.MustCompile(`counts="injected=(\d+) kept_existing=(\d+) skipped_unsafe=(\d+) failed=(\d+) not_seen=(\d+)"`)
+var injectCounts = regexp.MustCompile(`counts="([^"]*)"`)
 
-// finalInjectCounts reads the injection counts of the agent's last report.
-func finalInjectCounts(t *testing.T, stderr string) [5]int {
+// injectCountsOf reads every injection count of the agent's last report.
+func injectCountsOf(t *testing.T, stderr string) map[string]int {
 	t.Helper()
 	all := injectCounts.FindAllStringSubmatch(stderr, -1)
 	if len(all) == 0 {
 		t.Fatalf("the agent reported no injection counts:\n%s", stderr)
 	}
+	out := map[string]int{}
+	for _, kv := range strings.Fields(all[len(all)-1][1]) {
+		k, v, ok := strings.Cut(kv, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil {
+			t.Fatalf("injection count %q is not name=number", kv)
+		}
+		out[k] = n
+	}
+	return out
+}
+
+// finalInjectCounts reads the injection counts of the agent's last report:
+// injected, kept, skipped, failed, not seen.
+func finalInjectCounts(t *testing.T, stderr string) [5]int {
+	t.Helper()
+	m := injectCountsOf(t, stderr)
 	var out [5]int
-	for i := range out {
-		out[i], _ = strconv.Atoi(all[len(all)-1][i+1])
+	for i, k := range []string{"injected", "kept_existing", "skipped_unsafe", "failed", "not_seen"} {
+		n, ok := m[k]
+		if !ok {
+			t.Fatalf("the agent's injection counts %v lack %s", m, k)
+		}
+		out[i] = n
 	}
 	return out
 }

@@ -166,14 +166,14 @@ func agentObjects(t *testing.T, a *agent) (progs, links map[int]bpfObject) {
 		}
 	}
 	// bpftool shows the full names, from BTF.
-	for _, want := range []string{"serve_http_enter", "serve_http_return"} {
+	for _, want := range []string{"serve_http_enter", "serve_http_end"} {
 		if !names[want] {
 			t.Errorf("while attached, the agent holds no program %q (it holds %v)", want, names)
 		}
 	}
 	if hasPerfEventLinks(t) {
 		if len(links) < 2 {
-			t.Errorf("while attached, the agent holds %d links, want at least an entry and a return uprobe", len(links))
+			t.Errorf("while attached, the agent holds %d links, want at least an entry and an end uprobe", len(links))
 		}
 		return progs, links
 	}
@@ -193,7 +193,7 @@ func agentObjects(t *testing.T, a *agent) (progs, links map[int]bpfObject) {
 		}
 	}
 	if perf < 2 {
-		t.Errorf("while attached, the agent holds %d uprobe perf events running its programs, want at least an entry and a return uprobe", perf)
+		t.Errorf("while attached, the agent holds %d uprobe perf events running its programs, want at least an entry and an end uprobe", perf)
 	}
 	return progs, links
 }

@@ -32,13 +32,13 @@ import (
 const (
 	// haveHTTP2SpanFields: an HTTP/2 server span has its status code, body
 	// size and url.scheme https, as over HTTP/1.1.
-	haveHTTP2SpanFields = false
+	haveHTTP2SpanFields = true
 	// haveHeadBodySize: a HEAD response's body size is what was sent: 0.
-	haveHeadBodySize = false
+	haveHeadBodySize = true
 	// haveForwardedTraceparent: when a proxy forwards the caller's
 	// traceparent, the backend's server span is the child of the proxy's
 	// client span, not of the external caller.
-	haveForwardedTraceparent = false
+	haveForwardedTraceparent = true
 )
 
 // gap checks a condition that depends on work flagged by have.

@@ -20,6 +20,19 @@
 //	                  -downstream answers "id:leaf"
 //	GET  /send        one request to -downstream shaped by the query (see
 //	                  send), answering with the downstream's status and body
+//	ANY  /proxy/...   httputil.ReverseProxy to -downstream, without the
+//	                  /proxy prefix: it forwards the request's headers, a
+//	                  traceparent included
+//	GET  /stream?ms=N writes a line every 20 ms for N ms (at most 5000),
+//	                  flushing each, then 200
+//	GET  /hijack?ms=N hijacks the connection, writes a whole response
+//	                  (200 "hijacked") and closes it, then returns after N ms
+//	GET  /panic       panics with http.ErrAbortHandler: no response
+//
+// GET routes answer HEAD too. With -tls-addr the same routes are served
+// over TLS there as well, HTTP/2 or HTTP/1.1 as the client chooses, with a
+// self-signed certificate made at start. A -downstream with an https URL is
+// called without checking its certificate (this is a test service).
 //
 // Anything else gets the mux's 404 (or 405 for a known path with another
 // method).
@@ -28,14 +41,23 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/signal"
 	"strconv"
@@ -59,15 +81,21 @@ func main() {
 	flag.StringVar(&downstream, "downstream", "", "base URL of another sampleapp that /fanout calls, e.g. http://127.0.0.1:8081")
 	flag.StringVar(&downstream2, "downstream2", "", "base URL of a second service whose /chain /chain also calls")
 	flag.DurationVar(&client.Timeout, "client-timeout", clientTimeout(), "how long a call to a downstream service may take")
+	tlsAddr := flag.String("tls-addr", "", "also serve over TLS (HTTP/2 and HTTP/1.1) on this address")
 	flag.Parse()
 	log.SetPrefix("sampleapp: ")
 	log.SetFlags(0)
-	if err := run(*addr); err != nil {
+	if strings.HasPrefix(downstream, "https://") {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true}
+		client.Transport = t
+	}
+	if err := run(*addr, *tlsAddr); err != nil {
 		log.Fatal(err)
 	}
 }
 
-func run(addr string) error {
+func run(addr, tlsAddr string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
@@ -75,16 +103,32 @@ func run(addr string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{
-		Handler:           newMux(),
-		ReadHeaderTimeout: 10 * time.Second,
+	mux := newMux()
+	srvs := []*http.Server{{Handler: mux, ReadHeaderTimeout: 10 * time.Second}}
+	serveErr := make(chan error, 2)
+	if tlsAddr != "" {
+		cert, err := selfSigned()
+		if err != nil {
+			return err
+		}
+		tln, err := net.Listen("tcp", tlsAddr)
+		if err != nil {
+			return err
+		}
+		srv := &http.Server{
+			Handler:           mux,
+			ReadHeaderTimeout: 10 * time.Second,
+			TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}},
+		}
+		srvs = append(srvs, srv)
+		// ServeTLS offers h2 and http/1.1 by ALPN.
+		go func() { serveErr <- srv.ServeTLS(tln, "", "") }()
 	}
 	// The port is known only once bound: tests read this line to find it,
 	// so it is printed after Listen and before serving.
 	fmt.Printf("listening on %s\n", ln.Addr())
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
+	go func() { serveErr <- srvs[0].Serve(ln) }()
 
 	select {
 	case err := <-serveErr:
@@ -94,13 +138,40 @@ func run(addr string) error {
 	stop() // a second signal now kills the process the default way
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	for _, srv := range srvs {
+		if err := srv.Shutdown(shutdownCtx); err != nil {
+			return fmt.Errorf("shutdown: %w", err)
+		}
 	}
-	if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for range srvs {
+		if err := <-serveErr; !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
 	}
 	return nil
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and localhost.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "sampleapp"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
 func newMux() *http.ServeMux {
@@ -114,7 +185,71 @@ func newMux() *http.ServeMux {
 	mux.HandleFunc("GET /fanout", fanout)
 	mux.HandleFunc("GET /chain", chain)
 	mux.HandleFunc("GET /send", send)
+	mux.HandleFunc("GET /stream", stream)
+	mux.HandleFunc("GET /hijack", hijack)
+	mux.HandleFunc("GET /panic", panics)
+	mux.HandleFunc("/proxy/", proxy)
 	return mux
+}
+
+// proxy forwards the request to -downstream, as a reverse proxy does:
+// headers included, a traceparent too.
+func proxy(w http.ResponseWriter, r *http.Request) {
+	if downstream == "" {
+		http.Error(w, "no -downstream configured", http.StatusServiceUnavailable)
+		return
+	}
+	target, err := url.Parse(downstream)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	rp := httputil.NewSingleHostReverseProxy(target)
+	rp.Transport = client.Transport
+	http.StripPrefix("/proxy", rp).ServeHTTP(w, r)
+}
+
+// stream writes a line every 20 ms for ?ms=N milliseconds, flushing each.
+func stream(w http.ResponseWriter, r *http.Request) {
+	ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+	end := time.Now().Add(time.Duration(min(max(ms, 0), int(maxSlow/time.Millisecond))) * time.Millisecond)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rc := http.NewResponseController(w)
+	for i := 0; ; i++ {
+		fmt.Fprintf(w, "line %d\n", i)
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		if !time.Now().Before(end) {
+			return
+		}
+		select {
+		case <-time.After(min(20*time.Millisecond, time.Until(end))):
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// hijack takes the connection over, answers on it and closes it, then
+// returns ?ms=N milliseconds later.
+func hijack(w http.ResponseWriter, r *http.Request) {
+	ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 8\r\nConnection: close\r\n\r\nhijacked")
+	buf.Flush()
+	conn.Close()
+	time.Sleep(time.Duration(min(max(ms, 0), int(maxSlow/time.Millisecond))) * time.Millisecond)
+}
+
+// panics aborts the handler: net/http closes the connection without a
+// response (ErrAbortHandler keeps it from logging a stack).
+func panics(http.ResponseWriter, *http.Request) {
+	panic(http.ErrAbortHandler)
 }
 
 // downstream is the service /fanout calls; /chain calls it and downstream2.

@@ -6,11 +6,24 @@
 //   func (t *Transport) roundTrip(req *Request) (_ *Response, err error)
 //
 //   entry:  RAX = t, RBX = req
-//   return: RAX = *Response, RBX = err's itab, RCX = err's data
 //
 // Every request an http.Client sends, redirects included, passes through
 // it once. The span's parent is the span active on the calling goroutine or
 // on the goroutine that started it (see go_ctx in common/maps.h).
+//
+// It ends, on the same goroutine, at the entry of the closure roundTrip
+// defers once it has validated the request,
+//
+//   defer func() { if err != nil { cancel(err) } }()   // roundTrip.func1
+//
+// which every later return of roundTrip calls (RDX = the closure, which
+// holds &err): the error through the closure, the *Response from the stack
+// slot roundTrip keeps it in next to err. Where that slot is depends on the
+// build; user space finds it in roundTrip's code (gobin.ResultSlots), and
+// when it cannot, the span ends on roundTrip's RET instructions instead
+// (round_trip_return: RAX = *Response, RBX/RCX = err). HTTPS requests that
+// HTTP/2 serves on a connection it already has return before the defer,
+// through the alternate round tripper: they end on its RETs.
 
 #include "common/kernel.h"
 #include "common/goabi.h"
@@ -38,7 +51,17 @@ volatile const __u64 off_url_host;
 volatile const __u64 off_url_path;
 volatile const __u64 off_url_raw_query;
 volatile const __u64 off_resp_status_code;
+volatile const __u64 off_resp_request;
 volatile const __u64 off_pconn_conn;
+// roundTrip's frame while its deferred closure runs: the offsets, from its
+// stack pointer, of the slots of its results (*Response, err), and where
+// the closure keeps &err.
+volatile const __s64 off_rt_resp;
+volatile const __s64 off_rt_err;
+volatile const __u64 rt_closure_err;
+// Run-time address of errors.(*errorString).Error, fun[0] of the itab of an
+// error made by errors.New (net/http.ErrSkipAltProtocol's).
+volatile const __u64 errorstring_error_fn;
 
 // Outgoing context through bpf_probe_write_user (user space sets it only
 // where the kernel allows that helper; see probes/inject).
@@ -52,12 +75,16 @@ volatile const __u64 bufio_writer_write_fn;
 // Sizes of the struct prefixes copied in one read each.
 volatile const __u64 req_read_size;
 volatile const __u64 url_read_size;
+volatile const __u64 resp_read_size;
 
 struct inflight {
 	__u64 start_ns;
 	__u64 goid;
 	__u64 req;
 	struct span_ids ids;
+	// The traceparent parent id the parent server span received (zero for
+	// none): a request carrying it forwards that header (common/maps.h).
+	__u8 received_parent[8];
 	// Set by persist_conn_round_trip_enter; ip_len stays 0 when the
 	// request did not go out on a plain TCP connection.
 	struct tcp_addr peer;
@@ -95,6 +122,7 @@ struct {
 struct scratch {
 	__u8 req[SCRATCH_REQ];
 	__u8 url[SCRATCH_SMALL];
+	__u8 resp[SCRATCH_SMALL];
 };
 
 struct {
@@ -138,6 +166,7 @@ int round_trip_enter(struct pt_regs *ctx)
 	if (parent) {
 		__builtin_memcpy(in.ids.trace_id, parent->trace_id, sizeof(in.ids.trace_id));
 		__builtin_memcpy(in.ids.parent_id, parent->span_id, sizeof(in.ids.parent_id));
+		__builtin_memcpy(in.received_parent, parent->received_parent, sizeof(in.received_parent));
 	} else {
 		random_bytes(in.ids.trace_id, sizeof(in.ids.trace_id));
 	}
@@ -174,6 +203,7 @@ int persist_conn_round_trip_enter(struct pt_regs *ctx)
 	struct conn_trace_ctx tc = {.armed_ns = bpf_ktime_get_ns()};
 	__builtin_memcpy(tc.ctx.trace_id, in->ids.trace_id, sizeof(tc.ctx.trace_id));
 	__builtin_memcpy(tc.ctx.span_id, in->ids.span_id, sizeof(tc.ctx.span_id));
+	__builtin_memcpy(tc.ctx.received_parent, in->received_parent, sizeof(tc.ctx.received_parent));
 	bpf_map_update_elem(&conn_ctx, &t, &tc, BPF_ANY);
 	count(COUNTER_INJECT_ARMED);
 	if (inject_write_user) {
@@ -227,7 +257,17 @@ int write_subset_enter(struct pt_regs *ctx)
 	struct trace_headers th = {};
 	find_trace_headers_in(hk.header, hs, &th);
 	if (th.traceparent.len) {
-		count(COUNTER_INJECT_KEPT);
+		// A header that forwards the one the parent server span received
+		// names the wrong parent, but its bytes are the proxy's own (a
+		// cloned header shares the incoming request's strings, or a
+		// constant): never written. A traced server on this host corrects
+		// the parent from the connection's context instead.
+		struct span_ids got = {};
+		if (parse_traceparent(th.traceparent, hs, &got) && !all_zero(tc.ctx.received_parent, 8) &&
+		    trace_id_eq(got.trace_id, tc.ctx.trace_id) && span_id_eq(got.parent_id, tc.ctx.received_parent))
+			count(COUNTER_INJECT_KEPT_FORWARDED);
+		else
+			count(COUNTER_INJECT_KEPT);
 		return 0;
 	}
 	struct go_slice buf = {};
@@ -258,33 +298,28 @@ int write_subset_enter(struct pt_regs *ctx)
 	return 0;
 }
 
-SEC("uprobe/Transport_roundTrip_ret")
-int round_trip_return(struct pt_regs *ctx)
+// End the round trip in flight on this goroutine with the result resp, err
+// (the itab and data of err).
+static __always_inline void end_round_trip(__u64 g, __u64 resp, __u64 err_tab, bool check_resp)
 {
-	__u64 g = GO_G(ctx);
 	struct inflight *found = bpf_map_lookup_elem(&client_inflight, &g);
-
-	if (!found) {
-		count(COUNTER_NO_ENTRY);
-		return 0;
-	}
+	if (!found)
+		return;
 	struct inflight in = *found;
 	bpf_map_delete_elem(&client_inflight, &g);
-	__u64 resp = GO_ARG1(ctx);
-	__u64 err_tab = GO_ARG2(ctx);
 
 	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&client_scratch, &zero);
 	if (!s)
-		return 0;
+		return;
 	if (COPY(s->req, req_read_size, in.req)) {
 		count(COUNTER_READ_FAILED);
-		return 0;
+		return;
 	}
 	struct http_client_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
-		return 0;
+		return;
 	}
 	fill_header(&e->hdr, EVENT_HTTP_CLIENT);
 	e->start_ns = in.start_ns;
@@ -305,8 +340,11 @@ int round_trip_return(struct pt_regs *ctx)
 		e->info |= HTTP_CLIENT_INFO_PEER_ADDR;
 	if (err_tab)
 		e->info |= HTTP_CLIENT_INFO_ERROR;
-	if (resp) {
-		e->status = read_u64(resp + off_resp_status_code);
+	// Read from a stack slot, the response is trusted only when it names
+	// this round trip's request, which roundTrip sets before returning it.
+	if (resp && !err_tab && !COPY(s->resp, resp_read_size, resp) &&
+	    (!check_resp || FIELD(s->resp, off_resp_request, __u64) == in.req)) {
+		e->status = FIELD(s->resp, off_resp_status_code, __s64);
 		e->info |= HTTP_CLIENT_INFO_RESPONSE;
 	}
 
@@ -331,5 +369,71 @@ int round_trip_return(struct pt_regs *ctx)
 	if (e->truncated)
 		e->hdr.flags |= EVENT_FLAG_TRUNCATED;
 	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+// func1 of roundTrip: RDX = its closure, whose word at rt_closure_err is
+// &err, a slot of roundTrip's frame; the *Response is in the slot
+// off_rt_resp - off_rt_err bytes from it. A second hit after morestack
+// finds the round trip ended.
+SEC("uprobe/Transport_roundTrip_func1")
+int round_trip_end(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	if (!bpf_map_lookup_elem(&client_inflight, &g))
+		return 0;
+	__u64 errp = read_u64(ctx->dx + rt_closure_err);
+	struct go_iface err = {};
+	if (!errp || bpf_probe_read_user(&err, sizeof(err), (void *)errp)) {
+		count(COUNTER_READ_FAILED);
+		return 0;
+	}
+	__u64 resp = err.tab ? 0 : read_u64(errp + (off_rt_resp - off_rt_err));
+	end_round_trip(g, resp, err.tab, true);
+	return 0;
+}
+
+// On every RET of roundTrip, where the end cannot be read from its frame:
+// RAX = *Response, RBX/RCX = err.
+SEC("uprobe/Transport_roundTrip_ret")
+int round_trip_return(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	if (!bpf_map_lookup_elem(&client_inflight, &g)) {
+		count(COUNTER_NO_ENTRY);
+		return 0;
+	}
+	end_round_trip(g, GO_ARG1(ctx), GO_ARG2(ctx), false);
+	return 0;
+}
+
+#define SKIP_ALT_LEN 33
+
+// On every RET of the alternate round tripper (HTTP/2 over TLS): RAX =
+// *Response, RBX/RCX = err. It answers net/http.ErrSkipAltProtocol when it
+// has no connection for the request yet: roundTrip then dials and goes on
+// to its deferred closure, which ends the span.
+SEC("uprobe/alt_RoundTrip_ret")
+int round_trip_alt_return(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	if (!bpf_map_lookup_elem(&client_inflight, &g))
+		return 0;
+	__u64 err_tab = GO_ARG2(ctx);
+	if (itab_is(err_tab, errorstring_error_fn)) {
+		// errors.errorString{s string}: "net/http: skip alternate protocol".
+		const char want[SKIP_ALT_LEN + 1] = "net/http: skip alternate protocol";
+		struct go_string msg = {};
+		char text[SKIP_ALT_LEN];
+		if (!bpf_probe_read_user(&msg, sizeof(msg), (void *)GO_ARG3(ctx)) && msg.len == SKIP_ALT_LEN &&
+		    !bpf_probe_read_user(text, sizeof(text), (void *)msg.ptr)) {
+			bool same = true;
+#pragma unroll
+			for (int i = 0; i < SKIP_ALT_LEN; i++)
+				same = same && text[i] == want[i];
+			if (same)
+				return 0;
+		}
+	}
+	end_round_trip(g, GO_ARG1(ctx), err_tab, false);
 	return 0;
 }

@@ -1,20 +1,46 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 // Go net/http server: one span per request served.
 //
-// Probed function (Go >= 1.17, amd64 register ABI):
+// A span starts where the request's handler is called and ends once the
+// response has left, each observed at a function's entry, on the stack-check
+// jump the kernel emulates (gobin.EntryOffset): no probe sits on a RET,
+// which the kernel single-steps.
 //
 //   func (sh serverHandler) ServeHTTP(rw ResponseWriter, req *Request)
+//     start, every protocol. RAX = sh.srv, RBX/RCX = rw (itab, data),
+//     RDI = req. The request is parsed, so its traceparent is read here,
+//     before the handler can start a child span.
 //
-//   RAX = sh.srv (*Server, the struct's only word)
-//   RBX = rw's itab, RCX = rw's data (*response for HTTP/1.x)
-//   RDI = req
+// Ends, on the same goroutine as the start (the in-flight table is keyed by
+// its g):
 //
-// The entry program only remembers the start time and the two pointers, keyed
-// by goroutine, so the common path costs one map update. Everything else is
-// read at return, when the handler has set the status and ServeMux has set
-// Request.Pattern. The return program runs from uprobes placed on every RET
-// instruction of ServeHTTP: a uretprobe would rewrite the return address on
-// the goroutine stack, which Go moves, and crash the process.
+//   func (cr *connReader) abortPendingRead()
+//     HTTP/1.x. finishRequest calls it right after it flushed the response
+//     to the socket, and conn.serve's deferred function calls it when the
+//     handler panicked; response.handlerDone tells the two apart.
+//   func (w checkConnErrorWriter) Write(p []byte) (n int, err error)
+//     HTTP/1.x, not an end: every flush of the connection's buffered
+//     writer to the socket. The last one before abortPendingRead is when
+//     the response's last bytes went to the kernel, and the span ends
+//     then: a goroutine preempted after its write reaches abortPendingRead
+//     late, after its caller had the response (milliseconds on a loaded
+//     machine).
+//   func (c *conn) hijackLocked() (net.Conn, *bufio.ReadWriter, error)
+//     HTTP/1.x, the handler hijacks the connection (it calls
+//     abortPendingRead too, which must not end the span then).
+//   func (cr *connReader) releaseConn()
+//     HTTP/1.x, after ServeHTTP returned on a hijacked connection: the span
+//     covers the handler, however long it used the connection.
+//   func (w *responseWriter) handlerDone()
+//     HTTP/2, the bundled server (net/http.(*http2responseWriter), Go <=
+//     1.26; net/http/internal/http2.(*responseWriter), Go 1.27) and
+//     golang.org/x/net/http2's: called once the handler returned, before
+//     the final flush, with the stream's status and byte count at hand.
+//     RAX = w, which is the ResponseWriter's data word.
+//
+// The start only remembers the time, the trace context and the pointers;
+// everything else is read at the end, when the handler has set the status
+// and ServeMux has set Request.Pattern.
 
 #include "common/kernel.h"
 #include "common/goabi.h"
@@ -41,49 +67,74 @@ volatile const __u64 off_req_content_length;
 volatile const __u64 off_req_host;
 volatile const __u64 off_req_remote_addr;
 volatile const __u64 off_req_pattern;
+volatile const __u64 off_req_tls;
 volatile const __u8 has_pattern;
 volatile const __u64 off_url_path;
 volatile const __u64 off_url_raw_query;
+// HTTP/1.x: net/http.response and net/http.conn.
 volatile const __u64 off_resp_conn;
 volatile const __u64 off_resp_status;
 volatile const __u64 off_resp_written;
+volatile const __u64 off_resp_handler_done;
 volatile const __u64 off_conn_rwc;
-volatile const __u64 off_conn_tls_state;
+// HTTP/2: responseWriter.rws -> responseWriterState (status, wroteBytes,
+// conn -> serverConn.conn), for the standard library's server (h2_*) and
+// golang.org/x/net/http2's (xh2_*); has_* is 1 when the binary gives them.
+volatile const __u8 has_h2;
+volatile const __u64 off_h2_rws;
+volatile const __u64 off_h2_status;
+volatile const __u64 off_h2_wrote;
+volatile const __u64 off_h2_conn;
+volatile const __u64 off_h2_sc_conn;
+volatile const __u8 has_xh2;
+volatile const __u64 off_xh2_rws;
+volatile const __u64 off_xh2_status;
+volatile const __u64 off_xh2_wrote;
+volatile const __u64 off_xh2_conn;
+volatile const __u64 off_xh2_sc_conn;
+// crypto/tls.Conn.conn, the connection under TLS.
+volatile const __u64 off_tlsconn_conn;
 
 // Concrete types behind interfaces are recognised by their itab's first
 // method, whose address pclntab gives even in a stripped binary: an
 // interface's methods are sorted by name, so fun[0] of a ResponseWriter itab
 // is Header and fun[0] of a net.Conn itab is Close. These are the addresses
-// of net/http.(*response).Header and net.(*TCPConn).Close (tcpconn_close_fn,
-// in common/netconn.h); zero disables the reads that depend on them rather
-// than guessing.
+// of net/http.(*response).Header, crypto/tls.(*Conn).Close and
+// net.(*TCPConn).Close (tcpconn_close_fn, in common/netconn.h); zero
+// disables the reads that depend on them rather than guessing.
 volatile const __u64 response_header_fn;
+volatile const __u64 tlsconn_close_fn;
 
 struct inflight {
 	__u64 start_ns;
 	__u64 goid;
 	struct span_ids ids;
-	struct go_string tracestate; // in the request's Header, alive until return
+	struct go_string tracestate; // in the request's Header, alive until the end
 	__u8 remote_parent;
-	__u8 pad[7];
+	__u8 hijacked; // hijackLocked ran: the span ends at releaseConn
+	__u8 pad[6];
 	__u64 req;
 	__u64 resp_tab;
 	__u64 resp;
+	__u64 wrote_ns; // HTTP/1.x: when the last write to the socket began
 };
 
-// Requests being served, keyed by the goroutine's g pointer. LRU so that
-// entries whose return never comes (a handler that panics) age out instead
-// of filling the table.
+// Requests being served, keyed by the goroutine's g pointer. An end that
+// never comes (an HTTP/2 handler that panics, a hijacked connection whose
+// handler panics, a protocol whose end is not probed) leaves its entry
+// behind: the next request served on a reused g replaces it, and the table
+// is an LRU, so such entries age out instead of filling it.
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, __u64);
 	__type(value, struct inflight);
 } server_inflight SEC(".maps");
 
-// Addresses of a connection, cached by the net/http.conn pointer and the
-// net.Conn behind it: they are the same for every request of a keep-alive
-// connection, and finding them takes several dependent reads.
+// Addresses of a connection, cached by the net/http.conn (or HTTP/2
+// serverConn) pointer and the net.Conn behind it: they are the same for
+// every request of a keep-alive connection, and finding them takes several
+// dependent reads.
 struct conn_key {
 	__u64 conn;
 	__u64 rwc;
@@ -101,7 +152,8 @@ struct {
 	__type(value, struct conn_addrs);
 } server_conn_addrs SEC(".maps");
 
-// The addresses of net/http.conn conn whose rwc is the net.Conn rwc.
+// The addresses of server connection conn whose net.Conn is rwc: a
+// *net.TCPConn, or a *crypto/tls.Conn over one.
 static __always_inline bool conn_addrs(struct conn_addrs *out, __u64 conn, struct go_iface rwc)
 {
 	struct conn_key key = {.conn = conn, .rwc = rwc.data};
@@ -110,6 +162,9 @@ static __always_inline bool conn_addrs(struct conn_addrs *out, __u64 conn, struc
 		*out = *cached;
 		return true;
 	}
+	if (itab_is(rwc.tab, tlsconn_close_fn) &&
+	    bpf_probe_read_user(&rwc, sizeof(rwc), (void *)(rwc.data + off_tlsconn_conn)))
+		return false;
 	if (!read_conn_addrs(rwc, &out->local, &out->remote))
 		return false;
 	bpf_map_update_elem(&server_conn_addrs, &key, out, BPF_ANY);
@@ -118,6 +173,11 @@ static __always_inline bool conn_addrs(struct conn_addrs *out, __u64 conn, struc
 
 // A traced client on this host that sent this request left its span's
 // context under the connection's addresses (see conn_ctx): continue it.
+// When the request also carries a traceparent of the same trace, the
+// connection's context wins: that header was forwarded by the client (a
+// proxy passing its own caller's on), and the client span that sent it on
+// this very connection is the true parent. A header of another trace was
+// set by the application itself and is kept.
 static __always_inline void take_conn_ctx(struct inflight *in)
 {
 	__u32 zero = 0;
@@ -140,7 +200,8 @@ static __always_inline void take_conn_ctx(struct inflight *in)
 	struct conn_trace_ctx *tc = bpf_map_lookup_elem(&conn_ctx, &t);
 	if (!tc)
 		return;
-	if (in->start_ns - tc->armed_ns < CONN_CTX_MAX_AGE_NS) {
+	if (in->start_ns - tc->armed_ns < CONN_CTX_MAX_AGE_NS &&
+	    (!in->remote_parent || trace_id_eq(in->ids.trace_id, tc->ctx.trace_id))) {
 		__builtin_memcpy(in->ids.trace_id, tc->ctx.trace_id, sizeof(in->ids.trace_id));
 		__builtin_memcpy(in->ids.parent_id, tc->ctx.span_id, sizeof(in->ids.parent_id));
 		in->remote_parent = 1;
@@ -159,8 +220,8 @@ int serve_http_enter(struct pt_regs *ctx)
 	// The prologue may call morestack and jump back to the first
 	// instruction, which fires this probe a second time for the same call:
 	// same goroutine, same request. A g struct reused by a new goroutine
-	// has another goid, so a stale entry left by a handler that panicked
-	// is replaced, not mistaken for this call.
+	// has another goid, so a stale entry left by a request whose end never
+	// came is replaced, not mistaken for this call.
 	if (cur && cur->req == req && cur->goid == goid)
 		return 0;
 
@@ -171,6 +232,7 @@ int serve_http_enter(struct pt_regs *ctx)
 		.resp_tab = GO_ARG2(ctx),
 		.resp = GO_ARG3(ctx),
 	};
+	struct go_trace_ctx tc = {};
 	// Continue the caller's trace when the request says which it is.
 	__u32 zero = 0;
 	struct header_scratch *hs = bpf_map_lookup_elem(&header_scratch, &zero);
@@ -180,10 +242,11 @@ int serve_http_enter(struct pt_regs *ctx)
 		if (th.traceparent.len && parse_traceparent(th.traceparent, hs, &in.ids)) {
 			in.remote_parent = 1;
 			in.tracestate = th.tracestate;
+			// What a request this handler forwards would carry.
+			__builtin_memcpy(tc.received_parent, in.ids.parent_id, sizeof(tc.received_parent));
 		}
 	}
-	if (!in.remote_parent)
-		take_conn_ctx(&in);
+	take_conn_ctx(&in);
 	if (!in.remote_parent)
 		random_bytes(in.ids.trace_id, sizeof(in.ids.trace_id));
 	random_bytes(in.ids.span_id, sizeof(in.ids.span_id));
@@ -193,7 +256,6 @@ int serve_http_enter(struct pt_regs *ctx)
 	}
 	// Client calls made while the handler runs, on this goroutine or on
 	// goroutines it starts, become children of this span.
-	struct go_trace_ctx tc;
 	__builtin_memcpy(tc.trace_id, in.ids.trace_id, sizeof(tc.trace_id));
 	__builtin_memcpy(tc.span_id, in.ids.span_id, sizeof(tc.span_id));
 	struct go_key key = go_key_of(goid);
@@ -206,20 +268,21 @@ int serve_http_enter(struct pt_regs *ctx)
 volatile const __u64 req_read_size;
 volatile const __u64 url_read_size;
 volatile const __u64 resp_read_size;
-volatile const __u64 conn_read_size;
+volatile const __u64 h2_read_size;
+volatile const __u64 xh2_read_size;
 
 #define SCRATCH_REQ 512
 #define SCRATCH_SMALL 256
+#define SCRATCH_RWS 512
 
-// Per-CPU copies of the structs a return reads. Every field is then taken
+// Per-CPU copies of the structs an end reads. Every field is then taken
 // from the copy: one bpf_probe_read_user per struct instead of one per
 // field, which matters because each read of user memory costs about as much
 // as the rest of the program.
 struct scratch {
 	__u8 req[SCRATCH_REQ];
 	__u8 url[SCRATCH_SMALL];
-	__u8 resp[SCRATCH_SMALL];
-	__u8 conn[SCRATCH_SMALL];
+	__u8 resp[SCRATCH_RWS]; // net/http.response, or an HTTP/2 responseWriterState
 };
 
 struct {
@@ -238,37 +301,67 @@ struct {
 #define COPY(buf, size, addr) \
 	bpf_probe_read_user((buf), (size) < sizeof(buf) ? (size) : sizeof(buf), (void *)(addr))
 
-static __always_inline void read_conn(struct http_server_event *e, struct scratch *s, __u64 conn)
+// What the end of a request found out about its response.
+struct outcome {
+	__s64 status;
+	__s64 written;
+	__u64 conn; // net/http.conn or the HTTP/2 serverConn: the cache key of the addresses
+	struct go_iface rwc; // its net.Conn
+	__u8 info;
+	__u8 pad[7];
+};
+
+// How a request ended.
+enum end_kind {
+	END_H1,       // abortPendingRead: finished, or the handler panicked
+	END_HIJACKED, // releaseConn after a hijack
+	END_H2,       // the standard library's HTTP/2 handlerDone
+	END_XH2,      // golang.org/x/net/http2's handlerDone
+};
+
+// HTTP/1.x: the *response's status, bytes and connection.
+static __always_inline void h1_outcome(struct outcome *o, struct scratch *s, const struct inflight *in, enum end_kind how)
 {
-	// A size of zero: the binary lacks what the connection is read with
+	// A size of zero: the binary lacks what the response is read with
 	// (user space left that part out), and nothing of it must be used.
-	if (!conn || !conn_read_size || COPY(s->conn, conn_read_size, conn))
+	if (!resp_read_size || !itab_is(in->resp_tab, response_header_fn) || COPY(s->resp, resp_read_size, in->resp))
 		return;
-	if (FIELD(s->conn, off_conn_tls_state, __u64))
-		e->info |= HTTP_INFO_TLS;
-	struct go_iface rwc = {
-		.tab = FIELD(s->conn, off_conn_rwc, __u64),
-		.data = FIELD(s->conn, off_conn_rwc + 8, __u64),
-	};
-	struct conn_addrs both;
-	if (!conn_addrs(&both, conn, rwc))
-		return;
-	__builtin_memcpy(e->local_ip, both.local.ip, sizeof(e->local_ip));
-	e->local_ip_len = both.local.ip_len;
-	e->local_port = both.local.port;
-	e->info |= HTTP_INFO_LOCAL_ADDR;
+	o->status = FIELD(s->resp, off_resp_status, __s64);
+	o->written = FIELD(s->resp, off_resp_written, __s64);
+	o->info |= HTTP_INFO_RESPONSE_KNOWN;
+	if (how == END_HIJACKED)
+		o->info |= HTTP_INFO_HIJACKED;
+	else if (!FIELD(s->resp, off_resp_handler_done, __u8))
+		// finishRequest sets it first thing: at abortPendingRead without
+		// it, the handler did not return, it panicked.
+		o->info |= HTTP_INFO_PANICKED;
+	__u64 conn = FIELD(s->resp, off_resp_conn, __u64);
+	if (conn && !bpf_probe_read_user(&o->rwc, sizeof(o->rwc), (void *)(conn + off_conn_rwc)))
+		o->conn = conn;
 }
 
-SEC("uprobe/serverHandler_ServeHTTP_ret")
-int serve_http_return(struct pt_regs *ctx)
+// HTTP/2: the stream's status, bytes and connection, from the
+// responseWriterState of the writer at w.
+static __always_inline void h2_outcome(struct outcome *o, struct scratch *s, __u64 w, __u64 size, __u64 off_rws,
+				       __u64 off_status, __u64 off_wrote, __u64 off_conn, __u64 off_sc_conn)
 {
-	__u64 g = GO_G(ctx);
-	struct inflight *found = bpf_map_lookup_elem(&server_inflight, &g);
+	__u64 rws = read_u64(w + off_rws);
+	if (!rws || !size || COPY(s->resp, size, rws))
+		return;
+	o->status = FIELD(s->resp, off_status, __s64);
+	o->written = FIELD(s->resp, off_wrote, __s64);
+	o->info |= HTTP_INFO_RESPONSE_KNOWN;
+	__u64 sc = FIELD(s->resp, off_conn, __u64);
+	if (sc && !bpf_probe_read_user(&o->rwc, sizeof(o->rwc), (void *)(sc + off_sc_conn)))
+		o->conn = sc;
+}
 
-	if (!found) {
-		count(COUNTER_NO_ENTRY);
-		return 0;
-	}
+// End the request in flight on this goroutine and send its record.
+static __always_inline void end_request(__u64 g, enum end_kind how)
+{
+	struct inflight *found = bpf_map_lookup_elem(&server_inflight, &g);
+	if (!found)
+		return;
 	struct inflight in = *found;
 	bpf_map_delete_elem(&server_inflight, &g);
 	struct go_key key = go_key_of(in.goid);
@@ -279,39 +372,62 @@ int serve_http_return(struct pt_regs *ctx)
 	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&server_scratch, &zero);
 	if (!s)
-		return 0;
+		return;
+	struct outcome o = {};
+	switch (how) {
+	case END_H1:
+	case END_HIJACKED:
+		h1_outcome(&o, s, &in, how);
+		break;
+	case END_H2:
+		if (has_h2)
+			h2_outcome(&o, s, in.resp, h2_read_size, off_h2_rws, off_h2_status, off_h2_wrote, off_h2_conn, off_h2_sc_conn);
+		break;
+	case END_XH2:
+		if (has_xh2)
+			h2_outcome(&o, s, in.resp, xh2_read_size, off_xh2_rws, off_xh2_status, off_xh2_wrote, off_xh2_conn, off_xh2_sc_conn);
+		break;
+	}
+	struct conn_addrs both;
+	bool local = o.conn && conn_addrs(&both, o.conn, o.rwc);
+
 	if (COPY(s->req, req_read_size, in.req)) {
 		count(COUNTER_READ_FAILED);
-		return 0;
+		return;
 	}
-
 	struct http_server_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
-		return 0;
+		return;
 	}
 	fill_header(&e->hdr, EVENT_HTTP_SERVER);
+	// A response written ends when its last write began (see
+	// serve_http_write); a panic when the connection is dropped.
+	if (how == END_H1 && in.wrote_ns && !(o.info & HTTP_INFO_PANICKED))
+		e->hdr.ts_ns = in.wrote_ns;
 	e->start_ns = in.start_ns;
 	e->goid = in.goid;
 	e->ids = in.ids;
 	e->content_length = FIELD(s->req, off_req_content_length, __s64);
 	e->proto_major = FIELD(s->req, off_req_proto_major, __s64);
 	e->proto_minor = FIELD(s->req, off_req_proto_minor, __s64);
-	e->status = 0;
-	e->resp_written = 0;
+	e->status = o.status;
+	e->resp_written = o.written;
+	e->info = o.info;
 	e->local_port = 0;
 	e->local_ip_len = 0;
-	e->info = 0;
 	e->truncated = 0;
 	__builtin_memset(e->local_ip, 0, sizeof(e->local_ip));
 	__builtin_memset(e->pad, 0, sizeof(e->pad));
-
-	if (itab_is(in.resp_tab, response_header_fn) && !COPY(s->resp, resp_read_size, in.resp)) {
-		e->status = FIELD(s->resp, off_resp_status, __s64);
-		e->resp_written = FIELD(s->resp, off_resp_written, __s64);
-		e->info |= HTTP_INFO_RESPONSE_KNOWN;
-		read_conn(e, s, FIELD(s->resp, off_resp_conn, __u64));
+	if (local) {
+		__builtin_memcpy(e->local_ip, both.local.ip, sizeof(e->local_ip));
+		e->local_ip_len = both.local.ip_len;
+		e->local_port = both.local.port;
+		e->info |= HTTP_INFO_LOCAL_ADDR;
 	}
+	// Request.TLS is set for every protocol served over TLS.
+	if (FIELD(s->req, off_req_tls, __u64))
+		e->info |= HTTP_INFO_TLS;
 
 	struct go_string str;
 	str = FIELD(s->req, off_req_method, struct go_string);
@@ -350,5 +466,99 @@ int serve_http_return(struct pt_regs *ctx)
 		count(COUNTER_READ_FAILED);
 
 	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+// The request in flight on this goroutine, when it is still the one this
+// goroutine serves: a g struct reused by another goroutine has another goid.
+static __always_inline struct inflight *current(__u64 g)
+{
+	struct inflight *in = bpf_map_lookup_elem(&server_inflight, &g);
+	if (!in || read_u64(g + off_g_goid) != in->goid)
+		return 0;
+	return in;
+}
+
+// func (cr *connReader) abortPendingRead()
+//
+// HTTP/1.x: the response was written (or the handler panicked). Also runs
+// inside hijackLocked, where the span goes on, and for a request answered
+// without calling the handler (417), where there is nothing in flight. A
+// second hit after morestack finds the entry gone.
+SEC("uprobe/connReader_abortPendingRead")
+int serve_http_end(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	struct inflight *in = current(g);
+	if (!in || in->hijacked)
+		return 0;
+	end_request(g, END_H1);
+	return 0;
+}
+
+// func (w checkConnErrorWriter) Write(p []byte) (n int, err error)
+//
+// HTTP/1.x: the connection's buffered writer flushes to the socket (RAX =
+// w.c), on the goroutine serving the request: remember when.
+SEC("uprobe/checkConnErrorWriter_Write")
+int serve_http_write(struct pt_regs *ctx)
+{
+	struct inflight *in = current(GO_G(ctx));
+	if (in)
+		in->wrote_ns = bpf_ktime_get_ns();
+	return 0;
+}
+
+// func (c *conn) hijackLocked() (rwc net.Conn, buf *bufio.ReadWriter, err error)
+//
+// The handler takes the connection over (RAX = c): its span ends when it
+// returns, at releaseConn.
+SEC("uprobe/conn_hijackLocked")
+int serve_http_hijack(struct pt_regs *ctx)
+{
+	struct inflight *in = current(GO_G(ctx));
+	if (in)
+		in->hijacked = 1;
+	return 0;
+}
+
+// func (cr *connReader) releaseConn()
+//
+// Called once by conn.serve after ServeHTTP returned on a hijacked
+// connection.
+SEC("uprobe/connReader_releaseConn")
+int serve_http_end_hijacked(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	struct inflight *in = current(g);
+	if (!in || !in->hijacked)
+		return 0;
+	end_request(g, END_HIJACKED);
+	return 0;
+}
+
+// func (w *responseWriter) handlerDone(), RAX = w: the standard library's
+// HTTP/2 server. The writer handed to ServeHTTP is this very w (Go 1.27
+// wraps it in a one-pointer struct, which an interface holds as the
+// pointer), so the request in flight is recognised by it.
+SEC("uprobe/http2_responseWriter_handlerDone")
+int serve_h2_end(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	struct inflight *in = bpf_map_lookup_elem(&server_inflight, &g);
+	if (!in || in->resp != GO_ARG1(ctx))
+		return 0;
+	end_request(g, END_H2);
+	return 0;
+}
+
+// The same for golang.org/x/net/http2's server.
+SEC("uprobe/xnet_http2_responseWriter_handlerDone")
+int serve_xh2_end(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	struct inflight *in = bpf_map_lookup_elem(&server_inflight, &g);
+	if (!in || in->resp != GO_ARG1(ctx))
+		return 0;
+	end_request(g, END_XH2);
 	return 0;
 }

@@ -12,8 +12,9 @@ enum http_server_record {
 
 // Bits of http_server_event.info.
 enum http_server_info {
-	// The ResponseWriter was net/http's HTTP/1.x *response, so status and
-	// written were read from it.
+	// The ResponseWriter was one the probe knows (net/http's HTTP/1.x
+	// *response, an HTTP/2 responseWriter), so status and written were read
+	// from it.
 	HTTP_INFO_RESPONSE_KNOWN = 1 << 0,
 	// The connection carries TLS.
 	HTTP_INFO_TLS = 1 << 1,
@@ -25,16 +26,23 @@ enum http_server_info {
 	// A tracestate was present but longer than HTTP_TRACESTATE_MAX: it is
 	// dropped, as W3C allows, rather than cut.
 	HTTP_INFO_TRACESTATE_DROPPED = 1 << 4,
+	// The handler panicked: net/http closed the connection and sent no
+	// response (or only what the handler had flushed).
+	HTTP_INFO_PANICKED = 1 << 5,
+	// The handler hijacked the connection; the span ends when it returned.
+	HTTP_INFO_HIJACKED = 1 << 6,
 };
 
-// One request served by a Go net/http server, sent when the handler returns.
+// One request served by a Go net/http server, sent once its response has
+// been written (HTTP/1.x), its handler returned (HTTP/2, a hijacked
+// connection) or panicked.
 struct http_server_event {
 	struct event_header hdr; // hdr.ts_ns is when serving ended
 	__u64 start_ns;          // when serving began (CLOCK_MONOTONIC)
 	__u64 goid;              // goroutine that served the request
 	struct span_ids ids;
 	__s64 content_length;    // Request.ContentLength (-1 when unknown)
-	__s64 resp_written;      // body bytes the handler wrote
+	__s64 resp_written;      // body bytes the handler wrote (HEAD: discarded)
 	__u16 status;            // response status, 0 when not written yet
 	__u8 proto_major;
 	__u8 proto_minor;

@@ -298,6 +298,22 @@ func (a *attacher) attachPlan(p *session.Plan) error {
 	for _, d := range p.Details {
 		a.cfg.Log.Debug(d, "target", p.Target.String())
 	}
+	for _, u := range att.Uprobes {
+		// What each probe costs a request: an emulated instruction (the
+		// stack-check jump of an entry) about a tenth of a single-stepped
+		// one (a RET). make bench reads these lines.
+		cost := "single-stepped"
+		if u.Emulated {
+			cost = "emulated"
+		}
+		at := "entry"
+		if u.Return {
+			at = "RET"
+		}
+		a.cfg.Log.Debug("uprobe attached", "target", p.Target.String(), "instrumentation", u.Instrumentation,
+			"function", u.Symbol, "program", u.Program, "at", at, "offset", fmt.Sprintf("%#x", u.Offset),
+			"instruction", u.Text, "cost", cost)
+	}
 	// Last: tests and scripts take this line to mean ready.
 	fmt.Fprintln(a.cfg.Out, "zerotrace:", att.Summary)
 	return nil

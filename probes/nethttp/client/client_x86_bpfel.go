@@ -68,9 +68,10 @@ const (
 )
 
 type clientScratch struct {
-	_   structs.HostLayout
-	Req [512]uint8
-	Url [256]uint8
+	_    structs.HostLayout
+	Req  [512]uint8
+	Url  [256]uint8
+	Resp [256]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -87,10 +88,13 @@ const (
 	clientMapHeaderCtx                  = "header_ctx"
 	clientMapHeaderScratch              = "header_scratch"
 	clientProgPersistConnRoundTripEnter = "persist_conn_round_trip_enter"
+	clientProgRoundTripAltReturn        = "round_trip_alt_return"
+	clientProgRoundTripEnd              = "round_trip_end"
 	clientProgRoundTripEnter            = "round_trip_enter"
 	clientProgRoundTripReturn           = "round_trip_return"
 	clientProgWriteSubsetEnter          = "write_subset_enter"
 	clientVarBufioWriterWriteFn         = "bufio_writer_write_fn"
+	clientVarErrorstringErrorFn         = "errorstring_error_fn"
 	clientVarInjectWriteUser            = "inject_write_user"
 	clientVarOffBufioBuf                = "off_bufio_buf"
 	clientVarOffBufioN                  = "off_bufio_n"
@@ -108,7 +112,10 @@ const (
 	clientVarOffReqHeader               = "off_req_header"
 	clientVarOffReqMethod               = "off_req_method"
 	clientVarOffReqUrl                  = "off_req_url"
+	clientVarOffRespRequest             = "off_resp_request"
 	clientVarOffRespStatusCode          = "off_resp_status_code"
+	clientVarOffRtErr                   = "off_rt_err"
+	clientVarOffRtResp                  = "off_rt_resp"
 	clientVarOffTableGroups             = "off_table_groups"
 	clientVarOffTcpaddrIp               = "off_tcpaddr_ip"
 	clientVarOffTcpaddrPort             = "off_tcpaddr_port"
@@ -117,6 +124,8 @@ const (
 	clientVarOffUrlRawQuery             = "off_url_raw_query"
 	clientVarOffUrlScheme               = "off_url_scheme"
 	clientVarReqReadSize                = "req_read_size"
+	clientVarRespReadSize               = "resp_read_size"
+	clientVarRtClosureErr               = "rt_closure_err"
 	clientVarTcpconnCloseFn             = "tcpconn_close_fn"
 	clientVarUnusedHttpClientEvent      = "unused_http_client_event"
 	clientVarUnusedHttpClientInfo       = "unused_http_client_info"
@@ -168,6 +177,8 @@ type clientSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientProgramSpecs struct {
 	PersistConnRoundTripEnter *ebpf.ProgramSpec `ebpf:"persist_conn_round_trip_enter"`
+	RoundTripAltReturn        *ebpf.ProgramSpec `ebpf:"round_trip_alt_return"`
+	RoundTripEnd              *ebpf.ProgramSpec `ebpf:"round_trip_end"`
 	RoundTripEnter            *ebpf.ProgramSpec `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.ProgramSpec `ebpf:"round_trip_return"`
 	WriteSubsetEnter          *ebpf.ProgramSpec `ebpf:"write_subset_enter"`
@@ -193,6 +204,7 @@ type clientMapSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientVariableSpecs struct {
 	BufioWriterWriteFn     *ebpf.VariableSpec `ebpf:"bufio_writer_write_fn"`
+	ErrorstringErrorFn     *ebpf.VariableSpec `ebpf:"errorstring_error_fn"`
 	InjectWriteUser        *ebpf.VariableSpec `ebpf:"inject_write_user"`
 	OffBufioBuf            *ebpf.VariableSpec `ebpf:"off_bufio_buf"`
 	OffBufioN              *ebpf.VariableSpec `ebpf:"off_bufio_n"`
@@ -210,7 +222,10 @@ type clientVariableSpecs struct {
 	OffReqHeader           *ebpf.VariableSpec `ebpf:"off_req_header"`
 	OffReqMethod           *ebpf.VariableSpec `ebpf:"off_req_method"`
 	OffReqUrl              *ebpf.VariableSpec `ebpf:"off_req_url"`
+	OffRespRequest         *ebpf.VariableSpec `ebpf:"off_resp_request"`
 	OffRespStatusCode      *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
+	OffRtErr               *ebpf.VariableSpec `ebpf:"off_rt_err"`
+	OffRtResp              *ebpf.VariableSpec `ebpf:"off_rt_resp"`
 	OffTableGroups         *ebpf.VariableSpec `ebpf:"off_table_groups"`
 	OffTcpaddrIp           *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort         *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
@@ -219,6 +234,8 @@ type clientVariableSpecs struct {
 	OffUrlRawQuery         *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
 	OffUrlScheme           *ebpf.VariableSpec `ebpf:"off_url_scheme"`
 	ReqReadSize            *ebpf.VariableSpec `ebpf:"req_read_size"`
+	RespReadSize           *ebpf.VariableSpec `ebpf:"resp_read_size"`
+	RtClosureErr           *ebpf.VariableSpec `ebpf:"rt_closure_err"`
 	TcpconnCloseFn         *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
 	UnusedHttpClientEvent  *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
 	UnusedHttpClientInfo   *ebpf.VariableSpec `ebpf:"unused_http_client_info"`
@@ -277,6 +294,7 @@ func (m *clientMaps) Close() error {
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientVariables struct {
 	BufioWriterWriteFn     *ebpf.Variable `ebpf:"bufio_writer_write_fn"`
+	ErrorstringErrorFn     *ebpf.Variable `ebpf:"errorstring_error_fn"`
 	InjectWriteUser        *ebpf.Variable `ebpf:"inject_write_user"`
 	OffBufioBuf            *ebpf.Variable `ebpf:"off_bufio_buf"`
 	OffBufioN              *ebpf.Variable `ebpf:"off_bufio_n"`
@@ -294,7 +312,10 @@ type clientVariables struct {
 	OffReqHeader           *ebpf.Variable `ebpf:"off_req_header"`
 	OffReqMethod           *ebpf.Variable `ebpf:"off_req_method"`
 	OffReqUrl              *ebpf.Variable `ebpf:"off_req_url"`
+	OffRespRequest         *ebpf.Variable `ebpf:"off_resp_request"`
 	OffRespStatusCode      *ebpf.Variable `ebpf:"off_resp_status_code"`
+	OffRtErr               *ebpf.Variable `ebpf:"off_rt_err"`
+	OffRtResp              *ebpf.Variable `ebpf:"off_rt_resp"`
 	OffTableGroups         *ebpf.Variable `ebpf:"off_table_groups"`
 	OffTcpaddrIp           *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort         *ebpf.Variable `ebpf:"off_tcpaddr_port"`
@@ -303,6 +324,8 @@ type clientVariables struct {
 	OffUrlRawQuery         *ebpf.Variable `ebpf:"off_url_raw_query"`
 	OffUrlScheme           *ebpf.Variable `ebpf:"off_url_scheme"`
 	ReqReadSize            *ebpf.Variable `ebpf:"req_read_size"`
+	RespReadSize           *ebpf.Variable `ebpf:"resp_read_size"`
+	RtClosureErr           *ebpf.Variable `ebpf:"rt_closure_err"`
 	TcpconnCloseFn         *ebpf.Variable `ebpf:"tcpconn_close_fn"`
 	UnusedHttpClientEvent  *ebpf.Variable `ebpf:"unused_http_client_event"`
 	UnusedHttpClientInfo   *ebpf.Variable `ebpf:"unused_http_client_info"`
@@ -316,6 +339,8 @@ type clientVariables struct {
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientPrograms struct {
 	PersistConnRoundTripEnter *ebpf.Program `ebpf:"persist_conn_round_trip_enter"`
+	RoundTripAltReturn        *ebpf.Program `ebpf:"round_trip_alt_return"`
+	RoundTripEnd              *ebpf.Program `ebpf:"round_trip_end"`
 	RoundTripEnter            *ebpf.Program `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.Program `ebpf:"round_trip_return"`
 	WriteSubsetEnter          *ebpf.Program `ebpf:"write_subset_enter"`
@@ -324,6 +349,8 @@ type clientPrograms struct {
 func (p *clientPrograms) Close() error {
 	return _ClientClose(
 		p.PersistConnRoundTripEnter,
+		p.RoundTripAltReturn,
+		p.RoundTripEnd,
 		p.RoundTripEnter,
 		p.RoundTripReturn,
 		p.WriteSubsetEnter,

@@ -3,6 +3,8 @@
 package client
 
 import (
+	"github.com/cilium/ebpf"
+
 	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 )
@@ -10,6 +12,26 @@ import (
 // Symbol is the probed function: every request an http.Client sends,
 // redirects included, goes through it once.
 const Symbol = "net/http.(*Transport).roundTrip"
+
+// EndSymbol is the closure Symbol defers once it has validated the
+// request: every later return calls it, on the caller's goroutine, with
+// err through the closure and the *Response in Symbol's frame.
+const EndSymbol = "net/http.(*Transport).roundTrip.func1"
+
+// AltSymbols are the alternate round trippers through which Symbol sends an
+// HTTPS request that HTTP/2 serves on a connection it already has, before
+// it defers EndSymbol: their RETs end those round trips. Go 1.26 bundles
+// HTTP/2 as http2noDialH2RoundTripper, Go 1.27 as http2RoundTripper;
+// golang.org/x/net/http2.ConfigureTransport registers its own.
+var AltSymbols = []string{
+	"net/http.http2noDialH2RoundTripper.RoundTrip",
+	"net/http.http2RoundTripper.RoundTrip",
+	"golang.org/x/net/http2.noDialH2RoundTripper.RoundTrip",
+}
+
+// errorStringError is fun[0] of the itab of an error made by errors.New,
+// such as net/http.ErrSkipAltProtocol.
+const errorStringError = "errors.(*errorString).Error"
 
 // ConnSymbol is called by Symbol once an HTTP/1.x request has its
 // connection, before the request is written: where the span learns its
@@ -32,6 +54,9 @@ var (
 	// HTTPResponseStatusCode is net/http.Response.StatusCode, what a client
 	// received.
 	HTTPResponseStatusCode = offsets.Field{Struct: "net/http.Response", Name: "StatusCode"}
+	// HTTPResponseRequest is net/http.Response.Request, the request it
+	// answers: a response read from a stack slot is checked against it.
+	HTTPResponseRequest = offsets.Field{Struct: "net/http.Response", Name: "Request"}
 	// PersistConnConn is net/http.persistConn.conn, the net.Conn a client
 	// request is written to.
 	PersistConnConn = offsets.Field{Struct: "net/http.persistConn", Name: "conn"}
@@ -48,6 +73,14 @@ func declare(s *clientSpecs) probes.Declaration {
 	var buf clientScratch
 	req := &probes.Copy{Struct: "net/http.Request", Size: s.ReqReadSize, Max: uint64(len(buf.Req))}
 	url := &probes.Copy{Struct: "net/url.URL", Size: s.UrlReadSize, Max: uint64(len(buf.Url))}
+	resp := &probes.Copy{Struct: "net/http.Response", Size: s.RespReadSize, Max: uint64(len(buf.Resp))}
+
+	// Where round trips end: at the entry of the closure roundTrip defers
+	// (emulated), reading its frame, and on the RETs of the alternate
+	// round tripper; or, when the frame is not recognised, on roundTrip's
+	// own RETs (single-stepped), as a fallback.
+	deferred := &probes.Part{Gives: "at the entry of the closure it defers (emulated)"}
+	rets := &probes.Part{Gives: "round trips end on the RET instructions of " + Symbol + " (single-stepped)", Instead: deferred}
 
 	// What ConnSymbol's probe does. Without it the spans lose their peer
 	// address and same-host matching, nothing else.
@@ -64,11 +97,23 @@ func declare(s *clientSpecs) probes.Declaration {
 	}
 
 	return probes.Declaration{
-		Uprobes: []probes.Uprobe{
-			{Symbol: Symbol, Entry: s.RoundTripEnter, Return: s.RoundTripReturn},
-			{Symbol: ConnSymbol, Entry: s.PersistConnRoundTripEnter, Part: peer},
-			{Symbol: WriteSubsetSymbol, Entry: s.WriteSubsetEnter, Part: writeUser},
-		},
+		Uprobes: append(append([]probes.Uprobe{
+			// The ends before the start (see probes.Uprobe).
+			{Symbol: EndSymbol, Entry: s.RoundTripEnd, Part: deferred},
+			{Symbol: Symbol, Return: s.RoundTripReturn, Part: rets},
+		}, alt(AltSymbols, s, deferred)...),
+			probes.Uprobe{Symbol: Symbol, Entry: s.RoundTripEnter},
+			probes.Uprobe{Symbol: ConnSymbol, Entry: s.PersistConnRoundTripEnter, Part: peer},
+			probes.Uprobe{Symbol: WriteSubsetSymbol, Entry: s.WriteSubsetEnter, Part: writeUser},
+		),
+		Frames: []probes.Frame{{
+			Symbol:       Symbol,
+			Results:      []*ebpf.VariableSpec{s.OffRtResp, s.OffRtErr},
+			Deferred:     EndSymbol,
+			Captured:     s.RtClosureErr,
+			CapturedWord: 1,
+			Part:         deferred,
+		}},
 		Reads: []probes.Read{
 			{Field: offsets.GoroutineID, Offset: s.OffG_goid, Size: probes.Word},
 			{Field: offsets.GoroutineParentID, Offset: s.OffG_parentGoid, Size: probes.Word},
@@ -79,7 +124,8 @@ func declare(s *clientSpecs) probes.Declaration {
 			{Field: offsets.URLHost, Offset: s.OffUrlHost, Size: probes.String, In: url},
 			{Field: offsets.URLPath, Offset: s.OffUrlPath, Size: probes.String, In: url},
 			{Field: offsets.URLRawQuery, Offset: s.OffUrlRawQuery, Size: probes.String, In: url},
-			{Field: HTTPResponseStatusCode, Offset: s.OffRespStatusCode, Size: probes.Word},
+			{Field: HTTPResponseStatusCode, Offset: s.OffRespStatusCode, Size: probes.Word, In: resp},
+			{Field: HTTPResponseRequest, Offset: s.OffRespRequest, Size: probes.Word, In: resp},
 
 			{Field: PersistConnConn, Offset: s.OffPconnConn, Size: probes.Iface, Part: peer},
 			{Field: offsets.NetConnFD, Offset: s.OffNetconnFd, Size: probes.Word, Part: peer},
@@ -98,8 +144,19 @@ func declare(s *clientSpecs) probes.Declaration {
 			{Field: BufioWriterN, Offset: s.OffBufioN, Size: probes.Word, Part: writeUser},
 		},
 		Funcs: []probes.Func{
+			{Symbol: errorStringError, Addr: s.ErrorstringErrorFn, Part: deferred, Optional: true},
 			{Symbol: probes.TCPConnClose, Addr: s.TcpconnCloseFn, Part: peer},
 			{Symbol: bufioWriterWrite, Addr: s.BufioWriterWriteFn, Part: writeUser},
 		},
 	}
+}
+
+// alt places the end program of HTTP/2 round trips that skip the deferred
+// closure on the RETs of each alternate round tripper the binary has.
+func alt(symbols []string, s *clientSpecs, part *probes.Part) []probes.Uprobe {
+	var ups []probes.Uprobe
+	for _, sym := range symbols {
+		ups = append(ups, probes.Uprobe{Symbol: sym, Return: s.RoundTripAltReturn, Optional: true, Part: part})
+	}
+	return ups
 }

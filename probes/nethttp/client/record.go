@@ -19,7 +19,11 @@ var record = events.Record{
 	Name:    "http_client_event",
 	MinSize: int(unsafe.Sizeof(clientHttpClientEvent{})),
 	Decode: func(raw []byte, d *events.Decoder) (correlate.Event, error) {
-		return decode((*clientHttpClientEvent)(unsafe.Pointer(&raw[0])), d).Span(), nil
+		// The round trip stays on the stack: the span, from the pool, is
+		// all a record allocates besides its strings.
+		var r RoundTrip
+		decodeInto(&r, (*clientHttpClientEvent)(unsafe.Pointer(&raw[0])), d)
+		return r.Span(), nil
 	},
 }
 
@@ -58,52 +62,56 @@ type RoundTrip struct {
 	Truncated bool
 }
 
-// Span returns the round trip's CLIENT span.
+// Span returns the round trip's CLIENT span, taken from the span pool
+// (model.NewSpan).
 func (r *RoundTrip) Span() *model.Span {
-	h := &model.HTTP{
-		Method: r.Method,
-		Scheme: r.Scheme,
-		Host:   r.Host,
-		Path:   r.Path,
-		Query:  r.RawQuery,
-		Peer:   r.Peer,
-	}
+	s := model.NewSpan()
+	h := s.UseHTTP()
+	h.Method, h.Scheme, h.Host = r.Method, r.Scheme, r.Host
+	h.Path, h.Query = r.Path, r.RawQuery
+	h.Peer = r.Peer
 	if r.ContentLength > 0 {
 		h.RequestBodySize = r.ContentLength
 	}
 	if r.HasResponse {
 		h.Status = r.Status
 	}
-	s := &model.Span{
-		Kind:      trace.SpanKindClient,
-		Start:     r.Start,
-		End:       r.End,
-		PID:       r.PID,
-		Truncated: r.Truncated,
-		HTTP:      h,
-	}
+	s.Kind = trace.SpanKindClient
+	s.Start, s.End = r.Start, r.End
+	s.PID = r.PID
+	s.Truncated = r.Truncated
 	if r.Err {
 		s.Failure = model.Failure{Failed: true, Type: r.ErrType}
 	}
 	s.SetIDs(r.IDs)
 	return s
 }
+
 func decode(e *clientHttpClientEvent, d *events.Decoder) *RoundTrip {
+	r := &RoundTrip{}
+	decodeInto(r, e, d)
+	return r
+}
+
+// decodeInto fills r from the record; its strings share one allocation.
+func decodeInto(r *RoundTrip, e *clientHttpClientEvent, d *events.Decoder) {
 	clock := d.Clock
-	r := &RoundTrip{
+	*r = RoundTrip{
 		PID:           e.Hdr.Pid,
 		GoroutineID:   e.Goid,
 		Start:         clock.Wall(e.StartNs),
 		End:           clock.Wall(e.Hdr.TsNs),
 		IDs:           events.SpanIDs(e.Ids.TraceId, e.Ids.SpanId, e.Ids.ParentId),
-		Method:        events.CString(e.Method[:], e.MethodLen),
-		Scheme:        events.CString(e.Scheme[:], e.SchemeLen),
-		Host:          events.CString(e.Host[:], e.HostLen),
-		Path:          events.CString(e.Path[:], e.PathLen),
-		RawQuery:      events.CString(e.Query[:], e.QueryLen),
 		ContentLength: e.ContentLength,
 		Truncated:     e.Truncated != 0,
 	}
+	events.CStrings(
+		events.CField{Array: e.Method[:], Len: e.MethodLen, Dst: &r.Method},
+		events.CField{Array: e.Scheme[:], Len: e.SchemeLen, Dst: &r.Scheme},
+		events.CField{Array: e.Host[:], Len: e.HostLen, Dst: &r.Host},
+		events.CField{Array: e.Path[:], Len: e.PathLen, Dst: &r.Path},
+		events.CField{Array: e.Query[:], Len: e.QueryLen, Dst: &r.RawQuery},
+	)
 	if e.Info&infoResponse != 0 && e.Status >= 100 && e.Status <= 999 {
 		r.HasResponse = true
 		r.Status = int(e.Status)
@@ -115,5 +123,4 @@ func decode(e *clientHttpClientEvent, d *events.Decoder) *RoundTrip {
 		r.Err = true
 		r.ErrType = d.Name(e.Hdr.Pid, e.ErrType)
 	}
-	return r
 }

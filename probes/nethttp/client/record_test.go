@@ -98,3 +98,36 @@ func TestDecodeHTTPClient(t *testing.T) {
 		t.Errorf("status 42 reported: %+v", r)
 	}
 }
+
+// BenchmarkHTTPClientRecord takes one record from the ring buffer's bytes
+// through the decoder and the correlator to the sinks' release (what
+// export.Fanout does once every sink exported it).
+func BenchmarkHTTPClientRecord(b *testing.B) {
+	c := newTestCorrelator()
+	c.Register(model.NewProcess(7, "/x", "", "go1.26.8"))
+	var e clientHttpClientEvent
+	e.Hdr.Type, e.Hdr.Pid, e.Hdr.TsNs = record.Type, 7, 3_000
+	e.StartNs, e.Goid = 1_000, 42
+	e.Ids.TraceId[0], e.Ids.SpanId[0], e.Ids.ParentId[0] = 1, 2, 3
+	e.Status = 200
+	e.Info = infoResponse | infoPeerAddr
+	e.PeerIpLen, e.PeerPort = 4, 8080
+	copy(e.PeerIp[:], []byte{10, 0, 0, 9})
+	e.MethodLen = putString(e.Method[:], "GET")
+	e.SchemeLen = putString(e.Scheme[:], "http")
+	e.HostLen = putString(e.Host[:], "orders:8080")
+	e.PathLen = putString(e.Path[:], "/v1/orders/7")
+	e.QueryLen = putString(e.Query[:], "x=1")
+	buf := unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e))
+	d := &events.Decoder{Clock: events.FixedClock(0)}
+	b.ReportAllocs()
+	for b.Loop() {
+		ev, err := record.Decode(buf, d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := c.Handle(ev)
+		s.Hold(1)
+		s.Release()
+	}
+}

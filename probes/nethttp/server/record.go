@@ -20,7 +20,11 @@ var record = events.Record{
 	Name:    "http_server_event",
 	MinSize: int(unsafe.Sizeof(serverHttpServerEvent{})),
 	Decode: func(raw []byte, d *events.Decoder) (correlate.Event, error) {
-		return decode((*serverHttpServerEvent)(unsafe.Pointer(&raw[0])), d.Clock).Span(), nil
+		// The request stays on the stack: the span, from the pool, is
+		// all a record allocates besides its strings.
+		var r Request
+		decodeInto(&r, (*serverHttpServerEvent)(unsafe.Pointer(&raw[0])), d.Clock)
+		return r.Span(), nil
 	},
 }
 
@@ -31,11 +35,14 @@ const (
 	infoTLS           = uint8(serverHttpServerInfoHTTP_INFO_TLS)
 	infoLocalAddr     = uint8(serverHttpServerInfoHTTP_INFO_LOCAL_ADDR)
 	infoStateDropped  = uint8(serverHttpServerInfoHTTP_INFO_TRACESTATE_DROPPED)
+	infoPanicked      = uint8(serverHttpServerInfoHTTP_INFO_PANICKED)
+	infoHijacked      = uint8(serverHttpServerInfoHTTP_INFO_HIJACKED)
 )
 
-// Request is one request handled by a traced Go net/http server,
-// from the moment its handler was called to the moment it returned, as the
-// server probe's record gives it.
+// Request is one request handled by a traced Go net/http server, from the
+// moment its handler was called to the moment its response was written
+// (HTTP/1.x), its handler returned (HTTP/2, or a hijacked connection) or
+// panicked, as the server probe's record gives it.
 type Request struct {
 	PID         uint32
 	GoroutineID uint64
@@ -55,39 +62,44 @@ type Request struct {
 	ContentLength          int64 // -1 when unknown
 
 	// ResponseKnown tells whether Status and ResponseBodySize were read.
-	// They are not for ResponseWriters other than net/http's HTTP/1.x one,
-	// or when the binary has no symbol table to recognise it.
+	// They are not for ResponseWriters the probe does not know, or when the
+	// binary lacks what they are read with.
 	ResponseKnown    bool
-	Status           int // 0 when the handler wrote nothing: net/http then sends 200
-	ResponseBodySize int64
+	Status           int   // 0 when the handler wrote nothing: net/http then sends 200
+	ResponseBodySize int64 // the body bytes sent: none for a HEAD request
+
+	// Panicked: the handler panicked, and net/http sent no response (or
+	// only what the handler had flushed) before closing the connection.
+	Panicked bool
+	// Hijacked: the handler took the connection over; the span covers it
+	// until it returned.
+	Hijacked bool
 
 	Local     netip.AddrPort // the server's socket address, invalid when unknown
 	TLS       bool
 	Truncated bool // some string was longer than the probe copies
 }
 
-// Span returns the request's SERVER span.
+// Span returns the request's SERVER span, taken from the span pool
+// (model.NewSpan).
 func (r *Request) Span() *model.Span {
-	h := &model.HTTP{
-		Method:  r.Method,
-		Scheme:  "http",
-		Host:    r.Host,
-		Path:    r.Path,
-		Query:   r.RawQuery,
-		Route:   semconv.Route(r.Pattern),
-		Version: semconv.ProtocolVersion(r.ProtoMajor, r.ProtoMinor),
-		Local:   r.Local,
-	}
+	s := model.NewSpan()
+	h := s.UseHTTP()
+	h.Method, h.Scheme, h.Host = r.Method, "http", r.Host
+	h.Path, h.Query = r.Path, r.RawQuery
+	h.Route = semconv.Route(r.Pattern)
+	h.Version = semconv.ProtocolVersion(r.ProtoMajor, r.ProtoMinor)
+	h.Local = r.Local
 	if r.TLS {
 		h.Scheme = "https"
 	}
 	if r.ResponseKnown {
 		h.Status = r.Status
-		if h.Status == 0 {
+		if h.Status == 0 && !r.Panicked && !r.Hijacked {
 			// The handler wrote nothing; net/http answers 200 when it finishes.
 			h.Status = 200
 		}
-		h.ResponseBodySize, h.ResponseBodyKnown = r.ResponseBodySize, true
+		h.ResponseBodySize, h.ResponseBodyKnown = r.ResponseBodySize, !r.Hijacked
 	}
 	if r.ContentLength > 0 {
 		h.RequestBodySize = r.ContentLength
@@ -95,39 +107,49 @@ func (r *Request) Span() *model.Span {
 	if peer, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
 		h.Peer = peer
 	}
-	s := &model.Span{
-		Kind:       trace.SpanKindServer,
-		Start:      r.Start,
-		End:        r.End,
-		PID:        r.PID,
-		TraceState: r.TraceState,
-		Truncated:  r.Truncated,
-		HTTP:       h,
+	s.Kind = trace.SpanKindServer
+	s.Start, s.End = r.Start, r.End
+	s.PID = r.PID
+	s.TraceState = r.TraceState
+	s.Truncated = r.Truncated
+	if r.Panicked {
+		s.Failure = model.Failure{Failed: true, Type: "panic", Message: "the handler panicked"}
 	}
 	s.SetIDs(r.IDs)
 	return s
 }
 
 func decode(e *serverHttpServerEvent, clock *events.Clock) *Request {
-	r := &Request{
+	r := &Request{}
+	decodeInto(r, e, clock)
+	return r
+}
+
+// decodeInto fills r from the record; its strings share one allocation.
+func decodeInto(r *Request, e *serverHttpServerEvent, clock *events.Clock) {
+	*r = Request{
 		PID:           e.Hdr.Pid,
 		GoroutineID:   e.Goid,
 		Start:         clock.Wall(e.StartNs),
 		End:           clock.Wall(e.Hdr.TsNs),
 		IDs:           events.SpanIDs(e.Ids.TraceId, e.Ids.SpanId, e.Ids.ParentId),
-		Method:        events.CString(e.Method[:], e.MethodLen),
-		Path:          events.CString(e.Path[:], e.PathLen),
-		RawQuery:      events.CString(e.Query[:], e.QueryLen),
-		Host:          events.CString(e.Host[:], e.HostLen),
-		Pattern:       events.CString(e.Pattern[:], e.PatternLen),
-		RemoteAddr:    events.CString(e.Remote[:], e.RemoteLen),
-		TraceState:    events.CString(e.Tracestate[:], e.TracestateLen),
 		ProtoMajor:    int(e.ProtoMajor),
 		ProtoMinor:    int(e.ProtoMinor),
 		ContentLength: e.ContentLength,
 		TLS:           e.Info&infoTLS != 0,
 		Truncated:     e.Truncated != 0,
+		Panicked:      e.Info&infoPanicked != 0,
+		Hijacked:      e.Info&infoHijacked != 0,
 	}
+	events.CStrings(
+		events.CField{Array: e.Method[:], Len: e.MethodLen, Dst: &r.Method},
+		events.CField{Array: e.Path[:], Len: e.PathLen, Dst: &r.Path},
+		events.CField{Array: e.Query[:], Len: e.QueryLen, Dst: &r.RawQuery},
+		events.CField{Array: e.Host[:], Len: e.HostLen, Dst: &r.Host},
+		events.CField{Array: e.Pattern[:], Len: e.PatternLen, Dst: &r.Pattern},
+		events.CField{Array: e.Remote[:], Len: e.RemoteLen, Dst: &r.RemoteAddr},
+		events.CField{Array: e.Tracestate[:], Len: e.TracestateLen, Dst: &r.TraceState},
+	)
 	if e.Info&infoResponseKnown != 0 {
 		r.ResponseKnown = true
 		r.Status = int(e.Status)
@@ -137,6 +159,10 @@ func decode(e *serverHttpServerEvent, clock *events.Clock) *Request {
 			r.ResponseKnown = false
 			r.Status = 0
 		}
+		if r.Method == "HEAD" {
+			// net/http counts what a HEAD handler writes, and discards it.
+			r.ResponseBodySize = 0
+		}
 	}
 	if e.Info&infoStateDropped != 0 {
 		r.Truncated = true
@@ -144,5 +170,4 @@ func decode(e *serverHttpServerEvent, clock *events.Clock) *Request {
 	if e.Info&infoLocalAddr != 0 {
 		r.Local = events.AddrPort(e.LocalIp, e.LocalIpLen, e.LocalPort)
 	}
-	return r
 }

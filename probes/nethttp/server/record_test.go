@@ -238,6 +238,77 @@ func BenchmarkHTTPServerSpan(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		c.Handle(r.Span())
+		s := c.Handle(r.Span())
+		// What the sinks do once they exported it (export.Fanout).
+		s.Hold(1)
+		s.Release()
+	}
+}
+
+// BenchmarkHTTPServerRecord takes one record from the ring buffer's bytes
+// through the decoder and the correlator to the sinks' release.
+func BenchmarkHTTPServerRecord(b *testing.B) {
+	c := newTestCorrelator()
+	c.Register(model.NewProcess(1, "/x", "", "go1.26.8"))
+	var e serverHttpServerEvent
+	e.Hdr.Type, e.Hdr.Pid, e.Hdr.TsNs = record.Type, 1, 2_000_000
+	e.StartNs, e.Goid = 1_000_000, 9
+	e.Ids.TraceId[0], e.Ids.SpanId[0] = 1, 2
+	e.Status, e.RespWritten = 200, 27
+	e.ProtoMajor, e.ProtoMinor = 1, 1
+	e.Info = infoResponseKnown | infoLocalAddr
+	e.LocalIpLen, e.LocalPort = 4, 8080
+	copy(e.LocalIp[:], []byte{127, 0, 0, 1})
+	e.MethodLen = putString(e.Method[:], "GET")
+	e.PathLen = putString(e.Path[:], "/users/7")
+	e.QueryLen = putString(e.Query[:], "page=2")
+	e.HostLen = putString(e.Host[:], "localhost:8080")
+	e.PatternLen = putString(e.Pattern[:], "GET /users/{id}")
+	e.RemoteLen = putString(e.Remote[:], "127.0.0.1:40000")
+	buf := raw(&e)
+	d := &events.Decoder{Clock: events.FixedClock(0)}
+	b.ReportAllocs()
+	for b.Loop() {
+		ev, err := record.Decode(buf, d)
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := c.Handle(ev)
+		s.Hold(1)
+		s.Release()
+	}
+}
+
+// A HEAD response sends no body, whatever the handler wrote; a handler
+// that panicked sent no response and is an error; a hijacked connection's
+// status and body are the handler's business.
+func TestDecodeHowRequestsEnd(t *testing.T) {
+	c := newTestCorrelator()
+	c.Register(model.NewProcess(1, "/x", "svc", "go1.26.8"))
+	span := func(method string, info uint8, status uint16, written int64) *model.Span {
+		var e serverHttpServerEvent
+		e.Hdr.Type, e.Hdr.Pid, e.Hdr.TsNs = record.Type, 1, 2
+		e.StartNs = 1
+		e.Info = infoResponseKnown | info
+		e.Status, e.RespWritten = status, written
+		e.MethodLen = putString(e.Method[:], method)
+		s := decode(&e, events.FixedClock(0)).Span()
+		c.HandleAll(s)
+		return s
+	}
+	head := span("HEAD", 0, 0, 5)
+	if a := attrs(head); a["http.response.body.size"] != int64(0) || a["http.response.status_code"] != int64(200) {
+		t.Errorf("HEAD: %v, want 200 and no body", a)
+	}
+	if a := attrs(span("GET", 0, 0, 5)); a["http.response.body.size"] != int64(5) {
+		t.Errorf("GET: %v, want a body of 5", a)
+	}
+	panicked := span("GET", infoPanicked, 0, 0)
+	if a := attrs(panicked); panicked.Status != codes.Error || a["error.type"] != "panic" || a["http.response.status_code"] != nil {
+		t.Errorf("panicked: status %v attributes %v, want an error of type panic and no status code", panicked.Status, a)
+	}
+	hijacked := span("GET", infoHijacked, 0, 0)
+	if a := attrs(hijacked); hijacked.Status != codes.Unset || a["http.response.status_code"] != nil || a["http.response.body.size"] != nil {
+		t.Errorf("hijacked: status %v attributes %v, want neither status code nor body size", hijacked.Status, a)
 	}
 }

@@ -66,6 +66,8 @@ const (
 	serverHttpServerInfoHTTP_INFO_LOCAL_ADDR         serverHttpServerInfo = 4
 	serverHttpServerInfoHTTP_INFO_REMOTE_PARENT      serverHttpServerInfo = 8
 	serverHttpServerInfoHTTP_INFO_TRACESTATE_DROPPED serverHttpServerInfo = 16
+	serverHttpServerInfoHTTP_INFO_PANICKED           serverHttpServerInfo = 32
+	serverHttpServerInfoHTTP_INFO_HIJACKED           serverHttpServerInfo = 64
 )
 
 type serverHttpServerRecord uint32
@@ -78,8 +80,7 @@ type serverScratch struct {
 	_    structs.HostLayout
 	Req  [512]uint8
 	Url  [256]uint8
-	Resp [256]uint8
-	Conn [256]uint8
+	Resp [512]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -95,15 +96,26 @@ const (
 	serverMapServerConnAddrs        = "server_conn_addrs"
 	serverMapServerInflight         = "server_inflight"
 	serverMapServerScratch          = "server_scratch"
+	serverProgServeH2End            = "serve_h2_end"
+	serverProgServeHttpEnd          = "serve_http_end"
+	serverProgServeHttpEndHijacked  = "serve_http_end_hijacked"
 	serverProgServeHttpEnter        = "serve_http_enter"
-	serverProgServeHttpReturn       = "serve_http_return"
-	serverVarConnReadSize           = "conn_read_size"
+	serverProgServeHttpHijack       = "serve_http_hijack"
+	serverProgServeHttpWrite        = "serve_http_write"
+	serverProgServeXh2End           = "serve_xh2_end"
+	serverVarH2ReadSize             = "h2_read_size"
+	serverVarHasH2                  = "has_h2"
 	serverVarHasPattern             = "has_pattern"
+	serverVarHasXh2                 = "has_xh2"
 	serverVarOffConnRwc             = "off_conn_rwc"
-	serverVarOffConnTlsState        = "off_conn_tls_state"
 	serverVarOffG_goid              = "off_g_goid"
 	serverVarOffGroupsData          = "off_groups_data"
 	serverVarOffGroupsLengthMask    = "off_groups_length_mask"
+	serverVarOffH2Conn              = "off_h2_conn"
+	serverVarOffH2Rws               = "off_h2_rws"
+	serverVarOffH2ScConn            = "off_h2_sc_conn"
+	serverVarOffH2Status            = "off_h2_status"
+	serverVarOffH2Wrote             = "off_h2_wrote"
 	serverVarOffMapDirLen           = "off_map_dir_len"
 	serverVarOffMapDirPtr           = "off_map_dir_ptr"
 	serverVarOffNetconnFd           = "off_netconn_fd"
@@ -117,24 +129,34 @@ const (
 	serverVarOffReqProtoMajor       = "off_req_proto_major"
 	serverVarOffReqProtoMinor       = "off_req_proto_minor"
 	serverVarOffReqRemoteAddr       = "off_req_remote_addr"
+	serverVarOffReqTls              = "off_req_tls"
 	serverVarOffReqUrl              = "off_req_url"
 	serverVarOffRespConn            = "off_resp_conn"
+	serverVarOffRespHandlerDone     = "off_resp_handler_done"
 	serverVarOffRespStatus          = "off_resp_status"
 	serverVarOffRespWritten         = "off_resp_written"
 	serverVarOffTableGroups         = "off_table_groups"
 	serverVarOffTcpaddrIp           = "off_tcpaddr_ip"
 	serverVarOffTcpaddrPort         = "off_tcpaddr_port"
+	serverVarOffTlsconnConn         = "off_tlsconn_conn"
 	serverVarOffUrlPath             = "off_url_path"
 	serverVarOffUrlRawQuery         = "off_url_raw_query"
+	serverVarOffXh2Conn             = "off_xh2_conn"
+	serverVarOffXh2Rws              = "off_xh2_rws"
+	serverVarOffXh2ScConn           = "off_xh2_sc_conn"
+	serverVarOffXh2Status           = "off_xh2_status"
+	serverVarOffXh2Wrote            = "off_xh2_wrote"
 	serverVarReqReadSize            = "req_read_size"
 	serverVarRespReadSize           = "resp_read_size"
 	serverVarResponseHeaderFn       = "response_header_fn"
 	serverVarTcpconnCloseFn         = "tcpconn_close_fn"
+	serverVarTlsconnCloseFn         = "tlsconn_close_fn"
 	serverVarUnusedHttpServerEvent  = "unused_http_server_event"
 	serverVarUnusedHttpServerInfo   = "unused_http_server_info"
 	serverVarUnusedHttpServerRecord = "unused_http_server_record"
 	serverVarUrlReadSize            = "url_read_size"
 	serverVarWakeupThreshold        = "wakeup_threshold"
+	serverVarXh2ReadSize            = "xh2_read_size"
 )
 
 // loadServer returns the embedded CollectionSpec for server.
@@ -179,8 +201,13 @@ type serverSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverProgramSpecs struct {
-	ServeHttpEnter  *ebpf.ProgramSpec `ebpf:"serve_http_enter"`
-	ServeHttpReturn *ebpf.ProgramSpec `ebpf:"serve_http_return"`
+	ServeH2End           *ebpf.ProgramSpec `ebpf:"serve_h2_end"`
+	ServeHttpEnd         *ebpf.ProgramSpec `ebpf:"serve_http_end"`
+	ServeHttpEndHijacked *ebpf.ProgramSpec `ebpf:"serve_http_end_hijacked"`
+	ServeHttpEnter       *ebpf.ProgramSpec `ebpf:"serve_http_enter"`
+	ServeHttpHijack      *ebpf.ProgramSpec `ebpf:"serve_http_hijack"`
+	ServeHttpWrite       *ebpf.ProgramSpec `ebpf:"serve_http_write"`
+	ServeXh2End          *ebpf.ProgramSpec `ebpf:"serve_xh2_end"`
 }
 
 // serverMapSpecs contains maps before they are loaded into the kernel.
@@ -202,13 +229,19 @@ type serverMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type serverVariableSpecs struct {
-	ConnReadSize           *ebpf.VariableSpec `ebpf:"conn_read_size"`
+	H2ReadSize             *ebpf.VariableSpec `ebpf:"h2_read_size"`
+	HasH2                  *ebpf.VariableSpec `ebpf:"has_h2"`
 	HasPattern             *ebpf.VariableSpec `ebpf:"has_pattern"`
+	HasXh2                 *ebpf.VariableSpec `ebpf:"has_xh2"`
 	OffConnRwc             *ebpf.VariableSpec `ebpf:"off_conn_rwc"`
-	OffConnTlsState        *ebpf.VariableSpec `ebpf:"off_conn_tls_state"`
 	OffG_goid              *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffGroupsData          *ebpf.VariableSpec `ebpf:"off_groups_data"`
 	OffGroupsLengthMask    *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
+	OffH2Conn              *ebpf.VariableSpec `ebpf:"off_h2_conn"`
+	OffH2Rws               *ebpf.VariableSpec `ebpf:"off_h2_rws"`
+	OffH2ScConn            *ebpf.VariableSpec `ebpf:"off_h2_sc_conn"`
+	OffH2Status            *ebpf.VariableSpec `ebpf:"off_h2_status"`
+	OffH2Wrote             *ebpf.VariableSpec `ebpf:"off_h2_wrote"`
 	OffMapDirLen           *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
 	OffMapDirPtr           *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
 	OffNetconnFd           *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
@@ -222,24 +255,34 @@ type serverVariableSpecs struct {
 	OffReqProtoMajor       *ebpf.VariableSpec `ebpf:"off_req_proto_major"`
 	OffReqProtoMinor       *ebpf.VariableSpec `ebpf:"off_req_proto_minor"`
 	OffReqRemoteAddr       *ebpf.VariableSpec `ebpf:"off_req_remote_addr"`
+	OffReqTls              *ebpf.VariableSpec `ebpf:"off_req_tls"`
 	OffReqUrl              *ebpf.VariableSpec `ebpf:"off_req_url"`
 	OffRespConn            *ebpf.VariableSpec `ebpf:"off_resp_conn"`
+	OffRespHandlerDone     *ebpf.VariableSpec `ebpf:"off_resp_handler_done"`
 	OffRespStatus          *ebpf.VariableSpec `ebpf:"off_resp_status"`
 	OffRespWritten         *ebpf.VariableSpec `ebpf:"off_resp_written"`
 	OffTableGroups         *ebpf.VariableSpec `ebpf:"off_table_groups"`
 	OffTcpaddrIp           *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort         *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffTlsconnConn         *ebpf.VariableSpec `ebpf:"off_tlsconn_conn"`
 	OffUrlPath             *ebpf.VariableSpec `ebpf:"off_url_path"`
 	OffUrlRawQuery         *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
+	OffXh2Conn             *ebpf.VariableSpec `ebpf:"off_xh2_conn"`
+	OffXh2Rws              *ebpf.VariableSpec `ebpf:"off_xh2_rws"`
+	OffXh2ScConn           *ebpf.VariableSpec `ebpf:"off_xh2_sc_conn"`
+	OffXh2Status           *ebpf.VariableSpec `ebpf:"off_xh2_status"`
+	OffXh2Wrote            *ebpf.VariableSpec `ebpf:"off_xh2_wrote"`
 	ReqReadSize            *ebpf.VariableSpec `ebpf:"req_read_size"`
 	RespReadSize           *ebpf.VariableSpec `ebpf:"resp_read_size"`
 	ResponseHeaderFn       *ebpf.VariableSpec `ebpf:"response_header_fn"`
 	TcpconnCloseFn         *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
+	TlsconnCloseFn         *ebpf.VariableSpec `ebpf:"tlsconn_close_fn"`
 	UnusedHttpServerEvent  *ebpf.VariableSpec `ebpf:"unused_http_server_event"`
 	UnusedHttpServerInfo   *ebpf.VariableSpec `ebpf:"unused_http_server_info"`
 	UnusedHttpServerRecord *ebpf.VariableSpec `ebpf:"unused_http_server_record"`
 	UrlReadSize            *ebpf.VariableSpec `ebpf:"url_read_size"`
 	WakeupThreshold        *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
+	Xh2ReadSize            *ebpf.VariableSpec `ebpf:"xh2_read_size"`
 }
 
 // serverObjects contains all objects after they have been loaded into the kernel.
@@ -291,13 +334,19 @@ func (m *serverMaps) Close() error {
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverVariables struct {
-	ConnReadSize           *ebpf.Variable `ebpf:"conn_read_size"`
+	H2ReadSize             *ebpf.Variable `ebpf:"h2_read_size"`
+	HasH2                  *ebpf.Variable `ebpf:"has_h2"`
 	HasPattern             *ebpf.Variable `ebpf:"has_pattern"`
+	HasXh2                 *ebpf.Variable `ebpf:"has_xh2"`
 	OffConnRwc             *ebpf.Variable `ebpf:"off_conn_rwc"`
-	OffConnTlsState        *ebpf.Variable `ebpf:"off_conn_tls_state"`
 	OffG_goid              *ebpf.Variable `ebpf:"off_g_goid"`
 	OffGroupsData          *ebpf.Variable `ebpf:"off_groups_data"`
 	OffGroupsLengthMask    *ebpf.Variable `ebpf:"off_groups_length_mask"`
+	OffH2Conn              *ebpf.Variable `ebpf:"off_h2_conn"`
+	OffH2Rws               *ebpf.Variable `ebpf:"off_h2_rws"`
+	OffH2ScConn            *ebpf.Variable `ebpf:"off_h2_sc_conn"`
+	OffH2Status            *ebpf.Variable `ebpf:"off_h2_status"`
+	OffH2Wrote             *ebpf.Variable `ebpf:"off_h2_wrote"`
 	OffMapDirLen           *ebpf.Variable `ebpf:"off_map_dir_len"`
 	OffMapDirPtr           *ebpf.Variable `ebpf:"off_map_dir_ptr"`
 	OffNetconnFd           *ebpf.Variable `ebpf:"off_netconn_fd"`
@@ -311,38 +360,58 @@ type serverVariables struct {
 	OffReqProtoMajor       *ebpf.Variable `ebpf:"off_req_proto_major"`
 	OffReqProtoMinor       *ebpf.Variable `ebpf:"off_req_proto_minor"`
 	OffReqRemoteAddr       *ebpf.Variable `ebpf:"off_req_remote_addr"`
+	OffReqTls              *ebpf.Variable `ebpf:"off_req_tls"`
 	OffReqUrl              *ebpf.Variable `ebpf:"off_req_url"`
 	OffRespConn            *ebpf.Variable `ebpf:"off_resp_conn"`
+	OffRespHandlerDone     *ebpf.Variable `ebpf:"off_resp_handler_done"`
 	OffRespStatus          *ebpf.Variable `ebpf:"off_resp_status"`
 	OffRespWritten         *ebpf.Variable `ebpf:"off_resp_written"`
 	OffTableGroups         *ebpf.Variable `ebpf:"off_table_groups"`
 	OffTcpaddrIp           *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
 	OffTcpaddrPort         *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffTlsconnConn         *ebpf.Variable `ebpf:"off_tlsconn_conn"`
 	OffUrlPath             *ebpf.Variable `ebpf:"off_url_path"`
 	OffUrlRawQuery         *ebpf.Variable `ebpf:"off_url_raw_query"`
+	OffXh2Conn             *ebpf.Variable `ebpf:"off_xh2_conn"`
+	OffXh2Rws              *ebpf.Variable `ebpf:"off_xh2_rws"`
+	OffXh2ScConn           *ebpf.Variable `ebpf:"off_xh2_sc_conn"`
+	OffXh2Status           *ebpf.Variable `ebpf:"off_xh2_status"`
+	OffXh2Wrote            *ebpf.Variable `ebpf:"off_xh2_wrote"`
 	ReqReadSize            *ebpf.Variable `ebpf:"req_read_size"`
 	RespReadSize           *ebpf.Variable `ebpf:"resp_read_size"`
 	ResponseHeaderFn       *ebpf.Variable `ebpf:"response_header_fn"`
 	TcpconnCloseFn         *ebpf.Variable `ebpf:"tcpconn_close_fn"`
+	TlsconnCloseFn         *ebpf.Variable `ebpf:"tlsconn_close_fn"`
 	UnusedHttpServerEvent  *ebpf.Variable `ebpf:"unused_http_server_event"`
 	UnusedHttpServerInfo   *ebpf.Variable `ebpf:"unused_http_server_info"`
 	UnusedHttpServerRecord *ebpf.Variable `ebpf:"unused_http_server_record"`
 	UrlReadSize            *ebpf.Variable `ebpf:"url_read_size"`
 	WakeupThreshold        *ebpf.Variable `ebpf:"wakeup_threshold"`
+	Xh2ReadSize            *ebpf.Variable `ebpf:"xh2_read_size"`
 }
 
 // serverPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadServerObjects or ebpf.CollectionSpec.LoadAndAssign.
 type serverPrograms struct {
-	ServeHttpEnter  *ebpf.Program `ebpf:"serve_http_enter"`
-	ServeHttpReturn *ebpf.Program `ebpf:"serve_http_return"`
+	ServeH2End           *ebpf.Program `ebpf:"serve_h2_end"`
+	ServeHttpEnd         *ebpf.Program `ebpf:"serve_http_end"`
+	ServeHttpEndHijacked *ebpf.Program `ebpf:"serve_http_end_hijacked"`
+	ServeHttpEnter       *ebpf.Program `ebpf:"serve_http_enter"`
+	ServeHttpHijack      *ebpf.Program `ebpf:"serve_http_hijack"`
+	ServeHttpWrite       *ebpf.Program `ebpf:"serve_http_write"`
+	ServeXh2End          *ebpf.Program `ebpf:"serve_xh2_end"`
 }
 
 func (p *serverPrograms) Close() error {
 	return _ServerClose(
+		p.ServeH2End,
+		p.ServeHttpEnd,
+		p.ServeHttpEndHijacked,
 		p.ServeHttpEnter,
-		p.ServeHttpReturn,
+		p.ServeHttpHijack,
+		p.ServeHttpWrite,
+		p.ServeXh2End,
 	)
 }
 

@@ -25,20 +25,38 @@ func BuildDBApp(t testing.TB) string {
 	if pre, ok := prebuiltDir(); ok {
 		return prebuiltBinary(t, pre, PrebuiltDBAppName, "")
 	}
+	return BuildDBAppWith(t, "", "")
+}
+
+// BuildDBAppWith builds tests/dbapp with another Go toolchain (a GOTOOLCHAIN
+// value; "" for the one running the tests) and/or linker flags, once per
+// combination and test process, as BuildSampleAppWith does for the sample
+// app. It is for tests that read binaries, not for the kernel matrix: it
+// has no prebuilt form.
+func BuildDBAppWith(t testing.TB, goToolchain, ldflags string) string {
+	t.Helper()
 	dir := processBinDir(t)
 	root := RepoRoot(t)
-	path, err := memoBuild("dbapp", func() (string, error) {
+	name := "dbapp"
+	if goToolchain != "" || ldflags != "" {
+		name = "db" + sampleAppName(goToolchain, ldflags)
+	}
+	path, err := memoBuild(name, func() (string, error) {
 		start := time.Now()
-		out := filepath.Join(dir, "dbapp")
+		out := filepath.Join(dir, name)
 		src := filepath.Join(root, "tests", "dbapp")
-		if err := goBuild(src, goEnv(""), []string{"build", "-o", out, "."}); err != nil {
+		args := []string{"build", "-o", out}
+		if ldflags != "" {
+			args = append(args, "-ldflags="+ldflags)
+		}
+		if err := goBuild(src, goEnv(goToolchain), append(args, ".")); err != nil {
 			return "", err
 		}
-		t.Logf("built %s in %v", out, time.Since(start).Round(time.Millisecond))
+		t.Logf("built %s (GOTOOLCHAIN=%q, -ldflags=%q) in %v", out, goToolchain, ldflags, time.Since(start).Round(time.Millisecond))
 		return out, nil
 	})
 	if err != nil {
-		t.Fatalf("building the database sample app: %v", err)
+		t.Fatalf("building the database sample app (GOTOOLCHAIN=%q, -ldflags=%q): %v", goToolchain, ldflags, err)
 	}
 	return path
 }

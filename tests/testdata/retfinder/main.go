@@ -68,6 +68,8 @@ func main() {
 		if err == nil {
 			rows, err := stmt.Query()
 			fmt.Println(rows, err)
+			res, err := stmt.Exec()
+			fmt.Println(res, err)
 		}
 		res, err := db.Exec("SELECT 1")
 		fmt.Println(res, err)
