@@ -116,11 +116,13 @@ struct conn_trace_ctx {
 	__u64 armed_ns; // when the client wrote it (bpf_ktime_get_ns)
 };
 
-// How long an entry stays valid. The request follows its entry within
-// microseconds; an older entry belongs to a request that was never sent
-// (a write that failed) and must not be given to a later connection that
-// happens to reuse the same addresses and ports.
-#define CONN_CTX_MAX_AGE_NS (5ULL * 1000 * 1000 * 1000)
+// How long an entry stays valid. The request usually follows its entry
+// within microseconds, but on a host short of CPU (50 concurrent calls in an
+// emulated guest took over 5 s) the server may start it seconds later; an
+// entry older than this belongs to a request that was never sent (a write
+// that failed) and must not be given to a later connection that happens to
+// reuse the same addresses and ports.
+#define CONN_CTX_MAX_AGE_NS (30ULL * 1000 * 1000 * 1000)
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

@@ -131,10 +131,15 @@ struct {
 	__type(value, struct inflight);
 } server_inflight SEC(".maps");
 
-// Addresses of a connection, cached by the net/http.conn (or HTTP/2
-// serverConn) pointer and the net.Conn behind it: they are the same for
-// every request of a keep-alive connection, and finding them takes several
-// dependent reads.
+// Addresses of a connection, cached by the net/http.conn pointer and the
+// net.Conn behind it: they are the same for every request of a keep-alive
+// connection, and finding them takes several dependent reads. Both objects
+// are freed when the connection closes and a later connection may be
+// allocated at the same two addresses (a gateway that opens and closes many
+// connections does this within seconds), so an entry also holds the
+// goroutine that serves its connection: net/http serves an HTTP/1.x
+// connection on one goroutine, and goroutine IDs are never reused. HTTP/2
+// handlers run on a goroutine per stream: their addresses are read each time.
 struct conn_key {
 	__u64 conn;
 	__u64 rwc;
@@ -145,29 +150,41 @@ struct conn_addrs {
 	struct tcp_addr remote;
 };
 
+struct cached_conn_addrs {
+	struct conn_addrs addrs;
+	__u64 owner; // goid of the goroutine serving the connection
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct conn_key);
-	__type(value, struct conn_addrs);
+	__type(value, struct cached_conn_addrs);
 } server_conn_addrs SEC(".maps");
 
 // The addresses of server connection conn whose net.Conn is rwc: a
-// *net.TCPConn, or a *crypto/tls.Conn over one.
-static __always_inline bool conn_addrs(struct conn_addrs *out, __u64 conn, struct go_iface rwc)
+// *net.TCPConn, or a *crypto/tls.Conn over one. owner is the goid of the
+// goroutine that serves the connection, or 0 when the caller does not run
+// on it (nothing is cached then).
+static __always_inline bool conn_addrs(struct conn_addrs *out, __u64 conn, struct go_iface rwc, __u64 owner)
 {
 	struct conn_key key = {.conn = conn, .rwc = rwc.data};
-	struct conn_addrs *cached = bpf_map_lookup_elem(&server_conn_addrs, &key);
-	if (cached) {
-		*out = *cached;
-		return true;
+	if (owner) {
+		struct cached_conn_addrs *cached = bpf_map_lookup_elem(&server_conn_addrs, &key);
+		if (cached && cached->owner == owner) {
+			*out = cached->addrs;
+			return true;
+		}
 	}
 	if (itab_is(rwc.tab, tlsconn_close_fn) &&
 	    bpf_probe_read_user(&rwc, sizeof(rwc), (void *)(rwc.data + off_tlsconn_conn)))
 		return false;
 	if (!read_conn_addrs(rwc, &out->local, &out->remote))
 		return false;
-	bpf_map_update_elem(&server_conn_addrs, &key, out, BPF_ANY);
+	if (owner) {
+		struct cached_conn_addrs fresh = {.addrs = *out, .owner = owner};
+		bpf_map_update_elem(&server_conn_addrs, &key, &fresh, BPF_ANY);
+	}
 	return true;
 }
 
@@ -193,7 +210,8 @@ static __always_inline void take_conn_ctx(struct inflight *in)
 	if (bpf_probe_read_user(&rwc, sizeof(rwc), (void *)(conn + off_conn_rwc)))
 		return;
 	struct conn_addrs both;
-	if (!conn_addrs(&both, conn, rwc))
+	// HTTP/1.x only (the itab test above): this is the connection's goroutine.
+	if (!conn_addrs(&both, conn, rwc, in->goid))
 		return;
 	struct conn_tuple t;
 	make_tuple(&t, &both.remote, &both.local);
@@ -389,7 +407,10 @@ static __always_inline void end_request(__u64 g, enum end_kind how)
 		break;
 	}
 	struct conn_addrs both;
-	bool local = o.conn && conn_addrs(&both, o.conn, o.rwc);
+	// An HTTP/1.x request ends on its connection's goroutine; an HTTP/2
+	// one on its stream's.
+	__u64 owner = (how == END_H1 || how == END_HIJACKED) ? in.goid : 0;
+	bool local = o.conn && conn_addrs(&both, o.conn, o.rwc, owner);
 
 	if (COPY(s->req, req_read_size, in.req)) {
 		count(COUNTER_READ_FAILED);
