@@ -7,8 +7,9 @@
 // caches it) and reads from the program's DWARF the offset of every
 // standard-library field a registered probe reads (registry.Fields) or
 // offsets.All lists. For each module version (path@version) it builds a
-// program that requires that version and links the module's types, and
-// records the module's fields. Entries not rebuilt are kept, so adding a
+// program that requires that version and links the module's types
+// (exported ones with reflect.TypeFor, unexported ones through code that
+// uses them, moduleLinks), and records the module's fields. Entries not rebuilt are kept, so adding a
 // release is one command:
 //
 //	go run ./scripts/gen-offsets -versions go1.27.4
@@ -294,11 +295,98 @@ func measure(work, v string) (map[string]uint64, []string, error) {
 	return fields, missing, nil
 }
 
+// moduleLinks says, per module path, how the module reference program
+// links code that uses the module's unexported types, whose fields
+// reflect.TypeFor cannot reach: Go statements the linker must keep, run
+// only under a condition that is never true at run time.
+var moduleLinks = map[string]moduleLink{
+	// golang.org/x/net/http2's server: ServeConn reaches serverConn.serve
+	// and from it responseWriter, responseWriterState and serverConn.
+	// Since Go 1.27 (without the http2legacy build tag) x/net's server
+	// wraps the standard library's net/http/internal/http2 and these
+	// types do not exist, so the layout is measured with a Go 1.26
+	// toolchain: only binaries built by Go 1.26 or older have it.
+	"golang.org/x/net": {
+		Imports:   []string{"golang.org/x/net/http2"},
+		Code:      "var s http2.Server\ns.ServeConn(nil, nil)",
+		Toolchain: "go1.26.8",
+	},
+}
+
+// moduleLink is the code that links a module's unexported types (see
+// moduleLinks).
+type moduleLink struct {
+	// Imports are the import paths Code uses, under their package names.
+	Imports []string
+	// Code are statements of main, one a line.
+	Code string
+	// Toolchain, when set, is the Go release that builds the program
+	// (GOTOOLCHAIN): the one whose build of the module has the types.
+	Toolchain string
+}
+
+// moduleProgram returns the source of the reference program for the
+// fields of module path: it links each exported type with
+// reflect.TypeFor, and the unexported ones through the module's
+// moduleLinks entry, without which they are an error.
+func moduleProgram(path string, fields []offsets.Field) (string, error) {
+	link, hasLink := moduleLinks[path]
+	pkgs := map[string]string{} // import path -> name in the program
+	var anchors []string
+	for _, f := range fields {
+		i := strings.LastIndex(f.Struct, ".")
+		if i < 0 {
+			return "", fmt.Errorf("%s: %q is not a package path and type name", f, f.Struct)
+		}
+		pkg, typ := f.Struct[:i], f.Struct[i+1:]
+		if typ == "" || typ[0] < 'A' || typ[0] > 'Z' {
+			if hasLink {
+				// Linked by the module's code; DWARF will say if not.
+				continue
+			}
+			return "", fmt.Errorf("%s: the reference program can only link exported types of %s; track the field through an exported type that holds it, or add code that uses its type to moduleLinks", f, path)
+		}
+		name, ok := pkgs[pkg]
+		if !ok {
+			name = fmt.Sprintf("p%d", len(pkgs))
+			pkgs[pkg] = name
+		}
+		anchors = append(anchors, fmt.Sprintf("\treflect.TypeFor[%s.%s](),\n", name, typ))
+	}
+	var src strings.Builder
+	src.WriteString("// Reference program for scripts/gen-offsets: built, never run.\npackage main\n\nimport (\n\t\"fmt\"\n")
+	if hasLink {
+		src.WriteString("\t\"os\"\n")
+	}
+	src.WriteString("\t\"reflect\"\n")
+	for _, pkg := range slices.Sorted(maps.Keys(pkgs)) {
+		fmt.Fprintf(&src, "\t%s %q\n", pkgs[pkg], pkg)
+	}
+	for _, pkg := range link.Imports {
+		fmt.Fprintf(&src, "\t%q\n", pkg)
+	}
+	src.WriteString(")\n\nvar types = []reflect.Type{\n")
+	slices.Sort(anchors)
+	for _, a := range slices.Compact(anchors) {
+		src.WriteString(a)
+	}
+	src.WriteString("}\n\nfunc main() {\n\tfmt.Println(types)\n")
+	if hasLink {
+		// The linker keeps what main can reach, whatever the condition.
+		src.WriteString("\tif len(os.Args) > 5 {\n")
+		for line := range strings.SplitSeq(link.Code, "\n") {
+			src.WriteString("\t\t" + line + "\n")
+		}
+		src.WriteString("\t}\n")
+	}
+	src.WriteString("}\n")
+	return src.String(), nil
+}
+
 // measureModule builds a program that requires module version m
 // (path@version) and links every type of that module's fields in
-// tracked, and reads the fields' offsets from its DWARF. Types are
-// linked through reflect.TypeFor, which only reaches exported types: a
-// field of an unexported type needs an exported type that contains it.
+// tracked (see moduleProgram), and reads the fields' offsets from its
+// DWARF.
 func measureModule(work, m string) (map[string]uint64, []string, error) {
 	path, v, _ := strings.Cut(m, "@")
 	var fields []offsets.Field
@@ -310,32 +398,11 @@ func measureModule(work, m string) (map[string]uint64, []string, error) {
 	if len(fields) == 0 {
 		return nil, nil, fmt.Errorf("no tracked field is of module %s", path)
 	}
-	pkgs := map[string]string{} // import path -> name in the program
-	var anchors []string
-	for _, f := range fields {
-		i := strings.LastIndex(f.Struct, ".")
-		pkg, typ := f.Struct[:i], f.Struct[i+1:]
-		if typ == "" || typ[0] < 'A' || typ[0] > 'Z' {
-			return nil, nil, fmt.Errorf("%s: the reference program can only link exported types; track the field through an exported type that holds it", f)
-		}
-		name, ok := pkgs[pkg]
-		if !ok {
-			name = fmt.Sprintf("p%d", len(pkgs))
-			pkgs[pkg] = name
-		}
-		anchors = append(anchors, fmt.Sprintf("\treflect.TypeFor[%s.%s](),\n", name, typ))
+	src, err := moduleProgram(path, fields)
+	if err != nil {
+		return nil, nil, err
 	}
-	var src strings.Builder
-	src.WriteString("// Reference program for scripts/gen-offsets: built, never run.\npackage main\n\nimport (\n\t\"fmt\"\n\t\"reflect\"\n")
-	for _, pkg := range slices.Sorted(maps.Keys(pkgs)) {
-		fmt.Fprintf(&src, "\t%s %q\n", pkgs[pkg], pkg)
-	}
-	src.WriteString(")\n\nvar types = []reflect.Type{\n")
-	slices.Sort(anchors)
-	for _, a := range slices.Compact(anchors) {
-		src.WriteString(a)
-	}
-	src.WriteString("}\n\nfunc main() { fmt.Println(types) }\n")
+	toolchain := moduleLinks[path].Toolchain
 
 	dir := filepath.Join(work, strings.NewReplacer("/", "_", "@", "_").Replace(m))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -345,10 +412,13 @@ func measureModule(work, m string) (map[string]uint64, []string, error) {
 	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte(goMod), 0o644); err != nil {
 		return nil, nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src.String()), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(src), 0o644); err != nil {
 		return nil, nil, err
 	}
 	env := append(os.Environ(), "GOOS=linux", "GOARCH=amd64", "CGO_ENABLED=0", "GOWORK=off", "GOFLAGS=-buildvcs=false")
+	if toolchain != "" {
+		env = append(env, "GOTOOLCHAIN="+toolchain)
+	}
 	bin := filepath.Join(dir, "ref")
 	for _, args := range [][]string{{"mod", "tidy"}, {"build", "-o", bin, "."}} {
 		cmd := exec.Command("go", args...)
@@ -367,6 +437,11 @@ func measureModule(work, m string) (map[string]uint64, []string, error) {
 	if got, _ := b.ModuleVersion(path); got != v {
 		return nil, nil, fmt.Errorf("reference program links %s@%s, want %s", path, got, v)
 	}
+	// As in measure: a go command that ignored GOTOOLCHAIN would measure
+	// another toolchain's build of the module.
+	if toolchain != "" && b.GoVersion != toolchain {
+		return nil, nil, fmt.Errorf("reference program was built by %s, want %s", b.GoVersion, toolchain)
+	}
 	out := make(map[string]uint64)
 	var missing []string
 	if err := b.LoadStructs(structNames(fields)...); err != nil {
@@ -377,6 +452,8 @@ func measureModule(work, m string) (map[string]uint64, []string, error) {
 		switch {
 		case errors.Is(err, gobin.ErrNoField):
 			missing = append(missing, f.String())
+		case errors.Is(err, gobin.ErrNoType):
+			return nil, nil, fmt.Errorf("%s: the reference program does not link its type (see moduleLinks): %w", f, err)
 		case err != nil:
 			return nil, nil, err
 		default:
