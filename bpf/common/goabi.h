@@ -64,11 +64,13 @@ static __always_inline __u16 copy_go_string(char *dst, __u64 cap, struct go_stri
 		n = cap;
 		*cut |= bit;
 	}
-	// Keep clang from folding this second check into the first: the
-	// verifier needs to see n bounded right before the read.
-	barrier_var(n);
-	if (n > cap)
-		return 0;
+	// The verifier must see n bounded in the register the read takes. A
+	// check in C is not enough: clang may keep n on the stack from before
+	// the check and reload it for the call, and verifiers before 6.12 do
+	// not carry the check's bounds to a slot written while n was unbounded
+	// ("R2 min value is negative" on 5.10 and 6.1). This clamp is the
+	// check, in the register itself, right where n is used.
+	asm volatile("if %[n] <= %[cap] goto +1\n\t%[n] = %[cap]" : [n] "+r"(n) : [cap] "r"(cap));
 	if (bpf_probe_read_user(dst, n, (void *)s.ptr))
 		return 0;
 	return n;

@@ -174,6 +174,15 @@ func loadOne(t *testing.T, inst, prog, target string, spec *ebpf.CollectionSpec,
 			r.Reason = err.Error()
 		}
 		t.Errorf("%s: %s for %s rejected: %v", inst, prog, target, err)
+		// The statistics say why, not where: load it again with the
+		// instruction log, whose end shows the instructions that led
+		// to the rejection.
+		if _, err := ebpf.NewCollectionWithOptions(one, ebpf.CollectionOptions{
+			MapReplacements: shared.Replacements(),
+			Programs:        ebpf.ProgramOptions{LogLevel: ebpf.LogLevelBranch | ebpf.LogLevelInstruction},
+		}); errors.As(err, &ve) {
+			t.Logf("%s for %s: the verifier's last instructions:\n%s", prog, target, strings.Join(ve.Log[max(0, len(ve.Log)-60):], "\n"))
+		}
 		return r
 	}
 	defer coll.Close()
