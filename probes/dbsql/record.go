@@ -266,12 +266,6 @@ func dsnParsed(dsn string) dsnParts {
 	return p
 }
 
-func decode(e *dbsqlDbQueryEvent, d *events.Decoder) *Query {
-	q := &Query{}
-	decodeInto(q, e, d)
-	return q
-}
-
 // decodeInto fills q from the record; its strings share one allocation.
 func decodeInto(q *Query, e *dbsqlDbQueryEvent, d *events.Decoder) {
 	clock := d.Clock

@@ -1,18 +1,15 @@
 package dbsql
 
 import (
-	"io"
-	"log/slog"
 	"testing"
 	"time"
-	"unsafe"
 
 	"go.opentelemetry.io/otel/codes"
 
-	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/semconv"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/events/eventstest"
 )
 
 // dbSpan maps q as the correlator would, attributes included.
@@ -155,31 +152,24 @@ func TestDBSystemBehindWrapper(t *testing.T) {
 	}
 }
 
-func putString(dst []int8, s string) uint16 {
-	for i := range len(s) {
-		dst[i] = int8(s[i])
-	}
-	return uint16(len(s))
-}
-
 // BenchmarkDBQueryRecord takes one record of an exec from the ring
 // buffer's bytes through the decoder and the correlator to the sinks'
 // release (what export.Fanout does once every sink exported it).
 func BenchmarkDBQueryRecord(b *testing.B) {
-	c := correlate.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	c := eventstest.Correlator()
 	c.Register(model.NewProcess(7, "/x", "", "go1.26.8"))
 	var e dbsqlDbQueryEvent
 	e.Hdr.Type, e.Hdr.Pid, e.Hdr.TsNs = record.Type, 7, 3_000
 	e.StartNs, e.Goid = 1_000, 42
 	e.Ids.TraceId[0], e.Ids.SpanId[0], e.Ids.ParentId[0] = 1, 2, 3
 	e.Call = uint8(ExecCall) // the record keeps the enum in a byte
-	e.QueryLen = putString(e.Query[:], "UPDATE orders SET state = 'paid' WHERE id = 42")
-	e.DsnLen[0] = putString(e.Dsn[0][:], "postgres://zt:pw@127.0.0.1:5433/shop?sslmode=disable")
+	e.QueryLen = eventstest.PutString(e.Query[:], "UPDATE orders SET state = 'paid' WHERE id = 42")
+	e.DsnLen[0] = eventstest.PutString(e.Dsn[0][:], "postgres://zt:pw@127.0.0.1:5433/shop?sslmode=disable")
 	e.ConnectorType, e.DriverType, e.ResultType = 1, 2, 3
 	e.ResultWords = [2]int64{1, 0}
 	names := map[uint64]string{1: dsnConnector, 2: "*github.com/lib/pq.Driver", 3: "database/sql/driver.RowsAffected"}
 	d := &events.Decoder{Clock: events.FixedClock(0), Namer: func(_ uint32, itab uint64) string { return names[itab] }}
-	buf := unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e))
+	buf := eventstest.Raw(&e)
 	b.ReportAllocs()
 	for b.Loop() {
 		ev, err := record.Decode(buf, d)

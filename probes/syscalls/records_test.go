@@ -2,12 +2,12 @@ package syscalls
 
 import (
 	"testing"
-	"unsafe"
 
 	"github.com/cilium/ebpf/btf"
 
 	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/events/eventstest"
 )
 
 // records is the table of this package's records alone.
@@ -19,13 +19,6 @@ var records = func() *events.Records {
 	return t
 }()
 
-func putString(dst []int8, s string) uint16 {
-	for i := range len(s) {
-		dst[i] = int8(s[i])
-	}
-	return uint16(len(s))
-}
-
 // TestDecodeSockDataBody: a body record carries its length, its tail and
 // whether it saw all of a vectored write, and no data.
 func TestDecodeSockDataBody(t *testing.T) {
@@ -35,8 +28,8 @@ func TestDecodeSockDataBody(t *testing.T) {
 	e.Proto = uint8(correlate.ProtoHTTP)
 	e.Len = 70000
 	e.Flags = uint8(httpsysSockDataFlagsSOCK_FLAG_PARTIAL)
-	e.TailLen = uint8(putString(e.Tail[:], "0\r\n\r\n"))
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e))
+	e.TailLen = uint8(eventstest.PutString(e.Tail[:], "0\r\n\r\n"))
+	raw := eventstest.Raw(&e)
 	ev, err := records.Decode(raw, &events.Decoder{Clock: &events.Clock{}})
 	if err != nil {
 		t.Fatal(err)

@@ -87,12 +87,6 @@ func (r *RoundTrip) Span() *model.Span {
 	return s
 }
 
-func decode(e *clientHttpClientEvent, d *events.Decoder) *RoundTrip {
-	r := &RoundTrip{}
-	decodeInto(r, e, d)
-	return r
-}
-
 // decodeInto fills r from the record; its strings share one allocation.
 func decodeInto(r *RoundTrip, e *clientHttpClientEvent, d *events.Decoder) {
 	clock := d.Clock

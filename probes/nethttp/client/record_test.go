@@ -1,34 +1,19 @@
 package client
 
 import (
-	"io"
-	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
-	"unsafe"
 
-	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/events/eventstest"
 )
-
-func attrs(s *model.Span) map[string]any {
-	m := map[string]any{}
-	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
-}
-
-func newTestCorrelator() *correlate.Correlator {
-	return correlate.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-}
 
 // TestSpansAreRedacted: what leaves the correlator has been through the
 // default redactor, each attribute read by its kind.
 func TestSpansAreRedacted(t *testing.T) {
-	c := newTestCorrelator()
+	c := eventstest.Correlator()
 	c.Register(model.NewProcess(10, "/bin/app", "", "go1.26.8"))
 	start := time.Unix(100, 0)
 	cli := c.Handle((&RoundTrip{
@@ -37,7 +22,7 @@ func TestSpansAreRedacted(t *testing.T) {
 		RawQuery: "access_token=sk-proj-abcdefghijklmnopqrstuvwx&model=small", HasResponse: true, Status: 200,
 	}).Span())
 	got := map[string]any{}
-	for k, v := range attrs(cli) {
+	for k, v := range eventstest.Attrs(cli) {
 		got["client "+k] = v
 	}
 	for k, want := range map[string]string{
@@ -47,13 +32,6 @@ func TestSpansAreRedacted(t *testing.T) {
 			t.Errorf("%s = %v, want %q", k, got[k], want)
 		}
 	}
-}
-
-func putString(dst []int8, s string) uint16 {
-	for i := range len(s) {
-		dst[i] = int8(s[i])
-	}
-	return uint16(len(s))
 }
 
 // The record's fields land in the round trip, its error type named through
@@ -68,18 +46,18 @@ func TestDecodeHTTPClient(t *testing.T) {
 	e.Info = infoResponse | infoError | infoPeerAddr
 	e.PeerIpLen, e.PeerPort = 4, 8080
 	copy(e.PeerIp[:], []byte{10, 0, 0, 9})
-	e.MethodLen = putString(e.Method[:], "POST")
-	e.SchemeLen = putString(e.Scheme[:], "http")
-	e.HostLen = putString(e.Host[:], "orders:8080")
-	e.PathLen = putString(e.Path[:], "/v1/orders")
-	e.QueryLen = putString(e.Query[:], "x=1")
+	e.MethodLen = eventstest.PutString(e.Method[:], "POST")
+	e.SchemeLen = eventstest.PutString(e.Scheme[:], "http")
+	e.HostLen = eventstest.PutString(e.Host[:], "orders:8080")
+	e.PathLen = eventstest.PutString(e.Path[:], "/v1/orders")
+	e.QueryLen = eventstest.PutString(e.Query[:], "x=1")
 	d := &events.Decoder{Clock: events.FixedClock(0), Namer: func(pid uint32, itab uint64) string {
 		if pid == 7 && itab == 0xabc {
 			return "*net.OpError"
 		}
 		return ""
 	}}
-	raw := unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e))
+	raw := eventstest.Raw(&e)
 	if _, err := record.Decode(raw, d); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +81,7 @@ func TestDecodeHTTPClient(t *testing.T) {
 // through the decoder and the correlator to the sinks' release (what
 // export.Fanout does once every sink exported it).
 func BenchmarkHTTPClientRecord(b *testing.B) {
-	c := newTestCorrelator()
+	c := eventstest.Correlator()
 	c.Register(model.NewProcess(7, "/x", "", "go1.26.8"))
 	var e clientHttpClientEvent
 	e.Hdr.Type, e.Hdr.Pid, e.Hdr.TsNs = record.Type, 7, 3_000
@@ -113,12 +91,12 @@ func BenchmarkHTTPClientRecord(b *testing.B) {
 	e.Info = infoResponse | infoPeerAddr
 	e.PeerIpLen, e.PeerPort = 4, 8080
 	copy(e.PeerIp[:], []byte{10, 0, 0, 9})
-	e.MethodLen = putString(e.Method[:], "GET")
-	e.SchemeLen = putString(e.Scheme[:], "http")
-	e.HostLen = putString(e.Host[:], "orders:8080")
-	e.PathLen = putString(e.Path[:], "/v1/orders/7")
-	e.QueryLen = putString(e.Query[:], "x=1")
-	buf := unsafe.Slice((*byte)(unsafe.Pointer(&e)), unsafe.Sizeof(e))
+	e.MethodLen = eventstest.PutString(e.Method[:], "GET")
+	e.SchemeLen = eventstest.PutString(e.Scheme[:], "http")
+	e.HostLen = eventstest.PutString(e.Host[:], "orders:8080")
+	e.PathLen = eventstest.PutString(e.Path[:], "/v1/orders/7")
+	e.QueryLen = eventstest.PutString(e.Query[:], "x=1")
+	buf := eventstest.Raw(&e)
 	d := &events.Decoder{Clock: events.FixedClock(0)}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -130,4 +108,11 @@ func BenchmarkHTTPClientRecord(b *testing.B) {
 		s.Hold(1)
 		s.Release()
 	}
+}
+
+// decode is the decoder on a record of its own, for tests.
+func decode(e *clientHttpClientEvent, d *events.Decoder) *RoundTrip {
+	r := &RoundTrip{}
+	decodeInto(r, e, d)
+	return r
 }

@@ -119,12 +119,6 @@ func (r *Request) Span() *model.Span {
 	return s
 }
 
-func decode(e *serverHttpServerEvent, clock *events.Clock) *Request {
-	r := &Request{}
-	decodeInto(r, e, clock)
-	return r
-}
-
 // decodeInto fills r from the record; its strings share one allocation.
 func decodeInto(r *Request, e *serverHttpServerEvent, clock *events.Clock) {
 	*r = Request{

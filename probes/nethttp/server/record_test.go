@@ -1,43 +1,17 @@
 package server
 
 import (
-	"io"
-	"log/slog"
 	"net/netip"
 	"testing"
 	"time"
-	"unsafe"
 
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/events/eventstest"
 )
-
-func attrs(s *model.Span) map[string]any {
-	m := map[string]any{}
-	for _, kv := range s.Attributes {
-		m[string(kv.Key)] = kv.Value.AsInterface()
-	}
-	return m
-}
-
-func newTestCorrelator() *correlate.Correlator {
-	return correlate.New(slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
-}
-
-func putString(dst []int8, s string) uint16 {
-	for i := range len(s) {
-		dst[i] = int8(s[i])
-	}
-	return uint16(len(s))
-}
-
-func raw(e *serverHttpServerEvent) []byte {
-	return unsafe.Slice((*byte)(unsafe.Pointer(e)), unsafe.Sizeof(*e))
-}
 
 func TestDecodeHTTPServer(t *testing.T) {
 	var e serverHttpServerEvent
@@ -52,16 +26,16 @@ func TestDecodeHTTPServer(t *testing.T) {
 	e.LocalIpLen = 4
 	copy(e.LocalIp[:], []byte{127, 0, 0, 1})
 	e.LocalPort = 8080
-	e.MethodLen = putString(e.Method[:], "GET")
-	e.PathLen = putString(e.Path[:], "/a/\xffb")
-	e.QueryLen = putString(e.Query[:], "x=1")
-	e.HostLen = putString(e.Host[:], "example.com:8080")
-	e.PatternLen = putString(e.Pattern[:], "GET /a/{x}")
-	e.RemoteLen = putString(e.Remote[:], "127.0.0.1:5555")
+	e.MethodLen = eventstest.PutString(e.Method[:], "GET")
+	e.PathLen = eventstest.PutString(e.Path[:], "/a/\xffb")
+	e.QueryLen = eventstest.PutString(e.Query[:], "x=1")
+	e.HostLen = eventstest.PutString(e.Host[:], "example.com:8080")
+	e.PatternLen = eventstest.PutString(e.Pattern[:], "GET /a/{x}")
+	e.RemoteLen = eventstest.PutString(e.Remote[:], "127.0.0.1:5555")
 	e.Truncated = 1
 
 	clock := events.FixedClock(1_700_000_000_000_000_000)
-	ev, err := record.Decode(raw(&e), &events.Decoder{Clock: clock})
+	ev, err := record.Decode(eventstest.Raw(&e), &events.Decoder{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +65,7 @@ func TestDecodeDropsImpossibleStatus(t *testing.T) {
 	e.Hdr.Type = record.Type
 	e.Info = infoResponseKnown
 	e.Status = 42
-	if _, err := record.Decode(raw(&e), &events.Decoder{Clock: events.NewClock()}); err != nil {
+	if _, err := record.Decode(eventstest.Raw(&e), &events.Decoder{Clock: events.NewClock()}); err != nil {
 		t.Fatal(err)
 	}
 	if r := decode(&e, events.NewClock()); r.ResponseKnown || r.Status != 0 {
@@ -105,8 +79,8 @@ func TestDecodeClampsLengths(t *testing.T) {
 	var e serverHttpServerEvent
 	e.Hdr.Type = record.Type
 	e.MethodLen = 60000
-	putString(e.Method[:], "ABCDEFGHIJKLMNOP")
-	if _, err := record.Decode(raw(&e), &events.Decoder{Clock: events.NewClock()}); err != nil {
+	eventstest.PutString(e.Method[:], "ABCDEFGHIJKLMNOP")
+	if _, err := record.Decode(eventstest.Raw(&e), &events.Decoder{Clock: events.NewClock()}); err != nil {
 		t.Fatal(err)
 	}
 	if got := decode(&e, events.NewClock()).Method; got != "ABCDEFGHIJKLMNOP" {
@@ -115,7 +89,7 @@ func TestDecodeClampsLengths(t *testing.T) {
 }
 
 func TestHTTPServerSpan(t *testing.T) {
-	c := newTestCorrelator()
+	c := eventstest.Correlator()
 	p := model.NewProcess(10, "/usr/local/bin/gateway", "", "go1.26.8")
 	c.Register(p)
 	start := time.Unix(100, 0)
@@ -158,7 +132,7 @@ func TestHTTPServerSpan(t *testing.T) {
 		"network.local.port":        int64(8443),
 		"error.type":                "503",
 	}
-	got := attrs(s)
+	got := eventstest.Attrs(s)
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %#v, want %#v", k, got[k], v)
@@ -170,11 +144,11 @@ func TestHTTPServerSpan(t *testing.T) {
 }
 
 func TestHTTPServerSpanEdgeCases(t *testing.T) {
-	c := newTestCorrelator()
+	c := eventstest.Correlator()
 	c.Register(model.NewProcess(1, "/x", "svc", "go1.27.0"))
 	// Nothing written: net/http sends 200. No pattern: no route.
 	s := c.Handle((&Request{PID: 1, Method: "GET", Path: "/", ResponseKnown: true, Host: "localhost"}).Span())
-	a := attrs(s)
+	a := eventstest.Attrs(s)
 	if s.Name != "GET" || a["http.response.status_code"] != int64(200) || s.Status != codes.Unset {
 		t.Errorf("empty handler: name %q attrs %v status %v", s.Name, a, s.Status)
 	}
@@ -183,7 +157,7 @@ func TestHTTPServerSpanEdgeCases(t *testing.T) {
 	}
 	// Unknown response writer: no status at all, never an error.
 	s = c.Handle((&Request{PID: 1, Method: "BREW", Path: "/pot"}).Span())
-	a = attrs(s)
+	a = eventstest.Attrs(s)
 	if _, ok := a["http.response.status_code"]; ok {
 		t.Errorf("status reported for an unknown writer")
 	}
@@ -204,7 +178,7 @@ func TestHTTPServerSpanEdgeCases(t *testing.T) {
 // TestSpansAreRedacted: what leaves the correlator has been through the
 // default redactor, each attribute read by its kind.
 func TestSpansAreRedacted(t *testing.T) {
-	c := newTestCorrelator()
+	c := eventstest.Correlator()
 	c.Register(model.NewProcess(10, "/bin/app", "", "go1.26.8"))
 	start := time.Unix(100, 0)
 	srv := c.Handle((&Request{
@@ -214,7 +188,7 @@ func TestSpansAreRedacted(t *testing.T) {
 		TraceState: "vendor=token:abc",
 	}).Span())
 	got := map[string]any{}
-	for k, v := range attrs(srv) {
+	for k, v := range eventstest.Attrs(srv) {
 		got["server "+k] = v
 	}
 	for k, want := range map[string]string{
@@ -229,7 +203,7 @@ func TestSpansAreRedacted(t *testing.T) {
 }
 
 func BenchmarkHTTPServerSpan(b *testing.B) {
-	c := newTestCorrelator()
+	c := eventstest.Correlator()
 	c.Register(model.NewProcess(1, "/x", "", "go1.26.8"))
 	r := &Request{
 		PID: 1, Method: "GET", Path: "/users/7", RawQuery: "page=2", Host: "localhost:8080",
@@ -248,7 +222,7 @@ func BenchmarkHTTPServerSpan(b *testing.B) {
 // BenchmarkHTTPServerRecord takes one record from the ring buffer's bytes
 // through the decoder and the correlator to the sinks' release.
 func BenchmarkHTTPServerRecord(b *testing.B) {
-	c := newTestCorrelator()
+	c := eventstest.Correlator()
 	c.Register(model.NewProcess(1, "/x", "", "go1.26.8"))
 	var e serverHttpServerEvent
 	e.Hdr.Type, e.Hdr.Pid, e.Hdr.TsNs = record.Type, 1, 2_000_000
@@ -259,13 +233,13 @@ func BenchmarkHTTPServerRecord(b *testing.B) {
 	e.Info = infoResponseKnown | infoLocalAddr
 	e.LocalIpLen, e.LocalPort = 4, 8080
 	copy(e.LocalIp[:], []byte{127, 0, 0, 1})
-	e.MethodLen = putString(e.Method[:], "GET")
-	e.PathLen = putString(e.Path[:], "/users/7")
-	e.QueryLen = putString(e.Query[:], "page=2")
-	e.HostLen = putString(e.Host[:], "localhost:8080")
-	e.PatternLen = putString(e.Pattern[:], "GET /users/{id}")
-	e.RemoteLen = putString(e.Remote[:], "127.0.0.1:40000")
-	buf := raw(&e)
+	e.MethodLen = eventstest.PutString(e.Method[:], "GET")
+	e.PathLen = eventstest.PutString(e.Path[:], "/users/7")
+	e.QueryLen = eventstest.PutString(e.Query[:], "page=2")
+	e.HostLen = eventstest.PutString(e.Host[:], "localhost:8080")
+	e.PatternLen = eventstest.PutString(e.Pattern[:], "GET /users/{id}")
+	e.RemoteLen = eventstest.PutString(e.Remote[:], "127.0.0.1:40000")
+	buf := eventstest.Raw(&e)
 	d := &events.Decoder{Clock: events.FixedClock(0)}
 	b.ReportAllocs()
 	for b.Loop() {
@@ -283,7 +257,7 @@ func BenchmarkHTTPServerRecord(b *testing.B) {
 // that panicked sent no response and is an error; a hijacked connection's
 // status and body are the handler's business.
 func TestDecodeHowRequestsEnd(t *testing.T) {
-	c := newTestCorrelator()
+	c := eventstest.Correlator()
 	c.Register(model.NewProcess(1, "/x", "svc", "go1.26.8"))
 	span := func(method string, info uint8, status uint16, written int64) *model.Span {
 		var e serverHttpServerEvent
@@ -291,24 +265,31 @@ func TestDecodeHowRequestsEnd(t *testing.T) {
 		e.StartNs = 1
 		e.Info = infoResponseKnown | info
 		e.Status, e.RespWritten = status, written
-		e.MethodLen = putString(e.Method[:], method)
+		e.MethodLen = eventstest.PutString(e.Method[:], method)
 		s := decode(&e, events.FixedClock(0)).Span()
 		c.HandleAll(s)
 		return s
 	}
 	head := span("HEAD", 0, 0, 5)
-	if a := attrs(head); a["http.response.body.size"] != int64(0) || a["http.response.status_code"] != int64(200) {
+	if a := eventstest.Attrs(head); a["http.response.body.size"] != int64(0) || a["http.response.status_code"] != int64(200) {
 		t.Errorf("HEAD: %v, want 200 and no body", a)
 	}
-	if a := attrs(span("GET", 0, 0, 5)); a["http.response.body.size"] != int64(5) {
+	if a := eventstest.Attrs(span("GET", 0, 0, 5)); a["http.response.body.size"] != int64(5) {
 		t.Errorf("GET: %v, want a body of 5", a)
 	}
 	panicked := span("GET", infoPanicked, 0, 0)
-	if a := attrs(panicked); panicked.Status != codes.Error || a["error.type"] != "panic" || a["http.response.status_code"] != nil {
+	if a := eventstest.Attrs(panicked); panicked.Status != codes.Error || a["error.type"] != "panic" || a["http.response.status_code"] != nil {
 		t.Errorf("panicked: status %v attributes %v, want an error of type panic and no status code", panicked.Status, a)
 	}
 	hijacked := span("GET", infoHijacked, 0, 0)
-	if a := attrs(hijacked); hijacked.Status != codes.Unset || a["http.response.status_code"] != nil || a["http.response.body.size"] != nil {
+	if a := eventstest.Attrs(hijacked); hijacked.Status != codes.Unset || a["http.response.status_code"] != nil || a["http.response.body.size"] != nil {
 		t.Errorf("hijacked: status %v attributes %v, want neither status code nor body size", hijacked.Status, a)
 	}
+}
+
+// decode is the decoder on a record of its own, for tests.
+func decode(e *serverHttpServerEvent, clock *events.Clock) *Request {
+	r := &Request{}
+	decodeInto(r, e, clock)
+	return r
 }
