@@ -21,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/zerotrace/zerotrace/tests/internal/testenv"
 )
 
 var (
@@ -52,7 +54,7 @@ var memPrograms = map[string]memProgram{
 		start: func(bin string, port int, dir string) *exec.Cmd {
 			cfg := filepath.Join(dir, "jaeger.yaml")
 			otlp, grpc := freePort(), freePort()
-			_ = os.WriteFile(cfg, []byte(fmt.Sprintf(jaegerConfig, port, grpc, otlp)), 0o644)
+			_ = os.WriteFile(cfg, []byte(testenv.JaegerConfig(port, grpc, otlp)), 0o644)
 			return exec.Command(bin, "--config", "file:"+cfg)
 		},
 		path: "/api/services",
@@ -74,42 +76,6 @@ var memPrograms = map[string]memProgram{
 		path: "/api/health",
 	},
 }
-
-// jaegerConfig keeps Jaeger to three ports on 127.0.0.1 (query HTTP, query
-// gRPC, OTLP/HTTP) and in-memory storage.
-const jaegerConfig = `extensions:
-  jaeger_storage:
-    backends:
-      memory_store:
-        memory:
-          max_traces: 1000
-  jaeger_query:
-    storage:
-      traces: memory_store
-    enable_tracing: false
-    http:
-      endpoint: 127.0.0.1:%d
-    grpc:
-      endpoint: 127.0.0.1:%d
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:%d
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memory_store
-service:
-  extensions: [jaeger_storage, jaeger_query]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: []
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    metrics:
-      level: none
-`
 
 // memCase is one set of processes traced by one agent.
 type memCase struct {

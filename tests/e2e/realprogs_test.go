@@ -709,51 +709,13 @@ func TestRealPocketBase(t *testing.T) {
 	d.stillServes()
 }
 
-// jaegerRealConfig runs Jaeger v2 with in-memory storage on three ports of
-// 127.0.0.1 (query HTTP and gRPC, OTLP/HTTP), none of them the fixed ones
-// the other end-to-end tests export to.
-const jaegerRealConfig = `extensions:
-  jaeger_storage:
-    backends:
-      memory_store:
-        memory:
-          max_traces: 1000
-  jaeger_query:
-    storage:
-      traces: memory_store
-    enable_tracing: false
-    http:
-      endpoint: 127.0.0.1:@QUERY@
-    grpc:
-      endpoint: 127.0.0.1:@GRPC@
-receivers:
-  otlp:
-    protocols:
-      http:
-        endpoint: 127.0.0.1:@OTLP@
-exporters:
-  jaeger_storage_exporter:
-    trace_storage: memory_store
-service:
-  extensions: [jaeger_storage, jaeger_query]
-  pipelines:
-    traces:
-      receivers: [otlp]
-      processors: []
-      exporters: [jaeger_storage_exporter]
-  telemetry:
-    metrics:
-      level: none
-`
-
-// startJaeger runs Jaeger on jaegerRealConfig and returns its process and
+// startJaeger runs Jaeger on testenv.JaegerConfig and returns its process and
 // the URLs of its query API and its OTLP/HTTP receiver.
 func startJaeger(t *testing.T) (cmd *exec.Cmd, base, otlpBase string) {
 	t.Helper()
 	bin := testenv.BuildProgram(t, testenv.Jaeger)
 	query, otlp := testenv.FreePort(t), testenv.FreePort(t)
-	conf := strings.NewReplacer("@QUERY@", strconv.Itoa(query), "@GRPC@", strconv.Itoa(testenv.FreePort(t)),
-		"@OTLP@", strconv.Itoa(otlp)).Replace(jaegerRealConfig)
+	conf := testenv.JaegerConfig(query, testenv.FreePort(t), otlp)
 	path := filepath.Join(t.TempDir(), "jaeger.yaml")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"bytes"
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -57,3 +58,44 @@ type buildError struct {
 }
 
 func (e *buildError) Error() string { return e.what + ": " + e.err.Error() + "\n" + e.out }
+
+// JaegerConfig is a Jaeger v2 configuration with in-memory storage on three
+// ports of 127.0.0.1: the query API's HTTP and gRPC ports and the OTLP/HTTP
+// receiver's (none of them the fixed ports other tests export to).
+func JaegerConfig(query, grpc, otlp int) string {
+	return fmt.Sprintf(jaegerConfig, query, grpc, otlp)
+}
+
+const jaegerConfig = `extensions:
+  jaeger_storage:
+    backends:
+      memory_store:
+        memory:
+          max_traces: 1000
+  jaeger_query:
+    storage:
+      traces: memory_store
+    enable_tracing: false
+    http:
+      endpoint: 127.0.0.1:%d
+    grpc:
+      endpoint: 127.0.0.1:%d
+receivers:
+  otlp:
+    protocols:
+      http:
+        endpoint: 127.0.0.1:%d
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memory_store
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: []
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    metrics:
+      level: none
+`
