@@ -8,7 +8,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -23,7 +22,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -540,32 +538,9 @@ func measure(name, url string, throughputOnly bool) phase {
 	p.p99 = lat[len(lat)*99/100]
 	p.requests = *sequential
 
-	var n, failed atomic.Int64
-	ctx, cancel := context.WithTimeout(context.Background(), *duration)
-	defer cancel()
-	var wg sync.WaitGroup
-	began := time.Now()
-	for range *clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := newClient()
-			for ctx.Err() == nil {
-				if err := get(c, url); err != nil {
-					failed.Add(1)
-					continue
-				}
-				n.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	p.rps = float64(n.Load()) / time.Since(began).Seconds()
-	p.requests += int(n.Load() + failed.Load())
-	if failed.Load() > 0 {
-		fmt.Fprintf(os.Stderr, "bench: %d requests failed in phase %s\n", failed.Load(), name)
-		os.Exit(1)
-	}
+	t := throughput(url, *clients, *duration)
+	p.rps = t.rps
+	p.requests += t.requests
 	return p
 }
 
