@@ -69,6 +69,10 @@ func (r *Reader) Stats() *ReaderStats { return &r.stats }
 // calls drained, if not nil, so that the handler can pass on what it
 // gathered in one batch. Cancel ctx only after the probes are detached, so
 // that nothing arrives after the final drain.
+// clockResync is how often the reader re-measures the offset between the
+// kernel's monotonic clock and the wall clock (15 vDSO clock reads).
+const clockResync = time.Second
+
 func (r *Reader) Run(ctx context.Context, handle func(correlate.Event), drained func()) error {
 	defer r.rd.Close()
 
@@ -84,7 +88,16 @@ func (r *Reader) Run(ctx context.Context, handle func(correlate.Event), drained 
 			// is in the buffer and then ErrDeadlineExceeded.
 			r.rd.SetDeadline(time.Unix(1, 0))
 		} else {
-			r.rd.SetDeadline(time.Now().Add(r.poll))
+			now := time.Now()
+			// Re-measure the wall clock's offset here, before every read,
+			// and not only when the buffer runs dry: under steady traffic
+			// it never does, and a wall clock stepped since the last
+			// measure (NTP, a VM's host) shifts every span by the step.
+			if now.Sub(lastSync) > clockResync {
+				r.clock.Sync()
+				lastSync = now
+			}
+			r.rd.SetDeadline(now.Add(r.poll))
 		}
 		err := r.rd.ReadInto(&rec)
 		switch {
@@ -105,10 +118,6 @@ func (r *Reader) Run(ctx context.Context, handle func(correlate.Event), drained 
 			return nil
 		default:
 			return fmt.Errorf("reading the ring buffer: %w", err)
-		}
-		if time.Since(lastSync) > 10*time.Second {
-			r.clock.Sync()
-			lastSync = time.Now()
 		}
 	}
 }
