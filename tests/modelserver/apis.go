@@ -41,6 +41,10 @@ type api interface {
 	errorType(status int) string
 	errorBody(x *exchange, status int, typ, msg string) any
 	recordedErrorType(typ string) string
+	// sentUsage is the part of the usage (exchange.usage) the API's
+	// answers carry, for the truth record: the counts it has no field for
+	// are zero.
+	sentUsage(u modelspec.Usage) modelspec.Usage
 }
 
 // obj is a JSON object whose keys keep their order, so that every body is
@@ -116,7 +120,8 @@ func (openAIBase) errorType(status int) string { return openAIErrorType(status) 
 func (openAIBase) errorBody(_ *exchange, status int, typ, msg string) any {
 	return openAIError(status, typ, msg)
 }
-func (openAIBase) recordedErrorType(typ string) string { return typ }
+func (openAIBase) recordedErrorType(typ string) string         { return typ }
+func (openAIBase) sentUsage(u modelspec.Usage) modelspec.Usage { return u }
 func (openAIBase) streamError(x *exchange, typ, msg string) event {
 	return event{data: openAIError(http.StatusInternalServerError, typ, msg), errType: typ, errMsg: msg}
 }
@@ -327,6 +332,11 @@ func (openAIEmbeddings) body(x *exchange) (any, bool, []string) {
 	return b, withUsage, nil
 }
 
+// sentUsage: an embedding reports its input tokens only.
+func (openAIEmbeddings) sentUsage(u modelspec.Usage) modelspec.Usage {
+	return modelspec.Usage{Input: u.Input}
+}
+
 func (openAIEmbeddings) opening(*exchange) []event    { return nil }
 func (openAIEmbeddings) chunk(*exchange, int) []event { return nil }
 func (openAIEmbeddings) closing(*exchange) []event    { return nil }
@@ -390,6 +400,12 @@ func (a openAIResponses) response(x *exchange, final bool) (obj, []string, bool)
 		{"text", obj{{"format", obj{{"type", "text"}}}}}, {"tool_choice", "auto"}, {"tools", []obj{}}, {"top_p", 1.0},
 		{"truncation", "disabled"}, {"usage", usage}, {"metadata", obj{}},
 	}, finish, withUsage
+}
+
+// sentUsage: the Responses API's usage has no cache-write count.
+func (openAIResponses) sentUsage(u modelspec.Usage) modelspec.Usage {
+	u.CacheWrite = 0
+	return u
 }
 
 func (a openAIResponses) body(x *exchange) (any, bool, []string) {
@@ -502,6 +518,8 @@ func (anthropic) errorBody(x *exchange, _ int, typ, msg string) any {
 
 func (anthropic) recordedErrorType(typ string) string { return typ }
 
+func (anthropic) sentUsage(u modelspec.Usage) modelspec.Usage { return u }
+
 // usage: input_tokens excludes the cache reads and writes, which have their
 // own fields.
 func (anthropic) usage(x *exchange, output int) obj {
@@ -597,6 +615,15 @@ func (ollama) errorType(int) string { return "" }
 func (ollama) errorBody(_ *exchange, _ int, _, msg string) any { return obj{{"error", msg}} }
 
 func (ollama) recordedErrorType(string) string { return "" }
+
+// sentUsage: Ollama counts prompt and output tokens (eval), nothing else;
+// an embedding only the prompt.
+func (o ollama) sentUsage(u modelspec.Usage) modelspec.Usage {
+	if o.kind == modelspec.OllamaEmbed {
+		return modelspec.Usage{Input: u.Input}
+	}
+	return modelspec.Usage{Input: u.Input, Output: u.Output}
+}
 
 func (ollama) streamError(_ *exchange, _, msg string) event {
 	return event{data: obj{{"error", msg}}, errMsg: msg}

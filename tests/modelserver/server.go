@@ -128,7 +128,9 @@ func (s *server) begin(w http.ResponseWriter, r *http.Request) *exchange {
 // finish keeps the exchange. It runs deferred, also when the handler ends by
 // panicking with http.ErrAbortHandler to cut the connection.
 func (s *server) finish(x *exchange) {
-	x.rec.Times.End = time.Now()
+	if x.rec.Times.End.IsZero() {
+		x.rec.Times.End = time.Now()
+	}
 	x.rec.Options = x.opts.String()
 	if x.text.Len() > 0 {
 		x.rec.Response.Text = x.text.String()
@@ -429,7 +431,7 @@ func (x *exchange) writeBody() {
 	resp.ID, resp.Model = x.api.ids(x)
 	resp.FinishReasons = finish
 	if usage {
-		u := x.usage()
+		u := x.api.sentUsage(x.usage())
 		resp.Usage = &u
 	}
 	if !x.api.embedding() {
@@ -591,7 +593,7 @@ func (x *exchange) send(evs ...event) bool {
 			x.text.WriteString(ev.text)
 		}
 		if ev.usage {
-			u := x.usage()
+			u := x.api.sentUsage(x.usage())
 			resp.Usage = &u
 		}
 		if ev.finish != nil {
@@ -620,6 +622,7 @@ func (x *exchange) write(p []byte) bool {
 	if len(p) == 0 {
 		return true
 	}
+	x.rec.Times.End = time.Now()
 	n, err := x.w.Write(p)
 	x.rec.Response.Bytes += n
 	if err != nil {
@@ -631,6 +634,7 @@ func (x *exchange) write(p []byte) bool {
 
 // flush pushes what was written to the client, recording when the head went.
 func (x *exchange) flush() bool {
+	x.rec.Times.End = time.Now()
 	if err := x.rc.Flush(); err != nil {
 		x.rec.Response.ClientGone = true
 		return false

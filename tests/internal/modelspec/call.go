@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"time"
 )
 
@@ -107,4 +108,61 @@ func ReadCalls(r io.Reader) ([]Call, error) {
 		calls = append(calls, c)
 	}
 	return calls, sc.Err()
+}
+
+// Batch is what a test asks a client driver to do: N calls of one API. All
+// drivers take the same flags (Args).
+type Batch struct {
+	API    string // one of the API constants (the Node driver: OpenAI's only)
+	N      int    // 0: one call
+	Stream bool
+	// IncludeUsage asks an OpenAI chat or completions stream for its usage
+	// chunk (stream_options.include_usage).
+	IncludeUsage bool
+	Model        string // "": the drivers' "gpt-test"
+	Prompt       string // "": the drivers' default prompt
+	// PromptBytes pads the prompt to this many bytes (a large-prompt test).
+	PromptBytes int
+	// MaxTokens: 0 leaves the drivers' default (64); negative sends none
+	// (Anthropic's required max_tokens stays 64).
+	MaxTokens int
+	// Inputs is the number of inputs of an embeddings call (0: one).
+	Inputs int
+}
+
+// Args renders the batch as the drivers' flags, for a server at base
+// ("http://127.0.0.1:PORT" or "https://…").
+func (b Batch) Args(base string) []string {
+	args := []string{"--base", base}
+	if b.API != "" {
+		args = append(args, "--api", b.API)
+	}
+	if b.N > 0 {
+		args = append(args, "--n", strconv.Itoa(b.N))
+	}
+	if b.Stream {
+		args = append(args, "--stream")
+	}
+	if b.IncludeUsage {
+		args = append(args, "--include-usage")
+	}
+	if b.Model != "" {
+		args = append(args, "--model", b.Model)
+	}
+	if b.Prompt != "" {
+		args = append(args, "--prompt", b.Prompt)
+	}
+	if b.PromptBytes > 0 {
+		args = append(args, "--prompt-bytes", strconv.Itoa(b.PromptBytes))
+	}
+	switch {
+	case b.MaxTokens > 0:
+		args = append(args, "--max-tokens", strconv.Itoa(b.MaxTokens))
+	case b.MaxTokens < 0:
+		args = append(args, "--max-tokens", "0")
+	}
+	if b.Inputs > 0 {
+		args = append(args, "--inputs", strconv.Itoa(b.Inputs))
+	}
+	return args
 }

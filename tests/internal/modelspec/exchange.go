@@ -132,6 +132,8 @@ type Times struct {
 	// Chunks holds when each content chunk was written, as offsets from
 	// BodyRead.
 	Chunks []time.Duration `json:"chunks,omitempty"`
-	// End: the last byte was written (or the connection cut).
+	// End: the write (or flush) that sent the response's last bytes began,
+	// so a client cannot have read them before; the handler's end when
+	// nothing was written.
 	End time.Time `json:"end"`
 }
