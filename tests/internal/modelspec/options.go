@@ -1,9 +1,11 @@
 // Package modelspec is the contract between zerotrace's GenAI tests, the test
-// model server (tests/modelserver) and the client drivers (tests/genaiapp in
-// Go, tests/testdata/pygenai and nodegenai): Options, what a test asks a
-// server to do; Exchange, what the server says it received and sent, with
-// timings; and Call, what a client says it sent, received and measured — so
-// that a test can compare the agent's spans with the truth on both sides.
+// model servers (tests/modelserver in Go; tests/testdata/pygenai/server.py,
+// a subset in Python) and the client drivers (tests/genaiapp in Go,
+// tests/testdata/pygenai/client.py, tests/testdata/nodegenai/client.mjs):
+// Options, what a test asks a server to do; Exchange, what the server says it
+// received and sent, with timings; Batch, what a test asks a driver to do;
+// and Call, what a driver says it sent, received and measured — so that a
+// test can compare the agent's spans with the truth on both sides.
 //
 // Options travel as text, "key=value,key=value", so that clients that cannot
 // be changed (an official SDK, a Node or Python program) can carry them: as a

@@ -77,6 +77,18 @@ func StartModelServer(t testing.TB, args ...string) *ModelServer {
 	return &ModelServer{Addr: addr, CAFile: ca, Cmd: cmd}
 }
 
+// StartPyModelServer starts tests/testdata/pygenai/server.py, the model
+// server in Python (standard library, plain HTTP only; OpenAI chat,
+// completions and embeddings, Anthropic messages, Ollama chat and
+// generate), with args (--defaults), on a free loopback port. It records
+// exchanges as tests/modelserver does; it has no TLS, so CAFile is empty.
+func StartPyModelServer(t testing.TB, args ...string) *ModelServer {
+	t.Helper()
+	script := filepath.Join(RepoRoot(t), "tests", "testdata", "pygenai", "server.py")
+	cmd, addr := StartSampleAppCmd(t, exec.Command(Python(t), append([]string{script}, args...)...))
+	return &ModelServer{Addr: addr, Cmd: cmd}
+}
+
 // URL is the plain-HTTP base URL.
 func (m *ModelServer) URL() string { return "http://" + m.Addr }
 

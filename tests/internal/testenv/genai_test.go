@@ -210,3 +210,40 @@ func TestGenAIAppServe(t *testing.T) {
 	}
 	agrees(t, g.Call, ms.Exchange(t, g.Call))
 }
+
+// TestPyModelServer: the Python model server answers the Go driver's calls
+// of each API it serves, streamed and not, and records what the client saw;
+// an error status and a cut stream too.
+func TestPyModelServer(t *testing.T) {
+	ms := StartPyModelServer(t, "--defaults", "ttft=20,gap=5,chunks=3,in=9,cached=2")
+	for _, api := range []string{modelspec.OpenAIChat, modelspec.OpenAICompletions, modelspec.OpenAIEmbeddings,
+		modelspec.AnthropicMessages, modelspec.OllamaChat, modelspec.OllamaGenerate} {
+		for _, stream := range []bool{false, true} {
+			b := modelspec.Batch{API: api, N: 2, Stream: stream, IncludeUsage: stream, Model: "gpt-test@id=p"}
+			for _, c := range RunGenAIClient(t, GenAIClientCommand(t, modelspec.DriverGo, ms.URL(), b)) {
+				if c.Status != http.StatusOK || c.Error != "" {
+					t.Errorf("%s stream=%v: call %+v", api, stream, c)
+					continue
+				}
+				x := ms.Exchange(t, c)
+				agrees(t, c, x)
+				if stream && api != modelspec.OpenAIEmbeddings && (len(x.Times.Chunks) != 3 || x.Times.Chunks[0] < 20*time.Millisecond) {
+					t.Errorf("%s: chunk times %v", api, x.Times.Chunks)
+				}
+			}
+		}
+	}
+	for _, tc := range []struct {
+		model   string
+		status  int
+		errType string
+	}{{"m@status=429", 429, "requests"}, {"m@errat=1", 200, "server_error"}, {"m@cut=1", 200, ""}} {
+		b := modelspec.Batch{API: modelspec.OpenAIChat, Stream: true, Model: tc.model}
+		c := RunGenAIClient(t, GenAIClientCommand(t, modelspec.DriverGo, ms.URL(), b))[0]
+		x := ms.Exchange(t, c)
+		if c.Status != tc.status || c.ErrorType != tc.errType || c.Error == "" || x.Response.ErrorType != tc.errType ||
+			x.Response.Cut != (tc.model == "m@cut=1") {
+			t.Errorf("%s: call %+v\nserver %+v", tc.model, c, x.Response)
+		}
+	}
+}
