@@ -13,11 +13,12 @@
 //
 //	genaiapp call -base URL [-api openai.chat] [-n 1] [-stream] [-include-usage]
 //	              [-model gpt-test] [-prompt TEXT] [-prompt-bytes N] [-max-tokens N]
-//	              [-inputs N] [-retries 0]
-//	    makes n calls one after the other and prints one JSON line per call.
+//	              [-inputs N] [-parallel 1] [-retries 0]
+//	    makes n calls (one after the other, or -parallel at once) and prints
+//	    one JSON line per call.
 //	genaiapp serve -base URL [-addr 127.0.0.1:0] [-retries 0]
 //	    prints "listening on HOST:PORT" and serves
-//	      /call?api=…&n=…&stream=1&include_usage=1&model=…&prompt=…&prompt_bytes=…&max_tokens=…&inputs=…
+//	      /call?api=…&n=…&stream=1&include_usage=1&model=…&prompt=…&prompt_bytes=…&max_tokens=…&inputs=…&parallel=…
 //	        the same calls, made by the request's goroutine (so that each is a
 //	        child of the request's span), answered as JSON lines;
 //	      /gateway?model=…&stream=1&phase_ms=20
@@ -44,6 +45,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -59,6 +61,7 @@ type batch struct {
 	PromptBytes  int
 	MaxTokens    int64
 	Inputs       int
+	Parallel     int
 }
 
 func (b *batch) flags(fs *flag.FlagSet) {
@@ -71,6 +74,7 @@ func (b *batch) flags(fs *flag.FlagSet) {
 	fs.IntVar(&b.PromptBytes, "prompt-bytes", 0, "pad the prompt with 'x' to this many bytes (0: as given)")
 	fs.Int64Var(&b.MaxTokens, "max-tokens", 64, "max output tokens (0: not sent, except Anthropic, which requires it)")
 	fs.IntVar(&b.Inputs, "inputs", 1, "embeddings: number of inputs")
+	fs.IntVar(&b.Parallel, "parallel", 1, "calls in flight at once (load tests; the lines then come in completion order)")
 }
 
 // fromQuery reads a batch from /call's query, with the flags' defaults.
@@ -105,10 +109,13 @@ func (c *clients) run(ctx context.Context, b batch, emit func(*call)) error {
 	if !ok {
 		return fmt.Errorf("unknown API %q", b.API)
 	}
-	if b.N < 0 || b.N > 100000 {
+	if b.N < 0 || b.N > 1000000 {
 		return fmt.Errorf("n %d out of range", b.N)
 	}
-	for i := range b.N {
+	if b.Parallel < 1 || b.Parallel > 10000 {
+		return fmt.Errorf("parallel %d out of range", b.Parallel)
+	}
+	one := func(i int) {
 		k := &call{Driver: "go", API: b.API, Index: i, PID: os.Getpid(), Model: b.Model, Stream: b.Stream,
 			MaxTokens: b.MaxTokens, PromptBytes: len(b.prompt())}
 		if strings.HasPrefix(b.API, "openai.") && b.Stream {
@@ -121,6 +128,26 @@ func (c *clients) run(ctx context.Context, b batch, emit func(*call)) error {
 		}
 		emit(k)
 	}
+	if b.Parallel == 1 {
+		for i := range b.N {
+			one(i)
+		}
+		return nil
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(b.Parallel, b.N) {
+		wg.Go(func() {
+			for i := range next {
+				one(i)
+			}
+		})
+	}
+	for i := range b.N {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 	return nil
 }
 

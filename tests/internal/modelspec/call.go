@@ -128,6 +128,10 @@ type Batch struct {
 	MaxTokens int
 	// Inputs is the number of inputs of an embeddings call (0: one).
 	Inputs int
+	// Parallel is the number of calls in flight at once (0 or 1: one after
+	// the other). The Go driver only; its lines then come in completion
+	// order.
+	Parallel int
 }
 
 // Args renders the batch as the drivers' flags, for a server at base
@@ -163,6 +167,9 @@ func (b Batch) Args(base string) []string {
 	}
 	if b.Inputs > 0 {
 		args = append(args, "--inputs", strconv.Itoa(b.Inputs))
+	}
+	if b.Parallel > 1 {
+		args = append(args, "--parallel", strconv.Itoa(b.Parallel))
 	}
 	return args
 }
