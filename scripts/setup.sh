@@ -8,8 +8,9 @@
 #
 # Idempotent and quick when there is nothing to do: packages are installed
 # (and apt-get update run) only when one is missing, mounts are made only
-# when absent, and Jaeger and the GenAI clients are rebuilt only when stale. Prints one line per
-# step; on failure prints the failing command's output and exits non-zero.
+# when absent, and Jaeger and the GenAI clients are rebuilt only when stale.
+# Prints one line per step; on failure prints the failing command's output
+# and exits non-zero.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -128,13 +129,14 @@ done
 # The GenAI tests' client drivers: the Go one (official SDKs, a cold build of
 # about 3 CPU-minutes) and the Node one's npm packages, cached under .cache.
 genai_log="$(mktemp)"
-for which in go node; do
+for client in go:genaiapp node:nodegenai; do
+	which=${client%%:*}
 	if ! genai_path="$("$repo/scripts/build-genai-clients.sh" "$which" 2>"$genai_log")"; then
 		cat "$genai_log" >&2
 		rm -f "$genai_log"
 		die "scripts/build-genai-clients.sh $which failed"
 	fi
-	step "$([[ $which == go ]] && echo genaiapp || echo nodegenai)" "$genai_path ($(tail -n 1 "$genai_log" | sed 's/^genai-clients: //'))"
+	step "${client#*:}" "$genai_path ($(tail -n 1 "$genai_log" | sed 's/^genai-clients: //'))"
 done
 rm -f "$genai_log"
 
