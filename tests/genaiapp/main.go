@@ -112,7 +112,7 @@ func (c *clients) run(ctx context.Context, b batch, emit func(*call)) error {
 	if b.N < 0 || b.N > 1000000 {
 		return fmt.Errorf("n %d out of range", b.N)
 	}
-	if b.Parallel < 1 || b.Parallel > 10000 {
+	if b.Parallel > 10000 {
 		return fmt.Errorf("parallel %d out of range", b.Parallel)
 	}
 	one := func(i int) {
@@ -128,7 +128,7 @@ func (c *clients) run(ctx context.Context, b batch, emit func(*call)) error {
 		}
 		emit(k)
 	}
-	if b.Parallel == 1 {
+	if b.Parallel <= 1 {
 		for i := range b.N {
 			one(i)
 		}
