@@ -18,7 +18,7 @@
 // gracefully.
 //
 //	modelserver [-addr 127.0.0.1:0] [-ca ca.pem] [-h2=true] [-tls-names a,b]
-//	            [-defaults "ttft=80,gap=10"] [-log exchanges.jsonl] [-v]
+//	            [-defaults "ttft=80,gap=10"] [-log exchanges.jsonl] [-dump DIR] [-v]
 package main
 
 import (
@@ -47,6 +47,7 @@ func main() {
 	defaults := flag.String("defaults", "", "default options, in the model options syntax (modelspec.Options.Apply)")
 	logPath := flag.String("log", "", "append every exchange to this file as a JSON line")
 	verbose := flag.Bool("v", false, "print a line per exchange on stderr")
+	dump := flag.String("dump", "", "write each exchange's request and response bodies (as sent, before HTTP framing) to DIR/<seq>.request and DIR/<seq>.response: golden inputs for parser tests")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("modelserver: ")
@@ -82,6 +83,12 @@ func main() {
 	}
 	if *verbose {
 		s.verbose = os.Stderr
+	}
+	if *dump != "" {
+		if err := os.MkdirAll(*dump, 0o755); err != nil {
+			log.Fatalf("-dump: %v", err)
+		}
+		s.dump = *dump
 	}
 
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -27,6 +29,7 @@ type server struct {
 	defaults modelspec.Options
 	log      io.Writer // each finished exchange as a JSON line, or nil
 	verbose  io.Writer // a summary line per exchange, or nil
+	dump     string    // directory for the bodies of each exchange, or ""
 
 	mu   sync.Mutex
 	seq  int
@@ -122,6 +125,9 @@ func (s *server) begin(w http.ResponseWriter, r *http.Request) *exchange {
 	}
 	x.header = r.Header.Get(modelspec.OptionsHeader)
 	x.ctx = r.Context()
+	if s.dump != "" {
+		x.respBody = new(bytes.Buffer)
+	}
 	return x
 }
 
@@ -134,6 +140,16 @@ func (s *server) finish(x *exchange) {
 	x.rec.Options = x.opts.String()
 	if x.text.Len() > 0 {
 		x.rec.Response.Text = x.text.String()
+	}
+	if s.dump != "" {
+		base := filepath.Join(s.dump, strconv.Itoa(x.rec.Seq))
+		// A failed dump loses a golden file, not the exchange: say so.
+		if err := os.WriteFile(base+".request", x.reqBody, 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "modelserver: dumping #%d: %v\n", x.rec.Seq, err)
+		}
+		if err := os.WriteFile(base+".response", x.respBody.Bytes(), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "modelserver: dumping #%d: %v\n", x.rec.Seq, err)
+		}
 	}
 	s.mu.Lock()
 	s.done = append(s.done, x.rec)
@@ -212,6 +228,9 @@ type exchange struct {
 	rec     modelspec.Exchange
 	created int64 // unix seconds, for the APIs' "created" fields
 
+	reqBody  []byte        // the request body as read
+	respBody *bytes.Buffer // the response body as written, when dumping
+
 	model    string // the model the response names
 	stream   bool
 	headSent bool
@@ -222,6 +241,7 @@ type exchange struct {
 // failure it answers 400 and returns false.
 func (x *exchange) readRequest(r *http.Request) bool {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	x.reqBody = body
 	x.rec.Times.BodyRead = time.Now()
 	x.rec.Request.Bytes = len(body)
 	if err != nil {
@@ -625,6 +645,9 @@ func (x *exchange) write(p []byte) bool {
 	x.rec.Times.End = time.Now()
 	n, err := x.w.Write(p)
 	x.rec.Response.Bytes += n
+	if x.respBody != nil {
+		x.respBody.Write(p[:n])
+	}
 	if err != nil {
 		x.rec.Response.ClientGone = true
 		return false

@@ -12,6 +12,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -642,5 +644,24 @@ func TestStatsEndpoint(t *testing.T) {
 	}
 	if len(st.Exchanges) != 2 || st.Exchanges[0].Seq != 2 || st.Exchanges[1].API != modelspec.OpenAIEmbeddings {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestDump: with a dump directory, each exchange's bodies are written as
+// sent, the request's and the stream's events byte for byte.
+func TestDump(t *testing.T) {
+	ts := startServer(t, true)
+	ts.s.dump = t.TempDir()
+	c, base := ts.client(false, false)
+	body := `{"messages":[],"model":"m@chunks=2","stream":true}`
+	a := post(t, c, base+"/v1/chat/completions", body)
+	x := ts.stats(t, 0)[0]
+	req, err1 := os.ReadFile(filepath.Join(ts.s.dump, "1.request"))
+	resp, err2 := os.ReadFile(filepath.Join(ts.s.dump, "1.response"))
+	if err1 != nil || err2 != nil || string(req) != body || len(resp) != x.Response.Bytes {
+		t.Fatalf("dump: %v %v request %q, response %d bytes, recorded %d", err1, err2, req, len(resp), x.Response.Bytes)
+	}
+	if !strings.HasPrefix(string(resp), "data: {") || !strings.HasSuffix(string(resp), "data: [DONE]\n\n") || len(a.events) != 5 {
+		t.Errorf("response %q", resp)
 	}
 }
