@@ -2,13 +2,15 @@
 # Prepares a fresh Debian 12 machine that has only Go for zerotrace's builds
 # and tests: Debian packages (BPF toolchain, QEMU for kernel-matrix tests, load
 # generator, PostgreSQL for database tests), the bpffs mount the tests need,
-# the Jaeger binary the end-to-end tests export to, and the real programs
-# (Caddy, PocketBase, NATS server) that tests/e2e/realprogs_test.go traces.
+# the Jaeger binary the end-to-end tests export to, the real programs
+# (Caddy, PocketBase, NATS server) that tests/e2e/realprogs_test.go traces,
+# and the GenAI tests' client drivers (scripts/build-genai-clients.sh).
 #
 # Idempotent and quick when there is nothing to do: packages are installed
 # (and apt-get update run) only when one is missing, mounts are made only
-# when absent, and Jaeger is rebuilt only when stale. Prints one line per
-# step; on failure prints the failing command's output and exits non-zero.
+# when absent, and Jaeger and the GenAI clients are rebuilt only when stale.
+# Prints one line per step; on failure prints the failing command's output
+# and exits non-zero.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,6 +29,13 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # wire protocol (the tests run their own servers; nothing is started here).
 # chromium: renders the service map page headless in the tests.
 packages=(clang-19 llvm-19 libbpf-dev bpftool qemu-system-x86 cpio busybox-static xz-utils wrk iproute2 postgresql python3 nodejs python3-psycopg2 redis-server python3-redis mariadb-server python3-pymysql chromium)
+
+# npm installs the Node GenAI test client's packages. Machines whose nodejs
+# comes from elsewhere (NodeSource's bundles npm) already have it; Debian's
+# nodejs needs Debian's npm package, which would conflict with the others.
+if ! command -v npm >/dev/null; then
+	packages+=(npm)
+fi
 
 step() { printf 'setup: %-10s %s\n' "$1:" "$2"; }
 die() {
@@ -116,5 +125,19 @@ for prog in nats-server caddy caddy-stripped pocketbase; do
 	step "$prog" "$prog_bin ($(tail -n 1 "$prog_log" | sed "s/^$prog: //"))"
 	rm -f "$prog_log"
 done
+
+# The GenAI tests' client drivers: the Go one (official SDKs, a cold build of
+# about 3 CPU-minutes) and the Node one's npm packages, cached under .cache.
+genai_log="$(mktemp)"
+for client in go:genaiapp node:nodegenai; do
+	which=${client%%:*}
+	if ! genai_path="$("$repo/scripts/build-genai-clients.sh" "$which" 2>"$genai_log")"; then
+		cat "$genai_log" >&2
+		rm -f "$genai_log"
+		die "scripts/build-genai-clients.sh $which failed"
+	fi
+	step "${client#*:}" "$genai_path ($(tail -n 1 "$genai_log" | sed 's/^genai-clients: //'))"
+done
+rm -f "$genai_log"
 
 step done "ready"

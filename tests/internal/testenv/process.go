@@ -65,8 +65,17 @@ var (
 // scaled by TimeoutScaleEnv.
 func StartSampleApp(t testing.TB, bin string, args ...string) (*exec.Cmd, string) {
 	t.Helper()
+	return StartSampleAppCmd(t, exec.Command(bin, args...))
+}
+
+// StartSampleAppCmd is StartSampleApp for a command the caller has prepared
+// (its environment, its directory); it must not have been started, and its
+// Stdout and Stderr are replaced.
+func StartSampleAppCmd(t testing.TB, cmd *exec.Cmd) (*exec.Cmd, string) {
+	t.Helper()
+	bin := cmd.Path
 	p := &proc{
-		cmd:    exec.Command(bin, args...),
+		cmd:    cmd,
 		stdout: newTailBuffer(outputLimit),
 		stderr: newTailBuffer(outputLimit),
 		exited: make(chan struct{}),
