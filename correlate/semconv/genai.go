@@ -303,7 +303,7 @@ type (
 
 func appendGenAIContent(attrs []attribute.KeyValue, g *model.GenAI, r texts) []attribute.KeyValue {
 	if g.SystemInstructions != "" {
-		g.SystemInstructions = r.String(g.SystemInstructions)
+		g.SystemInstructions = r.once(g.SystemInstructions)
 		attrs = append(attrs, attribute.String(GenAISystemInstructions,
 			contentJSON([]jsonPart{{Type: "text", Content: g.SystemInstructions}})))
 	}
@@ -314,7 +314,7 @@ func appendGenAIContent(attrs []attribute.KeyValue, g *model.GenAI, r texts) []a
 		out := make([]jsonMessage, len(msgs))
 		for j := range msgs {
 			m := &msgs[j]
-			m.Role, m.Text = r.String(m.Role), r.String(m.Text)
+			m.Role, m.Text = r.String(m.Role), r.once(m.Text)
 			out[j] = jsonMessage{Role: m.Role, Parts: []jsonPart{{Type: "text", Content: m.Text}}, FinishReason: m.FinishReason}
 		}
 		key := GenAIInputMessages
