@@ -213,7 +213,7 @@ func connectionType(n servicemap.Node) string {
 	switch n.Kind {
 	case servicemap.KindDatabase:
 		return "database"
-	case servicemap.KindExternal:
+	case servicemap.KindExternal, servicemap.KindModel:
 		return "virtual_node"
 	}
 	return ""
