@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotrace/zerotrace/export/servicemap"
 	"github.com/zerotrace/zerotrace/tests/internal/jaeger"
 	"github.com/zerotrace/zerotrace/tests/internal/modelspec"
 	"github.com/zerotrace/zerotrace/tests/internal/testenv"
@@ -73,6 +75,7 @@ gen_ai:
 		}
 		// Both calls' spans are counted once their stream ended.
 		metrics = waitMetrics(t, "http://"+m[1]+"/metrics", `gen_ai_server_request_duration_seconds_count{`, 2)
+		checkModelNode(t, "http://"+m[1]+"/api/map", service)
 		a.stop()
 		return a, service, metrics
 	}
@@ -144,6 +147,35 @@ gen_ai:
 			}
 		}
 	}
+}
+
+// checkModelNode checks the map's node of the traced model server: a
+// service that answered the two calls, with their provider, model, tokens
+// and the stream's time to first token.
+func checkModelNode(t *testing.T, url, service string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m servicemap.Map
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		t.Fatalf("decoding the map: %v", err)
+	}
+	for _, n := range m.Nodes {
+		if n.ID != "service:"+service {
+			continue
+		}
+		g := n.GenAI
+		if g == nil || g.Requests != 2 || g.Errors != 0 || strings.Join(g.Providers, ",") != "acme-vllm" ||
+			strings.Join(g.Models, ",") != "gpt-zt-1" || g.InputTokens != 2000 || g.OutputTokens != 1000 ||
+			g.TTFTP50Ms < 59 || g.CostUSD < 0.0119 || g.CostUSD > 0.0121 {
+			t.Errorf("map node %s: model calls %+v", n.ID, g)
+		}
+		return
+	}
+	t.Errorf("the map has no node for %s: %+v", service, m.Nodes)
 }
 
 // genAICall makes one chat completion to srv, streamed or not, with
