@@ -192,7 +192,10 @@ func genAICall(t *testing.T, srv *testenv.ModelServer, stream bool) {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(modelspec.OptionsHeader, genAIOptions)
-	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
+	// A connection of its own: the first request on one left idle from
+	// the first run would be read by a thread already blocked in recv
+	// when the second agent attached, which the kernel path cannot see.
+	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second), Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
