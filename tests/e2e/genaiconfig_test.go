@@ -7,6 +7,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -76,6 +80,9 @@ gen_ai:
 		// Both calls' spans are counted once their stream ended.
 		metrics = waitMetrics(t, "http://"+m[1]+"/metrics", `gen_ai_server_request_duration_seconds_count{`, 2)
 		checkModelNode(t, "http://"+m[1]+"/api/map", service)
+		if capture {
+			checkModelPage(t, "http://"+m[1]+"/", service)
+		}
 		a.stop()
 		return a, service, metrics
 	}
@@ -176,6 +183,29 @@ func checkModelNode(t *testing.T, url, service string) {
 		return
 	}
 	t.Errorf("the map has no node for %s: %+v", service, m.Nodes)
+}
+
+// checkModelPage loads the map page in headless Chromium: the model
+// server's row says it answered model calls, with its model, and the page
+// is saved to .cache/genai-map.png.
+func checkModelPage(t *testing.T, base, service string) {
+	t.Helper()
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("%s is missing: run scripts/setup.sh", chromium)
+	}
+	args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--virtual-time-budget=10000"}
+	out, err := exec.Command(chromium, append(args, "--dump-dom", base)...).Output()
+	if err != nil {
+		t.Fatalf("chromium --dump-dom: %v", err)
+	}
+	row := regexp.MustCompile(`<tr class="node" data-id="service:` + regexp.QuoteMeta(service) + `" data-kind="service" data-genai="true"[^>]*>(.*?)</tr>`)
+	if m := row.FindStringSubmatch(string(out)); m == nil || !strings.Contains(m[1], "gpt-zt-1 · ") {
+		t.Errorf("the page shows no model calls for %s: %v", service, m)
+	}
+	shot := filepath.Join(testenv.RepoRoot(t), ".cache", "genai-map.png")
+	if out, err := exec.Command(chromium, append(args, "--window-size=1280,720", "--screenshot="+shot, base)...).CombinedOutput(); err != nil {
+		t.Errorf("chromium --screenshot: %v\n%s", err, out)
+	}
 }
 
 // genAICall makes one chat completion to srv, streamed or not, with
