@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 	"github.com/zerotrace/zerotrace/correlate/redact"
 	"github.com/zerotrace/zerotrace/correlate/semconv"
 )
@@ -46,6 +47,9 @@ type Correlator struct {
 	sem   *semconv.Mapper
 	stats Stats
 	one   [1]*model.Span // HandleAll's answer for one span, reused
+	// genai configures model calls: what the parsers keep of them, and
+	// the provider and cost every GenAI span gets before semconv.
+	genai *genai.Config
 }
 
 // New returns a Correlator that knows no process yet. Every span it builds
@@ -65,6 +69,18 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 	c.kernel.recognised = c.conns.recognised
 	return c
 }
+
+// SetGenAI configures model calls (gen_ai in the agent's configuration):
+// which requests are calls, what is kept of them, their providers and
+// prices. Call it before the first event; nil is the defaults.
+func (c *Correlator) SetGenAI(cfg *genai.Config) {
+	c.genai = cfg
+	c.kernel.genai = cfg
+}
+
+// GenAI is the configuration of model calls, for capture paths that read
+// bodies outside the kernel tracer (nil: the defaults).
+func (c *Correlator) GenAI() *genai.Config { return c.genai }
 
 // Register makes events from p.PID attributable to p.
 func (c *Correlator) Register(p *model.Process) {
@@ -170,6 +186,9 @@ func (c *Correlator) finish(s *model.Span, p *model.Process) {
 		// The probes always choose IDs; this only guards against a
 		// record from a probe that did not.
 		c.newIDs(s)
+	}
+	if s.GenAI != nil {
+		c.genai.Settle(s)
 	}
 	c.sem.Apply(s)
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/protocols"
+	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 	"github.com/zerotrace/zerotrace/correlate/protocols/tlshello"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -116,6 +117,8 @@ type kernelTracer struct {
 	// recognised, when set, is told of each socket's protocol when it is
 	// first seen (and of a TLS server name): the connection table's.
 	recognised func(d *SockData, serverName string)
+	// genai configures the model calls its parsers read (nil: defaults).
+	genai *genai.Config
 }
 
 func newKernelTracer(stats *Stats, ids idSource) *kernelTracer {
@@ -162,7 +165,7 @@ func (k *kernelTracer) handle(d *SockData) []*model.Span {
 			k.stats.KernelStreamsFull.Add(1)
 			return k.out
 		}
-		st = &sockStream{k: k, pid: d.PID, conn: protocols.Conn{Source: model.SourceKernel}}
+		st = &sockStream{k: k, pid: d.PID, conn: protocols.Conn{Source: model.SourceKernel, GenAI: k.genai}}
 		k.streams[key] = st
 		if k.recognised != nil {
 			k.recognised(d, "")

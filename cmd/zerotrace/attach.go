@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/zerotrace/zerotrace/cmd/internal/agent"
+	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 	"github.com/zerotrace/zerotrace/export"
 	"github.com/zerotrace/zerotrace/probes/inject"
 )
@@ -173,11 +174,23 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 	if err != nil {
 		return fail(stderr, err)
 	}
+	gen, err := cfg.GenAI.genAI()
+	if err != nil {
+		return fail(stderr, fmt.Errorf("config %s: gen_ai: %w", o.configPath, err))
+	}
+	if gen.Content {
+		n := gen.MaxContent
+		if n == 0 {
+			n = genai.DefaultMaxContent
+		}
+		fmt.Fprintf(stderr, "zerotrace: model calls' prompts and answers are exported, redacted and cut at %d bytes each (gen_ai.capture_content in %s)\n",
+			n, o.configPath)
+	}
 
 	a, err := agent.New(agent.Config{
 		Log: log, Out: stderr, ServiceName: serviceName, Inject: injectMode,
 		Redactor: red, QueueLen: o.queueLen, Listen: o.listen,
-		DropBackground: cfg.Spans.DropBackground,
+		DropBackground: cfg.Spans.DropBackground, GenAI: gen,
 	})
 	if err != nil {
 		return fail(stderr, err)

@@ -32,3 +32,77 @@ func TestLoadConfigSpans(t *testing.T) {
 		t.Errorf("misspelt key: %v, want an error naming it", err)
 	}
 }
+
+func TestLoadConfigGenAI(t *testing.T) {
+	dir := t.TempDir()
+	write := func(text string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg, err := loadConfig(write(`gen_ai:
+  capture_content: true
+  max_content_bytes: 1000
+  prices:
+    gpt-4o-mini: {input: 0.15, output: 0.6, cached_input: 0.075}
+    "claude-*": {input: 3, output: 15}
+  providers:
+    LiteLLM.internal:4000: openai
+    10.0.0.7: vllm
+  routes:
+    - path: /llm/v2/generate
+      api: ollama.generate
+    - path: v9/chat
+      api: openai.chat_completions
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := cfg.GenAI.genAI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.Content || g.MaxContent != 1000 || g.Providers["litellm.internal:4000"] != "openai" || g.Providers["10.0.0.7"] != "vllm" {
+		t.Errorf("config %+v", g)
+	}
+	if p, ok := g.Prices.Lookup("claude-sonnet-4"); !ok || p.Output != 15 {
+		t.Errorf("prefix price %v %v", p, ok)
+	}
+	if p, _ := g.Prices.Lookup("gpt-4o-mini"); p.CachedInput != 0.075 {
+		t.Errorf("cached input price %v", p)
+	}
+	for path, want := range map[string]bool{"/llm/v2/generate": true, "/gw/v9/chat": true, "/v1/messages": true, "/v9/other": false} {
+		if _, ok := g.Recognize("POST", path); ok != want {
+			t.Errorf("route %s recognised %v", path, ok)
+		}
+	}
+
+	// Off by default.
+	cfg, _ = loadConfig("")
+	if g, _ := cfg.GenAI.genAI(); g.Content || g.Prices != nil || g.Routes != nil {
+		t.Errorf("defaults %+v", g)
+	}
+
+	for _, tc := range []struct{ yaml, want string }{
+		{"gen_ai:\n  capture_contents: true\n", "capture_contents"},
+		{"gen_ai:\n  max_content_bytes: -1\n", "max_content_bytes -1"},
+		{"gen_ai:\n  max_content_bytes: 10000000\n", "want 1 to 65536"},
+		{"gen_ai:\n  prices:\n    m: {input: 1}\n", `model "m": give both input and output`},
+		{"gen_ai:\n  prices:\n    m: {input: 1, output: -2}\n", "output price -2"},
+		{"gen_ai:\n  prices:\n    m: {input: 1, output: 2, cache: 1}\n", "cache"},
+		{"gen_ai:\n  prices:\n    'a*b': {input: 1, output: 2}\n", "'*' may only end"},
+		{"gen_ai:\n  providers:\n    'http://x': openai\n", "no scheme"},
+		{"gen_ai:\n  providers:\n    x: ''\n", "provider name"},
+		{"gen_ai:\n  providers:\n    X: a\n    x: b\n", "given twice"},
+		{"gen_ai:\n  routes:\n    - path: /x\n      api: openai_chat\n", "openai.chat_completions"},
+		{"gen_ai:\n  routes:\n    - path: a/b/c\n      api: ollama.chat\n", "one or two segments"},
+		{"gen_ai:\n  routes:\n    - path: /x\n      api: ollama.chat\n      method: GET\n", "method"},
+	} {
+		_, err := loadConfig(write(tc.yaml))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want one saying %q", tc.yaml, err, tc.want)
+		}
+	}
+}

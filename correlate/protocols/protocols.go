@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 )
 
 // Dir is what a segment is, seen from the traced process.
@@ -91,6 +92,9 @@ type Conn struct {
 	TLS bool
 	// Source is the capture path, given to every span.
 	Source model.Source
+	// GenAI is the configuration of model calls (which requests are
+	// calls, what is kept of them); nil: the defaults.
+	GenAI *genai.Config
 }
 
 // Env is what a parser borrows from its feeder. One Env serves one

@@ -67,6 +67,35 @@ const (
 	ZeroGenAIContentCut      = "zerotrace.gen_ai.content.truncated"
 )
 
+// The GenAI metrics (gen-ai-metrics.md, v1.41), their token-type
+// attribute and values, and zerotrace's own: the token usage a model
+// server's side reports (the conventions define none) and the cost.
+const (
+	GenAIClientTokenUsage         = "gen_ai.client.token.usage"
+	GenAIClientOperationDuration  = "gen_ai.client.operation.duration"
+	GenAIClientTimeToFirstChunk   = "gen_ai.client.operation.time_to_first_chunk"
+	GenAIClientTimePerOutputChunk = "gen_ai.client.operation.time_per_output_chunk"
+	GenAIServerRequestDuration    = "gen_ai.server.request.duration"
+	GenAIServerTimeToFirstToken   = "gen_ai.server.time_to_first_token"
+	GenAIServerTimePerOutputToken = "gen_ai.server.time_per_output_token"
+	ZeroGenAIServerTokenUsage     = "zerotrace.gen_ai.server.token.usage"
+	ZeroGenAICostMetric           = "zerotrace.gen_ai.cost"
+
+	GenAITokenType       = "gen_ai.token.type"
+	GenAITokenTypeInput  = "input"
+	GenAITokenTypeOutput = "output"
+)
+
+// The bucket boundaries the conventions advise: for token counts, for
+// durations of whole calls, for the time to the first token (or chunk),
+// and for the time per output token (or chunk).
+var (
+	GenAITokenBuckets      = []float64{1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864}
+	GenAIDurationBuckets   = []float64{0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92}
+	GenAIFirstTokenBuckets = []float64{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10}
+	GenAIPerTokenBuckets   = []float64{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5}
+)
+
 // genAIAttrs is room for the attributes a GenAI exchange adds to its HTTP
 // ones.
 const genAIAttrs = 36
@@ -303,7 +332,7 @@ type (
 
 func appendGenAIContent(attrs []attribute.KeyValue, g *model.GenAI, r texts) []attribute.KeyValue {
 	if g.SystemInstructions != "" {
-		g.SystemInstructions = r.String(g.SystemInstructions)
+		g.SystemInstructions = r.once(g.SystemInstructions)
 		attrs = append(attrs, attribute.String(GenAISystemInstructions,
 			contentJSON([]jsonPart{{Type: "text", Content: g.SystemInstructions}})))
 	}
@@ -314,7 +343,7 @@ func appendGenAIContent(attrs []attribute.KeyValue, g *model.GenAI, r texts) []a
 		out := make([]jsonMessage, len(msgs))
 		for j := range msgs {
 			m := &msgs[j]
-			m.Role, m.Text = r.String(m.Role), r.String(m.Text)
+			m.Role, m.Text = r.String(m.Role), r.once(m.Text)
 			out[j] = jsonMessage{Role: m.Role, Parts: []jsonPart{{Type: "text", Content: m.Text}}, FinishReason: m.FinishReason}
 		}
 		key := GenAIInputMessages

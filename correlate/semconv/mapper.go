@@ -81,6 +81,7 @@ func (m *Mapper) lookup(c memo, s string, f func(string) string) string {
 func (m *Mapper) String(s string) string   { return m.lookup(m.text, s, m.r.String) }
 func (m *Mapper) URL(s string) string      { return m.lookup(m.url, s, m.r.URL) }
 func (m *Mapper) URLQuery(s string) string { return m.lookup(m.query, s, m.r.URLQuery) }
+func (m *Mapper) once(s string) string     { return m.r.String(s) }
 
 func (m *Mapper) addr(a netip.Addr) string {
 	if v, ok := m.ips[a]; ok {
@@ -115,6 +116,10 @@ type texts interface {
 	URLQuery(string) string
 	addr(netip.Addr) string
 	join(a, b string) string
+	// once redacts a value that will not come back (a prompt, an
+	// answer): without remembering it, which would hold kilobytes of
+	// text per entry for nothing.
+	once(string) string
 }
 
 // plain adapts a Redactor to texts without remembering anything.
@@ -125,6 +130,7 @@ func (p plain) URL(s string) string      { return p.r.URL(s) }
 func (p plain) URLQuery(s string) string { return p.r.URLQuery(s) }
 func (plain) addr(a netip.Addr) string   { return a.String() }
 func (plain) join(a, b string) string    { return a + " " + b }
+func (p plain) once(s string) string     { return p.r.String(s) }
 
 // statusText is error.type for the status codes a response can have,
 // formatted once.

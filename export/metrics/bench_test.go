@@ -48,3 +48,20 @@ func BenchmarkObserveCall(b *testing.B) {
 	}
 	spantest.ReportCPU(b, cpu)
 }
+
+// BenchmarkExportGenAI feeds the GenAI metrics with a model call's client
+// span (tokens, duration, first chunk, per chunk, cost); one operation is
+// one span.
+func BenchmarkExportGenAI(b *testing.B) {
+	r := New()
+	batch := spantest.Batch(spantest.GenAIClient(spantest.Process()), 512)
+	ctx := context.Background()
+	_ = r.Export(ctx, batch)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu := spantest.CPUTime()
+	for i := 0; i < b.N; i += len(batch) {
+		_ = r.Export(ctx, batch[:min(len(batch), b.N-i)])
+	}
+	spantest.ReportCPU(b, cpu)
+}

@@ -43,25 +43,34 @@ type exemplar struct {
 }
 
 type histogram struct {
-	counts    []uint64 // per bucket, not cumulative; the last is +Inf
+	bounds    []float64 // the buckets' upper bounds
+	counts    []uint64  // per bucket, not cumulative; the last is +Inf
 	exemplars []exemplar
 	sum       float64
 	count     uint64
 }
 
-func newHistogram() *histogram {
-	return &histogram{counts: make([]uint64, len(buckets)+1), exemplars: make([]exemplar, len(buckets)+1)}
+func newHistogram() *histogram { return newHistogramOf(buckets) }
+
+// newHistogramOf returns a histogram with the upper bounds given.
+func newHistogramOf(bounds []float64) *histogram {
+	return &histogram{bounds: bounds, counts: make([]uint64, len(bounds)+1), exemplars: make([]exemplar, len(bounds)+1)}
 }
 
 // observe records one value. The trace ID is kept as it is and written
 // out only when scraped: formatting it per span would cost an allocation.
-func (h *histogram) observe(seconds float64, traceID trace.TraceID, at time.Time) {
-	i, _ := slices.BinarySearch(buckets, seconds)
-	h.counts[i]++
-	h.sum += seconds
-	h.count++
+func (h *histogram) observe(v float64, traceID trace.TraceID, at time.Time) {
+	h.observeN(v, 1, traceID, at)
+}
+
+// observeN records n observations of v at once.
+func (h *histogram) observeN(v float64, n uint64, traceID trace.TraceID, at time.Time) {
+	i, _ := slices.BinarySearch(h.bounds, v)
+	h.counts[i] += n
+	h.sum += v * float64(n)
+	h.count += n
 	if traceID.IsValid() {
-		h.exemplars[i] = exemplar{traceID: traceID, value: seconds, at: at}
+		h.exemplars[i] = exemplar{traceID: traceID, value: v, at: at}
 	}
 }
 
@@ -174,6 +183,7 @@ type Registry struct {
 	clientLat    family[edgeKey, *histogram]
 	serverLat    family[edgeKey, *histogram]
 	httpDuration family[httpKey, *histogram]
+	genAI        genAIMetrics
 }
 
 // New returns an empty registry.
@@ -203,7 +213,7 @@ func connectionType(n servicemap.Node) string {
 	switch n.Kind {
 	case servicemap.KindDatabase:
 		return "database"
-	case servicemap.KindExternal:
+	case servicemap.KindExternal, servicemap.KindModel:
 		return "virtual_node"
 	}
 	return ""
@@ -221,6 +231,9 @@ func (r *Registry) Export(_ context.Context, spans []*model.Span) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, s := range spans {
+		if s.GenAI != nil {
+			r.genAI.observe(s)
+		}
 		if s.Kind != trace.SpanKindServer || s.HTTP == nil {
 			continue
 		}
@@ -248,15 +261,25 @@ func writeCounter[K seriesKey](w io.Writer, name, help string, f *family[K, *cou
 func formatFloat(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }
 
 func writeHistogram[K seriesKey](w io.Writer, name, help string, f *family[K, *histogram]) {
-	fmt.Fprintf(w, "# TYPE %s histogram\n# UNIT %s seconds\n# HELP %s %s\n", name, name, name, help)
+	writeHistogramUnit(w, name, "seconds", help, f)
+}
+
+// writeHistogramUnit writes a histogram family; unit "" writes no UNIT
+// (a count such as tokens has none in OpenMetrics).
+func writeHistogramUnit[K seriesKey](w io.Writer, name, unit, help string, f *family[K, *histogram]) {
+	fmt.Fprintf(w, "# TYPE %s histogram\n", name)
+	if unit != "" {
+		fmt.Fprintf(w, "# UNIT %s %s\n", name, unit)
+	}
+	fmt.Fprintf(w, "# HELP %s %s\n", name, help)
 	for _, s := range f.sorted() {
 		h := s.value
 		var cum uint64
 		for i := range h.counts {
 			cum += h.counts[i]
 			le := "+Inf"
-			if i < len(buckets) {
-				le = formatFloat(buckets[i])
+			if i < len(h.bounds) {
+				le = formatFloat(h.bounds[i])
 			}
 			fmt.Fprintf(w, "%s_bucket{%s,le=\"%s\"} %d", name, s.labels, le, cum)
 			if ex := h.exemplars[i]; ex.traceID.IsValid() {
@@ -286,6 +309,7 @@ func (r *Registry) Write(w io.Writer) error {
 	writeHistogram(&b, "traces_service_graph_request_client_seconds", "Request durations as the caller saw them.", &r.clientLat)
 	writeHistogram(&b, "traces_service_graph_request_server_seconds", "Request durations as the callee saw them.", &r.serverLat)
 	writeHistogram(&b, "http_server_request_duration_seconds", "Duration of HTTP server requests (http.server.request.duration).", &r.httpDuration)
+	r.genAI.write(&b)
 	b.WriteString("# EOF\n")
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/export/internal/spantest"
 )
@@ -17,12 +19,17 @@ func BenchmarkExport(b *testing.B) {
 	client := spantest.Client(gw)
 	server := spantest.Server(orders)
 	server.ParentSpanID = client.SpanID
+	// A model server's span, its caller not traced: the node's model
+	// calls.
+	genAI := spantest.GenAIClient(orders)
+	genAI.Kind, genAI.ParentSpanID = trace.SpanKindServer, trace.SpanID{}
 	shapes := []struct {
 		name  string
 		spans []*model.Span
 	}{
 		{"client+server", []*model.Span{client, server}},
 		{"db", []*model.Span{spantest.DB(orders)}},
+		{"genai-server", []*model.Span{genAI}},
 	}
 	for _, shape := range shapes {
 		b.Run(shape.name, func(b *testing.B) {

@@ -38,6 +38,9 @@ type Node struct {
 	Kind string `json:"kind"`
 	// Protocol is how it is called: "http" or the database system.
 	Protocol string `json:"protocol,omitempty"`
+	// GenAI summarises the model calls the node answered: a model
+	// endpoint's (KindModel), or a traced model server's.
+	GenAI *ModelStats `json:"gen_ai,omitempty"`
 }
 
 // Stats summarise the calls of an edge over a period.
@@ -110,6 +113,9 @@ type pending struct {
 	callee   nodeKey // the external endpoint it called, if no server shows
 	call     call
 	deadline time.Time
+	// gen is the model call it made, when it made one (hasGen).
+	gen    genAICall
+	hasGen bool
 }
 
 // match is how long a client span waits for its server span (same agent:
@@ -140,6 +146,8 @@ type Graph struct {
 	// known caches the nodes spans name, so that finding a span's nodes
 	// allocates nothing once they have been seen.
 	known map[nodeKey]Node
+	// models holds the model calls each node answered, by node ID.
+	models map[string]*modelNode
 }
 
 // nodeKey is what a node is made of: a service's name; a database's
@@ -183,6 +191,7 @@ func New(window time.Duration) *Graph {
 		servers: map[trace.SpanID]serverSide{},
 		peers:   map[netip.AddrPort]bool{},
 		known:   map[nodeKey]Node{},
+		models:  map[string]*modelNode{},
 	}
 }
 
@@ -220,6 +229,12 @@ func (g *Graph) node(k nodeKey) Node {
 			name += " " + k.namespace
 		}
 		n = Node{ID: "db:" + name, Name: name, Kind: KindDatabase, Protocol: k.name}
+	case KindModel:
+		where := hostPort(k.address, k.port)
+		if where == "" {
+			where = "unknown"
+		}
+		n = Node{ID: "model:" + where, Name: where, Kind: KindModel, Protocol: "http"}
 	default:
 		where := hostPort(k.address, k.port)
 		if where == "" {
@@ -251,7 +266,11 @@ func calleeKey(s *model.Span) nodeKey {
 		return nodeKey{kind: KindDatabase, name: s.DB.System, address: s.DB.ServerAddress, port: s.DB.ServerPort, namespace: s.DB.Namespace}
 	case s.HTTP != nil:
 		host, port := semconv.HTTPServer(s.HTTP, s.Kind)
-		return nodeKey{kind: KindExternal, address: host, port: port}
+		kind := KindExternal
+		if s.GenAI != nil {
+			kind = KindModel
+		}
+		return nodeKey{kind: kind, address: host, port: port}
 	}
 	return nodeKey{kind: KindExternal}
 }
@@ -296,9 +315,16 @@ func (g *Graph) add(s *model.Span) {
 		}
 		p := g.newPending()
 		*p = pending{from: from, callee: calleeKey(s), call: callOf(s), deadline: g.now().Add(match)}
+		if isGenAIClient(s) {
+			p.gen, p.hasGen = genAICallOf(s), true
+		}
 		g.clients[s.SpanID] = p
 	case trace.SpanKindServer:
 		to := g.serviceNode(s)
+		if s.GenAI != nil {
+			// A traced model server: its own measure of the calls.
+			g.addModelCall(to.ID, genAICallOf(s))
+		}
 		if !s.ParentSpanID.IsValid() {
 			return
 		}
@@ -320,7 +346,11 @@ func (g *Graph) expire(now time.Time) {
 			continue
 		}
 		delete(g.clients, id)
-		g.record(p.from, g.node(p.callee), p.call, 0)
+		to := g.node(p.callee)
+		g.record(p.from, to, p.call, 0)
+		if p.hasGen && to.Kind == KindModel {
+			g.addModelCall(to.ID, p.gen)
+		}
 		g.free = append(g.free, p)
 	}
 	for id, srv := range g.servers {
@@ -422,6 +452,9 @@ func (g *Graph) Snapshot() Map {
 	g.expire(now)
 	m := Map{GeneratedAt: now, WindowSeconds: g.window.Seconds(), Nodes: []Node{}, Edges: []Edge{}}
 	for _, n := range g.nodes {
+		if mn := g.models[n.ID]; mn != nil {
+			n.GenAI = mn.stats(now, g.window)
+		}
 		m.Nodes = append(m.Nodes, n)
 	}
 	for k, e := range g.edges {

@@ -59,7 +59,41 @@ func renderTable(w io.Writer, m Map) error {
 	if len(m.Edges) == 0 {
 		fmt.Fprintln(tw, "(no calls seen yet)")
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return renderModels(w, m)
+}
+
+// renderModels lists, under the table, the nodes that answered model
+// calls (model endpoints and traced model servers), over the window.
+func renderModels(w io.Writer, m Map) error {
+	var models []Node
+	for _, n := range m.Nodes {
+		if n.GenAI != nil {
+			models = append(models, n)
+		}
+	}
+	if len(models) == 0 {
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nMODEL ENDPOINT\tPROVIDERS\tMODELS\tREQ/ERR (%.0fs)\tTOKENS IN/OUT\tOUT TOK/s\tTTFT P50/P95 ms\tCOST USD\n", m.WindowSeconds)
+	for _, n := range models {
+		s := n.GenAI
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%d/%d\t%.1f\t%.1f/%.1f\t%.6g\n", label(n, n.ID),
+			strings.Join(s.Providers, ","), strings.Join(s.Models, ","), s.Requests, s.Errors,
+			s.InputTokens, s.OutputTokens, s.OutputTokensPerSecond, s.TTFTP50Ms, s.TTFTP95Ms, s.CostUSD)
+	}
 	return tw.Flush()
+}
+
+// modelLabel is a node's name with its models, for the drawn formats.
+func modelLabel(n Node) string {
+	if n.GenAI == nil || len(n.GenAI.Models) == 0 {
+		return n.Name
+	}
+	return n.Name + " [" + strings.Join(n.GenAI.Models, ", ") + "]"
 }
 
 // quote makes s a DOT or Mermaid string literal.
@@ -77,8 +111,10 @@ func renderDot(w io.Writer, m Map) error {
 			shape = "cylinder"
 		case KindExternal:
 			shape = "ellipse"
+		case KindModel:
+			shape = "hexagon"
 		}
-		fmt.Fprintf(&b, "  %s [label=%s, shape=%s];\n", quote(n.ID), quote(n.Name), shape)
+		fmt.Fprintf(&b, "  %s [label=%s, shape=%s];\n", quote(n.ID), quote(modelLabel(n)), shape)
 	}
 	for _, e := range m.Edges {
 		text := fmt.Sprintf("%d req, %d err, p95 %.1f ms", e.Total.Requests, e.Total.Errors, e.Total.P95Ms)
@@ -105,8 +141,10 @@ func renderMermaid(w io.Writer, m Map) error {
 			open, closing = "[(", ")]"
 		case KindExternal:
 			open, closing = "((", "))"
+		case KindModel:
+			open, closing = "{{", "}}"
 		}
-		fmt.Fprintf(&b, "  %s%s%s%s\n", id, open, quote(n.Name), closing)
+		fmt.Fprintf(&b, "  %s%s%s%s\n", id, open, quote(modelLabel(n)), closing)
 	}
 	for _, e := range m.Edges {
 		text := fmt.Sprintf("%d req, %d err", e.Total.Requests, e.Total.Errors)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate"
 	"github.com/zerotrace/zerotrace/correlate/model"
+	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 	"github.com/zerotrace/zerotrace/correlate/redact"
 	"github.com/zerotrace/zerotrace/export"
 	"github.com/zerotrace/zerotrace/export/metrics"
@@ -50,6 +51,9 @@ type Config struct {
 	// a Go program makes outside any request) from the exporters; the
 	// service map and the metrics still count them.
 	DropBackground bool
+	// GenAI configures model calls (the gen_ai section): content
+	// capture, prices, providers, routes; nil: the defaults.
+	GenAI *genai.Config
 }
 
 // mapWindow is the sliding window of the service map's statistics.
@@ -95,6 +99,7 @@ func New(cfg Config) (*Agent, error) {
 		return nil, err
 	}
 	a.corr = correlate.New(cfg.Log, cfg.Redactor)
+	a.corr.SetGenAI(cfg.GenAI)
 	a.namer = newTypeNamer()
 	a.attacher = newAttacher(cfg, a.shared, a.injection, a.corr, a.namer)
 	return a, nil

@@ -29,6 +29,9 @@ import (
 // (/v1/chat/completions, /openai/v1/chat/completions, a gateway's prefix).
 type Routes struct {
 	bySuffix map[string]model.GenAIAPI
+	// byPath holds whole paths a configuration declares, matched
+	// exactly before any suffix.
+	byPath map[string]model.GenAIAPI
 }
 
 // DefaultSuffixes are the path endings each API is recognised by. The
@@ -64,6 +67,15 @@ func (r *Routes) Add(suffix string, api model.GenAIAPI) {
 	r.bySuffix[strings.Trim(suffix, "/")] = api
 }
 
+// AddPath recognises one whole path (a deployment's own, such as
+// /llm/v2/generate) as api.
+func (r *Routes) AddPath(path string, api model.GenAIAPI) {
+	if r.byPath == nil {
+		r.byPath = map[string]model.GenAIAPI{}
+	}
+	r.byPath["/"+strings.Trim(path, "/")] = api
+}
+
 // defaultRoutes serves Recognize.
 var defaultRoutes = NewRoutes()
 
@@ -82,6 +94,9 @@ func (r *Routes) Recognize(method, path string) (model.GenAIAPI, bool) {
 		path = path[:i]
 	}
 	path = strings.TrimSuffix(path, "/")
+	if a, ok := r.byPath[path]; ok {
+		return a, true
+	}
 	// The last two segments, then the last one.
 	last := strings.LastIndexByte(path, '/')
 	if last < 0 {

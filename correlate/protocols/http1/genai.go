@@ -24,7 +24,8 @@ func (p *parser) startGenAI(h *head) {
 	if h.method != "POST" {
 		return
 	}
-	api, ok := genai.Recognize(h.method, h.target)
+	cfg := p.env.Conn().GenAI
+	api, ok := cfg.Recognize(h.method, h.target)
 	if !ok {
 		return
 	}
@@ -37,7 +38,7 @@ func (p *parser) startGenAI(h *head) {
 	if p.strings == nil {
 		p.strings = genai.NewStrings()
 	}
-	h.gx.Reset(api, genai.Options{Strings: p.strings})
+	h.gx.Reset(api, cfg.Options(p.strings))
 	h.bodyLeft = -1
 }
 

@@ -77,6 +77,29 @@ func DB(p *model.Process) *model.Span {
 	return s
 }
 
+// GenAIClient is a model call p makes, child of Server: a streamed chat
+// completion to an OpenAI-compatible server at models:8000 asking for
+// gpt-test, answered by gpt-test-1 in 6 chunks (first after 80 ms, last at
+// 130 ms, the span ends at 140 ms), 11 input and 5 output tokens, priced
+// at 0.0001 US dollars.
+func GenAIClient(p *model.Process) *model.Span {
+	s := span(p, trace.SpanKindClient, 5, 2, 140*time.Millisecond)
+	s.HTTP = &model.HTTP{
+		Method: "POST", Scheme: "http", Host: "models:8000", Path: "/v1/chat/completions", Version: "1.1",
+		Status: 200, Peer: netip.MustParseAddrPort("10.0.0.9:8000"),
+	}
+	g := s.UseGenAI()
+	g.API, g.Operation, g.Provider = model.GenAIChatCompletions, "chat", "openai"
+	g.RequestModel, g.ResponseModel, g.Stream = "gpt-test", "gpt-test-1", true
+	g.Usage.Input, g.Usage.Output = 11, 5
+	g.FirstChunk, g.FirstToken, g.LastChunk = start.Add(80*time.Millisecond), start.Add(90*time.Millisecond), start.Add(130*time.Millisecond)
+	g.Chunks, g.ContentChunks = 6, 5
+	g.CostUSD, g.Priced = 0.0001, true
+	g.End = model.GenAIEndDone
+	semconv.Apply(s, nil)
+	return s
+}
+
 // Shapes are the spans each sink is measured with, by name.
 var Shapes = []struct {
 	Name string

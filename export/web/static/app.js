@@ -11,6 +11,7 @@ const cy = cytoscape({
       "text-valign": "bottom", "text-margin-y": 6, "font-size": 12, "width": 34, "height": 34 } },
     { selector: "node.database", style: { "shape": "barrel", "background-color": "#f59f00" } },
     { selector: "node.external", style: { "shape": "diamond", "background-color": "#98a2b3" } },
+    { selector: "node.model, node.genai", style: { "shape": "hexagon", "background-color": "#8e4ec6" } },
     { selector: "edge", style: { "curve-style": "bezier", "target-arrow-shape": "triangle", "width": 2,
       "line-color": "#98a2b3", "target-arrow-color": "#98a2b3", "label": "data(label)", "font-size": 10,
       "text-background-color": "#ffffff", "text-background-opacity": 1 } },
@@ -36,6 +37,19 @@ function describe(e, nodes) {
   return lines.join("\n");
 }
 
+// describeModel tells a node's model calls over the window (gen_ai), or
+// "" for a node that answered none.
+function describeModel(n) {
+  const g = n.gen_ai;
+  if (!g) return "";
+  return [`${n.name} (${n.kind}): model calls in the window`,
+    `providers: ${g.providers.join(", ")}`, `models: ${g.models.join(", ")}`,
+    `${g.requests} requests, ${g.errors} errors`,
+    `tokens: ${g.input_tokens} in, ${g.output_tokens} out; ${g.output_tokens_per_second.toFixed(1)} output tokens/s`,
+    `time to first token: p50 ${g.ttft_p50_ms.toFixed(1)} ms, p95 ${g.ttft_p95_ms.toFixed(1)} ms`,
+    ...(g.cost_usd ? [`cost: ${g.cost_usd.toFixed(6)} USD`] : [])].join("\n");
+}
+
 function cell(text) { const td = document.createElement("td"); td.textContent = text; return td; }
 
 function render(map) {
@@ -47,6 +61,8 @@ function render(map) {
       cy.add({ group: "nodes", data: { id: n.id, name: n.name }, classes: n.kind });
       layoutNeeded = true;
     }
+    // A traced service that answers model calls is drawn as a model.
+    cy.getElementById(n.id).toggleClass("genai", !!n.gen_ai);
   }
   for (const e of map.edges) {
     const id = edgeID(e);
@@ -71,6 +87,14 @@ function render(map) {
     tr.dataset.id = n.id;
     tr.dataset.kind = n.kind;
     tr.append(cell(n.name), cell(n.kind));
+    if (n.gen_ai) {
+      const g = n.gen_ai;
+      tr.dataset.genai = "true";
+      tr.title = describeModel(n);
+      tr.append(cell(`${g.models.join(", ")} · ${g.output_tokens_per_second.toFixed(0)} tok/s · TTFT p50 ` +
+        `${g.ttft_p50_ms.toFixed(0)} / p95 ${g.ttft_p95_ms.toFixed(0)} ms · ${g.errors} err`));
+      tr.addEventListener("click", () => { document.getElementById("detail").textContent = describeModel(n); });
+    }
     return tr;
   }));
   const edgeRows = document.querySelector("#edges tbody");
@@ -89,6 +113,11 @@ function render(map) {
   }));
   document.getElementById("status").textContent =
     `${map.nodes.length} nodes, ${map.edges.length} edges · updated ${new Date(map.generated_at).toLocaleTimeString()}`;
+  cy.off("mouseover tap", "node");
+  cy.on("mouseover tap", "node", (ev) => {
+    const n = nodes.get(ev.target.id());
+    if (n && n.gen_ai) document.getElementById("detail").textContent = describeModel(n);
+  });
   cy.off("mouseover tap", "edge");
   cy.on("mouseover tap", "edge", (ev) => {
     const e = edgesByID.get(ev.target.id());
