@@ -9,20 +9,21 @@ import (
 )
 
 // TestKernelGenAIRecords: a model server's records as the kernel path
-// sends them for a model call (a request read longer than a record with
-// its tail, response body writes with their bytes) make one GenAI server
+// sends them for a model call (a request read longer than a record, its
+// tail first, response body writes with their bytes) make one GenAI server
 // span, named after the call, with the model from the body's end and the
 // usage from the stream.
 func TestKernelGenAIRecords(t *testing.T) {
 	k := newTestKernel(&Stats{})
 	body := `{"messages":[{"content":"` + strings.Repeat("q", 3000) + `","role":"user"}],"model":"gpt-test","stream":true}`
 	req := fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: m\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
-	read := sock(SockRead, 4, 0, req[:prototest.Capture])
-	read.Len = uint32(len(req))
-	k.handle(read)
+	// The read's tail comes first, in a record of its own.
 	rt := sock(SockReadTail, 4, 0, req[len(req)-prototest.Capture:])
 	rt.Len = uint32(len(req))
 	k.handle(rt)
+	read := sock(SockRead, 4, 0, req[:prototest.Capture])
+	read.Len = uint32(len(req))
+	k.handle(read)
 	k.handle(sock(SockWrite, 4, 80, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 999999\r\n\r\n"))
 	s := k.handle(bodyData(4, 90, `data: {"id":"c1","model":"gpt-test-1","choices":[{"delta":{"content":"a"},"finish_reason":null}]}`+"\n\n"))
 	if s != nil {

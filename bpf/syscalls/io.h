@@ -10,6 +10,7 @@
 #include "syscalls/redis.h"
 #include "syscalls/tls.h"
 #include "syscalls/mysql.h"
+#include "syscalls/genai.h"
 
 // A read in progress: where its data goes.
 struct pending_read {
@@ -133,11 +134,70 @@ static __always_inline void emit_body(__u64 id, __s32 fd, __u64 total, __u64 bas
 	emit_short(id, fd, SOCK_DIR_WRITE_BODY, SOCK_PROTO_HTTP, total, partial ? SOCK_FLAG_PARTIAL : 0, base, last);
 }
 
+// The last n bytes before end of a model call's segment of len bytes, in a
+// record of dir (SOCK_DIR_READ_TAIL, SOCK_DIR_WRITE_TAIL) sent just before
+// the segment's own.
+static __always_inline void emit_genai_tail(__u64 id, __s32 fd, __u8 dir, __u64 end, __u64 n, __u64 len)
+{
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->len = len > 0xffffffff ? 0xffffffff : len;
+	e->dir = dir;
+	e->proto = SOCK_PROTO_HTTP;
+	e->flags = 0;
+	fill_tail(e, 0, 0);
+	fd_socket(e, fd, false);
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	barrier_var(n);
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	e->cap = 0;
+	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)(end - n)))
+		e->cap = n;
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+// How many of a model call's segment's last bytes (of len in all, whose
+// last buffer is [base, end)) go in a tail record: none when the segment
+// fits its own record; a response's within its budget.
+static __always_inline __u64 genai_tail_len(const struct fd_key *k, bool response, __u64 len, __u64 base, __u64 end)
+{
+	if (len <= SOCK_DATA_MAX || end <= base)
+		return 0;
+	__u64 n = len - SOCK_DATA_MAX;
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	if (n > end - base)
+		n = end - base;
+	return response ? genai_take(k, true, n) : n;
+}
+
 // A write of a model call's response body: as emit_body, with the first
-// bytes of its first buffer (n of the total sent; user space marks the
-// body cut when n is less).
+// bytes of its first buffer and, when longer, its last ones in a record
+// before it, within the response's budget (n of the total sent; user space
+// marks the body cut when less); what is not copied is counted.
 static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, const struct pending_body *b)
 {
+	struct fd_key k = {.tgid = id >> 32, .fd = fd};
+	__u64 want = total < b->first_len ? total : b->first_len;
+	if (want > SOCK_DATA_MAX)
+		want = SOCK_DATA_MAX;
+	want = genai_take(&k, true, want);
+	// The tail only when the write sent all it asked: its end is then the
+	// last buffer's.
+	__u64 tn = 0;
+	if (total >= b->total && !b->partial)
+		tn = genai_tail_len(&k, true, total, b->base, b->last);
+	genai_lost(total - want - tn);
+	if (tn)
+		emit_genai_tail(id, fd, SOCK_DIR_WRITE_TAIL, b->last, tn, total);
 	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
@@ -155,7 +215,7 @@ static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, con
 	else
 		fill_tail(e, b->base, b->last);
 	fd_socket(e, fd, false);
-	__u64 n = total < b->first_len ? total : b->first_len;
+	__u64 n = want;
 	if (n > SOCK_DATA_MAX)
 		n = SOCK_DATA_MAX;
 	barrier_var(n);
@@ -163,36 +223,6 @@ static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, con
 		n = SOCK_DATA_MAX;
 	e->cap = 0;
 	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)b->first))
-		e->cap = n;
-	bpf_ringbuf_submit(e, wakeup_flags());
-}
-
-// The last bytes of a model call's request read of len bytes at buf,
-// past the SOCK_DATA_MAX its own record holds.
-static __always_inline void emit_read_tail(__u64 id, __s32 fd, __u64 buf, __u64 len)
-{
-	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(COUNTER_RINGBUF_FULL);
-		return;
-	}
-	fill_header(&e->hdr, EVENT_SOCK_DATA);
-	e->tid = (__u32)id;
-	e->fd = fd;
-	e->len = len > 0xffffffff ? 0xffffffff : len;
-	e->dir = SOCK_DIR_READ_TAIL;
-	e->proto = SOCK_PROTO_HTTP;
-	e->flags = 0;
-	fill_tail(e, 0, 0);
-	fd_socket(e, fd, false);
-	__u64 n = len - SOCK_DATA_MAX;
-	if (n > SOCK_DATA_MAX)
-		n = SOCK_DATA_MAX;
-	barrier_var(n);
-	if (n > SOCK_DATA_MAX)
-		n = SOCK_DATA_MAX;
-	e->cap = 0;
-	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)(buf + len - n)))
 		e->cap = n;
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
@@ -208,6 +238,9 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	__u8 *f = bpf_map_lookup_elem(&sock_fds, &k);
 	__u8 was = f ? *f : 0;
 	__u8 flags, proto;
+	// Of a model call (FD_GENAI): whether it starts here (its request
+	// head), and whether this is its response's side.
+	bool genai_new = false, response = false;
 	if (was & FD_POSTGRES) {
 		proto = SOCK_PROTO_POSTGRES;
 		flags = was;
@@ -224,15 +257,21 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		// write, ends that. A response: follow its body.
 		proto = SOCK_PROTO_HTTP;
 		flags = FD_HTTP;
-		if (dir == SOCK_DIR_READ && head[0] != 'H') {
+		response = head[0] == 'H';
+		if (dir == SOCK_DIR_READ && !response)
 			flags |= FD_NEXT_READ;
-			if (looks_like_genai(head))
-				flags |= FD_GENAI;
+		// A model call, read (served) or written (made).
+		if (!response && looks_like_genai(head)) {
+			flags |= FD_GENAI;
+			genai_new = true;
 		}
 		// (Not after a 101: what follows is another protocol.) The
-		// answer to a model call keeps its mark.
-		if (head[0] == 'H' && dir == SOCK_DIR_WRITE && !(head[9] == '1' && head[10] == '0' && head[11] == '1'))
+		// answer to a model call keeps its mark: the server's writes
+		// of it, or the client's reads, are its body.
+		if (response && dir == SOCK_DIR_WRITE && !(head[9] == '1' && head[10] == '0' && head[11] == '1'))
 			flags |= FD_RESPONDING | (was & FD_GENAI);
+		if (response && dir == SOCK_DIR_READ)
+			flags |= was & FD_GENAI;
 	} else if ((was & FD_NEXT_READ) && dir == SOCK_DIR_READ) {
 		proto = SOCK_PROTO_HTTP;
 		// A model call's request body: every read of it, until the
@@ -247,6 +286,13 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		else
 			body_enter(id, fd, len, buf, buf + len, 0, first, len);
 		return;
+	} else if ((was & FD_GENAI) && !(was & (FD_NEXT_READ | FD_RESPONDING))) {
+		// A model call this process makes (its request was written):
+		// its request body's writes, then its response body's reads.
+		proto = SOCK_PROTO_HTTP;
+		flags = was;
+		response = dir != SOCK_DIR_WRITE;
+		dir = response ? SOCK_DIR_READ_BODY : SOCK_DIR_WRITE_MORE;
 	} else if (was & FD_HTTP) {
 		return;
 	} else if (dir != SOCK_DIR_WRITE) {
@@ -269,6 +315,32 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	} else {
 		return;
 	}
+	__u64 total = end ? end->total : (__u64)len;
+	bool writing = dir == SOCK_DIR_WRITE || dir == SOCK_DIR_WRITE_MORE;
+	// Where the segment's last bytes are: its last buffer's (one, but for
+	// writev and sendmsg).
+	__u64 tail_base = end ? end->base : buf;
+	__u64 tail_end = end ? end->end : buf + len;
+	// A model call's segment: its record's data is the budget's to allow
+	// (but its heads'), and a longer one's last bytes go first in a record
+	// of their own (genai.h).
+	__u64 cap_max = SOCK_DATA_MAX;
+	if (flags & FD_GENAI) {
+		if (genai_new)
+			genai_start(&k);
+		bool body = dir == SOCK_DIR_READ_MORE || dir == SOCK_DIR_WRITE_MORE || dir == SOCK_DIR_READ_BODY;
+		__u64 head_n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
+		if (body)
+			head_n = genai_take(&k, response, head_n);
+		cap_max = head_n;
+		__u64 tn = 0;
+		if (!(end && end->partial))
+			tn = genai_tail_len(&k, response, total, tail_base, tail_end);
+		__u64 copied = head_n + tn;
+		genai_lost(total > copied ? total - copied : 0);
+		if (tn)
+			emit_genai_tail(id, fd, writing ? SOCK_DIR_WRITE_TAIL : SOCK_DIR_READ_TAIL, tail_end, tn, total);
+	}
 	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
@@ -277,18 +349,15 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	fill_header(&e->hdr, EVENT_SOCK_DATA);
 	e->tid = (__u32)id;
 	e->fd = fd;
-	__u64 total = end ? end->total : (__u64)len;
 	e->len = total > 0xffffffff ? 0xffffffff : total;
 	e->dir = dir;
 	e->proto = proto;
 	e->flags = end && end->partial ? SOCK_FLAG_PARTIAL : 0;
-	// The tail of an HTTP write only: one call, whatever the branch (each
-	// inlined copy costs the verifier as much again).
-	__u64 tail_base = 0, tail_end = 0;
-	if (proto == SOCK_PROTO_HTTP && dir == SOCK_DIR_WRITE) {
-		tail_base = end ? end->base : buf;
-		tail_end = end ? end->end : buf + len;
-	}
+	// The tail of an HTTP write, or of a model call's read: one call,
+	// whatever the branch (each inlined copy costs the verifier as much
+	// again).
+	if (proto != SOCK_PROTO_HTTP || !(writing || (flags & FD_GENAI)))
+		tail_base = tail_end = 0;
 	fill_tail(e, tail_base, tail_end);
 	// ReadyForQuery ('Z', length 5, status) closing a read: the server is
 	// done, wherever the capture stops.
@@ -301,17 +370,17 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		e->flags |= SOCK_FLAG_READY;
 	fd_socket(e, fd, !was);
 	__u32 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
+	if (n > cap_max)
+		n = cap_max;
 	barrier_var(n);
 	if (n > SOCK_DATA_MAX)
 		n = SOCK_DATA_MAX;
 	e->cap = 0;
-	if (!bpf_probe_read_user(e->data, n, (void *)buf))
+	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)buf))
 		e->cap = n;
 	bpf_ringbuf_submit(e, wakeup_flags());
 	if (flags != was)
 		bpf_map_update_elem(&sock_fds, &k, &flags, BPF_ANY);
-	if ((flags & FD_GENAI) && dir != SOCK_DIR_WRITE && len > SOCK_DATA_MAX)
-		emit_read_tail(id, fd, buf, len);
 }
 
 // The handlers below run from the syscall dispatcher (dispatch.h), for

@@ -56,6 +56,22 @@ func newAttacher(cfg Config, shared *events.Shared, injection *inject.Choice, co
 	return &attacher{cfg: cfg, shared: shared, injection: injection, corr: corr, namer: namer, live: map[int]*liveProc{}}
 }
 
+// genAILosses reads what the kernel tracing did not copy of model calls'
+// bodies: zero when it does not run.
+func (at *attacher) genAILosses() syscalls.GenAILosses {
+	at.mu.Lock()
+	sys := at.sys
+	at.mu.Unlock()
+	if sys == nil {
+		return syscalls.GenAILosses{}
+	}
+	g, err := sys.GenAILosses()
+	if err != nil {
+		return syscalls.GenAILosses{}
+	}
+	return g
+}
+
 // liveProc is an attached process, watched through its pidfd (which, unlike
 // the PID, cannot come to name another process).
 type liveProc struct {

@@ -9,6 +9,7 @@ import (
 	"github.com/zerotrace/zerotrace/export/metrics"
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/inject"
+	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
 
 // reporter tells the user what was traced and, above all, what was lost,
@@ -24,6 +25,9 @@ type reporter struct {
 	// dropBackground: background spans are not exported (they are not a
 	// loss: the user asked).
 	dropBackground bool
+	// genai reads what the kernel did not copy of model calls' bodies
+	// (zero while nothing is traced from the kernel).
+	genai func() syscalls.GenAILosses
 }
 
 // reportInjection logs the injection counts when they changed.
@@ -49,6 +53,15 @@ func (r *reporter) losses() []metrics.Count {
 		add("kernel_inflight_full", kc[events.CounterInflightFull])
 		add("kernel_read_failed", kc[events.CounterReadFailed])
 		add("kernel_traced_processes_full", kc[events.CounterTracedFull])
+	}
+	if r.genai != nil {
+		// Not records: bytes of model calls' bodies the kernel left out
+		// (past the copy budget, or the middle of a long read or write),
+		// and the reads and writes they belonged to; the spans say
+		// zerotrace.gen_ai.body.truncated.
+		g := r.genai()
+		add("kernel_genai_body_bytes_not_copied", g.Bytes)
+		add("kernel_genai_body_segments_not_copied", g.Segments)
 	}
 	add("decode_errors", r.pipe.reader.Stats().DecodeErrors.Load())
 	add("unknown_process", r.pipe.corr.Stats().UnknownProcess.Load())
