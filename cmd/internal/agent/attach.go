@@ -40,10 +40,13 @@ type attacher struct {
 	mu       sync.Mutex
 	sys      *syscalls.Tracer // nil when kernel-level tracing cannot run
 	sysTried bool
-	plans    []*session.Plan // closed at the end
-	attached []*session.Attached
-	traced   []int // every PID attached, Go or not
-	detached bool  // set at the end: no attach after that
+	// genaiFinal is what sys counted of model calls' bodies not copied,
+	// read as it closed.
+	genaiFinal syscalls.GenAILosses
+	plans      []*session.Plan // closed at the end
+	attached   []*session.Attached
+	traced     []int // every PID attached, Go or not
+	detached   bool  // set at the end: no attach after that
 	// live are the attached processes still held, by PID: the reaper
 	// takes each off once it has exited.
 	live map[int]*liveProc
@@ -57,17 +60,16 @@ func newAttacher(cfg Config, shared *events.Shared, injection *inject.Choice, co
 }
 
 // genAILosses reads what the kernel tracing did not copy of model calls'
-// bodies: zero when it does not run.
+// bodies: zero when it never ran, its last counts once it closed.
 func (at *attacher) genAILosses() syscalls.GenAILosses {
 	at.mu.Lock()
-	sys := at.sys
-	at.mu.Unlock()
-	if sys == nil {
-		return syscalls.GenAILosses{}
+	defer at.mu.Unlock()
+	if at.sys == nil {
+		return at.genaiFinal
 	}
-	g, err := sys.GenAILosses()
+	g, err := at.sys.GenAILosses()
 	if err != nil {
-		return syscalls.GenAILosses{}
+		return at.genaiFinal
 	}
 	return g
 }
@@ -434,6 +436,10 @@ func (a *attacher) close() error {
 	}
 	a.attached = nil
 	if a.sys != nil {
+		// Its counts outlive it, for the final report.
+		if g, err := a.sys.GenAILosses(); err == nil {
+			a.genaiFinal = g
+		}
 		if err := a.sys.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detaching the kernel-level tracing: %w", err))
 		}

@@ -55,13 +55,11 @@ func (r *reporter) losses() []metrics.Count {
 		add("kernel_traced_processes_full", kc[events.CounterTracedFull])
 	}
 	if r.genai != nil {
-		// Not records: bytes of model calls' bodies the kernel left out
-		// (past the copy budget, or the middle of a long read or write),
-		// and the reads and writes they belonged to; the spans say
-		// zerotrace.gen_ai.body.truncated.
-		g := r.genai()
-		add("kernel_genai_body_bytes_not_copied", g.Bytes)
-		add("kernel_genai_body_segments_not_copied", g.Segments)
+		// Reads and writes of model calls' bodies the kernel did not
+		// copy whole (past the copy budget, or the middle of a long
+		// one; the bytes are a gauge of their own, health.go); their
+		// spans say zerotrace.gen_ai.body.truncated.
+		add("kernel_genai_body_cut", r.genai().Segments)
 	}
 	add("decode_errors", r.pipe.reader.Stats().DecodeErrors.Load())
 	add("unknown_process", r.pipe.corr.Stats().UnknownProcess.Load())

@@ -338,3 +338,56 @@ func TestGenAIClientStream(t *testing.T) {
 		t.Errorf("one long read: exchange %+v", g)
 	}
 }
+
+// TestGenAIClientEveryByte: a feeder that sees every byte (TLS plaintext)
+// gives a model call's request body and answer as plain writes and reads:
+// the same span as from the kernel path's body records.
+func TestGenAIClientEveryByte(t *testing.T) {
+	body := `{"model":"gpt-test","messages":[{"role":"user","content":"hi"}],"stream":true}`
+	req := chatRequest(body)
+	k := newTestConns()
+	k.handle(sock(protocols.Write, 4, 0, req[:len(req)-len(body)]))
+	k.handle(sock(protocols.Write, 4, 1, body))
+	k.handle(sock(protocols.Read, 4, 80, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"))
+	k.handle(sock(protocols.Read, 4, 90, sseEvent(`{"content":"Hel"}`)))
+	s := k.handle(sock(protocols.Read, 4, 100, "data: [DONE]\n\n"))
+	if s == nil || s.GenAI == nil || s.Name != "chat gpt-test" || !s.GenAI.Stream || s.End.Sub(s.Start) != 100*time.Millisecond ||
+		s.GenAI.FirstToken.Sub(s.Start) != 90*time.Millisecond || s.GenAI.Cut != 0 {
+		t.Fatalf("span %+v", s)
+	}
+}
+
+// FuzzGenAIClient: a model call made, its answer read in two reads whose
+// ends may be copied apart (End): no panic, one span at most, nothing
+// left.
+func FuzzGenAIClient(f *testing.F) {
+	f.Add([]byte(chatRequest(`{"model":"m","stream":true}`)), []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"),
+		[]byte("1f\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n\r\n0\r\n\r\n"), uint16(7), uint16(3))
+	f.Add([]byte("POST /api/chat HTTP/1.1\r\nContent-Length: 30\r\n\r\n{\"model\":\"m\"}"), []byte("HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"message\":"),
+		[]byte("{\"content\":\"a\"},\"done\":true,\"eval_count\":1}\n"), uint16(3), uint16(9))
+	f.Fuzz(func(t *testing.T, req, resp, body []byte, split, end uint16) {
+		k := newTestConns()
+		cut := int(split) % (len(body) + 1)
+		seg := func(dir protocols.Dir, b []byte) *rec {
+			d := &rec{fd: 3, Segment: protocols.Segment{Dir: dir, Data: b[:min(len(b), prototest.Capture)], Len: uint32(len(b)), Tail: tail(string(b))}}
+			if e := int(end) % (len(b) + 1); len(b) > prototest.Capture && e > 0 {
+				d.End = b[len(b)-e:]
+			}
+			return d
+		}
+		var spans []*model.Span
+		for _, d := range []*rec{
+			seg(protocols.Write, req), seg(protocols.WriteMore, req), seg(protocols.Read, resp),
+			seg(protocols.ReadBody, body[:cut]), seg(protocols.ReadBody, body[cut:]),
+			{fd: 3, Segment: protocols.Segment{Dir: closeConn}},
+		} {
+			spans = append(spans, k.handleAll(d)...)
+		}
+		if len(spans) > 1 {
+			t.Fatalf("%d spans for one call", len(spans))
+		}
+		if len(k.conns) != 0 {
+			t.Fatalf("state left after close")
+		}
+	})
+}

@@ -112,7 +112,35 @@ func (p *parser) Feed(out []*model.Span, s *protocols.Segment) []*model.Span {
 	if bytes.HasPrefix(s.Data, []byte("HTTP/1.")) {
 		return p.response(out, s)
 	}
+	if p.bodyOfCall(s) {
+		// A feeder that sees every byte (TLS plaintext) gives a model
+		// call's body as plain reads and writes.
+		body := *s
+		body.Dir = protocols.ReadBody
+		if s.Dir == protocols.Write {
+			body.Dir = protocols.WriteMore
+		}
+		return p.Feed(out, &body)
+	}
 	return p.requests(out, s)
+}
+
+// bodyOfCall says whether s, a read or write that is not a response head,
+// continues a model call this process makes: its answer's body being read,
+// or its request's body being written.
+func (p *parser) bodyOfCall(s *protocols.Segment) bool {
+	switch s.Dir {
+	case protocols.Read:
+		return p.receiving.req != nil
+	case protocols.Write:
+		n := p.requested.Len()
+		if n == 0 {
+			return false
+		}
+		h := p.requested.At(n - 1)
+		return h.gx != nil && !h.open && h.bodyLeft > 0
+	}
+	return false
 }
 
 // response pairs a response head with the oldest request it answers.
