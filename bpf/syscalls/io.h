@@ -227,6 +227,54 @@ static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, con
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
+// A read or write of a model call (FD_GENAI; dir as emit chose it): a
+// record with its first bytes (a body's within its budget) and, when
+// longer, one before it with its last bytes (genai.h). start: its request
+// head, which makes the budgets whole; ends: the descriptor's first record,
+// which carries its endpoints.
+static __always_inline void emit_genai(__u64 id, __s32 fd, __u64 buf, __u64 len, __u8 dir, const struct io_end *end,
+				       bool response, bool start, bool ends)
+{
+	struct fd_key k = {.tgid = id >> 32, .fd = fd};
+	if (start)
+		genai_start(&k);
+	bool writing = dir == SOCK_DIR_WRITE || dir == SOCK_DIR_WRITE_MORE;
+	bool partial = end && end->partial;
+	__u64 total = end ? end->total : len;
+	// Its last buffer (one, but for writev and sendmsg).
+	__u64 base = end ? end->base : buf;
+	__u64 last = end ? end->end : buf + len;
+	__u64 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
+	if (dir == SOCK_DIR_READ_MORE || dir == SOCK_DIR_WRITE_MORE || dir == SOCK_DIR_READ_BODY)
+		n = genai_take(&k, response, n);
+	__u64 tn = partial ? 0 : genai_tail_len(&k, response, total, base, last);
+	genai_lost(total > n + tn ? total - n - tn : 0);
+	if (tn)
+		emit_genai_tail(id, fd, writing ? SOCK_DIR_WRITE_TAIL : SOCK_DIR_READ_TAIL, last, tn, total);
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->len = total > 0xffffffff ? 0xffffffff : total;
+	e->dir = dir;
+	e->proto = SOCK_PROTO_HTTP;
+	e->flags = partial ? SOCK_FLAG_PARTIAL : 0;
+	// Its end, for the framing (a partial writev's is not known).
+	fill_tail(e, partial ? 0 : base, partial ? 0 : last);
+	fd_socket(e, fd, ends);
+	barrier_var(n);
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	e->cap = 0;
+	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)buf))
+		e->cap = n;
+	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
 static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir, const struct io_end *end)
 {
 	if (len <= 0 || !buf)
@@ -315,31 +363,12 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	} else {
 		return;
 	}
-	__u64 total = end ? end->total : (__u64)len;
-	bool writing = dir == SOCK_DIR_WRITE || dir == SOCK_DIR_WRITE_MORE;
-	// Where the segment's last bytes are: its last buffer's (one, but for
-	// writev and sendmsg).
-	__u64 tail_base = end ? end->base : buf;
-	__u64 tail_end = end ? end->end : buf + len;
-	// A model call's segment: its record's data is the budget's to allow
-	// (but its heads'), and a longer one's last bytes go first in a record
-	// of their own (genai.h).
-	__u64 cap_max = SOCK_DATA_MAX;
 	if (flags & FD_GENAI) {
-		if (genai_new)
-			genai_start(&k);
-		bool body = dir == SOCK_DIR_READ_MORE || dir == SOCK_DIR_WRITE_MORE || dir == SOCK_DIR_READ_BODY;
-		__u64 head_n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
-		if (body)
-			head_n = genai_take(&k, response, head_n);
-		cap_max = head_n;
-		__u64 tn = 0;
-		if (!(end && end->partial))
-			tn = genai_tail_len(&k, response, total, tail_base, tail_end);
-		__u64 copied = head_n + tn;
-		genai_lost(total > copied ? total - copied : 0);
-		if (tn)
-			emit_genai_tail(id, fd, writing ? SOCK_DIR_WRITE_TAIL : SOCK_DIR_READ_TAIL, tail_end, tn, total);
+		// A model call's segment: records of its own (genai.h).
+		emit_genai(id, fd, buf, len, dir, end, response, genai_new, !was);
+		if (flags != was)
+			bpf_map_update_elem(&sock_fds, &k, &flags, BPF_ANY);
+		return;
 	}
 	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -349,15 +378,18 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	fill_header(&e->hdr, EVENT_SOCK_DATA);
 	e->tid = (__u32)id;
 	e->fd = fd;
+	__u64 total = end ? end->total : (__u64)len;
 	e->len = total > 0xffffffff ? 0xffffffff : total;
 	e->dir = dir;
 	e->proto = proto;
 	e->flags = end && end->partial ? SOCK_FLAG_PARTIAL : 0;
-	// The tail of an HTTP write, or of a model call's read: one call,
-	// whatever the branch (each inlined copy costs the verifier as much
-	// again).
-	if (proto != SOCK_PROTO_HTTP || !(writing || (flags & FD_GENAI)))
-		tail_base = tail_end = 0;
+	// The tail of an HTTP write only: one call, whatever the branch (each
+	// inlined copy costs the verifier as much again).
+	__u64 tail_base = 0, tail_end = 0;
+	if (proto == SOCK_PROTO_HTTP && dir == SOCK_DIR_WRITE) {
+		tail_base = end ? end->base : buf;
+		tail_end = end ? end->end : buf + len;
+	}
 	fill_tail(e, tail_base, tail_end);
 	// ReadyForQuery ('Z', length 5, status) closing a read: the server is
 	// done, wherever the capture stops.
@@ -370,13 +402,11 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		e->flags |= SOCK_FLAG_READY;
 	fd_socket(e, fd, !was);
 	__u32 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
-	if (n > cap_max)
-		n = cap_max;
 	barrier_var(n);
 	if (n > SOCK_DATA_MAX)
 		n = SOCK_DATA_MAX;
 	e->cap = 0;
-	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)buf))
+	if (!bpf_probe_read_user(e->data, n, (void *)buf))
 		e->cap = n;
 	bpf_ringbuf_submit(e, wakeup_flags());
 	if (flags != was)

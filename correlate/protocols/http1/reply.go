@@ -97,8 +97,9 @@ func (r *reply) more(s *protocols.Segment) bool {
 
 // past reads what a model call's segment held past its Data: its End
 // right after Data is more of the body; after a gap, or with nothing
-// copied past Data, the body's place is lost, and the segment's last bytes
-// are kept for the end (finishTail).
+// copied past Data, the body's place is lost: a stream's last bytes are
+// read at once (its end may be among them), a document's kept for the end
+// (finishTail).
 func (r *reply) past(s *protocols.Segment) {
 	x := r.req.gx
 	whole := int(s.Len) <= len(s.Data)
@@ -110,6 +111,17 @@ func (r *reply) past(s *protocols.Segment) {
 		r.dc.lost = true
 	}
 	if !r.dc.lost {
+		return
+	}
+	if x.Streaming() {
+		// A stream picks up again at its next event in what the
+		// segment's last bytes hold: its end may be there.
+		if t := s.End; len(t) > 0 || whole {
+			if len(t) == 0 {
+				t = s.Data
+			}
+			x.ResponseTail(r.trimChunkEnd(t))
+		}
 		return
 	}
 	switch {
@@ -130,12 +142,16 @@ func (r *reply) finishTail() {
 	if !r.dc.lost || len(r.tail) == 0 || x.Done() {
 		return
 	}
-	t := r.tail
+	x.ResponseTail(r.trimChunkEnd(r.tail))
+}
+
+// trimChunkEnd takes the chunked framing's end off a body's last bytes.
+func (r *reply) trimChunkEnd(t []byte) []byte {
 	if r.dc.chunked {
 		t = bytes.TrimSuffix(t, []byte("0\r\n\r\n"))
 		t = bytes.TrimSuffix(t, crlf)
 	}
-	x.ResponseTail(t)
+	return t
 }
 
 // chunkedEnd says whether a write whose last bytes are tail ends a chunked
