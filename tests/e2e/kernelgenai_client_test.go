@@ -233,8 +233,11 @@ func checkKernelClientSpan(t *testing.T, c kernelClientCall, call modelspec.Call
 		t.Errorf("%s: first token at %v (%q), not between the server's write %v and the client's %v",
 			name, first, s.Attrs["zerotrace.gen_ai.time_to_first_token"], x.Times.FirstToken, call.Times.FirstToken)
 	}
-	if s.Attrs["gen_ai.response.time_to_first_chunk"] == "" {
-		t.Errorf("%s: no time to first chunk", name)
+	ttfc, err := strconv.ParseFloat(s.Attrs["gen_ai.response.time_to_first_chunk"], 64)
+	first = s.Start.Add(time.Duration(ttfc * float64(time.Second)))
+	if err != nil || first.Before(x.Times.FirstChunk) || first.After(call.Times.FirstChunk.Add(slack)) {
+		t.Errorf("%s: first chunk at %v (%q), not between the server's write %v and the client's %v",
+			name, first, s.Attrs["gen_ai.response.time_to_first_chunk"], x.Times.FirstChunk, call.Times.FirstChunk)
 	}
 }
 
