@@ -164,115 +164,139 @@ static __always_inline void emit_genai_tail(__u64 id, __s32 fd, __u8 dir, __u64 
 	bpf_ringbuf_submit(e, wakeup_flags());
 }
 
-// How many of a model call's segment's last bytes (of len in all, whose
-// last buffer is [base, end)) go in a tail record: none when the segment
-// fits its own record; a response's within its budget.
-static __always_inline __u64 genai_tail_len(const struct fd_key *k, bool response, __u64 len, __u64 base, __u64 end)
-{
-	if (len <= SOCK_DATA_MAX || end <= base)
-		return 0;
-	__u64 n = len - SOCK_DATA_MAX;
-	if (n > SOCK_DATA_MAX)
-		n = SOCK_DATA_MAX;
-	if (n > end - base)
-		n = end - base;
-	return response ? genai_take(k, true, n) : n;
-}
+// What genai_segment's last argument carries besides the descriptor: flags
+// (bits 56-63), the direction (48-55) and how many bytes before last are
+// its last buffer's (32-47, at most 65535).
+enum genai_seg_flags {
+	GENAI_SEG_RESPONSE = 1 << 0, // the response's side (its budget)
+	GENAI_SEG_START = 1 << 1,    // the request's head: the budgets are whole again
+	GENAI_SEG_ENDS = 1 << 2,     // the descriptor's first record: with its endpoints
+	GENAI_SEG_PARTIAL = 1 << 3,  // SOCK_FLAG_PARTIAL
+	GENAI_SEG_NO_TAIL = 1 << 4,  // where it ends is not known: no tail
+	GENAI_SEG_BODY = 1 << 5,     // its first bytes are body, the budget's to allow
+};
 
-// A write of a model call's response body: as emit_body, with the first
-// bytes of its first buffer and, when longer, its last ones in a record
-// before it, within the response's budget (n of the total sent; user space
-// marks the body cut when less); what is not copied is counted.
-static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, const struct pending_body *b)
+// A read or write of a model call (FD_GENAI): a record with its first bytes
+// (a body's within its budget) and, when longer, one before it with its
+// last bytes (genai.h). A global function: the verifier checks it once,
+// apart from the paths that lead to it, which then cost no more than
+// before; it takes scalars only, five at most, hence the packing:
+//
+//	id    pid_tgid
+//	src   where its first bytes are
+//	last  where its last buffer ends
+//	lens  its length in all (high 32 bits), the bytes at src (low 32)
+//	meta  fd (low 32 bits), then as enum genai_seg_flags says
+__attribute__((noinline)) int genai_segment(__u64 id, __u64 src, __u64 last, __u64 lens, __u64 meta)
 {
+	__s32 fd = (__s32)(meta & 0xffffffff);
+	__u64 avail = (meta >> 32) & 0xffff;
+	__u8 dir = (meta >> 48) & 0xff;
+	__u8 f = meta >> 56;
+	__u64 total = lens >> 32;
+	__u64 len = lens & 0xffffffff;
+	bool response = f & GENAI_SEG_RESPONSE;
 	struct fd_key k = {.tgid = id >> 32, .fd = fd};
-	__u64 want = total < b->first_len ? total : b->first_len;
-	if (want > SOCK_DATA_MAX)
-		want = SOCK_DATA_MAX;
-	want = genai_take(&k, true, want);
-	// The tail only when the write sent all it asked: its end is then the
-	// last buffer's.
+	if (f & GENAI_SEG_START)
+		genai_start(&k);
+	__u64 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
+	if (f & GENAI_SEG_BODY)
+		n = genai_take(&k, response, n);
 	__u64 tn = 0;
-	if (total >= b->total && !b->partial)
-		tn = genai_tail_len(&k, true, total, b->base, b->last);
-	genai_lost(total - want - tn);
+	if (!(f & GENAI_SEG_NO_TAIL) && total > SOCK_DATA_MAX) {
+		tn = total - SOCK_DATA_MAX;
+		if (tn > SOCK_DATA_MAX)
+			tn = SOCK_DATA_MAX;
+		if (tn > avail)
+			tn = avail;
+		// A request's tail is not charged: its last one is where the
+		// model's name is found when the prompt comes first.
+		if (response)
+			tn = genai_take(&k, true, tn);
+	}
+	genai_lost(total > n + tn ? total - n - tn : 0);
+	bool reading = dir == SOCK_DIR_READ || dir == SOCK_DIR_READ_MORE || dir == SOCK_DIR_READ_BODY;
 	if (tn)
-		emit_genai_tail(id, fd, SOCK_DIR_WRITE_TAIL, b->last, tn, total);
+		emit_genai_tail(id, fd, reading ? SOCK_DIR_READ_TAIL : SOCK_DIR_WRITE_TAIL, last, tn, total);
 	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
 		count(COUNTER_RINGBUF_FULL);
-		return;
+		return 0;
 	}
 	fill_header(&e->hdr, EVENT_SOCK_DATA);
 	e->tid = (__u32)id;
 	e->fd = fd;
-	e->len = total > 0xffffffff ? 0xffffffff : total;
-	e->dir = SOCK_DIR_WRITE_BODY;
+	e->len = total;
+	e->dir = dir;
 	e->proto = SOCK_PROTO_HTTP;
-	e->flags = b->partial ? SOCK_FLAG_PARTIAL : 0;
-	if (total < b->total)
-		fill_tail(e, 0, 0); // it did not reach its end
+	e->flags = (f & GENAI_SEG_PARTIAL) ? SOCK_FLAG_PARTIAL : 0;
+	// Its end, for the framing.
+	if (f & GENAI_SEG_NO_TAIL)
+		fill_tail(e, 0, 0);
 	else
-		fill_tail(e, b->base, b->last);
-	fd_socket(e, fd, false);
-	__u64 n = want;
-	if (n > SOCK_DATA_MAX)
-		n = SOCK_DATA_MAX;
+		fill_tail(e, last - avail, last);
+	fd_socket(e, fd, f & GENAI_SEG_ENDS);
 	barrier_var(n);
 	if (n > SOCK_DATA_MAX)
 		n = SOCK_DATA_MAX;
 	e->cap = 0;
-	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)b->first))
+	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)src))
 		e->cap = n;
 	bpf_ringbuf_submit(e, wakeup_flags());
+	return 0;
 }
 
-// A read or write of a model call (FD_GENAI; dir as emit chose it): a
-// record with its first bytes (a body's within its budget) and, when
-// longer, one before it with its last bytes (genai.h). start: its request
-// head, which makes the budgets whole; ends: the descriptor's first record,
-// which carries its endpoints.
+// Calls genai_segment for a segment of total bytes in all, len of them at
+// src, whose last buffer is [base, last).
+static __always_inline void genai_call(__u64 id, __s32 fd, __u8 dir, __u64 src, __u64 len, __u64 total, __u64 base,
+				       __u64 last, __u8 flags)
+{
+	if (len > 0xffffffff)
+		len = 0xffffffff;
+	if (total > 0xffffffff)
+		total = 0xffffffff;
+	__u64 avail = last > base ? last - base : 0;
+	if (avail > 0xffff)
+		avail = 0xffff;
+	genai_segment(id, src, last, total << 32 | len,
+		      (__u64)(__u32)fd | avail << 32 | (__u64)dir << 48 | (__u64)flags << 56);
+}
+
+// A write of a model call's response body (its exit: total bytes went), as
+// emit_body with the first bytes of its first buffer and its last ones
+// (genai_segment).
+static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, const struct pending_body *b)
+{
+	__u8 f = GENAI_SEG_RESPONSE | GENAI_SEG_BODY;
+	if (b->partial)
+		f |= GENAI_SEG_PARTIAL;
+	// Its end is its last buffer's only when it sent all it asked.
+	if (b->partial || total < b->total)
+		f |= GENAI_SEG_NO_TAIL;
+	__u64 len = total < b->first_len ? total : b->first_len;
+	genai_call(id, fd, SOCK_DIR_WRITE_BODY, b->first, len, total, b->base, b->last, f);
+}
+
+// A read or write of a model call (FD_GENAI; dir as emit chose it).
+// start: its request head; ends: the descriptor's first record.
 static __always_inline void emit_genai(__u64 id, __s32 fd, __u64 buf, __u64 len, __u8 dir, const struct io_end *end,
 				       bool response, bool start, bool ends)
 {
-	struct fd_key k = {.tgid = id >> 32, .fd = fd};
+	__u8 f = 0;
+	if (response)
+		f |= GENAI_SEG_RESPONSE;
 	if (start)
-		genai_start(&k);
-	bool writing = dir == SOCK_DIR_WRITE || dir == SOCK_DIR_WRITE_MORE;
-	bool partial = end && end->partial;
+		f |= GENAI_SEG_START;
+	if (ends)
+		f |= GENAI_SEG_ENDS;
+	if (dir == SOCK_DIR_READ_MORE || dir == SOCK_DIR_WRITE_MORE || dir == SOCK_DIR_READ_BODY)
+		f |= GENAI_SEG_BODY;
+	if (end && end->partial)
+		f |= GENAI_SEG_PARTIAL | GENAI_SEG_NO_TAIL;
 	__u64 total = end ? end->total : len;
-	// Its last buffer (one, but for writev and sendmsg).
 	__u64 base = end ? end->base : buf;
 	__u64 last = end ? end->end : buf + len;
-	__u64 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
-	if (dir == SOCK_DIR_READ_MORE || dir == SOCK_DIR_WRITE_MORE || dir == SOCK_DIR_READ_BODY)
-		n = genai_take(&k, response, n);
-	__u64 tn = partial ? 0 : genai_tail_len(&k, response, total, base, last);
-	genai_lost(total > n + tn ? total - n - tn : 0);
-	if (tn)
-		emit_genai_tail(id, fd, writing ? SOCK_DIR_WRITE_TAIL : SOCK_DIR_READ_TAIL, last, tn, total);
-	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(COUNTER_RINGBUF_FULL);
-		return;
-	}
-	fill_header(&e->hdr, EVENT_SOCK_DATA);
-	e->tid = (__u32)id;
-	e->fd = fd;
-	e->len = total > 0xffffffff ? 0xffffffff : total;
-	e->dir = dir;
-	e->proto = SOCK_PROTO_HTTP;
-	e->flags = partial ? SOCK_FLAG_PARTIAL : 0;
-	// Its end, for the framing (a partial writev's is not known).
-	fill_tail(e, partial ? 0 : base, partial ? 0 : last);
-	fd_socket(e, fd, ends);
-	barrier_var(n);
-	if (n > SOCK_DATA_MAX)
-		n = SOCK_DATA_MAX;
-	e->cap = 0;
-	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)buf))
-		e->cap = n;
-	bpf_ringbuf_submit(e, wakeup_flags());
+	genai_call(id, fd, dir, buf, len, total, base, last, f);
 }
 
 static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir, const struct io_end *end)
