@@ -70,8 +70,6 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long nr)
 	__s32 fd = (__s32)regs->di;
 	__u64 a1 = regs->si, a2 = regs->dx;
 	__u64 iov = a1, count = a2;
-	struct pending_write w = {};
-	bool write = false;
 	switch (nr) {
 	case NR_read:
 	case NR_recvfrom:
@@ -79,7 +77,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long nr)
 		break;
 	case NR_write:
 	case NR_sendto:
-		write = write_args(id, a1, (__s64)a2, &w);
+		write_enter(id, fd, a1, (__s64)a2);
 		break;
 	case NR_recvmsg:
 		count = 0;
@@ -93,7 +91,7 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long nr)
 		iov = msg_iov(a1, &count);
 		__attribute__((fallthrough)); // one copy of the writev handler
 	case NR_writev:
-		write = writev_args(id, iov, count, &w);
+		writev_enter(id, fd, iov, count);
 		break;
 	case NR_sendfile:
 		sendfile_enter(id, fd);
@@ -102,9 +100,6 @@ int BPF_PROG(sys_enter, struct pt_regs *regs, long nr)
 		close_enter(id, fd);
 		break;
 	}
-	// Every write, with one copy of its handler.
-	if (write)
-		write_enter(id, fd, &w);
 	return 0;
 }
 

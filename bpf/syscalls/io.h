@@ -464,33 +464,12 @@ static __always_inline void read_exit(__u64 id, __s64 ret)
 	emit(id, rd.fd, rd.buf, n, SOCK_DIR_READ, NULL);
 }
 
-// A write about to be made: its first buffer, and where it ends. Every
-// kind of write comes to one call of emit (write_enter): each inlined copy
-// costs the verifier as much again.
-struct pending_write {
-	__u64 buf;
-	__s64 len;
-	struct io_end end;
-};
-
-// write, sendto: one buffer. False when the process is not traced.
-static __always_inline bool write_args(__u64 id, __u64 buf, __s64 len, struct pending_write *w)
+// write, sendto.
+static __always_inline void write_enter(__u64 id, __s32 fd, __u64 buf, __s64 len)
 {
 	if (!traced(id >> 32))
-		return false;
-	w->buf = buf;
-	w->len = len;
-	w->end.total = (__u64)len;
-	w->end.base = buf;
-	w->end.end = buf + len;
-	w->end.partial = 0;
-	return true;
-}
-
-// write, sendto, writev, sendmsg, as write_args or writev_args read them.
-static __always_inline void write_enter(__u64 id, __s32 fd, const struct pending_write *w)
-{
-	emit(id, fd, w->buf, w->len, SOCK_DIR_WRITE, &w->end);
+		return;
+	emit(id, fd, buf, len, SOCK_DIR_WRITE, NULL);
 }
 
 // The first buffer of an iovec array (readv, writev), or of a msghdr's
@@ -531,17 +510,16 @@ static __always_inline void readv_enter(__u64 id, __s32 fd, __u64 iov)
 // and chunk framing that servers write together.
 #define WRITEV_SEEN 8
 
-// writev, and sendmsg through its msghdr. False when the process is not
-// traced or the buffers cannot be read.
-static __always_inline bool writev_args(__u64 id, __u64 iov, __u64 count, struct pending_write *w)
+// writev, and sendmsg through its msghdr.
+static __always_inline void writev_enter(__u64 id, __s32 fd, __u64 iov, __u64 count)
 {
 	if (!traced(id >> 32) || !iov || !count)
-		return false;
+		return;
 	struct iovec v[WRITEV_SEEN] = {};
 	__u64 k = count > WRITEV_SEEN ? WRITEV_SEEN : count;
 	barrier_var(k);
 	if (k < 1 || k > WRITEV_SEEN || bpf_probe_read_user(v, k * sizeof(v[0]), (void *)iov))
-		return false;
+		return;
 	// Its length in all (the buffers past k are zero: no branch per
 	// buffer, which would multiply the verifier's paths) and its last
 	// buffer, read again by address. With more buffers than that, the
@@ -554,10 +532,7 @@ static __always_inline bool writev_args(__u64 id, __u64 iov, __u64 count, struct
 		end.base = (__u64)last.iov_base;
 		end.end = end.base + last.iov_len;
 	}
-	w->buf = (__u64)v[0].iov_base;
-	w->len = (__s64)v[0].iov_len;
-	w->end = end;
-	return true;
+	emit(id, fd, (__u64)v[0].iov_base, (__s64)v[0].iov_len, SOCK_DIR_WRITE, &end);
 }
 
 // The exit of a write of a response's body (write, sendto, writev,
