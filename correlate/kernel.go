@@ -114,6 +114,7 @@ type kernelTracer struct {
 	ids     idSource
 	seg     protocols.Segment // the record being handled, as its parser reads it
 	out     []*model.Span     // what the record being handled completed
+	ends    []segmentEnd      // segments' last bytes awaiting their record
 	// recognised, when set, is told of each socket's protocol when it is
 	// first seen (and of a TLS server name): the connection table's.
 	recognised func(d *SockData, serverName string)
@@ -136,8 +137,23 @@ var segmentDirs = [...]protocols.Dir{
 	SockWrite:     protocols.Write,
 	SockReadMore:  protocols.ReadMore,
 	SockWriteBody: protocols.WriteBody,
-	SockReadTail:  protocols.ReadTail,
+	SockWriteMore: protocols.WriteMore,
+	SockReadBody:  protocols.ReadBody,
 }
+
+// segmentEnd is the last bytes of a model call's read or write, which the
+// kernel sends in a record of their own just before the segment's
+// (SockReadTail, SockWriteTail): they wait here for it.
+type segmentEnd struct {
+	key  sockKey
+	tid  uint32
+	len  uint32
+	data []byte // the record's own Data (each record has its own memory)
+}
+
+// maxEnds bounds the segment ends waiting: more than one only when
+// threads on several CPUs read or write model calls at the same instant.
+const maxEnds = 4
 
 // handle returns the spans a record completes. The slice is reused by the
 // next call.
@@ -150,6 +166,10 @@ func (k *kernelTracer) handle(d *SockData) []*model.Span {
 			k.closeStream(st)
 			delete(k.streams, key)
 		}
+		return k.out
+	}
+	if d.Dir == SockReadTail || d.Dir == SockWriteTail {
+		k.keepEnd(key, d)
 		return k.out
 	}
 	if d.Proto == ProtoTLS {
@@ -186,12 +206,44 @@ func (k *kernelTracer) handle(d *SockData) []*model.Span {
 		Dir: segmentDirs[d.Dir], Time: d.Time, TID: d.TID, Len: d.Len,
 		Data: d.Data, Tail: d.Tail, Ready: d.Ready, Partial: d.Partial,
 	}
+	if len(k.ends) > 0 {
+		k.seg.End = k.takeEnd(key, d)
+	}
 	k.out = p.Feed(k.out, &k.seg)
 	for p.Pending() > maxPending {
 		p.DropOldest()
 		k.stats.KernelUnanswered.Add(1)
 	}
 	return k.out
+}
+
+// keepEnd keeps the last bytes of the segment whose record comes next,
+// in place of the oldest kept when there is no room.
+func (k *kernelTracer) keepEnd(key sockKey, d *SockData) {
+	e := segmentEnd{key: key, tid: d.TID, len: d.Len, data: d.Data}
+	if len(k.ends) >= maxEnds {
+		copy(k.ends, k.ends[1:])
+		k.ends = k.ends[:maxEnds-1]
+	}
+	k.ends = append(k.ends, e)
+}
+
+// takeEnd returns the last bytes kept for d's segment, nil when none
+// were; the end of another segment of d's thread and descriptor was not
+// followed by its record (lost) and is dropped.
+func (k *kernelTracer) takeEnd(key sockKey, d *SockData) []byte {
+	for i := range k.ends {
+		e := k.ends[i]
+		if e.key != key || e.tid != d.TID {
+			continue
+		}
+		k.ends = append(k.ends[:i], k.ends[i+1:]...)
+		if e.len == d.Len {
+			return e.data
+		}
+		return nil
+	}
+	return nil
 }
 
 // closeStream settles a descriptor's exchanges at its close: what was

@@ -23,9 +23,22 @@ const (
 	// it sent, Tail its last bytes when it sent all it asked; no Data,
 	// except for the answer to a model call: its first bytes.
 	SockWriteBody SockDir = 5
-	// SockReadTail is the last bytes of a model call's request read
-	// longer than the read's own record holds (Len is the read's).
+	// SockReadTail is the last bytes of a read of a model call's body (a
+	// request's, served, or a response's, called) longer than the read's
+	// own record holds, just before that record (Len is the read's).
 	SockReadTail SockDir = 6
+	// SockWriteMore is a write of a model call's request body after its
+	// head, by the process making the call: its first bytes while the
+	// copy budget lasts.
+	SockWriteMore SockDir = 7
+	// SockWriteTail is the last bytes of a write of a model call's body
+	// longer than the write's own record holds, just before that record
+	// (Len is the write's).
+	SockWriteTail SockDir = 8
+	// SockReadBody is a read of a model call's response body by the
+	// process making the call: its first bytes while the copy budget
+	// lasts, and its Tail.
+	SockReadBody SockDir = 9
 )
 
 // SockProto is the protocol the kernel recognised on a descriptor.
@@ -73,8 +86,8 @@ type SockData struct {
 	Partial bool
 	Len     uint32 // bytes read, or bytes the write asked to send
 	Data    []byte // the first bytes, at most 512
-	// Tail is the last bytes (at most 8) of an HTTP write: of its last
-	// buffer, for writev and sendmsg.
+	// Tail is the last bytes (at most 8) of an HTTP write (of its last
+	// buffer, for writev and sendmsg) or of a read of a model call's.
 	Tail []byte
 	// The descriptor's TCP endpoints, when it is a TCP socket; Unix when
 	// it is a Unix-domain socket.

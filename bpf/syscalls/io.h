@@ -10,6 +10,7 @@
 #include "syscalls/redis.h"
 #include "syscalls/tls.h"
 #include "syscalls/mysql.h"
+#include "syscalls/genai.h"
 
 // A read in progress: where its data goes.
 struct pending_read {
@@ -133,43 +134,10 @@ static __always_inline void emit_body(__u64 id, __s32 fd, __u64 total, __u64 bas
 	emit_short(id, fd, SOCK_DIR_WRITE_BODY, SOCK_PROTO_HTTP, total, partial ? SOCK_FLAG_PARTIAL : 0, base, last);
 }
 
-// A write of a model call's response body: as emit_body, with the first
-// bytes of its first buffer (n of the total sent; user space marks the
-// body cut when n is less).
-static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, const struct pending_body *b)
-{
-	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-	if (!e) {
-		count(COUNTER_RINGBUF_FULL);
-		return;
-	}
-	fill_header(&e->hdr, EVENT_SOCK_DATA);
-	e->tid = (__u32)id;
-	e->fd = fd;
-	e->len = total > 0xffffffff ? 0xffffffff : total;
-	e->dir = SOCK_DIR_WRITE_BODY;
-	e->proto = SOCK_PROTO_HTTP;
-	e->flags = b->partial ? SOCK_FLAG_PARTIAL : 0;
-	if (total < b->total)
-		fill_tail(e, 0, 0); // it did not reach its end
-	else
-		fill_tail(e, b->base, b->last);
-	fd_socket(e, fd, false);
-	__u64 n = total < b->first_len ? total : b->first_len;
-	if (n > SOCK_DATA_MAX)
-		n = SOCK_DATA_MAX;
-	barrier_var(n);
-	if (n > SOCK_DATA_MAX)
-		n = SOCK_DATA_MAX;
-	e->cap = 0;
-	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)b->first))
-		e->cap = n;
-	bpf_ringbuf_submit(e, wakeup_flags());
-}
-
-// The last bytes of a model call's request read of len bytes at buf,
-// past the SOCK_DATA_MAX its own record holds.
-static __always_inline void emit_read_tail(__u64 id, __s32 fd, __u64 buf, __u64 len)
+// The last n bytes before end of a model call's segment of len bytes, in a
+// record of dir (SOCK_DIR_READ_TAIL, SOCK_DIR_WRITE_TAIL) sent just before
+// the segment's own.
+static __always_inline void emit_genai_tail(__u64 id, __s32 fd, __u8 dir, __u64 end, __u64 n, __u64 len)
 {
 	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
@@ -180,21 +148,155 @@ static __always_inline void emit_read_tail(__u64 id, __s32 fd, __u64 buf, __u64 
 	e->tid = (__u32)id;
 	e->fd = fd;
 	e->len = len > 0xffffffff ? 0xffffffff : len;
-	e->dir = SOCK_DIR_READ_TAIL;
+	e->dir = dir;
 	e->proto = SOCK_PROTO_HTTP;
 	e->flags = 0;
 	fill_tail(e, 0, 0);
 	fd_socket(e, fd, false);
-	__u64 n = len - SOCK_DATA_MAX;
 	if (n > SOCK_DATA_MAX)
 		n = SOCK_DATA_MAX;
 	barrier_var(n);
 	if (n > SOCK_DATA_MAX)
 		n = SOCK_DATA_MAX;
 	e->cap = 0;
-	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)(buf + len - n)))
+	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)(end - n)))
 		e->cap = n;
 	bpf_ringbuf_submit(e, wakeup_flags());
+}
+
+// What genai_segment's last argument carries besides the descriptor: flags
+// (bits 56-63), the direction (48-55) and how many bytes before last are
+// its last buffer's (32-47, at most 65535).
+enum genai_seg_flags {
+	GENAI_SEG_RESPONSE = 1 << 0, // the response's side (its budget)
+	GENAI_SEG_START = 1 << 1,    // the request's head: the budgets are whole again
+	GENAI_SEG_ENDS = 1 << 2,     // the descriptor's first record: with its endpoints
+	GENAI_SEG_PARTIAL = 1 << 3,  // SOCK_FLAG_PARTIAL
+	GENAI_SEG_NO_TAIL = 1 << 4,  // where it ends is not known: no tail
+	GENAI_SEG_BODY = 1 << 5,     // its first bytes are body, the budget's to allow
+};
+
+// A read or write of a model call (FD_GENAI): a record with its first bytes
+// (a body's within its budget) and, when longer, one before it with its
+// last bytes (genai.h). A global function: the verifier checks it once,
+// apart from the paths that lead to it, which then cost no more than
+// before; it takes scalars only, five at most, hence the packing:
+//
+//	id    pid_tgid
+//	src   where its first bytes are
+//	last  where its last buffer ends
+//	lens  its length in all (high 32 bits), the bytes at src (low 32)
+//	meta  fd (low 32 bits), then as enum genai_seg_flags says
+__attribute__((noinline)) int genai_segment(__u64 id, __u64 src, __u64 last, __u64 lens, __u64 meta)
+{
+	__s32 fd = (__s32)(meta & 0xffffffff);
+	__u64 avail = (meta >> 32) & 0xffff;
+	__u8 dir = (meta >> 48) & 0xff;
+	__u8 f = meta >> 56;
+	__u64 total = lens >> 32;
+	__u64 len = lens & 0xffffffff;
+	bool response = f & GENAI_SEG_RESPONSE;
+	struct fd_key k = {.tgid = id >> 32, .fd = fd};
+	if (f & GENAI_SEG_START)
+		genai_start(&k);
+	__u64 n = len > SOCK_DATA_MAX ? SOCK_DATA_MAX : len;
+	if (f & GENAI_SEG_BODY)
+		n = genai_take(&k, response, n);
+	__u64 tn = 0;
+	if (!(f & GENAI_SEG_NO_TAIL) && total > SOCK_DATA_MAX) {
+		tn = total - SOCK_DATA_MAX;
+		if (tn > SOCK_DATA_MAX)
+			tn = SOCK_DATA_MAX;
+		if (tn > avail)
+			tn = avail;
+		// A request's tail is not charged: its last one is where the
+		// model's name is found when the prompt comes first.
+		if (response)
+			tn = genai_take(&k, true, tn);
+	}
+	genai_lost(total > n + tn ? total - n - tn : 0);
+	bool reading = dir == SOCK_DIR_READ || dir == SOCK_DIR_READ_MORE || dir == SOCK_DIR_READ_BODY;
+	if (tn)
+		emit_genai_tail(id, fd, reading ? SOCK_DIR_READ_TAIL : SOCK_DIR_WRITE_TAIL, last, tn, total);
+	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return 0;
+	}
+	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	e->tid = (__u32)id;
+	e->fd = fd;
+	e->len = total;
+	e->dir = dir;
+	e->proto = SOCK_PROTO_HTTP;
+	e->flags = (f & GENAI_SEG_PARTIAL) ? SOCK_FLAG_PARTIAL : 0;
+	// Its end, for the framing.
+	if (f & GENAI_SEG_NO_TAIL)
+		fill_tail(e, 0, 0);
+	else
+		fill_tail(e, last - avail, last);
+	fd_socket(e, fd, f & GENAI_SEG_ENDS);
+	barrier_var(n);
+	if (n > SOCK_DATA_MAX)
+		n = SOCK_DATA_MAX;
+	e->cap = 0;
+	if (n > 0 && !bpf_probe_read_user(e->data, n, (void *)src))
+		e->cap = n;
+	bpf_ringbuf_submit(e, wakeup_flags());
+	return 0;
+}
+
+// Calls genai_segment for a segment of total bytes in all, len of them at
+// src, whose last buffer is [base, last).
+static __always_inline void genai_call(__u64 id, __s32 fd, __u8 dir, __u64 src, __u64 len, __u64 total, __u64 base,
+				       __u64 last, __u8 flags)
+{
+	if (len > 0xffffffff)
+		len = 0xffffffff;
+	if (total > 0xffffffff)
+		total = 0xffffffff;
+	__u64 avail = last > base ? last - base : 0;
+	if (avail > 0xffff)
+		avail = 0xffff;
+	genai_segment(id, src, last, total << 32 | len,
+		      (__u64)(__u32)fd | avail << 32 | (__u64)dir << 48 | (__u64)flags << 56);
+}
+
+// A write of a model call's response body (its exit: total bytes went), as
+// emit_body with the first bytes of its first buffer and its last ones
+// (genai_segment).
+static __always_inline void emit_genai_body(__u64 id, __s32 fd, __u64 total, const struct pending_body *b)
+{
+	__u8 f = GENAI_SEG_RESPONSE | GENAI_SEG_BODY;
+	if (b->partial)
+		f |= GENAI_SEG_PARTIAL;
+	// Its end is its last buffer's only when it sent all it asked.
+	if (b->partial || total < b->total)
+		f |= GENAI_SEG_NO_TAIL;
+	__u64 len = total < b->first_len ? total : b->first_len;
+	genai_call(id, fd, SOCK_DIR_WRITE_BODY, b->first, len, total, b->base, b->last, f);
+}
+
+// A read or write of a model call (FD_GENAI; dir as emit chose it).
+// start: its request head; ends: the descriptor's first record.
+static __always_inline void emit_genai(__u64 id, __s32 fd, __u64 buf, __u64 len, __u8 dir, const struct io_end *end,
+				       bool response, bool start, bool ends)
+{
+	__u8 f = 0;
+	if (response)
+		f |= GENAI_SEG_RESPONSE;
+	if (start)
+		f |= GENAI_SEG_START;
+	if (ends)
+		f |= GENAI_SEG_ENDS;
+	if (dir == SOCK_DIR_READ_MORE || dir == SOCK_DIR_WRITE_MORE || dir == SOCK_DIR_READ_BODY)
+		f |= GENAI_SEG_BODY;
+	if (end && end->partial)
+		f |= GENAI_SEG_PARTIAL | GENAI_SEG_NO_TAIL;
+	__u64 total = end ? end->total : len;
+	__u64 base = end ? end->base : buf;
+	__u64 last = end ? end->end : buf + len;
+	genai_call(id, fd, dir, buf, len, total, base, last, f);
 }
 
 static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 dir, const struct io_end *end)
@@ -208,6 +310,9 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	__u8 *f = bpf_map_lookup_elem(&sock_fds, &k);
 	__u8 was = f ? *f : 0;
 	__u8 flags, proto;
+	// Of a model call (FD_GENAI): whether it starts here (its request
+	// head), and whether this is its response's side.
+	bool genai_new = false, response = false;
 	if (was & FD_POSTGRES) {
 		proto = SOCK_PROTO_POSTGRES;
 		flags = was;
@@ -224,15 +329,21 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		// write, ends that. A response: follow its body.
 		proto = SOCK_PROTO_HTTP;
 		flags = FD_HTTP;
-		if (dir == SOCK_DIR_READ && head[0] != 'H') {
+		response = head[0] == 'H';
+		if (dir == SOCK_DIR_READ && !response)
 			flags |= FD_NEXT_READ;
-			if (looks_like_genai(head))
-				flags |= FD_GENAI;
+		// A model call, read (served) or written (made).
+		if (!response && looks_like_genai(head)) {
+			flags |= FD_GENAI;
+			genai_new = true;
 		}
 		// (Not after a 101: what follows is another protocol.) The
-		// answer to a model call keeps its mark.
-		if (head[0] == 'H' && dir == SOCK_DIR_WRITE && !(head[9] == '1' && head[10] == '0' && head[11] == '1'))
+		// answer to a model call keeps its mark: the server's writes
+		// of it, or the client's reads, are its body.
+		if (response && dir == SOCK_DIR_WRITE && !(head[9] == '1' && head[10] == '0' && head[11] == '1'))
 			flags |= FD_RESPONDING | (was & FD_GENAI);
+		if (response && dir == SOCK_DIR_READ)
+			flags |= was & FD_GENAI;
 	} else if ((was & FD_NEXT_READ) && dir == SOCK_DIR_READ) {
 		proto = SOCK_PROTO_HTTP;
 		// A model call's request body: every read of it, until the
@@ -247,6 +358,13 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		else
 			body_enter(id, fd, len, buf, buf + len, 0, first, len);
 		return;
+	} else if ((was & FD_GENAI) && !(was & (FD_NEXT_READ | FD_RESPONDING))) {
+		// A model call this process makes (its request was written):
+		// its request body's writes, then its response body's reads.
+		proto = SOCK_PROTO_HTTP;
+		flags = was;
+		response = dir != SOCK_DIR_WRITE;
+		dir = response ? SOCK_DIR_READ_BODY : SOCK_DIR_WRITE_MORE;
 	} else if (was & FD_HTTP) {
 		return;
 	} else if (dir != SOCK_DIR_WRITE) {
@@ -267,6 +385,13 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		proto = SOCK_PROTO_MYSQL;
 		flags = FD_MYSQL;
 	} else {
+		return;
+	}
+	if (flags & FD_GENAI) {
+		// A model call's segment: records of its own (genai.h).
+		emit_genai(id, fd, buf, len, dir, end, response, genai_new, !was);
+		if (flags != was)
+			bpf_map_update_elem(&sock_fds, &k, &flags, BPF_ANY);
 		return;
 	}
 	struct sock_data_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
@@ -310,8 +435,6 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	bpf_ringbuf_submit(e, wakeup_flags());
 	if (flags != was)
 		bpf_map_update_elem(&sock_fds, &k, &flags, BPF_ANY);
-	if ((flags & FD_GENAI) && dir != SOCK_DIR_WRITE && len > SOCK_DATA_MAX)
-		emit_read_tail(id, fd, buf, len);
 }
 
 // The handlers below run from the syscall dispatcher (dispatch.h), for

@@ -30,11 +30,27 @@ enum sock_dir {
 	// where the response ends from them (a streamed answer lasts until
 	// its last chunk).
 	SOCK_DIR_WRITE_BODY = 5,
-	// The last bytes of a read of a model call's request (FD_GENAI)
-	// longer than SOCK_DATA_MAX, right after the read's own record: the
-	// end of a body whose middle was not copied (the SDKs write the model
-	// after the prompt). len is the read's.
+	// The last bytes of a read of a model call's body longer than
+	// SOCK_DATA_MAX: a request body's (server side) or a response's
+	// (client side). Sent right BEFORE the read's own record (so that
+	// user space has them when that record ends the exchange); len is the
+	// read's.
 	SOCK_DIR_READ_TAIL = 6,
+	// A write of a model call's request body after its head, by the
+	// process making the call (client side): its first bytes while the
+	// request's copy budget lasts (bpf/syscalls/genai.h), len the bytes
+	// it asked to send.
+	SOCK_DIR_WRITE_MORE = 7,
+	// The last bytes of a write of a model call's body longer than
+	// SOCK_DATA_MAX (its last buffer's): a request's (client side) or a
+	// response's (server side). Sent right before the write's own record;
+	// len is the write's.
+	SOCK_DIR_WRITE_TAIL = 8,
+	// A read of a model call's response body by the process making the
+	// call (client side), after the response head: its first bytes while
+	// the response's copy budget lasts, and tail, so that user space
+	// finds where the stream ends.
+	SOCK_DIR_READ_BODY = 9,
 };
 
 // Protocol of a sock_data_event's descriptor, recognised from its first
@@ -91,8 +107,8 @@ struct sock_data_event {
 	__u8 local_ip[16];
 	__u8 remote_ip[16];
 	// The last bytes of an HTTP write (of its last buffer, for writev and
-	// sendmsg), wherever the capture stops: the end of a chunked body
-	// shows there.
+	// sendmsg), or of a read of a model call's, wherever the capture
+	// stops: the end of a chunked body shows there.
 	char tail[SOCK_TAIL_MAX];
 	char data[SOCK_DATA_MAX];
 };

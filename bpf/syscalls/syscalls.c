@@ -54,5 +54,6 @@ enum conn_kind *unused_conn_kind __attribute__((unused));
 enum conn_role *unused_conn_role __attribute__((unused));
 enum task_kind *unused_task_kind __attribute__((unused));
 enum traced_how *unused_traced_how __attribute__((unused));
+enum genai_loss *unused_genai_loss __attribute__((unused));
 struct open_conn_bytes *unused_open_conn_bytes __attribute__((unused));
 struct tgid_word *unused_tgid_word __attribute__((unused));

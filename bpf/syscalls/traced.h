@@ -62,11 +62,11 @@ enum fd_flags {
 	// space as body (length and tail only) until the next request is read,
 	// so that a streamed response ends where its last chunk is written.
 	FD_RESPONDING = 1 << 6,
-	// The request being answered is a call to a model API (http.h,
-	// looks_like_genai): every read of its body goes to user space (with
-	// the read's tail when longer than a record), and its response body's
-	// writes with their first bytes, so that the stream's events can be
-	// read.
+	// The request being answered (read: FD_NEXT_READ, then
+	// FD_RESPONDING), or made (written: neither), is a call to a model
+	// API (http.h, looks_like_genai): every read or write of its bodies
+	// goes to user space with its first and last bytes, within the call's
+	// budget (genai.h), so that the stream's events can be read.
 	FD_GENAI = 1 << 7,
 };
 

@@ -46,9 +46,14 @@ const (
 	// Tail, no Data (the kernel path does not copy bodies, but for a model
 	// call's answer, whose first bytes are in Data).
 	WriteBody
-	// ReadTail: the last bytes of the read before it (Len is that read's),
-	// when it was a model call's request longer than its Data.
-	ReadTail
+	// WriteMore: a write of a model call's request body after its head
+	// (the kernel path reports those of the calls a process makes, and no
+	// other write of a body).
+	WriteMore
+	// ReadBody: a read of a model call's response body after its head, by
+	// the process making the call (the kernel path reports those, and no
+	// other read of a response's body).
+	ReadBody
 )
 
 // Segment is one read or write of a connection.
@@ -75,6 +80,11 @@ type Segment struct {
 	Ready bool
 	// Partial: Len and Tail cover only part of a vectored write.
 	Partial bool
+	// End is the last bytes of the read or write past Data, when the
+	// capture copied them as well (a model call's body on the kernel
+	// path, whose middle is not copied): Len-len(Data)-len(End) bytes lie
+	// between Data and End. nil when not copied, or when Data holds all.
+	End []byte
 }
 
 // Conn is what the feeder knows of the connection a parser follows.

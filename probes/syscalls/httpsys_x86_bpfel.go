@@ -67,6 +67,14 @@ const (
 	httpsysConnRoleCONN_SERVER httpsysConnRole = 2
 )
 
+type httpsysGenaiLoss uint32
+
+const (
+	httpsysGenaiLossGENAI_LOSS_BYTES    httpsysGenaiLoss = 0
+	httpsysGenaiLossGENAI_LOSS_SEGMENTS httpsysGenaiLoss = 1
+	httpsysGenaiLossGENAI_LOSS_MAX      httpsysGenaiLoss = 2
+)
+
 type httpsysOpenConnBytes struct {
 	_             structs.HostLayout
 	Sock          uint64
@@ -121,6 +129,9 @@ const (
 	httpsysSockDirSOCK_DIR_READ_MORE  httpsysSockDir = 4
 	httpsysSockDirSOCK_DIR_WRITE_BODY httpsysSockDir = 5
 	httpsysSockDirSOCK_DIR_READ_TAIL  httpsysSockDir = 6
+	httpsysSockDirSOCK_DIR_WRITE_MORE httpsysSockDir = 7
+	httpsysSockDirSOCK_DIR_WRITE_TAIL httpsysSockDir = 8
+	httpsysSockDirSOCK_DIR_READ_BODY  httpsysSockDir = 9
 )
 
 type httpsysSockProto uint32
@@ -189,6 +200,8 @@ const (
 	httpsysMapConnTgids            = "conn_tgids"
 	httpsysMapCounters             = "counters"
 	httpsysMapEvents               = "events"
+	httpsysMapGenaiBudgets         = "genai_budgets"
+	httpsysMapGenaiLosses          = "genai_losses"
 	httpsysMapGoCtx                = "go_ctx"
 	httpsysMapPendingBodies        = "pending_bodies"
 	httpsysMapPendingReads         = "pending_reads"
@@ -205,6 +218,7 @@ const (
 	httpsysVarUnusedConnEvent      = "unused_conn_event"
 	httpsysVarUnusedConnKind       = "unused_conn_kind"
 	httpsysVarUnusedConnRole       = "unused_conn_role"
+	httpsysVarUnusedGenaiLoss      = "unused_genai_loss"
 	httpsysVarUnusedOpenConnBytes  = "unused_open_conn_bytes"
 	httpsysVarUnusedSockDataEvent  = "unused_sock_data_event"
 	httpsysVarUnusedSockDataFlags  = "unused_sock_data_flags"
@@ -279,6 +293,8 @@ type httpsysMapSpecs struct {
 	ConnTgids     *ebpf.MapSpec `ebpf:"conn_tgids"`
 	Counters      *ebpf.MapSpec `ebpf:"counters"`
 	Events        *ebpf.MapSpec `ebpf:"events"`
+	GenaiBudgets  *ebpf.MapSpec `ebpf:"genai_budgets"`
+	GenaiLosses   *ebpf.MapSpec `ebpf:"genai_losses"`
 	GoCtx         *ebpf.MapSpec `ebpf:"go_ctx"`
 	PendingBodies *ebpf.MapSpec `ebpf:"pending_bodies"`
 	PendingReads  *ebpf.MapSpec `ebpf:"pending_reads"`
@@ -295,6 +311,7 @@ type httpsysVariableSpecs struct {
 	UnusedConnEvent      *ebpf.VariableSpec `ebpf:"unused_conn_event"`
 	UnusedConnKind       *ebpf.VariableSpec `ebpf:"unused_conn_kind"`
 	UnusedConnRole       *ebpf.VariableSpec `ebpf:"unused_conn_role"`
+	UnusedGenaiLoss      *ebpf.VariableSpec `ebpf:"unused_genai_loss"`
 	UnusedOpenConnBytes  *ebpf.VariableSpec `ebpf:"unused_open_conn_bytes"`
 	UnusedSockDataEvent  *ebpf.VariableSpec `ebpf:"unused_sock_data_event"`
 	UnusedSockDataFlags  *ebpf.VariableSpec `ebpf:"unused_sock_data_flags"`
@@ -335,6 +352,8 @@ type httpsysMaps struct {
 	ConnTgids     *ebpf.Map `ebpf:"conn_tgids"`
 	Counters      *ebpf.Map `ebpf:"counters"`
 	Events        *ebpf.Map `ebpf:"events"`
+	GenaiBudgets  *ebpf.Map `ebpf:"genai_budgets"`
+	GenaiLosses   *ebpf.Map `ebpf:"genai_losses"`
 	GoCtx         *ebpf.Map `ebpf:"go_ctx"`
 	PendingBodies *ebpf.Map `ebpf:"pending_bodies"`
 	PendingReads  *ebpf.Map `ebpf:"pending_reads"`
@@ -352,6 +371,8 @@ func (m *httpsysMaps) Close() error {
 		m.ConnTgids,
 		m.Counters,
 		m.Events,
+		m.GenaiBudgets,
+		m.GenaiLosses,
 		m.GoCtx,
 		m.PendingBodies,
 		m.PendingReads,
@@ -369,6 +390,7 @@ type httpsysVariables struct {
 	UnusedConnEvent      *ebpf.Variable `ebpf:"unused_conn_event"`
 	UnusedConnKind       *ebpf.Variable `ebpf:"unused_conn_kind"`
 	UnusedConnRole       *ebpf.Variable `ebpf:"unused_conn_role"`
+	UnusedGenaiLoss      *ebpf.Variable `ebpf:"unused_genai_loss"`
 	UnusedOpenConnBytes  *ebpf.Variable `ebpf:"unused_open_conn_bytes"`
 	UnusedSockDataEvent  *ebpf.Variable `ebpf:"unused_sock_data_event"`
 	UnusedSockDataFlags  *ebpf.Variable `ebpf:"unused_sock_data_flags"`

@@ -64,6 +64,9 @@ func TestCorrelateEnumsMatchC(t *testing.T) {
 			"SOCK_DIR_READ_MORE":  uint64(correlate.SockReadMore),
 			"SOCK_DIR_READ_TAIL":  uint64(correlate.SockReadTail),
 			"SOCK_DIR_WRITE_BODY": uint64(correlate.SockWriteBody),
+			"SOCK_DIR_WRITE_MORE": uint64(correlate.SockWriteMore),
+			"SOCK_DIR_WRITE_TAIL": uint64(correlate.SockWriteTail),
+			"SOCK_DIR_READ_BODY":  uint64(correlate.SockReadBody),
 		},
 		"sock_proto": {
 			"SOCK_PROTO_HTTP":     uint64(correlate.ProtoHTTP),

@@ -459,3 +459,28 @@ func (t *Tracer) Attached() []string {
 	defer t.mu.Unlock()
 	return slices.Sorted(maps.Keys(t.links))
 }
+
+// GenAILosses are what the kernel did not copy of model calls' bodies
+// (bpf/syscalls/genai.h): bytes, and the reads and writes they were part of.
+type GenAILosses struct {
+	Bytes, Segments uint64
+}
+
+// GenAILosses sums the kernel's per-CPU counts of model calls' body bytes
+// not copied.
+func (t *Tracer) GenAILosses() (GenAILosses, error) {
+	var out GenAILosses
+	var perCPU []uint64
+	for key, dst := range map[httpsysGenaiLoss]*uint64{
+		httpsysGenaiLossGENAI_LOSS_BYTES:    &out.Bytes,
+		httpsysGenaiLossGENAI_LOSS_SEGMENTS: &out.Segments,
+	} {
+		if err := t.objs.GenaiLosses.Lookup(uint32(key), &perCPU); err != nil {
+			return GenAILosses{}, fmt.Errorf("reading the model-call copy losses: %w", err)
+		}
+		for _, v := range perCPU {
+			*dst += v
+		}
+	}
+	return out, nil
+}

@@ -147,7 +147,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	if a.pipe, err = newPipeline(a.shared, a.corr, a.namer, export.NewFanout(a.log, a.cfg.QueueLen, sinks...), a.log); err != nil {
 		return err
 	}
-	a.rep = &reporter{log: a.log, shared: a.shared, pipe: a.pipe, otlp: a.cfg.OTLP, inject: a.injection.Mode, dropBackground: a.cfg.DropBackground}
+	a.rep = &reporter{log: a.log, shared: a.shared, pipe: a.pipe, otlp: a.cfg.OTLP, inject: a.injection.Mode, dropBackground: a.cfg.DropBackground, genai: a.attacher.genAILosses}
 	reg.SetLosses(a.rep.losses)
 	reg.SetGauges(a.gauges)
 	// Build and start the whole pipeline before attaching, so that the

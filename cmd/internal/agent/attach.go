@@ -40,10 +40,13 @@ type attacher struct {
 	mu       sync.Mutex
 	sys      *syscalls.Tracer // nil when kernel-level tracing cannot run
 	sysTried bool
-	plans    []*session.Plan // closed at the end
-	attached []*session.Attached
-	traced   []int // every PID attached, Go or not
-	detached bool  // set at the end: no attach after that
+	// genaiFinal is what sys counted of model calls' bodies not copied,
+	// read as it closed.
+	genaiFinal syscalls.GenAILosses
+	plans      []*session.Plan // closed at the end
+	attached   []*session.Attached
+	traced     []int // every PID attached, Go or not
+	detached   bool  // set at the end: no attach after that
 	// live are the attached processes still held, by PID: the reaper
 	// takes each off once it has exited.
 	live map[int]*liveProc
@@ -54,6 +57,21 @@ type attacher struct {
 
 func newAttacher(cfg Config, shared *events.Shared, injection *inject.Choice, corr *correlate.Correlator, namer *typeNamer) *attacher {
 	return &attacher{cfg: cfg, shared: shared, injection: injection, corr: corr, namer: namer, live: map[int]*liveProc{}}
+}
+
+// genAILosses reads what the kernel tracing did not copy of model calls'
+// bodies: zero when it never ran, its last counts once it closed.
+func (at *attacher) genAILosses() syscalls.GenAILosses {
+	at.mu.Lock()
+	defer at.mu.Unlock()
+	if at.sys == nil {
+		return at.genaiFinal
+	}
+	g, err := at.sys.GenAILosses()
+	if err != nil {
+		return at.genaiFinal
+	}
+	return g
 }
 
 // liveProc is an attached process, watched through its pidfd (which, unlike
@@ -418,6 +436,10 @@ func (a *attacher) close() error {
 	}
 	a.attached = nil
 	if a.sys != nil {
+		// Its counts outlive it, for the final report.
+		if g, err := a.sys.GenAILosses(); err == nil {
+			a.genaiFinal = g
+		}
 		if err := a.sys.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("detaching the kernel-level tracing: %w", err))
 		}

@@ -30,6 +30,7 @@ func (a *Agent) gauges() []zmetrics.Gauge {
 		{Name: "zerotrace_agent_heap_live_bytes", Help: "Bytes of the agent's heap found live by the last garbage collection.", Value: heap},
 		{Name: "zerotrace_agent_resident_bytes", Help: "Resident memory of the agent.", Value: float64(residentBytes())},
 		{Name: "zerotrace_traced_processes", Help: "Processes the agent traces now, forked children included.", Value: float64(a.corr.Processes())},
+		{Name: "zerotrace_kernel_genai_body_bytes_not_copied", Help: "Bytes of model calls' bodies the kernel-level tracing did not copy (past its budget, or the middle of a long read or write), since the start.", Value: float64(a.attacher.genAILosses().Bytes)},
 	}
 }
 

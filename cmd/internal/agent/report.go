@@ -9,6 +9,7 @@ import (
 	"github.com/zerotrace/zerotrace/export/metrics"
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/inject"
+	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
 
 // reporter tells the user what was traced and, above all, what was lost,
@@ -24,6 +25,9 @@ type reporter struct {
 	// dropBackground: background spans are not exported (they are not a
 	// loss: the user asked).
 	dropBackground bool
+	// genai reads what the kernel did not copy of model calls' bodies
+	// (zero while nothing is traced from the kernel).
+	genai func() syscalls.GenAILosses
 }
 
 // reportInjection logs the injection counts when they changed.
@@ -49,6 +53,13 @@ func (r *reporter) losses() []metrics.Count {
 		add("kernel_inflight_full", kc[events.CounterInflightFull])
 		add("kernel_read_failed", kc[events.CounterReadFailed])
 		add("kernel_traced_processes_full", kc[events.CounterTracedFull])
+	}
+	if r.genai != nil {
+		// Reads and writes of model calls' bodies the kernel did not
+		// copy whole (past the copy budget, or the middle of a long
+		// one; the bytes are a gauge of their own, health.go); their
+		// spans say zerotrace.gen_ai.body.truncated.
+		add("kernel_genai_body_cut", r.genai().Segments)
 	}
 	add("decode_errors", r.pipe.reader.Stats().DecodeErrors.Load())
 	add("unknown_process", r.pipe.corr.Stats().UnknownProcess.Load())

@@ -116,6 +116,11 @@ func (x *Exchange) Reset(api model.GenAIAPI, opts Options) {
 // Done says whether the response is complete by the API's word.
 func (x *Exchange) Done() bool { return x.terminal }
 
+// Streaming says whether the response body is read as a stream (SSE or
+// NDJSON), whose events can be picked up again after a gap
+// (ResponseTail), as opposed to one JSON document.
+func (x *Exchange) Streaming() bool { return x.mode == modeStream }
+
 // API is the API x reads.
 func (x *Exchange) API() model.GenAIAPI { return x.api }
 

@@ -73,26 +73,36 @@ func requestBody(h *head, b []byte, n int64, body int) {
 	h.bodyLeft -= in
 }
 
-// readTail takes the last bytes of a model call's request read (s, after
-// the read's own record): the end of its body, when the read ended it.
-// Right after what the record held they continue the body; after a gap,
-// they are its tail (jscan.Tail reads the members after the gap).
-func readTail(h *head, s *protocols.Segment) {
-	if h.gx == nil || h.open || !h.reqLost || h.bodyLeft != 0 {
+// bodyEnd takes the last bytes of a model call's request read or write
+// (s.End, past its Data): the end of its body, when the segment ended it.
+// Right after what Data held they continue the body; after a gap, they are
+// its tail (jscan.Tail reads the members after the gap).
+func bodyEnd(h *head, s *protocols.Segment) {
+	if h.gx == nil || h.open || !h.reqLost || h.bodyLeft != 0 || len(s.End) == 0 {
 		return
 	}
-	if int(s.Len) == h.lastRead+len(s.Data) {
-		h.gx.RequestBody(s.Data)
+	if int(s.Len) == h.lastRead+len(s.End) {
+		h.gx.RequestBody(s.End)
 		h.reqLost = false
 		return
 	}
-	h.gx.RequestTail(s.Data)
+	h.gx.RequestTail(s.End)
+}
+
+// dropGenAI gives up h's model call (its request was dropped unanswered):
+// its exchange goes back for reuse.
+func (p *parser) dropGenAI(h *head) {
+	if len(p.freeX) < maxFreeExchanges {
+		p.freeX = append(p.freeX, h.gx)
+	}
+	h.gx = nil
 }
 
 // responseHead reads a model call's response head (data, the first bytes
-// of a segment of n) and the body bytes after it in the same segment. It
-// returns the body's decoder, for the bytes that follow.
-func responseHead(h *head, status int, data []byte, n int64, t time.Time) (dc dechunk) {
+// of its segment) and the body bytes after it in data. It returns the
+// body's decoder, for the bytes that follow (what the segment held past
+// data is the caller's: reply.past).
+func responseHead(h *head, status int, data []byte, t time.Time) (dc dechunk) {
 	x := h.gx
 	_, fields, found := bytes.Cut(data, crlf)
 	if !found {
@@ -108,9 +118,6 @@ func responseHead(h *head, status int, data []byte, n int64, t time.Time) (dc de
 	}
 	dc.chunked = body == bodyChunked
 	dc.feed(rest, func(b []byte) { x.ResponseBody(t, b) })
-	if int64(len(data)) < n {
-		dc.lost = true
-	}
 	return dc
 }
 

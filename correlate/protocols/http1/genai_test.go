@@ -232,13 +232,11 @@ func TestGenAIRequestTail(t *testing.T) {
 			if i > 0 {
 				dir = protocols.ReadMore
 			}
-			k.handle(captured(dir, 3, i, part))
+			d := captured(dir, 3, i, part)
 			if len(part) > prototest.Capture {
-				tl := part[len(part)-min(len(part)-prototest.Capture, prototest.Capture):]
-				d := sock(protocols.ReadTail, 3, i, tl)
-				d.Len = uint32(len(part))
-				k.handle(d)
+				d.End = []byte(part[len(part)-min(len(part)-prototest.Capture, prototest.Capture):])
 			}
+			k.handle(d)
 		}
 		s := k.handle(sock(protocols.Write, 3, 100, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"))
 		if s == nil || s.GenAI == nil {
@@ -252,4 +250,144 @@ func TestGenAIRequestTail(t *testing.T) {
 			t.Errorf("%s: model %q stream %v cut %v", c.name, g.RequestModel, g.Stream, g.Cut)
 		}
 	}
+}
+
+// readBody is a read of a model call's answer by its caller, with its
+// bytes, as the kernel path reports it.
+func readBody(fd int32, at int, data string) *rec {
+	d := sock(protocols.ReadBody, fd, at, data)
+	d.Tail = tail(data)
+	return d
+}
+
+// TestGenAIClientStream: a caller reading a streamed answer (the kernel
+// path reports the reads of a model call's answer): the span stays open
+// until the read that brings the stream's last event, with its first
+// token, usage and end; a stream cut by the close ends at its last read,
+// failed; a read longer than the capture, its end copied apart, still
+// gives the stream's last events.
+func TestGenAIClientStream(t *testing.T) {
+	events := []string{sseEvent(`{"role":"assistant","content":""}`), sseEvent(`{"content":"Hel"}`), sseEvent(`{"content":"lo"}`),
+		`data: {"id":"chatcmpl-P","object":"chat.completion.chunk","model":"gpt-test-0613","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}` + "\n\n",
+		`data: {"id":"chatcmpl-P","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}` + "\n\n",
+		"data: [DONE]\n\n"}
+	chunk := func(e string) string { return fmt.Sprintf("%x\r\n%s\r\n", len(e), e) }
+	body := `{"model":"gpt-test","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":true}}`
+	head := "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+	k := newTestConns()
+	k.handle(sock(protocols.Write, 4, 0, chatRequest(body)))
+	if s := k.handle(sock(protocols.Read, 4, 80, head)); s != nil {
+		t.Fatalf("span at the response head: %q", s.Name)
+	}
+	var s *model.Span
+	for i, e := range events {
+		if s != nil {
+			t.Fatalf("span before the last event")
+		}
+		s = k.handle(readBody(4, 90+10*i, chunk(e)))
+	}
+	if s == nil || s.GenAI == nil || s.Kind != trace.SpanKindClient {
+		t.Fatalf("no client span at [DONE]: %+v", s)
+	}
+	g := s.GenAI
+	if s.End.Sub(s.Start) != 140*time.Millisecond || g.FirstToken.Sub(s.Start) != 100*time.Millisecond || g.Usage.Input != 7 ||
+		g.Usage.Output != 2 || g.End != model.GenAIEndDone || g.Cut != 0 || g.ResponseModel != "gpt-test-0613" {
+		t.Errorf("span lasts %v, exchange %+v", s.End.Sub(s.Start), g)
+	}
+	// The chunked framing's end, read after [DONE], belongs to nothing.
+	if s := k.handle(readBody(4, 160, "0\r\n\r\n")); s != nil {
+		t.Errorf("a span for the framing's end: %q", s.Name)
+	}
+
+	// Cut: two events, then the close.
+	k.handle(sock(protocols.Write, 4, 200, chatRequest(body)))
+	k.handle(sock(protocols.Read, 4, 280, head+chunk(events[0])))
+	k.handle(readBody(4, 290, chunk(events[1])))
+	spans := k.handleAll(&rec{fd: 4, Segment: protocols.Segment{Dir: closeConn}})
+	if len(spans) != 1 || spans[0].GenAI == nil {
+		t.Fatalf("cut: %d spans", len(spans))
+	}
+	s = spans[0]
+	if s.End.Sub(s.Start) != 90*time.Millisecond || s.GenAI.ErrorType != "stream_cut" || s.Status != codes.Error {
+		t.Errorf("cut: span lasts %v, exchange %+v", s.End.Sub(s.Start), s.GenAI)
+	}
+
+	// One read holds the whole stream, longer than the capture: its
+	// first bytes and its last ones (End) give the first events and the
+	// usage after the gap.
+	k = newTestConns()
+	k.handle(sock(protocols.Write, 4, 0, chatRequest(body)))
+	var all strings.Builder
+	for range 6 {
+		all.WriteString(chunk(events[1]))
+	}
+	for _, e := range events[2:] {
+		all.WriteString(chunk(e))
+	}
+	all.WriteString("0\r\n\r\n")
+	whole := head + all.String()
+	d := captured(protocols.Read, 4, 80, whole)
+	d.Tail = tail(whole)
+	d.End = []byte(whole[len(whole)-prototest.Capture:])
+	s = k.handle(d)
+	if s == nil || s.GenAI == nil {
+		t.Fatalf("one long read: no span")
+	}
+	if g := s.GenAI; g.Usage.Input != 7 || g.Usage.Output != 2 || g.Cut != model.GenAICutResponse || g.End != model.GenAIEndDone {
+		t.Errorf("one long read: exchange %+v", g)
+	}
+}
+
+// TestGenAIClientEveryByte: a feeder that sees every byte (TLS plaintext)
+// gives a model call's request body and answer as plain writes and reads:
+// the same span as from the kernel path's body records.
+func TestGenAIClientEveryByte(t *testing.T) {
+	body := `{"model":"gpt-test","messages":[{"role":"user","content":"hi"}],"stream":true}`
+	req := chatRequest(body)
+	k := newTestConns()
+	k.handle(sock(protocols.Write, 4, 0, req[:len(req)-len(body)]))
+	k.handle(sock(protocols.Write, 4, 1, body))
+	k.handle(sock(protocols.Read, 4, 80, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\n"))
+	k.handle(sock(protocols.Read, 4, 90, sseEvent(`{"content":"Hel"}`)))
+	s := k.handle(sock(protocols.Read, 4, 100, "data: [DONE]\n\n"))
+	if s == nil || s.GenAI == nil || s.Name != "chat gpt-test" || !s.GenAI.Stream || s.End.Sub(s.Start) != 100*time.Millisecond ||
+		s.GenAI.FirstToken.Sub(s.Start) != 90*time.Millisecond || s.GenAI.Cut != 0 {
+		t.Fatalf("span %+v", s)
+	}
+}
+
+// FuzzGenAIClient: a model call made, its answer read in two reads whose
+// ends may be copied apart (End): no panic, one span at most, nothing
+// left.
+func FuzzGenAIClient(f *testing.F) {
+	f.Add([]byte(chatRequest(`{"model":"m","stream":true}`)), []byte("HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"),
+		[]byte("1f\r\ndata: {\"choices\":[{\"delta\":{\"content\":\"x\"}}]}\n\n\r\n0\r\n\r\n"), uint16(7), uint16(3))
+	f.Add([]byte("POST /api/chat HTTP/1.1\r\nContent-Length: 30\r\n\r\n{\"model\":\"m\"}"), []byte("HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n{\"message\":"),
+		[]byte("{\"content\":\"a\"},\"done\":true,\"eval_count\":1}\n"), uint16(3), uint16(9))
+	f.Fuzz(func(t *testing.T, req, resp, body []byte, split, end uint16) {
+		k := newTestConns()
+		cut := int(split) % (len(body) + 1)
+		seg := func(dir protocols.Dir, b []byte) *rec {
+			d := &rec{fd: 3, Segment: protocols.Segment{Dir: dir, Data: b[:min(len(b), prototest.Capture)], Len: uint32(len(b)), Tail: tail(string(b))}}
+			if e := int(end) % (len(b) + 1); len(b) > prototest.Capture && e > 0 {
+				d.End = b[len(b)-e:]
+			}
+			return d
+		}
+		var spans []*model.Span
+		for _, d := range []*rec{
+			seg(protocols.Write, req), seg(protocols.WriteMore, req), seg(protocols.Read, resp),
+			seg(protocols.ReadBody, body[:cut]), seg(protocols.ReadBody, body[cut:]),
+			{fd: 3, Segment: protocols.Segment{Dir: closeConn}},
+		} {
+			spans = append(spans, k.handleAll(d)...)
+		}
+		if len(spans) > 1 {
+			t.Fatalf("%d spans for one call", len(spans))
+		}
+		if len(k.conns) != 0 {
+			t.Fatalf("state left after close")
+		}
+	})
 }

@@ -27,7 +27,10 @@ type parser struct {
 	served    protocols.Queue[*head] // requests read, awaiting the response written
 	requested protocols.Queue[*head] // requests written, awaiting the response read
 	sending   reply                  // the response being written, until its end
-	free      []*head                // heads done with, for the next requests
+	// receiving is the answer to a model call this process made, being
+	// read until its end (other responses read end with their head).
+	receiving reply
+	free      []*head // heads done with, for the next requests
 	lastHost  string
 	freeX     []*genai.Exchange // model-call exchanges done with
 	strings   *genai.Strings    // their interned values, once there is a model call
@@ -66,9 +69,19 @@ func (p *parser) Feed(out []*model.Span, s *protocols.Segment) []*model.Span {
 			out = p.endReply(out)
 		}
 		return out
-	case protocols.ReadTail:
-		if n := p.served.Len(); n > 0 {
-			readTail(p.served.At(n-1), s)
+	case protocols.ReadBody:
+		if p.receiving.req != nil && (p.receiving.more(s) || p.receiving.req.gx.Done()) {
+			out = p.endReceive(out, true)
+		}
+		return out
+	case protocols.WriteMore:
+		// The rest of a model call's request body, written.
+		if n := p.requested.Len(); n > 0 {
+			if h := p.requested.At(n - 1); h.gx != nil && !h.open && h.bodyLeft > 0 {
+				h.lastRead = len(s.Data)
+				requestBody(h, s.Data, int64(s.Len), 0)
+				bodyEnd(h, s)
+			}
 		}
 		return out
 	case protocols.ReadMore:
@@ -87,17 +100,47 @@ func (p *parser) Feed(out []*model.Span, s *protocols.Segment) []*model.Span {
 			continueTrace(h)
 			if ended && len(rest) <= len(s.Data) {
 				requestBody(h, rest, int64(s.Len)-int64(len(s.Data)-len(rest)), body)
+				bodyEnd(h, s)
 			}
 		} else if h.gx != nil && h.bodyLeft > 0 {
 			// The rest of a model call's request body.
 			requestBody(h, s.Data, int64(s.Len), 0)
+			bodyEnd(h, s)
 		}
 		return out
 	}
 	if bytes.HasPrefix(s.Data, []byte("HTTP/1.")) {
 		return p.response(out, s)
 	}
+	if p.bodyOfCall(s) {
+		// A feeder that sees every byte (TLS plaintext) gives a model
+		// call's body as plain reads and writes.
+		body := *s
+		body.Dir = protocols.ReadBody
+		if s.Dir == protocols.Write {
+			body.Dir = protocols.WriteMore
+		}
+		return p.Feed(out, &body)
+	}
 	return p.requests(out, s)
+}
+
+// bodyOfCall says whether s, a read or write that is not a response head,
+// continues a model call this process makes: its answer's body being read,
+// or its request's body being written.
+func (p *parser) bodyOfCall(s *protocols.Segment) bool {
+	switch s.Dir {
+	case protocols.Read:
+		return p.receiving.req != nil
+	case protocols.Write:
+		n := p.requested.Len()
+		if n == 0 {
+			return false
+		}
+		h := p.requested.At(n - 1)
+		return h.gx != nil && !h.open && h.bodyLeft > 0
+	}
+	return false
 }
 
 // response pairs a response head with the oldest request it answers.
@@ -110,19 +153,25 @@ func (p *parser) response(out []*model.Span, s *protocols.Segment) []*model.Span
 	if s.Dir == protocols.Read {
 		// A response read answers the oldest request written. The
 		// client span ends with the head, as a Go client's does.
+		if p.receiving.req != nil {
+			out = p.endReceive(out, false)
+		}
 		if p.requested.Len() == 0 {
 			return out // a request from before the agent attached
 		}
-		req := p.requested.Pop()
-		span := p.span(req, status, s.Time, trace.SpanKindClient)
-		if req.gx != nil {
-			// The span ends with the head: what the body holds past
-			// this segment is not read.
-			responseHead(req, status, s.Data, int64(s.Len), s.Time)
-			req.respLost = !req.gx.Done()
-			p.finishGenAI(span, req, model.GenAIEndUnknown)
+		if status < 200 && status != 101 && p.requested.At(0).gx != nil {
+			return out // an interim answer to a model call: the final one follows
 		}
-		out = append(out, span)
+		req := p.requested.Pop()
+		if req.gx != nil {
+			// A model call's answer is read to its end: the stream's
+			// last event, or its framing's, or the close.
+			if p.receiving.start(req, status, s) || req.gx.Done() {
+				out = p.endReceive(out, true)
+			}
+			return out
+		}
+		out = append(out, p.span(req, status, s.Time, trace.SpanKindClient))
 		p.recycle(req)
 		return out
 	}
@@ -174,6 +223,7 @@ func (p *parser) requests(out []*model.Span, s *protocols.Segment) []*model.Span
 			p.noteHost(h)
 			if found && h.gx != nil {
 				requestBody(h, rest, int64(s.Len)-int64(len(s.Data)-len(rest)), body)
+				bodyEnd(h, s)
 			}
 		}
 		out = p.request(out, h, s)
@@ -192,6 +242,11 @@ func (p *parser) requests(out []*model.Span, s *protocols.Segment) []*model.Span
 func (p *parser) request(out []*model.Span, h *head, s *protocols.Segment) []*model.Span {
 	h.tid = s.TID
 	if s.Dir == protocols.Write {
+		if p.receiving.req != nil {
+			// Asked again: the answer before ended, where it was
+			// last read.
+			out = p.endReceive(out, false)
+		}
 		h.ids = p.env.Call(s.TID)
 		p.requested.Push(h)
 		return out
@@ -229,6 +284,7 @@ func (p *parser) endReply(out []*model.Span) []*model.Span {
 	p.env.Done(r.req.tid, &r.req.ids)
 	span := p.span(r.req, r.status, r.last, trace.SpanKindServer)
 	if r.req.gx != nil {
+		r.finishTail()
 		r.req.respLost = r.dc.lost && !r.req.gx.Done()
 		end := model.GenAIEndFraming
 		if r.framing == framedClose {
@@ -241,11 +297,34 @@ func (p *parser) endReply(out []*model.Span) []*model.Span {
 	return out
 }
 
+// endReceive completes the answer to a model call being read: its span
+// ends with the read that brought its end, or the last one seen when the
+// answer stopped before (framed is false: the connection closed, or the
+// process exited or asked again).
+func (p *parser) endReceive(out []*model.Span, framed bool) []*model.Span {
+	r := p.receiving
+	p.receiving = reply{}
+	span := p.span(r.req, r.status, r.last, trace.SpanKindClient)
+	r.finishTail()
+	r.req.respLost = r.dc.lost && !r.req.gx.Done()
+	end := model.GenAIEndFraming
+	if !framed || r.framing == framedClose {
+		end = model.GenAIEndClosed
+	}
+	p.finishGenAI(span, r.req, end)
+	out = append(out, span)
+	p.recycle(r.req)
+	return out
+}
+
 // Flush implements protocols.Parser: a response being written ends with
-// its last write.
+// its last write, one being read with its last read.
 func (p *parser) Flush(out []*model.Span) []*model.Span {
 	if p.sending.req != nil {
 		out = p.endReply(out)
+	}
+	if p.receiving.req != nil {
+		out = p.endReceive(out, false)
 	}
 	return out
 }
@@ -272,7 +351,11 @@ func (p *parser) DropOldest() {
 		p.env.Done(h.tid, &h.ids)
 		p.recycle(h)
 	case p.requested.Len() > 0:
-		p.recycle(p.requested.Pop())
+		h := p.requested.Pop()
+		if h.gx != nil {
+			p.dropGenAI(h)
+		}
+		p.recycle(h)
 	}
 }
 
