@@ -11,6 +11,17 @@
 // module root (for vmlinux.h), given relative to the package directory as
 // they always were, since the objects record the paths they were built
 // from.
+//
+// The compiler runs in one directory wherever the repository is: clang-19
+// numbers an object's BTF types differently when the real path of its
+// sources differs in length (measured: the same commit generated in clones
+// at /tmp/c2 and /work/main gives one object, at /tmp/clone-abcdefghijklmnop
+// and /work/wt-kclient another; a symlink does not help, clang resolves
+// it), so an object regenerated in a clone elsewhere would differ from the
+// committed one. So the sources (bpf/, vmlinux.h, and go.mod and go.sum for
+// `go tool bpf2go`) are copied to /tmp/zerotrace-bpf2go/m, the object is
+// generated there under a lock (another clone may be generating at the same
+// time), and what bpf2go wrote is copied back to the package directory.
 package main
 
 import (
@@ -20,6 +31,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 )
 
 // cflags are the compiler flags of every object: warnings are errors and
@@ -60,12 +72,77 @@ func run(args []string) error {
 	}
 	flags := strings.Join([]string{cflags, "-I" + filepath.Join(rel, "bpf"), "-I" + rel}, " ")
 	cmdArgs := append([]string{"tool", "bpf2go", "-cc", cc, "-cflags", flags, "-no-global-types", "-target", "amd64"}, args...)
-	cmd := exec.Command("go", cmdArgs...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("go %s: %w", strings.Join(cmdArgs, " "), err)
+	return inStableCopy(root, dir, func(pkgDir string) error {
+		cmd := exec.Command("go", cmdArgs...)
+		cmd.Dir = pkgDir
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("go %s: %w", strings.Join(cmdArgs, " "), err)
+		}
+		return nil
+	})
+}
+
+// stableBase is the directory every object is compiled in.
+const stableBase = "/tmp/zerotrace-bpf2go"
+
+// inStableCopy runs build in the copy of the package directory dir (of the
+// module at root) under stableBase, then copies the files it wrote there
+// back to dir.
+func inStableCopy(root, dir string, build func(pkgDir string) error) error {
+	lock, err := os.OpenFile(stableBase+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("locking the build directory: %w", err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("locking the build directory: %w", err)
+	}
+	defer os.RemoveAll(stableBase)
+	// A run killed before its cleanup leaves its copy behind: the lock
+	// says nobody uses it now.
+	if err := os.RemoveAll(stableBase); err != nil {
+		return err
+	}
+	mirror := filepath.Join(stableBase, "m")
+	if err := os.CopyFS(filepath.Join(mirror, "bpf"), os.DirFS(filepath.Join(root, "bpf"))); err != nil {
+		return fmt.Errorf("copying the sources to %s: %w", mirror, err)
+	}
+	for _, name := range []string{"go.mod", "go.sum", "vmlinux.h"} {
+		if err := copyFile(filepath.Join(root, name), filepath.Join(mirror, name)); err != nil {
+			return fmt.Errorf("copying the sources to %s: %w", mirror, err)
+		}
+	}
+	rel, err := filepath.Rel(root, dir)
+	if err != nil {
+		return err
+	}
+	pkgDir := filepath.Join(mirror, rel)
+	if err := os.MkdirAll(pkgDir, 0o755); err != nil {
+		return err
+	}
+	if err := build(pkgDir); err != nil {
+		return err
+	}
+	out, err := os.ReadDir(pkgDir)
+	if err != nil {
+		return err
+	}
+	for _, e := range out {
+		if err := copyFile(filepath.Join(pkgDir, e.Name()), filepath.Join(dir, e.Name())); err != nil {
+			return fmt.Errorf("copying %s back: %w", e.Name(), err)
+		}
 	}
 	return nil
+}
+
+// copyFile copies the regular file from to the path to.
+func copyFile(from, to string) error {
+	data, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, data, 0o644)
 }
 
 // moduleRoot is the nearest directory at or above dir holding go.mod.
