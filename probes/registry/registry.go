@@ -15,6 +15,7 @@ import (
 	"github.com/zerotrace/zerotrace/probes/nethttp/client"
 	"github.com/zerotrace/zerotrace/probes/nethttp/server"
 	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/phases"
 	"github.com/zerotrace/zerotrace/probes/runtime/goroutines"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
@@ -85,5 +86,8 @@ func Records() (*events.Records, error) {
 		recs = append(recs, p.Records()...)
 	}
 	recs = append(recs, syscalls.Records()...)
+	// Phases are attached from the configuration, not declared (see
+	// probes/phases), but their record is read like the others.
+	recs = append(recs, phases.Record)
 	return events.NewRecords(recs...)
 }
