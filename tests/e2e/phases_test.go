@@ -171,7 +171,26 @@ func checkPhases(t *testing.T, source string, spans []observed, answers []gatewa
 		if call := calls[0]; call.Start.Before(run.Start) || call.End.After(run.End) {
 			t.Errorf("%s: request %d: the model call is not inside its phase", source, i)
 		}
+		if i == 0 {
+			t.Logf("%s: %s %s %v", source, srv.Kind, srv.Name, srv.End.Sub(srv.Start))
+			for _, c := range children[srv.SpanID] {
+				t.Logf("%s:   %s %s %v (service measured %v)", source, c.Kind, c.Name, c.End.Sub(c.Start), measured(g, c.Name))
+				for _, cc := range children[c.SpanID] {
+					t.Logf("%s:     %s %s %v", source, cc.Kind, cc.Name, cc.End.Sub(cc.Start))
+				}
+			}
+		}
 	}
+}
+
+// measured is how long the service measured the named phase.
+func measured(g gatewayAnswer, name string) time.Duration {
+	for _, p := range g.Phases {
+		if p.Name == name {
+			return p.End.Sub(p.Start)
+		}
+	}
+	return 0
 }
 
 func names(spans []observed) []string {
