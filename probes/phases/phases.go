@@ -271,17 +271,9 @@ func Attach(t *probes.Target, shared *events.Shared, patterns []string) (*Attach
 	if !ok1 || !ok2 {
 		return nil, fmt.Errorf("%s: phases: no offset of runtime.g.goid or parentGoid", t)
 	}
-	spec, err := loadPhases()
+	spec, err := Spec(shared, goid, pgoid)
 	if err != nil {
-		return nil, fmt.Errorf("phases: %w", err)
-	}
-	for name, v := range map[string]uint64{"off_g_goid": goid, "off_g_parent_goid": pgoid} {
-		if err := spec.Variables[name].Set(v); err != nil {
-			return nil, fmt.Errorf("phases: setting %s: %w", name, err)
-		}
-	}
-	if err := shared.SetConstants(spec); err != nil {
-		return nil, fmt.Errorf("phases: %w", err)
+		return nil, err
 	}
 	replace := shared.Replacements()
 	for name := range replace {
@@ -327,6 +319,25 @@ func Attach(t *probes.Target, shared *events.Shared, patterns []string) (*Attach
 		a.Functions = append(a.Functions, f)
 	}
 	return a, nil
+}
+
+// Spec returns the phase programs and maps with their constants set: the
+// offsets of runtime.g's goid and parentGoid in the traced binary, and the
+// shared maps' (events.Shared), ready to load with shared.Replacements().
+func Spec(shared *events.Shared, goid, parentGoid uint64) (*ebpf.CollectionSpec, error) {
+	spec, err := loadPhases()
+	if err != nil {
+		return nil, fmt.Errorf("phases: %w", err)
+	}
+	for name, v := range map[string]uint64{"off_g_goid": goid, "off_g_parent_goid": parentGoid} {
+		if err := spec.Variables[name].Set(v); err != nil {
+			return nil, fmt.Errorf("phases: setting %s: %w", name, err)
+		}
+	}
+	if err := shared.SetConstants(spec); err != nil {
+		return nil, fmt.Errorf("phases: %w", err)
+	}
+	return spec, nil
 }
 
 // fill tells the programs the phase number of f's probed instructions,

@@ -162,7 +162,7 @@ func (a *attacher) tracing() int {
 }
 
 func (a *attacher) prepare(pid int) (*session.Plan, error) {
-	p, err := session.Prepare(pid, session.Options{InjectWriteUser: a.injection.Mode == inject.WriteUser})
+	p, err := session.Prepare(pid, session.Options{InjectWriteUser: a.injection.Mode == inject.WriteUser, Phases: len(a.cfg.Phases) > 0})
 	if err != nil {
 		return nil, err
 	}
