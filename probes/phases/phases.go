@@ -28,7 +28,6 @@ import (
 	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/gobin"
-	"github.com/zerotrace/zerotrace/probes/nethttp/server"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 )
 
@@ -231,14 +230,10 @@ func ShortName(pattern string) string {
 	return pattern[strings.LastIndex(pattern[:end], "/")+1:]
 }
 
-// goroutineEnds are where whatever phase is still open on a goroutine
-// will never return: the ends of the requests net/http serves (on the
-// request's goroutine) and a goroutine's exit (a panic that net/http
-// recovered ends its connection's goroutine; runtime.Goexit).
-func goroutineEnds() []string {
-	ends := []string{server.EndSymbol, server.HijackedEndSymbol, server.XH2EndSymbol, "runtime.goexit1"}
-	return append(ends, server.H2EndSymbols...)
-}
+// GoroutineExit is where every goroutine ends (runtime.Goexit, a
+// function's return at the bottom of its goroutine): whatever phase is
+// still open on it then will never return.
+const GoroutineExit = "runtime.goexit1"
 
 // Attached is the phases of one process, attached.
 type Attached struct {
@@ -253,10 +248,14 @@ type Attached struct {
 }
 
 // Attach loads the phase programs for t and attaches them to the
-// functions the patterns name. A pattern that cannot be traced is refused
+// functions the patterns name. requestEnds are the functions that end a
+// request on the goroutine that served it (the net/http server's ends,
+// registry.RequestEnds): a phase still open on that goroutine then will
+// never return (a panic net/http recovered from), and ends there too, as
+// at GoroutineExit. A pattern that cannot be traced is refused
 // (Attached.Refused) and the others are attached; the error is for what
 // stops them all.
-func Attach(t *probes.Target, shared *events.Shared, patterns []string) (*Attached, error) {
+func Attach(t *probes.Target, shared *events.Shared, patterns, requestEnds []string) (*Attached, error) {
 	found, refused := Resolve(t.Bin, patterns)
 	a := &Attached{Refused: refused}
 	if len(found) == 0 {
@@ -293,7 +292,7 @@ func Attach(t *probes.Target, shared *events.Shared, patterns []string) (*Attach
 	// (probes.AttachUprobes): a phase may end without having started,
 	// never start without its ends in place.
 	var ends []probes.AttachUprobe
-	for _, sym := range goroutineEnds() {
+	for _, sym := range append(slices.Clone(requestEnds), GoroutineExit) {
 		if _, err := t.Bin.Func(sym); err == nil {
 			ends = append(ends, probes.AttachUprobe{Symbol: sym, Entry: end, EntryName: "phase_goroutine_end"})
 		}

@@ -77,6 +77,14 @@ func Renamed() (map[offsets.Field]bool, error) {
 	return out, nil
 }
 
+// RequestEnds are the functions, among those the registered probes place
+// their ends on, that end a request on the goroutine that served it: where
+// the configuration's phases (probes/phases) still open on that goroutine
+// end too.
+func RequestEnds() []string {
+	return append([]string{server.EndSymbol, server.HijackedEndSymbol, server.XH2EndSymbol}, server.H2EndSymbols...)
+}
+
 // Records builds the reader's dispatch table: the records of every
 // registered probe, and those of the kernel-level tracing (probes/syscalls).
 // Two records with one type number are an error.

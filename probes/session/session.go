@@ -165,7 +165,7 @@ func (a *Attached) AttachPhases(patterns []string, shared *events.Shared) ([]pha
 	if len(patterns) == 0 {
 		return nil, nil
 	}
-	ph, err := phases.Attach(a.Plan.Target, shared, patterns)
+	ph, err := phases.Attach(a.Plan.Target, shared, patterns, registry.RequestEnds())
 	if err != nil {
 		return nil, err
 	}
