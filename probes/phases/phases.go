@@ -285,6 +285,9 @@ func Attach(t *probes.Target, shared *events.Shared, patterns, requestEnds []str
 		return nil, fmt.Errorf("%s: loading the phase programs: %w", t, err)
 	}
 	a.coll, a.counter = coll, coll.Maps["phase_counters"]
+	totals.Lock()
+	totals.live[a] = true
+	totals.Unlock()
 	sites := coll.Maps["phase_sites"]
 	enter, ret, end := coll.Programs["phase_enter"], coll.Programs["phase_return"], coll.Programs["phase_goroutine_end"]
 
@@ -374,9 +377,31 @@ func (a *Attached) Summary() string {
 	return fmt.Sprintf("phases (%d entry + %d RET uprobes, the RETs single-stepped): %s", entries, rets, strings.Join(names, ", "))
 }
 
-// Lost counts what the programs could not trace: calls nested deeper than
-// the per-goroutine stack, and RETs with no entry seen.
-func (a *Attached) Lost() (overflow, noEntry uint64, err error) {
+// totals keeps the counts of every process's phases: those of processes
+// still attached are read when asked, the others were added at Close.
+var totals = struct {
+	sync.Mutex
+	live             map[*Attached]bool
+	overflow, missed uint64
+}{live: map[*Attached]bool{}}
+
+// Lost counts, over every process attached since the agent started, the
+// calls of phases not traced because PHASE_MAX_DEPTH (16) phases were
+// already open on their goroutine (a loss), and the RETs that found no
+// open phase (calls that began before the probes were in: by design).
+func Lost() (overflow, noEntry uint64) {
+	totals.Lock()
+	defer totals.Unlock()
+	overflow, noEntry = totals.overflow, totals.missed
+	for a := range totals.live {
+		if o, n, err := a.lost(); err == nil {
+			overflow, noEntry = overflow+o, noEntry+n
+		}
+	}
+	return overflow, noEntry
+}
+
+func (a *Attached) lost() (overflow, noEntry uint64, err error) {
 	if a.counter == nil {
 		return 0, 0, nil
 	}
@@ -405,6 +430,15 @@ func (a *Attached) Close() error {
 		errs = append(errs, a.links[i].Close())
 	}
 	a.links = nil
+	totals.Lock()
+	if totals.live[a] {
+		delete(totals.live, a)
+		if o, n, err := a.lost(); err == nil {
+			totals.overflow += o
+			totals.missed += n
+		}
+	}
+	totals.Unlock()
 	if a.coll != nil {
 		a.coll.Close()
 		a.coll = nil

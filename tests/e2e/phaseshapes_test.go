@@ -21,8 +21,9 @@ import (
 // handler recovered from (ended when the goroutine went on, marked), a
 // phase a panic took through net/http's recovery and one whose goroutine
 // called runtime.Goexit (ended with the request or the goroutine, marked),
-// and a phase whose prologue grew the stack (its entry runs twice: one
-// span).
+// a phase whose prologue grew the stack (its entry runs twice: one
+// span), and recursion deeper than the 16 phases kept open per goroutine
+// (the deeper calls counted as lost, the innermost traced one marked).
 func TestPhaseShapes(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
@@ -35,7 +36,7 @@ phases: ["main.Map[...]", main.fact, main.risky, main.after, main.quit, main.big
 		t.Errorf("both instantiations of main.Map are not attached:\n%s", a.Stderr())
 	}
 	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
-	paths := []string{"/generic", "/recurse?n=3", "/unwind", "/abort", "/goexit", "/grow"}
+	paths := []string{"/generic", "/recurse?n=3", "/deep", "/unwind", "/abort", "/goexit", "/grow"}
 	for _, p := range paths {
 		resp, err := c.Get("http://" + addr + p)
 		if p == "/abort" {
@@ -113,6 +114,23 @@ phases: ["main.Map[...]", main.fact, main.risky, main.after, main.quit, main.big
 			}
 		}
 		level = next
+	}
+
+	// fact(20): 21 nested calls, of which the 16 outermost are traced,
+	// the innermost of them marked, and the 5 others counted as lost.
+	level, traced := under("/deep"), 0
+	for len(level) == 1 && level[0].Name == "main.fact" {
+		traced++
+		if overflow := level[0].Attrs["zerotrace.phase.overflow"] == "true"; overflow != (traced == 16) {
+			t.Errorf("/deep: level %d: zerotrace.phase.overflow %v", traced, overflow)
+		}
+		level = children[level[0].SpanID]
+	}
+	if traced != 16 || len(level) != 0 {
+		t.Errorf("/deep: %d nested main.fact spans, want 16; then %s", traced, describe(level))
+	}
+	if !strings.Contains(a.Stderr(), "phase_nesting_overflow=5") {
+		t.Errorf("the 5 calls too deep to trace are not reported lost:\n%s", a.Stderr())
 	}
 
 	check := func(path, name, ended string) {

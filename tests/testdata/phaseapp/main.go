@@ -8,6 +8,7 @@
 //	phaseapp [-addr 127.0.0.1:0]
 //	  /generic      main.Map[...] with int and with string (main.twice, inlined)
 //	  /recurse?n=N  main.fact(N), recursive: N+1 nested phases
+//	  /deep         main.fact(20): deeper than the phases kept open per goroutine
 //	  /unwind       main.risky panics, recovered by its caller; then main.after
 //	  /abort        main.risky panics through the handler (net/http recovers)
 //	  /goexit       a goroutine whose main.quit calls runtime.Goexit
@@ -107,6 +108,9 @@ func main() {
 	mux.HandleFunc("/recurse", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
 		fmt.Fprintln(w, fact(n))
+	})
+	mux.HandleFunc("/deep", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, fact(20))
 	})
 	mux.HandleFunc("/unwind", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, safe(), after())
