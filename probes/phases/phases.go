@@ -63,15 +63,39 @@ func (r Refusal) String() string { return "phase " + r.Pattern + " refused: " + 
 func Resolve(bin *gobin.Binary, patterns []string) ([]Function, []Refusal) {
 	var found []Function
 	var refused []Refusal
+	bySym := map[string][]string{}
+	var all []string
+	patterns = slices.Compact(slices.Clone(patterns))
 	for _, p := range patterns {
+		if _, dup := bySym[p]; dup {
+			continue
+		}
 		syms, why := symbols(bin, p)
 		if why != "" {
 			refused = append(refused, Refusal{Pattern: p, Why: why})
 			continue
 		}
+		bySym[p] = syms
+		all = append(all, syms...)
+	}
+	// A function with code of its own may still be inlined at some of its
+	// calls: those would have no span, and the calls made inside them the
+	// wrong parent. DWARF tells (a binary without it cannot).
+	inlined, _ := bin.InlinedCalls(all)
+	for _, p := range patterns {
+		syms, ok := bySym[p]
+		if !ok {
+			continue
+		}
+		delete(bySym, p) // once, however often the configuration names it
 		var whys []string
 		n := 0
 		for _, sym := range syms {
+			if k := inlined[sym]; k > 0 {
+				whys = append(whys, fmt.Sprintf("%s: the compiler inlined %d of its calls, which would have no span "+
+					"(mark it //go:noinline)", sym, k))
+				continue
+			}
 			f, err := probeable(bin, p, sym)
 			if err != nil {
 				whys = append(whys, err.Error())

@@ -92,6 +92,14 @@ func bigFrame(i int) byte {
 //go:noinline
 func tick(i int) int { return i ^ 0x5a }
 
+// half is inlined where it is called, and has code of its own too, for
+// the function variable halver: a phase naming it would miss the
+// inlined calls, and is refused where DWARF tells.
+func half(v int) int { return v / 2 }
+
+// halver keeps half's own code: a call through a variable is not inlined.
+var halver = half
+
 // twice is small enough that the compiler inlines every call to it: it has
 // no code of its own, and a phase naming it is refused.
 func twice(v int) int { return v * 2 }
@@ -103,7 +111,7 @@ func main() {
 	mux.HandleFunc("/generic", func(w http.ResponseWriter, r *http.Request) {
 		a := Map([]int{1, 2}, func(v int) int { return twice(v) })
 		b := Map([]string{"a"}, func(v string) string { return v + v })
-		fmt.Fprintln(w, a, b)
+		fmt.Fprintln(w, a, b, half(len(a)), halver(4))
 	})
 	mux.HandleFunc("/recurse", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
