@@ -317,11 +317,23 @@ int phase_return(struct pt_regs *ctx)
 	return 0;
 }
 
+// The run-time address range of a function that calls a request end in the
+// middle of the request (net/http's hijackLocked calls abortPendingRead
+// when a handler hijacks its connection): a call from there ends nothing.
+volatile const __u64 not_from_start;
+volatile const __u64 not_from_end;
+
 // The end of a request served on this goroutine, or the goroutine's exit:
 // whatever phase is still open there will never return.
 SEC("uprobe/phase_goroutine_end")
 int phase_goroutine_end(struct pt_regs *ctx)
 {
+	if (not_from_start) {
+		// At the entry, before the prologue, SP holds the return address.
+		__u64 ret = read_u64(PT_REGS_SP(ctx));
+		if (ret >= not_from_start && ret < not_from_end)
+			return 0;
+	}
 	__u64 goid = read_u64(GO_G(ctx) + off_g_goid);
 	struct phase_stack *st = bpf_map_lookup_elem(&phase_stacks, &goid);
 	if (!st)

@@ -271,15 +271,23 @@ type Attached struct {
 	counter *ebpf.Map
 }
 
+// RequestEnds are the functions that end a request on the goroutine that
+// served it (the net/http server's ends, registry.RequestEnds): a phase
+// still open on that goroutine then will never return (a panic net/http
+// recovered from), and ends there too, as at GoroutineExit.
+type RequestEnds struct {
+	Symbols []string
+	// NotFrom is a function that calls one of them in the middle of a
+	// request (net/http's hijackLocked calls abortPendingRead): a call
+	// from it ends nothing.
+	NotFrom string
+}
+
 // Attach loads the phase programs for t and attaches them to the
-// functions the patterns name. requestEnds are the functions that end a
-// request on the goroutine that served it (the net/http server's ends,
-// registry.RequestEnds): a phase still open on that goroutine then will
-// never return (a panic net/http recovered from), and ends there too, as
-// at GoroutineExit. A pattern that cannot be traced is refused
+// functions the patterns name, and to the ends of requests. A pattern that cannot be traced is refused
 // (Attached.Refused) and the others are attached; the error is for what
 // stops them all.
-func Attach(t *probes.Target, shared *events.Shared, patterns, requestEnds []string) (*Attached, error) {
+func Attach(t *probes.Target, shared *events.Shared, patterns []string, ends RequestEnds) (*Attached, error) {
 	found, refused := Resolve(t.Bin, patterns)
 	a := &Attached{Refused: refused}
 	if len(found) == 0 {
@@ -297,6 +305,13 @@ func Attach(t *probes.Target, shared *events.Shared, patterns, requestEnds []str
 	spec, err := Spec(shared, goid, pgoid)
 	if err != nil {
 		return nil, err
+	}
+	if fn, err := t.Bin.Func(ends.NotFrom); err == nil {
+		for name, v := range map[string]uint64{"not_from_start": t.RuntimeAddr(fn.Addr), "not_from_end": t.RuntimeAddr(fn.End)} {
+			if err := spec.Variables[name].Set(v); err != nil {
+				return nil, fmt.Errorf("phases: setting %s: %w", name, err)
+			}
+		}
 	}
 	replace := shared.Replacements()
 	for name := range replace {
@@ -318,13 +333,13 @@ func Attach(t *probes.Target, shared *events.Shared, patterns, requestEnds []str
 	// The goroutine ends first, then each function, RETs before its entry
 	// (probes.AttachUprobes): a phase may end without having started,
 	// never start without its ends in place.
-	var ends []probes.AttachUprobe
-	for _, sym := range append(slices.Clone(requestEnds), GoroutineExit) {
+	var endProbes []probes.AttachUprobe
+	for _, sym := range append(slices.Clone(ends.Symbols), GoroutineExit) {
 		if _, err := t.Bin.Func(sym); err == nil {
-			ends = append(ends, probes.AttachUprobe{Symbol: sym, Entry: end, EntryName: "phase_goroutine_end"})
+			endProbes = append(endProbes, probes.AttachUprobe{Symbol: sym, Entry: end, EntryName: "phase_goroutine_end"})
 		}
 	}
-	att, err := probes.AttachUprobes(t, ends)
+	att, err := probes.AttachUprobes(t, endProbes)
 	if err != nil {
 		_ = a.Close()
 		return nil, fmt.Errorf("phases: %w", err)

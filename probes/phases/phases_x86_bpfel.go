@@ -83,6 +83,8 @@ const (
 	phasesProgPhaseEnter        = "phase_enter"
 	phasesProgPhaseGoroutineEnd = "phase_goroutine_end"
 	phasesProgPhaseReturn       = "phase_return"
+	phasesVarNotFromEnd         = "not_from_end"
+	phasesVarNotFromStart       = "not_from_start"
 	phasesVarOffG_goid          = "off_g_goid"
 	phasesVarOffG_parentGoid    = "off_g_parent_goid"
 	phasesVarUnusedPhaseCounter = "unused_phase_counter"
@@ -159,6 +161,8 @@ type phasesMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type phasesVariableSpecs struct {
+	NotFromEnd         *ebpf.VariableSpec `ebpf:"not_from_end"`
+	NotFromStart       *ebpf.VariableSpec `ebpf:"not_from_start"`
 	OffG_goid          *ebpf.VariableSpec `ebpf:"off_g_goid"`
 	OffG_parentGoid    *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
 	UnusedPhaseCounter *ebpf.VariableSpec `ebpf:"unused_phase_counter"`
@@ -218,6 +222,8 @@ func (m *phasesMaps) Close() error {
 //
 // It can be passed to loadPhasesObjects or ebpf.CollectionSpec.LoadAndAssign.
 type phasesVariables struct {
+	NotFromEnd         *ebpf.Variable `ebpf:"not_from_end"`
+	NotFromStart       *ebpf.Variable `ebpf:"not_from_start"`
 	OffG_goid          *ebpf.Variable `ebpf:"off_g_goid"`
 	OffG_parentGoid    *ebpf.Variable `ebpf:"off_g_parent_goid"`
 	UnusedPhaseCounter *ebpf.Variable `ebpf:"unused_phase_counter"`

@@ -81,8 +81,13 @@ func Renamed() (map[offsets.Field]bool, error) {
 // their ends on, that end a request on the goroutine that served it: where
 // the configuration's phases (probes/phases) still open on that goroutine
 // end too.
-func RequestEnds() []string {
-	return append([]string{server.EndSymbol, server.HijackedEndSymbol, server.XH2EndSymbol}, server.H2EndSymbols...)
+func RequestEnds() phases.RequestEnds {
+	return phases.RequestEnds{
+		Symbols: append([]string{server.EndSymbol, server.HijackedEndSymbol, server.XH2EndSymbol}, server.H2EndSymbols...),
+		// A hijack calls abortPendingRead while the handler runs; the
+		// request ends at releaseConn then.
+		NotFrom: server.HijackSymbol,
+	}
 }
 
 // Records builds the reader's dispatch table: the records of every

@@ -23,20 +23,22 @@ import (
 // called runtime.Goexit (ended with the request or the goroutine, marked),
 // a phase whose prologue grew the stack (its entry runs twice: one
 // span), and recursion deeper than the 16 phases kept open per goroutine
-// (the deeper calls counted as lost, the innermost traced one marked).
+// (the deeper calls counted as lost, the innermost traced one marked), and
+// a phase that hijacks its connection (net/http calls a request end then,
+// which must not end the phase).
 func TestPhaseShapes(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
 	app, addr := testenv.StartSampleApp(t, testenv.BuildPhaseApp(t))
 	config := writeConfig(t, `
-phases: ["main.Map[...]", main.fact, main.risky, main.after, main.quit, main.bigFrame]
+phases: ["main.Map[...]", main.fact, main.risky, main.after, main.quit, main.bigFrame, main.upgrade]
 `)
 	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(app.Process.Pid), "--output", "json", "--config", config)
 	if !strings.Contains(a.Stderr(), "main.Map[go.shape.int], main.Map[go.shape.string]") {
 		t.Errorf("both instantiations of main.Map are not attached:\n%s", a.Stderr())
 	}
 	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
-	paths := []string{"/generic", "/recurse?n=3", "/deep", "/unwind", "/abort", "/goexit", "/grow"}
+	paths := []string{"/generic", "/recurse?n=3", "/deep", "/unwind", "/abort", "/goexit", "/grow", "/hijack"}
 	for _, p := range paths {
 		resp, err := c.Get("http://" + addr + p)
 		if p == "/abort" {
@@ -151,6 +153,8 @@ phases: ["main.Map[...]", main.fact, main.risky, main.after, main.quit, main.big
 	check("/abort", "main.risky", "request_ended")
 	check("/goexit", "main.quit", "request_ended")
 	check("/grow", "main.bigFrame", "")
+	// Hijacking ends nothing: the phase that hijacked returns.
+	check("/hijack", "main.upgrade", "")
 	var grown int
 	for _, s := range spans {
 		if s.Name == "main.bigFrame" {

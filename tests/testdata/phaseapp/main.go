@@ -13,6 +13,7 @@
 //	  /abort        main.risky panics through the handler (net/http recovers)
 //	  /goexit       a goroutine whose main.quit calls runtime.Goexit
 //	  /grow         a new goroutine calls main.bigFrame, whose prologue grows its stack
+//	  /hijack       main.upgrade hijacks the connection (a request end mid-handler)
 //	  /bench?n=N    N calls of main.tick; answers the nanoseconds per call
 package main
 
@@ -89,6 +90,21 @@ func bigFrame(i int) byte {
 	return buf[(i*7)%len(buf)]
 }
 
+// upgrade takes the connection over, as a websocket handler does, and
+// answers on it.
+//
+//go:noinline
+func upgrade(w http.ResponseWriter) {
+	conn, buf, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	time.Sleep(2 * time.Millisecond)
+	buf.WriteString("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+	buf.Flush()
+}
+
 //go:noinline
 func tick(i int) int { return i ^ 0x5a }
 
@@ -139,6 +155,9 @@ func main() {
 		out := make(chan byte)
 		go func() { out <- bigFrame(7) }()
 		fmt.Fprintln(w, <-out)
+	})
+	mux.HandleFunc("/hijack", func(w http.ResponseWriter, r *http.Request) {
+		upgrade(w)
 	})
 	mux.HandleFunc("/bench", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
