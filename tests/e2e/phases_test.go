@@ -70,21 +70,7 @@ phases:
 	}
 
 	const phaseMS, requests = 15, 3
-	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
-	var answers []gatewayAnswer
-	for range requests {
-		resp, err := c.Get(fmt.Sprintf("http://%s/gateway?phase_ms=%d", addr, phaseMS))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var g gatewayAnswer
-		err = json.NewDecoder(resp.Body).Decode(&g)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 || len(g.Phases) != 3 {
-			t.Fatalf("gateway: status %d, %v, %+v", resp.StatusCode, err, g)
-		}
-		answers = append(answers, g)
-	}
+	answers := gatewayRequests(t, addr, requests, phaseMS)
 	if !alive(app.Process.Pid) {
 		t.Fatal("the traced gateway died")
 	}
@@ -99,6 +85,81 @@ phases:
 		t.Fatalf("reading the spans back from Jaeger: %v", err)
 	}
 	checkPhases(t, "jaeger", fromJaeger(js), answers, phaseMS)
+}
+
+// gatewayRequests makes n sequential /gateway requests, each phase
+// sleeping phaseMS, and returns what the gateway measured.
+func gatewayRequests(t *testing.T, addr string, n, phaseMS int) []gatewayAnswer {
+	t.Helper()
+	c := &http.Client{Timeout: testenv.Timeout(t, 20*time.Second)}
+	var answers []gatewayAnswer
+	for range n {
+		resp, err := c.Get(fmt.Sprintf("http://%s/gateway?phase_ms=%d", addr, phaseMS))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var g gatewayAnswer
+		err = json.NewDecoder(resp.Body).Decode(&g)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || len(g.Phases) != 3 {
+			t.Fatalf("gateway: status %d, %v, %+v", resp.StatusCode, err, g)
+		}
+		answers = append(answers, g)
+	}
+	return answers
+}
+
+// TestPhaseSpansAsInTheIssue is the issue's own shape: the gateway's three
+// phases named, nothing else: four spans under each server span, the three
+// phases in order and the model call after them, a child of the server
+// span again (each phase gave the context back when it returned), every
+// phase within the times the service measured.
+func TestPhaseSpansAsInTheIssue(t *testing.T) {
+	testenv.RequireRoot(t)
+	zt := testenv.BuildZerotrace(t)
+	ms := testenv.StartModelServer(t)
+	app, addr := testenv.StartGenAIApp(t, ms.URL())
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(app.Process.Pid), "--output", "json",
+		"--config", writeConfig(t, "phases: [main.parseInput, main.retrieve, main.buildPrompt]\n"))
+	const phaseMS = 5
+	answers := gatewayRequests(t, addr, 2, phaseMS)
+	a.stop()
+	spans := fromJSON(a.jsonSpans())
+	children := map[string][]observed{}
+	var servers []observed
+	for _, s := range spans {
+		children[s.ParentSpanID] = append(children[s.ParentSpanID], s)
+		if s.Kind == "server" && s.Attrs["url.path"] == "/gateway" {
+			servers = append(servers, s)
+		}
+	}
+	slices.SortFunc(servers, func(a, b observed) int { return a.Start.Compare(b.Start) })
+	if len(servers) != len(answers) {
+		t.Fatalf("%d /gateway server spans for %d requests:\n%s", len(servers), len(answers), a.Stdout())
+	}
+	for i, srv := range servers {
+		kids := slices.Clone(children[srv.SpanID])
+		slices.SortFunc(kids, func(a, b observed) int { return a.Start.Compare(b.Start) })
+		var got []string
+		for _, k := range kids {
+			got = append(got, k.Kind+" "+k.Name)
+			if len(children[k.SpanID]) != 0 {
+				t.Errorf("request %d: %s has children %v", i, k.Name, names(children[k.SpanID]))
+			}
+		}
+		want := []string{"internal main.parseInput", "internal main.retrieve", "internal main.buildPrompt", "client POST"}
+		if len(got) != 4 || !slices.Equal(got[:3], want[:3]) || kids[3].Kind != "client" {
+			t.Errorf("request %d: under the server span %v, want %v", i, got, want)
+			continue
+		}
+		for j, p := range answers[i].Phases {
+			s := kids[j]
+			if s.Start.Before(p.Start.Add(-clockSlack)) || s.End.After(p.End.Add(clockSlack)) || s.End.Sub(s.Start) < phaseMS*time.Millisecond {
+				t.Errorf("request %d: %s %s..%s, the service measured %s..%s", i, s.Name, s.Start.Format(time.StampMicro),
+					s.End.Format(time.StampMicro), p.Start.Format(time.StampMicro), p.End.Format(time.StampMicro))
+			}
+		}
+	}
 }
 
 // checkPhases finds, for each gateway answer, its server span and checks
