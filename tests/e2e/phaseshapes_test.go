@@ -25,11 +25,19 @@ import (
 // span), and recursion deeper than the 16 phases kept open per goroutine
 // (the deeper calls counted as lost, the innermost traced one marked), and
 // a phase that hijacks its connection (net/http calls a request end then,
-// which must not end the phase).
+// which must not end the phase). Once built as usual and once as a
+// position-independent executable (probed addresses move with its load
+// address).
 func TestPhaseShapes(t *testing.T) {
 	testenv.RequireRoot(t)
+	for _, mode := range []string{"", "pie"} {
+		t.Run("buildmode="+mode, func(t *testing.T) { phaseShapes(t, mode) })
+	}
+}
+
+func phaseShapes(t *testing.T, buildMode string) {
 	zt := testenv.BuildZerotrace(t)
-	app, addr := testenv.StartSampleApp(t, testenv.BuildPhaseApp(t))
+	app, addr := testenv.StartSampleApp(t, testenv.BuildPhaseApp(t, buildMode))
 	config := writeConfig(t, `
 phases: ["main.Map[...]", main.fact, main.risky, main.after, main.quit, main.bigFrame, main.upgrade]
 `)
@@ -182,7 +190,7 @@ phases: ["main.Map[...]", main.fact, main.risky, main.after, main.quit, main.big
 func TestPhaseCost(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
-	app, addr := testenv.StartSampleApp(t, testenv.BuildPhaseApp(t))
+	app, addr := testenv.StartSampleApp(t, testenv.BuildPhaseApp(t, ""))
 	c := &http.Client{Timeout: testenv.Timeout(t, 60*time.Second)}
 	const n, rounds = 50000, 5
 	perCall := func() time.Duration {

@@ -7,14 +7,21 @@ import (
 
 // BuildPhaseApp builds tests/testdata/phaseapp, the fixture of the phase
 // tests (generic, recursive, panicking and stack-growing phases, and a loop
-// that prices a traced call), once per test process.
-func BuildPhaseApp(t testing.TB) string {
+// that prices a traced call), once per test process and build mode (""
+// for the default, "pie" for a position-independent executable).
+func BuildPhaseApp(t testing.TB, buildMode string) string {
 	t.Helper()
 	dir := processBinDir(t)
 	root := RepoRoot(t)
-	path, err := memoBuild("phaseapp", func() (string, error) {
-		out := filepath.Join(dir, "phaseapp")
-		return out, goBuild(root, goEnv(""), []string{"build", "-o", out, "./tests/testdata/phaseapp"})
+	name := "phaseapp"
+	args := []string{"build"}
+	if buildMode != "" {
+		name += "-" + buildMode
+		args = append(args, "-buildmode="+buildMode)
+	}
+	path, err := memoBuild(name, func() (string, error) {
+		out := filepath.Join(dir, name)
+		return out, goBuild(root, goEnv(""), append(args, "-o", out, "./tests/testdata/phaseapp"))
 	})
 	if err != nil {
 		t.Fatalf("building the phase fixture: %v", err)
