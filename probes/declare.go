@@ -198,6 +198,10 @@ type Options struct {
 	// InjectWriteUser makes the net/http client add the traceparent
 	// header with bpf_probe_write_user (probes/inject chose write-user).
 	InjectWriteUser bool
+	// Phases tells that the configuration names functions to trace
+	// (probes/phases): helpers that serve context to spans (goroutine
+	// ancestry, Declaration.OnlyWith) then apply whatever else does.
+	Phases bool
 }
 
 // WriteUser tells whether the write-user context injection is chosen: the

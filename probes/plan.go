@@ -220,7 +220,8 @@ func PlanTarget(t *Target, all []*Probe, opts Options) ([]*Planned, error) {
 		if with == (offsets.Field{}) || !c.planned.Runs() {
 			continue
 		}
-		needed := false
+		// Phases read the ancestry too (bpf/phases), from outside the plan.
+		needed := opts.Phases
 		for _, o := range cands {
 			needed = needed || (o != c && o.planned.Runs() && o.planned.reads[with])
 		}

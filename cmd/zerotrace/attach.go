@@ -191,6 +191,7 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 		Log: log, Out: stderr, ServiceName: serviceName, Inject: injectMode,
 		Redactor: red, QueueLen: o.queueLen, Listen: o.listen,
 		DropBackground: cfg.Spans.DropBackground, GenAI: gen,
+		Phases: cfg.Phases,
 	})
 	if err != nil {
 		return fail(stderr, err)

@@ -36,6 +36,10 @@ import (
 //	  routes:                       # more paths that are model APIs
 //	    - path: /llm/v2/generate    # a whole path, or one or two last segments
 //	      api: openai.chat_completions
+//	phases:                         # Go functions whose calls become INTERNAL spans
+//	  - main.buildPrompt
+//	  - github.com/acme/rag.(*Store).Search
+//	  - main.Map[...]               # every instantiation of a generic function
 //
 // Decoding is strict: an unknown key anywhere is an error, because a
 // misspelt key would otherwise silently leave data unredacted.
@@ -43,6 +47,13 @@ type fileConfig struct {
 	Redaction redact.Config `yaml:"redaction"`
 	Spans     spansConfig   `yaml:"spans"`
 	GenAI     genAIConfig   `yaml:"gen_ai"`
+	// Phases names functions of the traced Go programs, by package path
+	// and function or method, whose every call becomes an INTERNAL span
+	// (probes/phases): child of the span active on its goroutine, parent
+	// of the calls made inside it. "[...]" stands for the type arguments
+	// of a generic function or type. A function the binary lacks, or
+	// that the compiler inlined everywhere, is refused with the reason.
+	Phases []string `yaml:"phases"`
 }
 
 // spansConfig chooses which spans are exported.

@@ -73,6 +73,9 @@ type Span struct {
 	HTTP  *HTTP
 	DB    *DB
 	GenAI *GenAI
+	// Code is set, alone, on an INTERNAL span that is a call of one of
+	// the program's own functions.
+	Code *Code
 
 	// Derived by semconv.Apply; producers leave them empty.
 	Name       string

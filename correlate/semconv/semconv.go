@@ -54,6 +54,8 @@ func apply(s *model.Span, r texts) {
 		}
 	case s.DB != nil:
 		attrs = appendDB(attrs, s, r)
+	case s.Code != nil:
+		attrs = appendCode(attrs, s)
 	}
 	if s.Source == model.SourceKernel {
 		attrs = append(attrs, attribute.String("zerotrace.source", "kernel"))

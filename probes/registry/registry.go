@@ -15,6 +15,7 @@ import (
 	"github.com/zerotrace/zerotrace/probes/nethttp/client"
 	"github.com/zerotrace/zerotrace/probes/nethttp/server"
 	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/phases"
 	"github.com/zerotrace/zerotrace/probes/runtime/goroutines"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
@@ -76,6 +77,19 @@ func Renamed() (map[offsets.Field]bool, error) {
 	return out, nil
 }
 
+// RequestEnds are the functions, among those the registered probes place
+// their ends on, that end a request on the goroutine that served it: where
+// the configuration's phases (probes/phases) still open on that goroutine
+// end too.
+func RequestEnds() phases.RequestEnds {
+	return phases.RequestEnds{
+		Symbols: append([]string{server.EndSymbol, server.HijackedEndSymbol, server.XH2EndSymbol}, server.H2EndSymbols...),
+		// A hijack calls abortPendingRead while the handler runs; the
+		// request ends at releaseConn then.
+		NotFrom: server.HijackSymbol,
+	}
+}
+
 // Records builds the reader's dispatch table: the records of every
 // registered probe, and those of the kernel-level tracing (probes/syscalls).
 // Two records with one type number are an error.
@@ -85,5 +99,8 @@ func Records() (*events.Records, error) {
 		recs = append(recs, p.Records()...)
 	}
 	recs = append(recs, syscalls.Records()...)
+	// Phases are attached from the configuration, not declared (see
+	// probes/phases), but their record is read like the others.
+	recs = append(recs, phases.Record)
 	return events.NewRecords(recs...)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/zerotrace/zerotrace/probes/gobin/gobintest"
 	"github.com/zerotrace/zerotrace/probes/nethttp/server"
 	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/phases"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
 
@@ -119,6 +120,7 @@ func TestRecordTypesAreUnique(t *testing.T) {
 		all = append(all, p.Records()...)
 	}
 	all = append(all, syscalls.Records()...)
+	all = append(all, phases.Record)
 	for _, r := range all {
 		if r.Type == 0 {
 			t.Errorf("%s has type 0, which no record may have (a zeroed header)", r.Name)

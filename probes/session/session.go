@@ -9,6 +9,7 @@ import (
 
 	"github.com/zerotrace/zerotrace/probes"
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/phases"
 	"github.com/zerotrace/zerotrace/probes/registry"
 )
 
@@ -95,6 +96,7 @@ type Attached struct {
 	Plan    *Plan
 	loaded  []*probes.Loaded
 	attachs []*probes.Attachment
+	phases  *phases.Attached
 	// Summary says what was attached, for the user: each instrumentation
 	// with its state.
 	Summary string
@@ -154,9 +156,36 @@ func Attach(p *Plan, shared *events.Shared) (*Attached, error) {
 	return a, nil
 }
 
+// AttachPhases makes the functions patterns name (the configuration's
+// phases) spans of the process (see probes/phases), and says what it did
+// in the Summary. A pattern that cannot be traced is refused, with the
+// reason, and returned; the error is for what stops all phases, which
+// leaves the rest attached.
+func (a *Attached) AttachPhases(patterns []string, shared *events.Shared) ([]phases.Refusal, error) {
+	if len(patterns) == 0 {
+		return nil, nil
+	}
+	ph, err := phases.Attach(a.Plan.Target, shared, patterns, registry.RequestEnds())
+	if err != nil {
+		return nil, err
+	}
+	a.phases = ph
+	for _, site := range ph.Sites {
+		a.Uprobes = append(a.Uprobes, Uprobe{Instrumentation: "phases", Site: site})
+	}
+	if len(ph.Functions) > 0 {
+		a.Summary += "; " + ph.Summary()
+	}
+	return ph.Refused, nil
+}
+
 // Detach removes every link, then unloads the programs.
 func (a *Attached) Detach() error {
 	var errs []error
+	if a.phases != nil {
+		errs = append(errs, a.phases.Close())
+		a.phases = nil
+	}
 	for _, att := range a.attachs {
 		errs = append(errs, att.Close())
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/inject"
+	"github.com/zerotrace/zerotrace/probes/phases"
 	"github.com/zerotrace/zerotrace/probes/session"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
 	"github.com/zerotrace/zerotrace/tests/internal/testenv"
@@ -88,6 +89,14 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 	}
 	for _, prog := range sortedPrograms(spec) {
 		results = append(results, loadOne(t, "context injection", prog, "any", spec, shared))
+	}
+	// Phases are attached from the configuration, for any Go binary; the
+	// goid offsets of go1.26 (the verifier sees them as constants).
+	if spec, err = phases.Spec(shared, 152, 280); err != nil {
+		t.Fatal(err)
+	}
+	for _, prog := range sortedPrograms(spec) {
+		results = append(results, loadOne(t, "phases", prog, "any", spec, shared))
 	}
 	if spec, err = syscalls.Spec(shared); err != nil {
 		t.Fatal(err)

@@ -54,6 +54,10 @@ type Config struct {
 	// GenAI configures model calls (the gen_ai section): content
 	// capture, prices, providers, routes; nil: the defaults.
 	GenAI *genai.Config
+	// Phases are the functions of traced Go programs to make INTERNAL
+	// spans of (probes/phases): "main.buildPrompt",
+	// "github.com/acme/rag.(*Store).Search", "main.Map[...]".
+	Phases []string
 }
 
 // mapWindow is the sliding window of the service map's statistics.

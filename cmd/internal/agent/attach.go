@@ -180,7 +180,7 @@ func (a *attacher) tracing() int {
 }
 
 func (a *attacher) prepare(pid int) (*session.Plan, error) {
-	p, err := session.Prepare(pid, session.Options{InjectWriteUser: a.injection.Mode == inject.WriteUser})
+	p, err := session.Prepare(pid, session.Options{InjectWriteUser: a.injection.Mode == inject.WriteUser, Phases: len(a.cfg.Phases) > 0})
 	if err != nil {
 		return nil, err
 	}
@@ -298,6 +298,17 @@ func (a *attacher) attachPlan(p *session.Plan) error {
 	att, err := session.Attach(p, a.shared)
 	if err != nil {
 		return err
+	}
+	if len(a.cfg.Phases) > 0 {
+		// A phase that cannot be traced is refused on its own; the
+		// process stays attached without it (or without any, on an error).
+		refused, err := att.AttachPhases(a.cfg.Phases, a.shared)
+		if err != nil {
+			fmt.Fprintf(a.cfg.Out, "zerotrace: %s: no phases: %v\n", p.Target, err)
+		}
+		for _, r := range refused {
+			fmt.Fprintf(a.cfg.Out, "zerotrace: %s: %s\n", p.Target, r)
+		}
 	}
 	a.attached = append(a.attached, att)
 	a.traced = append(a.traced, p.Target.PID)

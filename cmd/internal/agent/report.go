@@ -9,6 +9,7 @@ import (
 	"github.com/zerotrace/zerotrace/export/metrics"
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/inject"
+	"github.com/zerotrace/zerotrace/probes/phases"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
 
@@ -66,6 +67,8 @@ func (r *reporter) losses() []metrics.Count {
 	add("connection_table_full", r.pipe.corr.Connections().Dropped.Load())
 	add("connection_bytes_failed", r.pipe.corr.Connections().LiveFailed.Load())
 	add("kernel_streams_full", r.pipe.corr.Stats().KernelStreamsFull.Load())
+	overflow, _ := phases.Lost()
+	add("phase_nesting_overflow", overflow)
 	for _, s := range r.pipe.fan.Stats() {
 		add(s.Name+"_queue_full", s.Dropped.Load())
 		add(s.Name+"_failed", s.Failed.Load())
@@ -112,6 +115,9 @@ func (r *reporter) reportLoss(final bool) {
 		// Requests that began before the entry probe was in, or ended
 		// after it was out: not traced, by design, and not a loss.
 		r.log.Debug("returns without an entry (attach and detach windows)", "count", kc[events.CounterNoEntry])
+	}
+	if _, n := phases.Lost(); n > 0 {
+		r.log.Debug("phase returns without an entry (calls begun before attach)", "count", n)
 	}
 	if loss == "" {
 		line += ", nothing lost"
