@@ -40,6 +40,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct http_client_event *unused_http_client_event __attribute__((unused));
 enum http_client_record *unused_http_client_record __attribute__((unused));
 enum http_client_info *unused_http_client_info __attribute__((unused));
+struct http_client_body *unused_http_client_body __attribute__((unused));
+enum http_client_body_record *unused_http_client_body_record __attribute__((unused));
+enum http_client_body_flags *unused_http_client_body_flags __attribute__((unused));
 
 volatile const __u64 off_g_goid;
 volatile const __u64 off_g_parent_goid;
@@ -72,6 +75,13 @@ volatile const __u64 off_bufio_n;
 // *bufio.Writer exactly when its itab's only method is that one (itab_is).
 volatile const __u64 bufio_writer_write_fn;
 
+// Model calls' bodies (the genai part): on when user space found the
+// persistConn read site in this binary; where (*persistConn).Read keeps its
+// arguments p (its pointer) and pc while pc.conn.Read(p) runs.
+volatile const bool capture_bodies;
+volatile const __s64 off_pconn_read_p;
+volatile const __s64 off_pconn_read_pc;
+
 // Sizes of the struct prefixes copied in one read each.
 volatile const __u64 req_read_size;
 volatile const __u64 url_read_size;
@@ -88,6 +98,9 @@ struct inflight {
 	// Set by persist_conn_round_trip_enter; ip_len stays 0 when the
 	// request did not go out on a plain TCP connection.
 	struct tcp_addr peer;
+	// The request is a model call whose bytes are copied (body_watch).
+	__u8 genai;
+	__u8 pad[7];
 };
 
 // Round trips in progress, by goroutine (g pointer).
@@ -176,6 +189,226 @@ int round_trip_enter(struct pt_regs *ctx)
 	return 0;
 }
 
+
+// Model calls (issue 13). A round trip that POSTs to a model API's path
+// (the path's last two segments, or its last, in genai_suffixes, which user
+// space fills from correlate/protocols/genai.DefaultSuffixes) has its
+// connection watched while it uses it: every write of the request and read
+// of the response on that persistConn is copied (within budgets) to user
+// space, which reads the call's model, tokens and stream out of them and
+// ends the span when the response's body ends. Other connections pay one
+// hash lookup per write and read of an HTTP/1.x client connection, on an
+// emulated instruction.
+
+#define GENAI_SUFFIX_MAX 32
+#define GENAI_PATH_TAIL 64
+// Bytes copied of a request (its head and body's start), and of a
+// response, before only each write's or read's last bytes are.
+#define GENAI_REQ_BUDGET (16 << 10)
+#define GENAI_RESP_BUDGET (256 << 10)
+
+struct genai_suffix {
+	char s[GENAI_SUFFIX_MAX];
+};
+
+// Recognised path endings (value: the API, as user space numbers it).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct genai_suffix);
+	__type(value, __u8);
+} genai_suffixes SEC(".maps");
+
+struct watch_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 pc;
+};
+
+struct body_watch {
+	__u8 span_id[8];
+	__u64 written;
+	__u64 read;
+};
+
+// Connections a model call is using, by persistConn.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct watch_key);
+	__type(value, struct body_watch);
+} body_watch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_client_body);
+} body_scratch SEC(".maps");
+
+// Whether the path's ending from buf[start] to buf[end] is recognised.
+static __always_inline bool suffix_known(const char *buf, int start, int end)
+{
+	struct genai_suffix key = {};
+	int n = end - start;
+	if (start < 0 || n <= 0 || n >= GENAI_SUFFIX_MAX)
+		return false;
+#pragma unroll
+	for (int j = 0; j < GENAI_SUFFIX_MAX - 1; j++) {
+		if (j < n)
+			key.s[j] = buf[(start + j) & (GENAI_PATH_TAIL - 1)];
+	}
+	return bpf_map_lookup_elem(&genai_suffixes, &key) != NULL;
+}
+
+// Whether req (a *Request) is a call to a model API: POST, and a path
+// ending in a recognised suffix.
+static __always_inline bool is_genai_request(__u64 req)
+{
+	struct go_string m = {};
+	char mb[4];
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)(req + off_req_method)) || m.len != 4 ||
+	    bpf_probe_read_user(mb, sizeof(mb), (void *)m.ptr) || mb[0] != 'P' || mb[1] != 'O' || mb[2] != 'S' ||
+	    mb[3] != 'T')
+		return false;
+	__u64 url = read_u64(req + off_req_url);
+	struct go_string path = {};
+	if (!url || bpf_probe_read_user(&path, sizeof(path), (void *)(url + off_url_path)) || path.len <= 0)
+		return false;
+	char buf[GENAI_PATH_TAIL] = {};
+	__u32 n = path.len < GENAI_PATH_TAIL ? path.len : GENAI_PATH_TAIL;
+	if (bpf_probe_read_user(buf, n & (GENAI_PATH_TAIL * 2 - 1), (void *)(path.ptr + path.len - n)))
+		return false;
+	int end = n;
+	if (end > 0 && buf[(end - 1) & (GENAI_PATH_TAIL - 1)] == '/')
+		end--;
+	// The last two slashes before end.
+	int last = -1, prev = -1;
+	for (int i = GENAI_PATH_TAIL - 1; i >= 0; i--) {
+		if (i < end && buf[i] == '/') {
+			if (last < 0)
+				last = i;
+			else if (prev < 0)
+				prev = i;
+		}
+	}
+	if (last < 0)
+		return false;
+	// Two segments need the slash before them, unless the path is whole.
+	if ((prev >= 0 || path.len == n) && suffix_known(buf, prev + 1, end))
+		return true;
+	return suffix_known(buf, last + 1, end);
+}
+
+// Watch (or stop watching) the connection pc a round trip is about to use.
+static __always_inline void watch_bodies(struct inflight *in, __u64 pc)
+{
+	struct watch_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = pc};
+	if (!is_genai_request(in->req)) {
+		// A keep-alive connection a model call used before.
+		bpf_map_delete_elem(&body_watch, &k);
+		return;
+	}
+	struct body_watch w = {};
+	__builtin_memcpy(w.span_id, in->ids.span_id, sizeof(w.span_id));
+	if (bpf_map_update_elem(&body_watch, &k, &w, BPF_ANY)) {
+		count(COUNTER_INFLIGHT_FULL);
+		return;
+	}
+	in->genai = 1;
+}
+
+// Send len bytes at src (the whole of a write or read of total bytes, its
+// first bytes, or with HTTP_BODY_TAIL its last) as one record.
+static __always_inline void send_body(struct http_client_body *e, __u64 src, __u32 len, __u8 flags)
+{
+	len &= (HTTP_BODY_MAX * 2 - 1);
+	if (len > HTTP_BODY_MAX)
+		len = HTTP_BODY_MAX;
+	if (len && bpf_probe_read_user(e->data, len, (void *)src)) {
+		count(COUNTER_READ_FAILED);
+		return;
+	}
+	e->len = len;
+	e->flags = flags;
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	if (bpf_ringbuf_output(&events, e, offsetof(struct http_client_body, data) + len, wakeup_flags()))
+		count(COUNTER_RINGBUF_FULL);
+}
+
+// Copy a write or read of a watched connection: its first bytes while the
+// direction's budget lasts, and its last bytes when those did not hold it.
+static __always_inline void copy_body(__u64 pc, __u64 ptr, __s64 total, bool write)
+{
+	struct watch_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = pc};
+	struct body_watch *w = bpf_map_lookup_elem(&body_watch, &k);
+	if (!w)
+		return;
+	__u32 zero = 0;
+	struct http_client_body *e = bpf_map_lookup_elem(&body_scratch, &zero);
+	if (!e)
+		return;
+	__u64 *done = write ? &w->written : &w->read;
+	__u64 budget = write ? GENAI_REQ_BUDGET : GENAI_RESP_BUDGET;
+	fill_header(&e->hdr, EVENT_HTTP_CLIENT_BODY);
+	e->conn = pc;
+	__builtin_memcpy(e->span_id, w->span_id, sizeof(e->span_id));
+	e->offset = *done;
+	e->pad = 0;
+	__u8 dir = write ? HTTP_BODY_WRITE : 0;
+	if (total <= 0) {
+		if (write)
+			return;
+		e->total = 0;
+		send_body(e, 0, 0, dir | HTTP_BODY_EOF);
+		if (!write)
+			bpf_map_delete_elem(&body_watch, &k);
+		return;
+	}
+	e->total = total;
+	__u64 head = *done < budget ? budget - *done : 0;
+	if (head > (__u64)total)
+		head = total;
+	if (head > HTTP_BODY_MAX)
+		head = HTTP_BODY_MAX;
+	*done += total;
+	if (head)
+		send_body(e, ptr, head, dir);
+	if (head == (__u64)total)
+		return;
+	count(COUNTER_GENAI_UNCOPIED);
+	__u64 tail = total - head;
+	if (tail > HTTP_BODY_TAIL_MAX)
+		tail = HTTP_BODY_TAIL_MAX;
+	send_body(e, ptr + total - tail, tail, dir | HTTP_BODY_TAIL);
+}
+
+// func (w persistConnWriter) Write(p []byte) (n int, err error)
+//
+// Every byte an HTTP/1.x client connection writes, request head and body
+// (bufio.Writer's flushes): RAX = w.pc, RBX/RCX = p. Entry (emulated).
+SEC("uprobe/persistConnWriter_Write")
+int pconn_write(struct pt_regs *ctx)
+{
+	copy_body(GO_ARG1(ctx), GO_ARG2(ctx), GO_ARG3(ctx), true);
+	return 0;
+}
+
+// func (pc *persistConn) Read(p []byte) (n int, err error)
+//
+// On the conditional jump right after n, err = pc.conn.Read(p) (emulated;
+// found per binary, gobin.CallResultSite): RAX = n, and p's pointer and pc
+// in the spill slots off_pconn_read_p and off_pconn_read_pc from SP.
+SEC("uprobe/persistConn_Read_result")
+int pconn_read(struct pt_regs *ctx)
+{
+	__u64 pc = read_u64(ctx->sp + off_pconn_read_pc);
+	if (!pc)
+		return 0;
+	copy_body(pc, read_u64(ctx->sp + off_pconn_read_p), (__s64)ctx->ax, false);
+	return 0;
+}
+
 // func (pc *persistConn) roundTrip(req *transportRequest) (*Response, error)
 //
 // Called by Transport.roundTrip, on the same goroutine, once the connection
@@ -191,6 +424,8 @@ int persist_conn_round_trip_enter(struct pt_regs *ctx)
 	struct inflight *in = bpf_map_lookup_elem(&client_inflight, &g);
 	if (!in)
 		return 0;
+	if (capture_bodies)
+		watch_bodies(in, GO_ARG1(ctx));
 	struct go_iface c = {};
 	if (bpf_probe_read_user(&c, sizeof(c), (void *)(GO_ARG1(ctx) + off_pconn_conn)))
 		return 0;
@@ -338,6 +573,8 @@ static __always_inline void end_round_trip(__u64 g, __u64 resp, __u64 err_tab, b
 	e->peer_port = in.peer.port;
 	if (in.peer.ip_len)
 		e->info |= HTTP_CLIENT_INFO_PEER_ADDR;
+	if (in.genai)
+		e->info |= HTTP_CLIENT_INFO_GENAI;
 	if (err_tab)
 		e->info |= HTTP_CLIENT_INFO_ERROR;
 	// Read from a stack slot, the response is trusted only when it names
