@@ -239,6 +239,18 @@ struct {
 	__type(value, struct body_watch);
 } body_watch SEC(".maps");
 
+// The same connections by their *net.TCPConn (pc.conn's data word), for
+// the writes that bypass persistConnWriter.Write: a body longer than the
+// connection's write buffer goes through persistConnWriter.ReadFrom,
+// io.Copy and the TCPConn's generic ReadFrom, which writes it in 32 KiB
+// pieces through tcpConnWithoutReadFrom.Write.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct watch_key);
+	__type(value, __u64);
+} body_conn SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
@@ -304,9 +316,11 @@ static __always_inline bool is_genai_request(__u64 req)
 static __always_inline void watch_bodies(struct inflight *in, __u64 pc)
 {
 	struct watch_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = pc};
+	struct watch_key ck = {.tgid = k.tgid, .pc = read_u64(pc + off_pconn_conn + 8)};
 	if (!is_genai_request(in->req)) {
 		// A keep-alive connection a model call used before.
-		bpf_map_delete_elem(&body_watch, &k);
+		if (bpf_map_delete_elem(&body_watch, &k) == 0)
+			bpf_map_delete_elem(&body_conn, &ck);
 		return;
 	}
 	struct body_watch w = {};
@@ -315,6 +329,8 @@ static __always_inline void watch_bodies(struct inflight *in, __u64 pc)
 		count(COUNTER_INFLIGHT_FULL);
 		return;
 	}
+	if (ck.pc)
+		bpf_map_update_elem(&body_conn, &ck, &pc, BPF_ANY);
 	in->genai = 1;
 }
 
@@ -391,6 +407,23 @@ SEC("uprobe/persistConnWriter_Write")
 int pconn_write(struct pt_regs *ctx)
 {
 	copy_body(GO_ARG1(ctx), GO_ARG2(ctx), GO_ARG3(ctx), true);
+	return 0;
+}
+
+// func (c tcpConnWithoutReadFrom) Write(b []byte) (int, error)
+//
+// The writes of io.Copy into a *net.TCPConn from a reader it cannot
+// splice or sendfile (net.genericReadFrom): RAX = the *TCPConn, RBX/RCX =
+// b. Entry (emulated); it runs only for such copies, which net/http makes
+// for request bodies longer than its write buffer.
+SEC("uprobe/tcpConnWithoutReadFrom_Write")
+int tcp_copy_write(struct pt_regs *ctx)
+{
+	struct watch_key ck = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = GO_ARG1(ctx)};
+	__u64 *pc = bpf_map_lookup_elem(&body_conn, &ck);
+	if (!pc)
+		return 0;
+	copy_body(*pc, GO_ARG2(ctx), GO_ARG3(ctx), true);
 	return 0;
 }
 

@@ -118,6 +118,7 @@ type clientScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	clientMapBodyConn                   = "body_conn"
 	clientMapBodyScratch                = "body_scratch"
 	clientMapBodyWatch                  = "body_watch"
 	clientMapClientInflight             = "client_inflight"
@@ -137,6 +138,7 @@ const (
 	clientProgRoundTripEnd              = "round_trip_end"
 	clientProgRoundTripEnter            = "round_trip_enter"
 	clientProgRoundTripReturn           = "round_trip_return"
+	clientProgTcpCopyWrite              = "tcp_copy_write"
 	clientProgWriteSubsetEnter          = "write_subset_enter"
 	clientVarBufioWriterWriteFn         = "bufio_writer_write_fn"
 	clientVarCaptureBodies              = "capture_bodies"
@@ -234,6 +236,7 @@ type clientProgramSpecs struct {
 	RoundTripEnd              *ebpf.ProgramSpec `ebpf:"round_trip_end"`
 	RoundTripEnter            *ebpf.ProgramSpec `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.ProgramSpec `ebpf:"round_trip_return"`
+	TcpCopyWrite              *ebpf.ProgramSpec `ebpf:"tcp_copy_write"`
 	WriteSubsetEnter          *ebpf.ProgramSpec `ebpf:"write_subset_enter"`
 }
 
@@ -241,6 +244,7 @@ type clientProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientMapSpecs struct {
+	BodyConn       *ebpf.MapSpec `ebpf:"body_conn"`
 	BodyScratch    *ebpf.MapSpec `ebpf:"body_scratch"`
 	BodyWatch      *ebpf.MapSpec `ebpf:"body_watch"`
 	ClientInflight *ebpf.MapSpec `ebpf:"client_inflight"`
@@ -326,6 +330,7 @@ func (o *clientObjects) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientMaps struct {
+	BodyConn       *ebpf.Map `ebpf:"body_conn"`
 	BodyScratch    *ebpf.Map `ebpf:"body_scratch"`
 	BodyWatch      *ebpf.Map `ebpf:"body_watch"`
 	ClientInflight *ebpf.Map `ebpf:"client_inflight"`
@@ -342,6 +347,7 @@ type clientMaps struct {
 
 func (m *clientMaps) Close() error {
 	return _ClientClose(
+		m.BodyConn,
 		m.BodyScratch,
 		m.BodyWatch,
 		m.ClientInflight,
@@ -419,6 +425,7 @@ type clientPrograms struct {
 	RoundTripEnd              *ebpf.Program `ebpf:"round_trip_end"`
 	RoundTripEnter            *ebpf.Program `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.Program `ebpf:"round_trip_return"`
+	TcpCopyWrite              *ebpf.Program `ebpf:"tcp_copy_write"`
 	WriteSubsetEnter          *ebpf.Program `ebpf:"write_subset_enter"`
 }
 
@@ -431,6 +438,7 @@ func (p *clientPrograms) Close() error {
 		p.RoundTripEnd,
 		p.RoundTripEnter,
 		p.RoundTripReturn,
+		p.TcpCopyWrite,
 		p.WriteSubsetEnter,
 	)
 }

@@ -64,6 +64,12 @@ const WriteSymbol = "net/http.persistConnWriter.Write"
 // pc.conn.Read(p), a model call's response bytes are copied, n in RAX.
 const ReadSymbol = "net/http.(*persistConn).Read"
 
+// CopyWriteSymbols write what io.Copy copies into a *net.TCPConn through
+// its generic ReadFrom: where a request body longer than net/http's write
+// buffer goes (persistConnWriter.ReadFrom), bypassing WriteSymbol. The
+// copies' tail holds what the Go SDKs write last ("model", "stream").
+var CopyWriteSymbols = []string{"net.tcpConnWithoutReadFrom.Write"}
+
 // readSite finds ReadSymbol's jump after pc.conn.Read(p), and the spill
 // slots of p's pointer (RBX at entry) and pc (RAX).
 func readSite(b *gobin.Binary, f gobin.Func) (gobin.CallResult, error) {
@@ -163,6 +169,7 @@ func declare(s *clientSpecs) probes.Declaration {
 			probes.Uprobe{Symbol: ReadSymbol, Entry: s.PconnRead, Part: bodies,
 				At: readSite, Slots: []*ebpf.VariableSpec{s.OffPconnReadP, s.OffPconnReadPc}},
 			probes.Uprobe{Symbol: WriteSymbol, Entry: s.PconnWrite, Part: bodies},
+			probes.Uprobe{Symbol: CopyWriteSymbols[0], Entry: s.TcpCopyWrite, Part: bodies, Optional: true},
 			probes.Uprobe{Symbol: Symbol, Entry: s.RoundTripEnter},
 			probes.Uprobe{Symbol: ConnSymbol, Entry: s.PersistConnRoundTripEnter, Part: peer},
 			probes.Uprobe{Symbol: WriteSubsetSymbol, Entry: s.WriteSubsetEnter, Part: writeUser},
