@@ -82,13 +82,13 @@ func newGoCalls() *goCalls {
 
 // goCall is one model call being read.
 type goCall struct {
-	key  goCallKey
-	conn goConnKey
-	span *model.Span // nil until the round trip's record came
+	key     goCallKey
+	conn    goConnKey
+	span    *model.Span // nil until the round trip's record came
 	api     model.GenAIAPI
 	x       *genai.Exchange
 	strings *genai.Strings
-	last time.Time // when its last bytes came
+	last    time.Time // when its last bytes came
 
 	req, resp goSide
 	ended     bool // the response's body ended
