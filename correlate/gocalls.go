@@ -74,6 +74,8 @@ type goCalls struct {
 	byConn  map[goConnKey]*goCall
 	strings *genai.Strings
 	out     []*model.Span
+	// free are exchanges kept for reuse (a few KiB each).
+	free []*genai.Exchange
 }
 
 func newGoCalls() *goCalls {
@@ -129,7 +131,12 @@ func (g *goCalls) body(b *GoBody) []*model.Span {
 		if len(g.byID) >= goCallsMax {
 			g.evictOldest()
 		}
-		c = &goCall{key: key, conn: ck, x: &genai.Exchange{}, strings: g.strings}
+		c = &goCall{key: key, conn: ck, strings: g.strings}
+		if n := len(g.free); n > 0 {
+			c.x, g.free = g.free[n-1], g.free[:n-1]
+		} else {
+			c.x = &genai.Exchange{}
+		}
 		c.req.bodyLen, c.resp.bodyLen = -1, -1
 		g.byID[key] = c
 		g.byConn[ck] = c
@@ -221,6 +228,9 @@ func (g *goCalls) endCall(c *goCall, t time.Time, how model.GenAIEnd) {
 }
 
 func (g *goCalls) forget(c *goCall) {
+	if c.span == nil && len(g.free) < 4 {
+		g.free = append(g.free, c.x)
+	}
 	delete(g.byID, c.key)
 	if g.byConn[c.conn] == c {
 		delete(g.byConn, c.conn)
@@ -252,6 +262,9 @@ func (g *goCalls) finish(c *goCall) {
 		s.GenAI = nil
 	}
 	g.out = append(g.out, s)
+	if len(g.free) < 4 {
+		g.free = append(g.free, x)
+	}
 }
 
 // request reads request bytes: the head, then the body into the Exchange.

@@ -201,7 +201,6 @@ int round_trip_enter(struct pt_regs *ctx)
 // emulated instruction.
 
 #define GENAI_SUFFIX_MAX 32
-#define GENAI_PATH_TAIL 64
 // Bytes copied of a request (its head and body's start), and of a
 // response, before only each write's or read's last bytes are.
 #define GENAI_REQ_BUDGET (16 << 10)
@@ -258,23 +257,19 @@ struct {
 	__type(value, struct http_client_body);
 } body_scratch SEC(".maps");
 
-// Whether the path's ending from buf[start] to buf[end] is recognised.
-static __always_inline bool suffix_known(const char *buf, int start, int end)
-{
-	struct genai_suffix key = {};
-	int n = end - start;
-	if (start < 0 || n <= 0 || n >= GENAI_SUFFIX_MAX)
-		return false;
-#pragma unroll
-	for (int j = 0; j < GENAI_SUFFIX_MAX - 1; j++) {
-		if (j < n)
-			key.s[j] = buf[(start + j) & (GENAI_PATH_TAIL - 1)];
-	}
-	return bpf_map_lookup_elem(&genai_suffixes, &key) != NULL;
-}
+// Lengths of the suffixes in genai_suffixes: bit L set when one is L bytes
+// long (key 0; user space fills it with the map).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} genai_suffix_lens SEC(".maps");
 
 // Whether req (a *Request) is a call to a model API: POST, and a path
-// ending in a recognised suffix.
+// whose end, from just after one of its slashes, is in genai_suffixes.
+// Each suffix length is tried with a constant-size read (the loop is
+// unrolled), which keeps the verifier's work flat.
 static __always_inline bool is_genai_request(__u64 req)
 {
 	struct go_string m = {};
@@ -283,33 +278,33 @@ static __always_inline bool is_genai_request(__u64 req)
 	    bpf_probe_read_user(mb, sizeof(mb), (void *)m.ptr) || mb[0] != 'P' || mb[1] != 'O' || mb[2] != 'S' ||
 	    mb[3] != 'T')
 		return false;
+	__u32 zero = 0;
+	__u32 *lens = bpf_map_lookup_elem(&genai_suffix_lens, &zero);
+	if (!lens || !*lens)
+		return false;
+	__u32 mask = *lens;
 	__u64 url = read_u64(req + off_req_url);
 	struct go_string path = {};
-	if (!url || bpf_probe_read_user(&path, sizeof(path), (void *)(url + off_url_path)) || path.len <= 0)
+	if (!url || bpf_probe_read_user(&path, sizeof(path), (void *)(url + off_url_path)) || path.len <= 1)
 		return false;
-	char buf[GENAI_PATH_TAIL] = {};
-	__u32 n = path.len < GENAI_PATH_TAIL ? path.len : GENAI_PATH_TAIL;
-	if (bpf_probe_read_user(buf, n & (GENAI_PATH_TAIL * 2 - 1), (void *)(path.ptr + path.len - n)))
+	char c = 0;
+	if (bpf_probe_read_user(&c, 1, (void *)(path.ptr + path.len - 1)))
 		return false;
-	int end = n;
-	if (end > 0 && buf[(end - 1) & (GENAI_PATH_TAIL - 1)] == '/')
-		end--;
-	// The last two slashes before end.
-	int last = -1, prev = -1;
-	for (int i = GENAI_PATH_TAIL - 1; i >= 0; i--) {
-		if (i < end && buf[i] == '/') {
-			if (last < 0)
-				last = i;
-			else if (prev < 0)
-				prev = i;
-		}
+	__u64 end = path.ptr + path.len - (c == '/' ? 1 : 0);
+	__s64 plen = path.len - (c == '/' ? 1 : 0);
+#pragma unroll
+	for (int l = 1; l < GENAI_SUFFIX_MAX; l++) {
+		if (!(mask & (1u << l)) || l >= plen)
+			continue;
+		if (bpf_probe_read_user(&c, 1, (void *)(end - l - 1)) || c != '/')
+			continue;
+		struct genai_suffix key = {};
+		if (bpf_probe_read_user(key.s, l, (void *)(end - l)))
+			continue;
+		if (bpf_map_lookup_elem(&genai_suffixes, &key))
+			return true;
 	}
-	if (last < 0)
-		return false;
-	// Two segments need the slash before them, unless the path is whole.
-	if ((prev >= 0 || path.len == n) && suffix_known(buf, prev + 1, end))
-		return true;
-	return suffix_known(buf, last + 1, end);
+	return false;
 }
 
 // Watch (or stop watching) the connection pc a round trip is about to use.

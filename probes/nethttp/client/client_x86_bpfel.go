@@ -127,6 +127,7 @@ const (
 	clientMapConnCtxArmed               = "conn_ctx_armed"
 	clientMapCounters                   = "counters"
 	clientMapEvents                     = "events"
+	clientMapGenaiSuffixLens            = "genai_suffix_lens"
 	clientMapGenaiSuffixes              = "genai_suffixes"
 	clientMapGoCtx                      = "go_ctx"
 	clientMapHeaderCtx                  = "header_ctx"
@@ -244,19 +245,20 @@ type clientProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientMapSpecs struct {
-	BodyConn       *ebpf.MapSpec `ebpf:"body_conn"`
-	BodyScratch    *ebpf.MapSpec `ebpf:"body_scratch"`
-	BodyWatch      *ebpf.MapSpec `ebpf:"body_watch"`
-	ClientInflight *ebpf.MapSpec `ebpf:"client_inflight"`
-	ClientScratch  *ebpf.MapSpec `ebpf:"client_scratch"`
-	ConnCtx        *ebpf.MapSpec `ebpf:"conn_ctx"`
-	ConnCtxArmed   *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	GenaiSuffixes  *ebpf.MapSpec `ebpf:"genai_suffixes"`
-	GoCtx          *ebpf.MapSpec `ebpf:"go_ctx"`
-	HeaderCtx      *ebpf.MapSpec `ebpf:"header_ctx"`
-	HeaderScratch  *ebpf.MapSpec `ebpf:"header_scratch"`
+	BodyConn        *ebpf.MapSpec `ebpf:"body_conn"`
+	BodyScratch     *ebpf.MapSpec `ebpf:"body_scratch"`
+	BodyWatch       *ebpf.MapSpec `ebpf:"body_watch"`
+	ClientInflight  *ebpf.MapSpec `ebpf:"client_inflight"`
+	ClientScratch   *ebpf.MapSpec `ebpf:"client_scratch"`
+	ConnCtx         *ebpf.MapSpec `ebpf:"conn_ctx"`
+	ConnCtxArmed    *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
+	Counters        *ebpf.MapSpec `ebpf:"counters"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	GenaiSuffixLens *ebpf.MapSpec `ebpf:"genai_suffix_lens"`
+	GenaiSuffixes   *ebpf.MapSpec `ebpf:"genai_suffixes"`
+	GoCtx           *ebpf.MapSpec `ebpf:"go_ctx"`
+	HeaderCtx       *ebpf.MapSpec `ebpf:"header_ctx"`
+	HeaderScratch   *ebpf.MapSpec `ebpf:"header_scratch"`
 }
 
 // clientVariableSpecs contains global variables before they are loaded into the kernel.
@@ -330,19 +332,20 @@ func (o *clientObjects) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientMaps struct {
-	BodyConn       *ebpf.Map `ebpf:"body_conn"`
-	BodyScratch    *ebpf.Map `ebpf:"body_scratch"`
-	BodyWatch      *ebpf.Map `ebpf:"body_watch"`
-	ClientInflight *ebpf.Map `ebpf:"client_inflight"`
-	ClientScratch  *ebpf.Map `ebpf:"client_scratch"`
-	ConnCtx        *ebpf.Map `ebpf:"conn_ctx"`
-	ConnCtxArmed   *ebpf.Map `ebpf:"conn_ctx_armed"`
-	Counters       *ebpf.Map `ebpf:"counters"`
-	Events         *ebpf.Map `ebpf:"events"`
-	GenaiSuffixes  *ebpf.Map `ebpf:"genai_suffixes"`
-	GoCtx          *ebpf.Map `ebpf:"go_ctx"`
-	HeaderCtx      *ebpf.Map `ebpf:"header_ctx"`
-	HeaderScratch  *ebpf.Map `ebpf:"header_scratch"`
+	BodyConn        *ebpf.Map `ebpf:"body_conn"`
+	BodyScratch     *ebpf.Map `ebpf:"body_scratch"`
+	BodyWatch       *ebpf.Map `ebpf:"body_watch"`
+	ClientInflight  *ebpf.Map `ebpf:"client_inflight"`
+	ClientScratch   *ebpf.Map `ebpf:"client_scratch"`
+	ConnCtx         *ebpf.Map `ebpf:"conn_ctx"`
+	ConnCtxArmed    *ebpf.Map `ebpf:"conn_ctx_armed"`
+	Counters        *ebpf.Map `ebpf:"counters"`
+	Events          *ebpf.Map `ebpf:"events"`
+	GenaiSuffixLens *ebpf.Map `ebpf:"genai_suffix_lens"`
+	GenaiSuffixes   *ebpf.Map `ebpf:"genai_suffixes"`
+	GoCtx           *ebpf.Map `ebpf:"go_ctx"`
+	HeaderCtx       *ebpf.Map `ebpf:"header_ctx"`
+	HeaderScratch   *ebpf.Map `ebpf:"header_scratch"`
 }
 
 func (m *clientMaps) Close() error {
@@ -356,6 +359,7 @@ func (m *clientMaps) Close() error {
 		m.ConnCtxArmed,
 		m.Counters,
 		m.Events,
+		m.GenaiSuffixLens,
 		m.GenaiSuffixes,
 		m.GoCtx,
 		m.HeaderCtx,

@@ -104,10 +104,11 @@ func load() (*ebpf.CollectionSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	m := spec.Maps["genai_suffixes"]
-	if m == nil {
+	m, lens := spec.Maps["genai_suffixes"], spec.Maps["genai_suffix_lens"]
+	if m == nil || lens == nil {
 		return nil, fmt.Errorf("net/http client: no genai_suffixes map")
 	}
+	var mask uint32
 	for _, d := range genai.DefaultSuffixes {
 		var k clientGenaiSuffix
 		if len(d.Suffix) >= len(k.S) {
@@ -117,7 +118,9 @@ func load() (*ebpf.CollectionSpec, error) {
 			k.S[i] = int8(d.Suffix[i])
 		}
 		m.Contents = append(m.Contents, ebpf.MapKV{Key: k, Value: uint8(d.API)})
+		mask |= 1 << len(d.Suffix)
 	}
+	lens.Contents = []ebpf.MapKV{{Key: uint32(0), Value: mask}}
 	return spec, nil
 }
 
