@@ -79,6 +79,10 @@ volatile const __u64 bufio_writer_write_fn;
 // persistConn read site in this binary; where (*persistConn).Read keeps its
 // arguments p (its pointer) and pc while pc.conn.Read(p) runs.
 volatile const bool capture_bodies;
+// Run-time address of crypto/tls.(*Conn).Close, fun[0] of the net.Conn
+// itab of a *tls.Conn: such a connection's bytes are copied where
+// crypto/tls.(*Conn).Write takes them (0: not in the binary).
+volatile const __u64 tlsconn_close_fn;
 volatile const __s64 off_pconn_read_p;
 volatile const __s64 off_pconn_read_pc;
 
@@ -228,6 +232,11 @@ struct body_watch {
 	__u8 span_id[8];
 	__u64 written;
 	__u64 read;
+	// pc.conn is a *tls.Conn: the request's bytes are copied at its
+	// Write, which every write of the connection goes through, the
+	// bodies io.Copy writes past persistConnWriter included.
+	__u8 tls;
+	__u8 pad[7];
 };
 
 // Connections a model call is using, by persistConn.
@@ -311,14 +320,16 @@ static __always_inline bool is_genai_request(__u64 req)
 static __always_inline void watch_bodies(struct inflight *in, __u64 pc)
 {
 	struct watch_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = pc};
-	struct watch_key ck = {.tgid = k.tgid, .pc = read_u64(pc + off_pconn_conn + 8)};
+	struct go_iface conn = {};
+	bpf_probe_read_user(&conn, sizeof(conn), (void *)(pc + off_pconn_conn));
+	struct watch_key ck = {.tgid = k.tgid, .pc = conn.data};
 	if (!is_genai_request(in->req)) {
 		// A keep-alive connection a model call used before.
 		if (bpf_map_delete_elem(&body_watch, &k) == 0)
 			bpf_map_delete_elem(&body_conn, &ck);
 		return;
 	}
-	struct body_watch w = {};
+	struct body_watch w = {.tls = itab_is(conn.tab, tlsconn_close_fn)};
 	__builtin_memcpy(w.span_id, in->ids.span_id, sizeof(w.span_id));
 	if (bpf_map_update_elem(&body_watch, &k, &w, BPF_ANY)) {
 		count(COUNTER_INFLIGHT_FULL);
@@ -349,11 +360,13 @@ static __always_inline void send_body(struct http_client_body *e, __u64 src, __u
 
 // Copy a write or read of a watched connection: its first bytes while the
 // direction's budget lasts, and its last bytes when those did not hold it.
-static __always_inline void copy_body(__u64 pc, __u64 ptr, __s64 total, bool write)
+// tls says the write is tls.(*Conn).Write's, which is where a watched TLS
+// connection's writes are copied (and only those).
+static __always_inline void copy_body(__u64 pc, __u64 ptr, __s64 total, bool write, bool tls)
 {
 	struct watch_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = pc};
 	struct body_watch *w = bpf_map_lookup_elem(&body_watch, &k);
-	if (!w)
+	if (!w || (write && w->tls != tls))
 		return;
 	__u32 zero = 0;
 	struct http_client_body *e = bpf_map_lookup_elem(&body_scratch, &zero);
@@ -401,7 +414,7 @@ static __always_inline void copy_body(__u64 pc, __u64 ptr, __s64 total, bool wri
 SEC("uprobe/persistConnWriter_Write")
 int pconn_write(struct pt_regs *ctx)
 {
-	copy_body(GO_ARG1(ctx), GO_ARG2(ctx), GO_ARG3(ctx), true);
+	copy_body(GO_ARG1(ctx), GO_ARG2(ctx), GO_ARG3(ctx), true, false);
 	return 0;
 }
 
@@ -418,7 +431,25 @@ int tcp_copy_write(struct pt_regs *ctx)
 	__u64 *pc = bpf_map_lookup_elem(&body_conn, &ck);
 	if (!pc)
 		return 0;
-	copy_body(*pc, GO_ARG2(ctx), GO_ARG3(ctx), true);
+	copy_body(*pc, GO_ARG2(ctx), GO_ARG3(ctx), true, false);
+	return 0;
+}
+
+// func (c *tls.Conn) Write(b []byte) (int, error)
+//
+// Every write of a TLS connection: RAX = c, RBX/RCX = b (plaintext).
+// Entry (emulated). Copied only for connections a model call is using over
+// HTTP/1.x (body_conn): the request head that persistConnWriter.Write
+// passes on, and the body io.Copy writes past it. Every TLS write of the
+// process pays the trap and one hash lookup.
+SEC("uprobe/tls_Conn_Write")
+int tls_conn_write(struct pt_regs *ctx)
+{
+	struct watch_key ck = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = GO_ARG1(ctx)};
+	__u64 *pc = bpf_map_lookup_elem(&body_conn, &ck);
+	if (!pc)
+		return 0;
+	copy_body(*pc, GO_ARG2(ctx), GO_ARG3(ctx), true, true);
 	return 0;
 }
 
@@ -433,7 +464,7 @@ int pconn_read(struct pt_regs *ctx)
 	__u64 pc = read_u64(ctx->sp + off_pconn_read_pc);
 	if (!pc)
 		return 0;
-	copy_body(pc, read_u64(ctx->sp + off_pconn_read_p), (__s64)ctx->ax, false);
+	copy_body(pc, read_u64(ctx->sp + off_pconn_read_p), (__s64)ctx->ax, false, false);
 	return 0;
 }
 

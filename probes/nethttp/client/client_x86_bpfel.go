@@ -140,6 +140,7 @@ const (
 	clientProgRoundTripEnter            = "round_trip_enter"
 	clientProgRoundTripReturn           = "round_trip_return"
 	clientProgTcpCopyWrite              = "tcp_copy_write"
+	clientProgTlsConnWrite              = "tls_conn_write"
 	clientProgWriteSubsetEnter          = "write_subset_enter"
 	clientVarBufioWriterWriteFn         = "bufio_writer_write_fn"
 	clientVarCaptureBodies              = "capture_bodies"
@@ -178,6 +179,7 @@ const (
 	clientVarRespReadSize               = "resp_read_size"
 	clientVarRtClosureErr               = "rt_closure_err"
 	clientVarTcpconnCloseFn             = "tcpconn_close_fn"
+	clientVarTlsconnCloseFn             = "tlsconn_close_fn"
 	clientVarUnusedHttpClientBody       = "unused_http_client_body"
 	clientVarUnusedHttpClientBodyFlags  = "unused_http_client_body_flags"
 	clientVarUnusedHttpClientBodyRecord = "unused_http_client_body_record"
@@ -238,6 +240,7 @@ type clientProgramSpecs struct {
 	RoundTripEnter            *ebpf.ProgramSpec `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.ProgramSpec `ebpf:"round_trip_return"`
 	TcpCopyWrite              *ebpf.ProgramSpec `ebpf:"tcp_copy_write"`
+	TlsConnWrite              *ebpf.ProgramSpec `ebpf:"tls_conn_write"`
 	WriteSubsetEnter          *ebpf.ProgramSpec `ebpf:"write_subset_enter"`
 }
 
@@ -302,6 +305,7 @@ type clientVariableSpecs struct {
 	RespReadSize               *ebpf.VariableSpec `ebpf:"resp_read_size"`
 	RtClosureErr               *ebpf.VariableSpec `ebpf:"rt_closure_err"`
 	TcpconnCloseFn             *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
+	TlsconnCloseFn             *ebpf.VariableSpec `ebpf:"tlsconn_close_fn"`
 	UnusedHttpClientBody       *ebpf.VariableSpec `ebpf:"unused_http_client_body"`
 	UnusedHttpClientBodyFlags  *ebpf.VariableSpec `ebpf:"unused_http_client_body_flags"`
 	UnusedHttpClientBodyRecord *ebpf.VariableSpec `ebpf:"unused_http_client_body_record"`
@@ -408,6 +412,7 @@ type clientVariables struct {
 	RespReadSize               *ebpf.Variable `ebpf:"resp_read_size"`
 	RtClosureErr               *ebpf.Variable `ebpf:"rt_closure_err"`
 	TcpconnCloseFn             *ebpf.Variable `ebpf:"tcpconn_close_fn"`
+	TlsconnCloseFn             *ebpf.Variable `ebpf:"tlsconn_close_fn"`
 	UnusedHttpClientBody       *ebpf.Variable `ebpf:"unused_http_client_body"`
 	UnusedHttpClientBodyFlags  *ebpf.Variable `ebpf:"unused_http_client_body_flags"`
 	UnusedHttpClientBodyRecord *ebpf.Variable `ebpf:"unused_http_client_body_record"`
@@ -430,6 +435,7 @@ type clientPrograms struct {
 	RoundTripEnter            *ebpf.Program `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.Program `ebpf:"round_trip_return"`
 	TcpCopyWrite              *ebpf.Program `ebpf:"tcp_copy_write"`
+	TlsConnWrite              *ebpf.Program `ebpf:"tls_conn_write"`
 	WriteSubsetEnter          *ebpf.Program `ebpf:"write_subset_enter"`
 }
 
@@ -443,6 +449,7 @@ func (p *clientPrograms) Close() error {
 		p.RoundTripEnter,
 		p.RoundTripReturn,
 		p.TcpCopyWrite,
+		p.TlsConnWrite,
 		p.WriteSubsetEnter,
 	)
 }

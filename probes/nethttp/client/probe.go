@@ -70,6 +70,15 @@ const ReadSymbol = "net/http.(*persistConn).Read"
 // copies' tail holds what the Go SDKs write last ("model", "stream").
 var CopyWriteSymbols = []string{"net.tcpConnWithoutReadFrom.Write"}
 
+// TLSWriteSymbol takes the plaintext of every write of a TLS connection:
+// where the bytes of a model call over HTTP/1.1 over TLS are copied (its
+// body bypasses WriteSymbol when io.Copy writes it). tlsConnClose
+// recognises a *tls.Conn behind a net.Conn.
+const (
+	TLSWriteSymbol = "crypto/tls.(*Conn).Write"
+	tlsConnClose   = "crypto/tls.(*Conn).Close"
+)
+
 // readSite finds ReadSymbol's jump after pc.conn.Read(p), and the spill
 // slots of p's pointer (RBX at entry) and pc (RAX).
 func readSite(b *gobin.Binary, f gobin.Func) (gobin.CallResult, error) {
@@ -173,6 +182,7 @@ func declare(s *clientSpecs) probes.Declaration {
 				At: readSite, Slots: []*ebpf.VariableSpec{s.OffPconnReadP, s.OffPconnReadPc}},
 			probes.Uprobe{Symbol: WriteSymbol, Entry: s.PconnWrite, Part: bodies},
 			probes.Uprobe{Symbol: CopyWriteSymbols[0], Entry: s.TcpCopyWrite, Part: bodies, Optional: true},
+			probes.Uprobe{Symbol: TLSWriteSymbol, Entry: s.TlsConnWrite, Part: bodies, Optional: true},
 			probes.Uprobe{Symbol: Symbol, Entry: s.RoundTripEnter},
 			probes.Uprobe{Symbol: ConnSymbol, Entry: s.PersistConnRoundTripEnter, Part: peer},
 			probes.Uprobe{Symbol: WriteSubsetSymbol, Entry: s.WriteSubsetEnter, Part: writeUser},
@@ -218,6 +228,7 @@ func declare(s *clientSpecs) probes.Declaration {
 			{Symbol: errorStringError, Addr: s.ErrorstringErrorFn, Part: deferred, Optional: true},
 			{Symbol: probes.TCPConnClose, Addr: s.TcpconnCloseFn, Part: peer},
 			{Symbol: bufioWriterWrite, Addr: s.BufioWriterWriteFn, Part: writeUser},
+			{Symbol: tlsConnClose, Addr: s.TlsconnCloseFn, Part: bodies, Optional: true},
 		},
 	}
 }
