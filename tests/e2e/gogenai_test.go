@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zerotrace/zerotrace/tests/internal/jaeger"
 	"github.com/zerotrace/zerotrace/tests/internal/modelspec"
 	"github.com/zerotrace/zerotrace/tests/internal/testenv"
 )
@@ -47,7 +49,7 @@ func callGenAIApp(t *testing.T, addr string, q url.Values) []modelspec.Call {
 // TestGoGenAIClient traces a Go service whose handlers call a model server
 // over plain HTTP (HTTP/1.1) with the official SDKs (openai-go v3,
 // anthropic-sdk-go) and with net/http (Ollama's API). Every call must be
-// exactly one CLIENT span named "{operation} {model}", child of the server
+// exactly one CLIENT span, in the JSON output and in Jaeger, named "{operation} {model}", child of the server
 // span of the request that made it, with the model, tokens, finish reason
 // and error type the server sent (modelspec.Exchange), and its start, end
 // and time to first chunk within the times the client measured: a
@@ -58,7 +60,7 @@ func TestGoGenAIClient(t *testing.T) {
 	testenv.RequireRoot(t)
 	ms := testenv.StartModelServer(t)
 	q := genaiQuery
-	testGoGenAI(t, ms, ms.URL(), nil, []genaiCase{
+	testGoGenAI(t, jaeger.Start(t), ms, ms.URL(), nil, []genaiCase{
 		{name: "chat stream usage", batch: q("api", modelspec.OpenAIChat, "stream", "1", "include_usage", "1", "model", "gpt-test@ttft=80,gap=10,chunks=5"), op: "chat"},
 		{name: "chat stream", batch: q("api", modelspec.OpenAIChat, "stream", "1", "model", "gpt-test@ttft=30,gap=5"), op: "chat"},
 		{name: "chat", batch: q("api", modelspec.OpenAIChat, "n", "2", "model", "gpt-test@ttft=20"), op: "chat"},
@@ -84,7 +86,7 @@ func TestGoGenAIClientTLSHTTP1(t *testing.T) {
 	testenv.RequireRoot(t)
 	ms := testenv.StartModelServer(t)
 	q := genaiQuery
-	testGoGenAI(t, ms, ms.TLSURL(), append(ms.TrustEnv(), "GODEBUG=http2client=0"), []genaiCase{
+	testGoGenAI(t, nil, ms, ms.TLSURL(), append(ms.TrustEnv(), "GODEBUG=http2client=0"), []genaiCase{
 		{name: "chat stream usage", batch: q("api", modelspec.OpenAIChat, "n", "2", "stream", "1", "include_usage", "1", "model", "gpt-test@ttft=60,gap=10,chunks=5"), op: "chat"},
 		{name: "anthropic", batch: q("api", modelspec.AnthropicMessages, "model", "claude-test"), op: "chat"},
 	})
@@ -100,26 +102,27 @@ func genaiQuery(kv ...string) url.Values {
 
 // testGoGenAI runs the cases through a traced tests/genaiapp service
 // calling the model server at base, and checks each call's span.
-func testGoGenAI(t *testing.T, ms *testenv.ModelServer, base string, env []string, cases []genaiCase) {
+// With j set, the spans are checked in Jaeger too.
+func testGoGenAI(t *testing.T, j *jaeger.Jaeger, ms *testenv.ModelServer, base string, env []string, cases []genaiCase) {
 	t.Helper()
 	zt := testenv.BuildZerotrace(t)
 	app, addr := testenv.StartGenAIApp(t, base, env...)
-	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(app.Process.Pid), "--output", "json", "--service-name", "genaiapp")
+	service := fmt.Sprintf("e2e-gogenai-%d", time.Now().UnixNano())
+	args := []string{"attach", "--pid", fmt.Sprint(app.Process.Pid), "--output", "json", "--service-name", service}
+	if j != nil {
+		args = append(args, "--otlp-endpoint", j.OTLPEndpoint())
+	}
+	a := startAgent(t, zt, nil, args...)
 	if !strings.Contains(a.Stderr(), "net/http client") {
 		t.Fatalf("the client probe was not attached:\n%s", a.Stderr())
 	}
-	type made struct {
-		c    genaiCase
-		call modelspec.Call
-		x    modelspec.Exchange
-	}
-	var all []made
+	var all []genaiMade
 	for _, c := range cases {
 		for _, call := range callGenAIApp(t, addr, c.batch) {
 			if !c.errType && !c.cut && (call.Error != "" || call.Status != 200) {
 				t.Fatalf("%s: the call failed: %+v", c.name, call)
 			}
-			all = append(all, made{c, call, ms.Exchange(t, call)})
+			all = append(all, genaiMade{c, call, ms.Exchange(t, call)})
 		}
 	}
 	if !alive(app.Process.Pid) {
@@ -127,7 +130,31 @@ func testGoGenAI(t *testing.T, ms *testenv.ModelServer, base string, env []strin
 	}
 	a.stop()
 
-	spans := fromJSON(a.jsonSpans())
+	checkGenAISpans(t, "json", fromJSON(a.jsonSpans()), all)
+	if j != nil {
+		ctx, cancel := context.WithTimeout(t.Context(), testenv.Timeout(t, 60*time.Second))
+		defer cancel()
+		// A server span per /call request, a client span per call.
+		spans, err := j.WaitForSpans(ctx, service, len(cases)+len(all), 30*time.Second)
+		if err != nil {
+			t.Fatalf("reading spans back from jaeger: %v", err)
+		}
+		checkGenAISpans(t, "jaeger", fromJaeger(spans), all)
+	}
+}
+
+// genaiMade is one call a test made: its case, what the client measured,
+// and what the server sent.
+type genaiMade struct {
+	c    genaiCase
+	call modelspec.Call
+	x    modelspec.Exchange
+}
+
+// checkGenAISpans checks the spans an output (where) holds for the calls
+// made.
+func checkGenAISpans(t *testing.T, where string, spans []observed, all []genaiMade) {
+	t.Helper()
 	servers := map[string]observed{}
 	var clients []observed
 	for _, s := range spans {
@@ -139,7 +166,7 @@ func testGoGenAI(t *testing.T, ms *testenv.ModelServer, base string, env []strin
 		}
 	}
 	if len(clients) != len(all) {
-		t.Errorf("%d client spans for %d calls", len(clients), len(all))
+		t.Errorf("%s: %d client spans for %d calls", where, len(clients), len(all))
 	}
 	for _, m := range all {
 		var found []observed
@@ -151,7 +178,7 @@ func testGoGenAI(t *testing.T, ms *testenv.ModelServer, base string, env []strin
 			}
 		}
 		if len(found) != 1 {
-			t.Errorf("%s: %d client spans within the call's times (%v to %v), want 1", m.c.name, len(found), m.call.Times.Start, m.call.Times.End)
+			t.Errorf("%s: %s: %d client spans within the call's times (%v to %v), want 1", where, m.c.name, len(found), m.call.Times.Start, m.call.Times.End)
 			for _, s := range found {
 				t.Logf("%s %v to %v %v", s.Name, s.Start, s.End, s.Attrs)
 			}
@@ -191,8 +218,10 @@ func testGoGenAI(t *testing.T, ms *testenv.ModelServer, base string, env []strin
 			check["error.type"] = "stream_cut"
 		}
 		for k, v := range check {
-			if s.Attrs[k] != v {
-				t.Errorf("%s: %s = %q, want %q\nattrs %v", m.c.name, k, s.Attrs[k], v, s.Attrs)
+			// Jaeger shows a string array as JSON, the JSON output
+			// without quotes.
+			if strings.ReplaceAll(s.Attrs[k], `"`, "") != v {
+				t.Errorf("%s: %s: %s = %q, want %q\nattrs %v", where, m.c.name, k, s.Attrs[k], v, s.Attrs)
 			}
 		}
 		// The span lasts as long as the call: it ends after the read that
