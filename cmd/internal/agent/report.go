@@ -54,6 +54,9 @@ func (r *reporter) losses() []metrics.Count {
 		add("kernel_inflight_full", kc[events.CounterInflightFull])
 		add("kernel_read_failed", kc[events.CounterReadFailed])
 		add("kernel_traced_processes_full", kc[events.CounterTracedFull])
+		// Writes and reads of Go model calls not copied whole (the span
+		// says which body was cut).
+		add("kernel_genai_bytes_uncopied", kc[events.CounterGenAIUncopied])
 	}
 	if r.genai != nil {
 		// Reads and writes of model calls' bodies the kernel did not
