@@ -130,17 +130,25 @@ func BenchmarkGoModelCall(b *testing.B) {
 	}
 	last := "data: [DONE]\n\n"
 	resp += fmt.Sprintf("%x\r\n%s\r\n0\r\n\r\n", len(last), last)
+	// The records, made once; each call gets copies with its own span.
+	tmpl := &goRecords{pid: 7, start: start}
+	tmpl.add(true, time.Millisecond, 0, req)
+	q := len(resp) / 4
+	for k := range 4 {
+		end := (k + 1) * q
+		if k == 3 {
+			end = len(resp)
+		}
+		tmpl.add(false, time.Duration(80+10*k)*time.Millisecond, k*q, resp[k*q:end])
+	}
+	recs := make([]GoBody, len(tmpl.recs))
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		g := &goRecords{pid: 7, span: trace.SpanID{1, byte(i), byte(i >> 8), byte(i >> 16), 1}, start: start}
-		g.add(true, time.Millisecond, 0, req)
-		q := len(resp) / 4
-		for k := range 4 {
-			end := (k + 1) * q
-			if k == 3 {
-				end = len(resp)
-			}
-			g.add(false, time.Duration(80+10*k)*time.Millisecond, k*q, resp[k*q:end])
+		for k, r := range tmpl.recs {
+			recs[k] = *r
+			recs[k].SpanID = g.span
+			g.recs = append(g.recs[:k], &recs[k])
 		}
 		rt := model.NewSpan()
 		rt.UseHTTP().Method = "POST"
