@@ -79,6 +79,7 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 func (c *Correlator) SetGenAI(cfg *genai.Config) {
 	c.genai = cfg
 	c.kernel.genai = cfg
+	c.goCalls.cfg = cfg
 }
 
 // GenAI is the configuration of model calls, for capture paths that read

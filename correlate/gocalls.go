@@ -69,6 +69,8 @@ type goConnKey struct {
 
 // goCalls joins Go model calls' spans to their bytes.
 type goCalls struct {
+	// cfg recognises calls and says what to keep of them (nil: defaults).
+	cfg     *genai.Config
 	swept   time.Time
 	byID    map[goCallKey]*goCall
 	byConn  map[goConnKey]*goCall
@@ -90,6 +92,7 @@ type goCall struct {
 	api     model.GenAIAPI
 	x       *genai.Exchange
 	strings *genai.Strings
+	cfg     *genai.Config
 	last    time.Time // when its last bytes came
 
 	req, resp goSide
@@ -131,7 +134,7 @@ func (g *goCalls) body(b *GoBody) []*model.Span {
 		if len(g.byID) >= goCallsMax {
 			g.evictOldest()
 		}
-		c = &goCall{key: key, conn: ck, strings: g.strings}
+		c = &goCall{key: key, conn: ck, strings: g.strings, cfg: g.cfg}
 		if n := len(g.free); n > 0 {
 			c.x, g.free = g.free[n-1], g.free[:n-1]
 		} else {
@@ -292,12 +295,12 @@ func (c *goCall) request(b *GoBody) {
 			return
 		}
 		data = rest
-		c.api, _ = genai.Recognize(s.method, s.target)
+		c.api, _ = c.cfg.Recognize(s.method, s.target)
 		if c.api == model.GenAINone {
 			s.lost = true
 			return
 		}
-		c.x.Reset(c.api, genai.Options{Strings: c.strings})
+		c.x.Reset(c.api, c.cfg.Options(c.strings))
 	}
 	if c.api == model.GenAINone {
 		return
