@@ -43,6 +43,8 @@ type Correlator struct {
 	// the kernel; only Run's goroutine touches it.
 	kernel *kernelTracer
 	conns  *ConnTable
+	// goCalls joins Go clients' model calls to their bytes.
+	goCalls *goCalls
 	// sem names, attributes and redacts spans, remembering what repeats.
 	sem   *semconv.Mapper
 	stats Stats
@@ -66,6 +68,7 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 	}
 	c.kernel = newKernelTracer(&c.stats, c)
 	c.conns = newConnTable()
+	c.goCalls = newGoCalls()
 	c.kernel.recognised = c.conns.recognised
 	return c
 }
@@ -76,6 +79,7 @@ func New(log *slog.Logger, red *redact.Redactor) *Correlator {
 func (c *Correlator) SetGenAI(cfg *genai.Config) {
 	c.genai = cfg
 	c.kernel.genai = cfg
+	c.goCalls.cfg = cfg
 }
 
 // GenAI is the configuration of model calls, for capture paths that read
@@ -116,6 +120,7 @@ func (c *Correlator) Stats() *Stats { return &c.stats }
 // open: responses still being written were answered, and end with their
 // last write seen. Each span goes to yield.
 func (c *Correlator) Flush(yield func(*model.Span)) {
+	c.yieldAll(c.goCalls.flush(0, true), yield)
 	c.kernel.flush(func(pid uint32, s *model.Span) {
 		c.mu.RLock()
 		p := c.procs[pid]
@@ -174,8 +179,47 @@ func (c *Correlator) handle(ev Event) []*model.Span {
 			c.finish(s, p)
 		}
 		return spans
+	case *GoModelCall:
+		spans := c.goCalls.call(e)
+		for _, s := range spans {
+			c.finishGo(s)
+		}
+		return spans
+	case *GoBody:
+		spans := c.goCalls.body(e)
+		for _, s := range spans {
+			c.finishGo(s)
+		}
+		return spans
 	}
 	return nil
+}
+
+// yieldAll finishes the spans of Go model calls ended outside an event's
+// handling and hands them to yield.
+func (c *Correlator) yieldAll(spans []*model.Span, yield func(*model.Span)) {
+	for _, s := range spans {
+		if c.finishGo(s) {
+			c.stats.Spans.Add(1)
+			yield(s)
+		}
+	}
+}
+
+// finishGo finishes a Go model call's span, which may have been held
+// since another event of its process; false when the process is gone.
+func (c *Correlator) finishGo(s *model.Span) bool {
+	c.mu.RLock()
+	p := c.procs[s.PID]
+	c.mu.RUnlock()
+	if p == nil {
+		p = s.Process
+	}
+	if p == nil {
+		return false
+	}
+	c.finish(s, p)
+	return true
 }
 
 // finish gives s its process, makes sure it has IDs, and redacts it and

@@ -8,6 +8,7 @@ import (
 	"github.com/cilium/ebpf"
 
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/gobin"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 )
 
@@ -72,6 +73,14 @@ type Uprobe struct {
 	// Part is the optional part this uprobe serves; nil for the
 	// instrumentation itself.
 	Part *Part
+	// At, when set, places Entry not at the function's entry but on the
+	// instruction At finds in the binary's code (gobin.CallResultSite: the
+	// emulated jump after a call, where its results are still in their
+	// registers), and Slots[i] gets the i-th stack slot it found (signed
+	// constants). Such a uprobe must serve a Part: where At finds nothing,
+	// the part is missing, never the instrumentation.
+	At    func(b *gobin.Binary, f gobin.Func) (gobin.CallResult, error)
+	Slots []*ebpf.VariableSpec
 }
 
 // Read is one struct field a program reads.
@@ -290,6 +299,11 @@ func (d *Declaration) Constants() []*ebpf.VariableSpec {
 		add(fr.Captured)
 		add(fr.Start)
 		add(fr.End)
+	}
+	for _, u := range d.Uprobes {
+		for _, v := range u.Slots {
+			add(v)
+		}
 	}
 	for _, p := range d.Parts() {
 		add(p.Flag)

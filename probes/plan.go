@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/zerotrace/zerotrace/probes/events"
+	"github.com/zerotrace/zerotrace/probes/gobin"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 )
 
@@ -87,8 +88,13 @@ type Fallback struct {
 	Gives, Instead, Why string
 }
 
-// placed is a probed function and the names of its programs ("" for none).
-type placed struct{ symbol, entry, ret string }
+// placed is a probed function and the names of its programs ("" for none);
+// at, when not 0, is the file offset the entry program goes on instead of
+// the function's entry (Uprobe.At).
+type placed struct {
+	symbol, entry, ret string
+	at                 uint64
+}
 
 // Name is the instrumentation's name.
 func (p *Planned) Name() string { return p.Probe.Name() }
@@ -166,7 +172,7 @@ func (p *Planned) Load(shared *events.Shared) (*Loaded, error) {
 	for _, u := range p.uprobes {
 		l.uprobes = append(l.uprobes, AttachUprobe{
 			Symbol: u.symbol, Entry: coll.Programs[u.entry], Return: coll.Programs[u.ret],
-			EntryName: u.entry, ReturnName: u.ret,
+			EntryName: u.entry, ReturnName: u.ret, At: u.at,
 		})
 	}
 	return l, nil
@@ -320,6 +326,7 @@ type planner struct {
 	parts  map[*Part]partState
 	whys   map[*Part]string
 	frames map[*Frame]frameLayout
+	sites  map[int]gobin.CallResult // by index in decl.Uprobes, for those with At
 }
 
 // frameLayout is what was found of a Frame in the function's code.
@@ -334,6 +341,7 @@ func (pl *planner) plan() {
 	pl.parts = map[*Part]partState{}
 	pl.whys = map[*Part]string{}
 	pl.frames = map[*Frame]frameLayout{}
+	pl.sites = map[int]gobin.CallResult{}
 	if why, err := pl.missingIn(nil); why != "" {
 		pl.disable(why, err)
 		return
@@ -357,14 +365,14 @@ func (pl *planner) plan() {
 	// Where each program goes: the uprobes of the parts that run, on the
 	// functions the binary has.
 	pl.out.keep = map[string]bool{}
-	for _, u := range pl.decl.Uprobes {
+	for i, u := range pl.decl.Uprobes {
 		if !on(u.Part) {
 			continue
 		}
 		if _, err := pl.t.Bin.Func(u.Symbol); err != nil {
 			continue // optional, or a part's that is absent
 		}
-		pl.out.uprobes = append(pl.out.uprobes, placed{symbol: u.Symbol, entry: progName(u.Entry), ret: progName(u.Return)})
+		pl.out.uprobes = append(pl.out.uprobes, placed{symbol: u.Symbol, entry: progName(u.Entry), ret: progName(u.Return), at: pl.sites[i].Offset})
 		pl.out.keep[progName(u.Entry)], pl.out.keep[progName(u.Return)] = true, true
 	}
 	delete(pl.out.keep, "")
@@ -425,6 +433,15 @@ func (pl *planner) plan() {
 				if found {
 					set[v] = x
 				}
+			}
+		}
+	}
+	for i, u := range pl.decl.Uprobes {
+		site, found := pl.sites[i]
+		for k, v := range u.Slots {
+			set[v] = 0
+			if found && on(u.Part) && k < len(site.Slots) {
+				set[v] = uint64(site.Slots[k])
 			}
 		}
 	}
@@ -533,6 +550,21 @@ func (pl *planner) evalPart(p *Part) partState {
 	if why, _ := pl.missingIn(p); why != "" {
 		pl.whys[p] = why
 		return partMissing
+	}
+	for i, u := range pl.decl.Uprobes {
+		if u.Part != p || u.At == nil {
+			continue
+		}
+		fn, err := pl.t.Bin.Func(u.Symbol)
+		if err != nil {
+			continue // optional and absent
+		}
+		site, err := u.At(pl.t.Bin, fn)
+		if err != nil {
+			pl.whys[p] = err.Error()
+			return partMissing
+		}
+		pl.sites[i] = site
 	}
 	return partOn
 }

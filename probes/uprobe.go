@@ -25,6 +25,9 @@ type AttachUprobe struct {
 	// EntryName and ReturnName name the programs as their object does
 	// (the kernel and bpftool show the first 15 characters).
 	EntryName, ReturnName string
+	// At, when not 0, is the file offset of the instruction inside the
+	// function that Entry goes on instead of its entry (Uprobe.At).
+	At uint64
 }
 
 // Attachment is the set of links one instrumentation holds on one process.
@@ -92,9 +95,11 @@ func (a *Attachment) attach(t *Target, ex *link.Executable, u AttachUprobe) erro
 		}
 	}
 	if u.Entry != nil {
-		entry, err := t.Bin.EntryOffset(fn)
-		if err != nil {
-			return fmt.Errorf("%s: %w", t, err)
+		entry := u.At
+		if entry == 0 {
+			if entry, err = t.Bin.EntryOffset(fn); err != nil {
+				return fmt.Errorf("%s: %w", t, err)
+			}
 		}
 		l, err := ex.Uprobe(u.Symbol, u.Entry, &link.UprobeOptions{Address: entry, PID: t.PID})
 		if err != nil {

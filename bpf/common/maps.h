@@ -38,6 +38,10 @@ enum counter {
 	// Such a forwarded traceparent was left as it was, because it could not
 	// be changed safely (write-user: its bytes are the proxy's own).
 	COUNTER_INJECT_KEPT_FORWARDED = 11,
+	// A write or read of a model call's body was not copied whole (past
+	// its byte budget, or longer than a record's head and tail): the span
+	// says which body was cut.
+	COUNTER_GENAI_UNCOPIED = 12,
 	COUNTER_MAX = 16,
 };
 

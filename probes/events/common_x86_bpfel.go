@@ -28,6 +28,7 @@ const (
 	commonCounterCOUNTER_TRACED_FULL               commonCounter = 9
 	commonCounterCOUNTER_INJECT_REPLACED_FORWARDED commonCounter = 10
 	commonCounterCOUNTER_INJECT_KEPT_FORWARDED     commonCounter = 11
+	commonCounterCOUNTER_GENAI_UNCOPIED            commonCounter = 12
 	commonCounterCOUNTER_MAX                       commonCounter = 16
 )
 

@@ -30,7 +30,9 @@ const (
 	// A child of a process traced from the kernel went untraced: the
 	// kernel's table of traced processes was full.
 	CounterTracedFull = commonCounterCOUNTER_TRACED_FULL
-	numCounters       = commonCounterCOUNTER_MAX
+	// A write or read of a model call's body was not copied whole.
+	CounterGenAIUncopied = commonCounterCOUNTER_GENAI_UNCOPIED
+	numCounters          = commonCounterCOUNTER_MAX
 )
 
 // String names the counter in logs and metrics.
@@ -60,6 +62,8 @@ func (c commonCounter) String() string {
 		return "inject_replaced_forwarded"
 	case CounterInjectKeptForwarded:
 		return "inject_kept_forwarded"
+	case CounterGenAIUncopied:
+		return "genai_bytes_uncopied"
 	}
 	return fmt.Sprintf("counter_%d", int(c))
 }

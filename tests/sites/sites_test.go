@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"golang.org/x/arch/x86/x86asm"
@@ -40,6 +41,8 @@ var present = map[string][]string{
 		"net/http.(*Transport).roundTrip.func1",
 		"net/http.(*persistConn).roundTrip",
 		"net/http.Header.writeSubset",
+		"net/http.persistConnWriter.Write",
+		"net/http.(*persistConn).Read",
 		"runtime.newproc1",
 	},
 	"dbapp": {
@@ -127,8 +130,18 @@ func checkSites(t *testing.T, path, prog string, withDWARF bool) map[string][]by
 			if inlined[u.Symbol] {
 				t.Errorf("%s: %s is inlined somewhere: a probe on its body misses those calls", p.Name(), u.Symbol)
 			}
-			if u.Entry != nil {
+			if u.Entry != nil && u.At == nil {
 				checkEntry(t, b, fn)
+			}
+			if u.At != nil {
+				// A site inside the function, found in its code: on an
+				// instruction the kernel emulates.
+				site, err := u.At(b, fn)
+				if err != nil {
+					t.Errorf("%s: no site in %s: %v", p.Name(), u.Symbol, err)
+				} else if in, err := b.ProbedInstruction(site.Offset); err != nil || !in.Emulated {
+					t.Errorf("%s: the site in %s is %s (%v), which the kernel single-steps", p.Name(), u.Symbol, in.Text, err)
+				}
 			}
 			if u.Return != nil {
 				rets, err := b.RetOffsets(fn)
@@ -267,7 +280,12 @@ func inlinedFuncs(t *testing.T, path string) map[string]bool {
 		t.Fatal(err)
 	}
 	names := map[dwarf.Offset]string{}
-	var origins []dwarf.Offset
+	type inlined struct {
+		origin dwarf.Offset
+		in     string // the function it was inlined into
+	}
+	var origins []inlined
+	cur := ""
 	r := d.Reader()
 	for {
 		e, err := r.Next()
@@ -281,18 +299,43 @@ func inlinedFuncs(t *testing.T, path string) map[string]bool {
 		case dwarf.TagSubprogram:
 			if n, ok := e.Val(dwarf.AttrName).(string); ok {
 				names[e.Offset] = n
+				cur = n
 			}
 		case dwarf.TagInlinedSubroutine:
 			if o, ok := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset); ok {
-				origins = append(origins, o)
+				origins = append(origins, inlined{o, cur})
 			}
 		}
 	}
 	out := map[string]bool{}
 	for _, o := range origins {
-		out[names[o]] = true
+		name := names[o.origin]
+		if wrapperOnly[name] && o.in == pointerWrapper(name) {
+			continue
+		}
+		out[name] = true
 	}
 	return out
+}
+
+// wrapperOnly are value-receiver methods the compiler inlines into their
+// own pointer-receiver wrapper, which the program never calls: net/http
+// hands bufio the persistConnWriter value, so every write goes through
+// the value method itself.
+var wrapperOnly = map[string]bool{"net/http.persistConnWriter.Write": true}
+
+// pointerWrapper is the name of the pointer-receiver wrapper of a
+// value-receiver method: "pkg.(*T).M" for "pkg.T.M".
+func pointerWrapper(method string) string {
+	dot := strings.LastIndexByte(method, '.')
+	if dot < 0 {
+		return ""
+	}
+	typeDot := strings.LastIndexByte(method[:dot], '.')
+	if typeDot < 0 {
+		return ""
+	}
+	return method[:typeDot+1] + "(*" + method[typeDot+1:dot] + ")" + method[dot:]
 }
 
 func orLocal(tc string) string {

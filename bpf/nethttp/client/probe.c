@@ -40,6 +40,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct http_client_event *unused_http_client_event __attribute__((unused));
 enum http_client_record *unused_http_client_record __attribute__((unused));
 enum http_client_info *unused_http_client_info __attribute__((unused));
+struct http_client_body *unused_http_client_body __attribute__((unused));
+enum http_client_body_record *unused_http_client_body_record __attribute__((unused));
+enum http_client_body_flags *unused_http_client_body_flags __attribute__((unused));
 
 volatile const __u64 off_g_goid;
 volatile const __u64 off_g_parent_goid;
@@ -72,6 +75,17 @@ volatile const __u64 off_bufio_n;
 // *bufio.Writer exactly when its itab's only method is that one (itab_is).
 volatile const __u64 bufio_writer_write_fn;
 
+// Model calls' bodies (the genai part): on when user space found the
+// persistConn read site in this binary; where (*persistConn).Read keeps its
+// arguments p (its pointer) and pc while pc.conn.Read(p) runs.
+volatile const bool capture_bodies;
+// Run-time address of crypto/tls.(*Conn).Close, fun[0] of the net.Conn
+// itab of a *tls.Conn: such a connection's bytes are copied where
+// crypto/tls.(*Conn).Write takes them (0: not in the binary).
+volatile const __u64 tlsconn_close_fn;
+volatile const __s64 off_pconn_read_p;
+volatile const __s64 off_pconn_read_pc;
+
 // Sizes of the struct prefixes copied in one read each.
 volatile const __u64 req_read_size;
 volatile const __u64 url_read_size;
@@ -88,6 +102,9 @@ struct inflight {
 	// Set by persist_conn_round_trip_enter; ip_len stays 0 when the
 	// request did not go out on a plain TCP connection.
 	struct tcp_addr peer;
+	// The request is a model call whose bytes are copied (body_watch).
+	__u8 genai;
+	__u8 pad[7];
 };
 
 // Round trips in progress, by goroutine (g pointer).
@@ -176,6 +193,281 @@ int round_trip_enter(struct pt_regs *ctx)
 	return 0;
 }
 
+
+// Model calls (issue 13). A round trip that POSTs to a model API's path
+// (the path's last two segments, or its last, in genai_suffixes, which user
+// space fills from correlate/protocols/genai.DefaultSuffixes) has its
+// connection watched while it uses it: every write of the request and read
+// of the response on that persistConn is copied (within budgets) to user
+// space, which reads the call's model, tokens and stream out of them and
+// ends the span when the response's body ends. Other connections pay one
+// hash lookup per write and read of an HTTP/1.x client connection, on an
+// emulated instruction.
+
+#define GENAI_SUFFIX_MAX 32
+// Bytes copied of a request (its head and body's start), and of a
+// response, before only each write's or read's last bytes are.
+#define GENAI_REQ_BUDGET (16 << 10)
+#define GENAI_RESP_BUDGET (256 << 10)
+
+struct genai_suffix {
+	char s[GENAI_SUFFIX_MAX];
+};
+
+// Recognised path endings (value: the API, as user space numbers it).
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, struct genai_suffix);
+	__type(value, __u8);
+} genai_suffixes SEC(".maps");
+
+struct watch_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 pc;
+};
+
+struct body_watch {
+	__u8 span_id[8];
+	__u64 written;
+	__u64 read;
+	// pc.conn is a *tls.Conn: the request's bytes are copied at its
+	// Write, which every write of the connection goes through, the
+	// bodies io.Copy writes past persistConnWriter included.
+	__u8 tls;
+	__u8 pad[7];
+};
+
+// Connections a model call is using, by persistConn.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct watch_key);
+	__type(value, struct body_watch);
+} body_watch SEC(".maps");
+
+// The same connections by their *net.TCPConn (pc.conn's data word), for
+// the writes that bypass persistConnWriter.Write: a body longer than the
+// connection's write buffer goes through persistConnWriter.ReadFrom,
+// io.Copy and the TCPConn's generic ReadFrom, which writes it in 32 KiB
+// pieces through tcpConnWithoutReadFrom.Write.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct watch_key);
+	__type(value, __u64);
+} body_conn SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct http_client_body);
+} body_scratch SEC(".maps");
+
+// Lengths of the suffixes in genai_suffixes: bit L set when one is L bytes
+// long (key 0; user space fills it with the map).
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} genai_suffix_lens SEC(".maps");
+
+// Whether req (a *Request) is a call to a model API: POST, and a path
+// whose end, from just after one of its slashes, is in genai_suffixes.
+// Each suffix length is tried with a constant-size read (the loop is
+// unrolled), which keeps the verifier's work flat.
+static __always_inline bool is_genai_request(__u64 req)
+{
+	struct go_string m = {};
+	char mb[4];
+	if (bpf_probe_read_user(&m, sizeof(m), (void *)(req + off_req_method)) || m.len != 4 ||
+	    bpf_probe_read_user(mb, sizeof(mb), (void *)m.ptr) || mb[0] != 'P' || mb[1] != 'O' || mb[2] != 'S' ||
+	    mb[3] != 'T')
+		return false;
+	__u32 zero = 0;
+	__u32 *lens = bpf_map_lookup_elem(&genai_suffix_lens, &zero);
+	if (!lens || !*lens)
+		return false;
+	__u32 mask = *lens;
+	__u64 url = read_u64(req + off_req_url);
+	struct go_string path = {};
+	if (!url || bpf_probe_read_user(&path, sizeof(path), (void *)(url + off_url_path)) || path.len <= 1)
+		return false;
+	char c = 0;
+	if (bpf_probe_read_user(&c, 1, (void *)(path.ptr + path.len - 1)))
+		return false;
+	__u64 end = path.ptr + path.len - (c == '/' ? 1 : 0);
+	__s64 plen = path.len - (c == '/' ? 1 : 0);
+#pragma unroll
+	for (int l = 1; l < GENAI_SUFFIX_MAX; l++) {
+		if (!(mask & (1u << l)) || l >= plen)
+			continue;
+		if (bpf_probe_read_user(&c, 1, (void *)(end - l - 1)) || c != '/')
+			continue;
+		struct genai_suffix key = {};
+		if (bpf_probe_read_user(key.s, l, (void *)(end - l)))
+			continue;
+		if (bpf_map_lookup_elem(&genai_suffixes, &key))
+			return true;
+	}
+	return false;
+}
+
+// Watch (or stop watching) the connection pc a round trip is about to use.
+static __always_inline void watch_bodies(struct inflight *in, __u64 pc)
+{
+	struct watch_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = pc};
+	struct go_iface conn = {};
+	bpf_probe_read_user(&conn, sizeof(conn), (void *)(pc + off_pconn_conn));
+	struct watch_key ck = {.tgid = k.tgid, .pc = conn.data};
+	if (!is_genai_request(in->req)) {
+		// A keep-alive connection a model call used before.
+		if (bpf_map_delete_elem(&body_watch, &k) == 0)
+			bpf_map_delete_elem(&body_conn, &ck);
+		return;
+	}
+	struct body_watch w = {.tls = itab_is(conn.tab, tlsconn_close_fn)};
+	__builtin_memcpy(w.span_id, in->ids.span_id, sizeof(w.span_id));
+	if (bpf_map_update_elem(&body_watch, &k, &w, BPF_ANY)) {
+		count(COUNTER_INFLIGHT_FULL);
+		return;
+	}
+	if (ck.pc)
+		bpf_map_update_elem(&body_conn, &ck, &pc, BPF_ANY);
+	in->genai = 1;
+}
+
+// Send len bytes at src (the whole of a write or read of total bytes, its
+// first bytes, or with HTTP_BODY_TAIL its last) as one record.
+static __always_inline void send_body(struct http_client_body *e, __u64 src, __u32 len, __u8 flags)
+{
+	len &= (HTTP_BODY_MAX * 2 - 1);
+	if (len > HTTP_BODY_MAX)
+		len = HTTP_BODY_MAX;
+	if (len && bpf_probe_read_user(e->data, len, (void *)src)) {
+		count(COUNTER_READ_FAILED);
+		return;
+	}
+	e->len = len;
+	e->flags = flags;
+	e->hdr.ts_ns = bpf_ktime_get_ns();
+	if (bpf_ringbuf_output(&events, e, offsetof(struct http_client_body, data) + len, wakeup_flags()))
+		count(COUNTER_RINGBUF_FULL);
+}
+
+// Copy a write or read of a watched connection: its first bytes while the
+// direction's budget lasts, and its last bytes when those did not hold it.
+// tls says the write is tls.(*Conn).Write's, which is where a watched TLS
+// connection's writes are copied (and only those).
+static __always_inline void copy_body(__u64 pc, __u64 ptr, __s64 total, bool write, bool tls)
+{
+	struct watch_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = pc};
+	struct body_watch *w = bpf_map_lookup_elem(&body_watch, &k);
+	if (!w || (write && w->tls != tls))
+		return;
+	__u32 zero = 0;
+	struct http_client_body *e = bpf_map_lookup_elem(&body_scratch, &zero);
+	if (!e)
+		return;
+	__u64 *done = write ? &w->written : &w->read;
+	__u64 budget = write ? GENAI_REQ_BUDGET : GENAI_RESP_BUDGET;
+	fill_header(&e->hdr, EVENT_HTTP_CLIENT_BODY);
+	e->conn = pc;
+	__builtin_memcpy(e->span_id, w->span_id, sizeof(e->span_id));
+	e->offset = *done;
+	e->pad = 0;
+	__u8 dir = write ? HTTP_BODY_WRITE : 0;
+	if (total <= 0) {
+		if (write)
+			return;
+		e->total = 0;
+		send_body(e, 0, 0, dir | HTTP_BODY_EOF);
+		if (!write)
+			bpf_map_delete_elem(&body_watch, &k);
+		return;
+	}
+	e->total = total;
+	__u64 head = *done < budget ? budget - *done : 0;
+	if (head > (__u64)total)
+		head = total;
+	if (head > HTTP_BODY_MAX)
+		head = HTTP_BODY_MAX;
+	*done += total;
+	if (head)
+		send_body(e, ptr, head, dir);
+	if (head == (__u64)total)
+		return;
+	count(COUNTER_GENAI_UNCOPIED);
+	__u64 tail = total - head;
+	if (tail > HTTP_BODY_TAIL_MAX)
+		tail = HTTP_BODY_TAIL_MAX;
+	send_body(e, ptr + total - tail, tail, dir | HTTP_BODY_TAIL);
+}
+
+// func (w persistConnWriter) Write(p []byte) (n int, err error)
+//
+// Every byte an HTTP/1.x client connection writes, request head and body
+// (bufio.Writer's flushes): RAX = w.pc, RBX/RCX = p. Entry (emulated).
+SEC("uprobe/persistConnWriter_Write")
+int pconn_write(struct pt_regs *ctx)
+{
+	copy_body(GO_ARG1(ctx), GO_ARG2(ctx), GO_ARG3(ctx), true, false);
+	return 0;
+}
+
+// func (c tcpConnWithoutReadFrom) Write(b []byte) (int, error)
+//
+// The writes of io.Copy into a *net.TCPConn from a reader it cannot
+// splice or sendfile (net.genericReadFrom): RAX = the *TCPConn, RBX/RCX =
+// b. Entry (emulated); it runs only for such copies, which net/http makes
+// for request bodies longer than its write buffer.
+SEC("uprobe/tcpConnWithoutReadFrom_Write")
+int tcp_copy_write(struct pt_regs *ctx)
+{
+	struct watch_key ck = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = GO_ARG1(ctx)};
+	__u64 *pc = bpf_map_lookup_elem(&body_conn, &ck);
+	if (!pc)
+		return 0;
+	copy_body(*pc, GO_ARG2(ctx), GO_ARG3(ctx), true, false);
+	return 0;
+}
+
+// func (c *tls.Conn) Write(b []byte) (int, error)
+//
+// Every write of a TLS connection: RAX = c, RBX/RCX = b (plaintext).
+// Entry (emulated). Copied only for connections a model call is using over
+// HTTP/1.x (body_conn): the request head that persistConnWriter.Write
+// passes on, and the body io.Copy writes past it. Every TLS write of the
+// process pays the trap and one hash lookup.
+SEC("uprobe/tls_Conn_Write")
+int tls_conn_write(struct pt_regs *ctx)
+{
+	struct watch_key ck = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = GO_ARG1(ctx)};
+	__u64 *pc = bpf_map_lookup_elem(&body_conn, &ck);
+	if (!pc)
+		return 0;
+	copy_body(*pc, GO_ARG2(ctx), GO_ARG3(ctx), true, true);
+	return 0;
+}
+
+// func (pc *persistConn) Read(p []byte) (n int, err error)
+//
+// On the conditional jump right after n, err = pc.conn.Read(p) (emulated;
+// found per binary, gobin.CallResultSite): RAX = n, and p's pointer and pc
+// in the spill slots off_pconn_read_p and off_pconn_read_pc from SP.
+SEC("uprobe/persistConn_Read_result")
+int pconn_read(struct pt_regs *ctx)
+{
+	__u64 pc = read_u64(ctx->sp + off_pconn_read_pc);
+	if (!pc)
+		return 0;
+	copy_body(pc, read_u64(ctx->sp + off_pconn_read_p), (__s64)ctx->ax, false, false);
+	return 0;
+}
+
 // func (pc *persistConn) roundTrip(req *transportRequest) (*Response, error)
 //
 // Called by Transport.roundTrip, on the same goroutine, once the connection
@@ -191,6 +483,8 @@ int persist_conn_round_trip_enter(struct pt_regs *ctx)
 	struct inflight *in = bpf_map_lookup_elem(&client_inflight, &g);
 	if (!in)
 		return 0;
+	if (capture_bodies)
+		watch_bodies(in, GO_ARG1(ctx));
 	struct go_iface c = {};
 	if (bpf_probe_read_user(&c, sizeof(c), (void *)(GO_ARG1(ctx) + off_pconn_conn)))
 		return 0;
@@ -338,6 +632,8 @@ static __always_inline void end_round_trip(__u64 g, __u64 resp, __u64 err_tab, b
 	e->peer_port = in.peer.port;
 	if (in.peer.ip_len)
 		e->info |= HTTP_CLIENT_INFO_PEER_ADDR;
+	if (in.genai)
+		e->info |= HTTP_CLIENT_INFO_GENAI;
 	if (err_tab)
 		e->info |= HTTP_CLIENT_INFO_ERROR;
 	// Read from a stack slot, the response is trusted only when it names

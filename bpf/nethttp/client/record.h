@@ -20,6 +20,11 @@ enum http_client_info {
 	HTTP_CLIENT_INFO_ERROR = 1 << 1,
 	// The request went out on a TCP connection: peer_ip/peer_port are set.
 	HTTP_CLIENT_INFO_PEER_ADDR = 1 << 2,
+	// The request is a call to a model API (a POST to a path in
+	// genai_suffixes) on an HTTP/1.x connection: its bytes come in
+	// http_client_body records with the same span id, and the span ends
+	// when the response's body does.
+	HTTP_CLIENT_INFO_GENAI = 1 << 3,
 };
 
 // One round trip of a Go net/http client (Transport.roundTrip), sent when
@@ -49,4 +54,43 @@ struct http_client_event {
 	char host[HTTP_HOST_MAX];
 	char path[HTTP_PATH_MAX];
 	char query[HTTP_QUERY_MAX];
+};
+
+// The body record's type in event_header.
+enum http_client_body_record {
+	EVENT_HTTP_CLIENT_BODY = 16,
+};
+
+// Bits of http_client_body.flags.
+enum http_client_body_flags {
+	// Request bytes, as written (head and body); else response bytes, as
+	// read.
+	HTTP_BODY_WRITE = 1 << 0,
+	// data holds the last bytes of the write or read, not its first:
+	// bytes before them were not copied.
+	HTTP_BODY_TAIL = 1 << 1,
+	// The read returned no byte: the connection ended (EOF or an error).
+	HTTP_BODY_EOF = 1 << 2,
+};
+
+// Bytes a body record holds at most: a read of the connection's buffered
+// reader (4 KiB) whole.
+#define HTTP_BODY_MAX 4096
+// Bytes of a write or read's end sent as a second record when the first
+// could not hold it all.
+#define HTTP_BODY_TAIL_MAX 1024
+
+// The bytes one write or read of a model call's HTTP/1.x connection
+// carried (net/http's persistConn), sent only for connections a model call
+// is using (http_body_watch). The record is as long as its data.
+struct http_client_body {
+	struct event_header hdr;
+	__u64 conn;       // the *persistConn
+	__u8 span_id[8];  // the round trip's span
+	__u64 offset;     // bytes of this direction before this write or read, in this round trip
+	__u32 total;      // bytes the write or read carried
+	__u16 len;        // bytes in data
+	__u8 flags;       // enum http_client_body_flags
+	__u8 pad;
+	__u8 data[HTTP_BODY_MAX];
 };

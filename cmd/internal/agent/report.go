@@ -49,18 +49,27 @@ func (r *reporter) reportInjection(final bool) {
 func (r *reporter) losses() []metrics.Count {
 	var out []metrics.Count
 	add := func(name string, n uint64) { out = append(out, metrics.Count{Name: name, Value: n}) }
+	var goCut uint64
 	if kc, err := r.shared.Counters(); err == nil {
 		add("kernel_ringbuf_full", kc[events.CounterRingbufFull])
 		add("kernel_inflight_full", kc[events.CounterInflightFull])
 		add("kernel_read_failed", kc[events.CounterReadFailed])
 		add("kernel_traced_processes_full", kc[events.CounterTracedFull])
+		// Writes and reads of Go model calls (net/http client probe) not
+		// copied whole.
+		goCut = kc[events.CounterGenAIUncopied]
 	}
-	if r.genai != nil {
+	if r.genai != nil || goCut > 0 {
 		// Reads and writes of model calls' bodies the kernel did not
 		// copy whole (past the copy budget, or the middle of a long
-		// one; the bytes are a gauge of their own, health.go); their
-		// spans say zerotrace.gen_ai.body.truncated.
-		add("kernel_genai_body_cut", r.genai().Segments)
+		// one; the bytes are a gauge of their own, health.go), on the
+		// kernel path and in Go programs; their spans say
+		// zerotrace.gen_ai.body.truncated.
+		cut := goCut
+		if r.genai != nil {
+			cut += r.genai().Segments
+		}
+		add("kernel_genai_body_cut", cut)
 	}
 	add("decode_errors", r.pipe.reader.Stats().DecodeErrors.Load())
 	add("unknown_process", r.pipe.corr.Stats().UnknownProcess.Load())

@@ -13,6 +13,45 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type clientGenaiSuffix struct {
+	_ structs.HostLayout
+	S [32]int8
+}
+
+type clientHttpClientBody struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Type  uint8
+		Flags uint8
+		Pad   uint16
+		Pid   uint32
+		TsNs  uint64
+	}
+	Conn   uint64
+	SpanId [8]uint8
+	Offset uint64
+	Total  uint32
+	Len    uint16
+	Flags  uint8
+	Pad    uint8
+	Data   [4096]uint8
+}
+
+type clientHttpClientBodyFlags uint32
+
+const (
+	clientHttpClientBodyFlagsHTTP_BODY_WRITE clientHttpClientBodyFlags = 1
+	clientHttpClientBodyFlagsHTTP_BODY_TAIL  clientHttpClientBodyFlags = 2
+	clientHttpClientBodyFlagsHTTP_BODY_EOF   clientHttpClientBodyFlags = 4
+)
+
+type clientHttpClientBodyRecord uint32
+
+const (
+	clientHttpClientBodyRecordEVENT_HTTP_CLIENT_BODY clientHttpClientBodyRecord = 16
+)
+
 type clientHttpClientEvent struct {
 	_   structs.HostLayout
 	Hdr struct {
@@ -59,6 +98,7 @@ const (
 	clientHttpClientInfoHTTP_CLIENT_INFO_RESPONSE  clientHttpClientInfo = 1
 	clientHttpClientInfoHTTP_CLIENT_INFO_ERROR     clientHttpClientInfo = 2
 	clientHttpClientInfoHTTP_CLIENT_INFO_PEER_ADDR clientHttpClientInfo = 4
+	clientHttpClientInfoHTTP_CLIENT_INFO_GENAI     clientHttpClientInfo = 8
 )
 
 type clientHttpClientRecord uint32
@@ -78,22 +118,32 @@ type clientScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	clientMapBodyConn                   = "body_conn"
+	clientMapBodyScratch                = "body_scratch"
+	clientMapBodyWatch                  = "body_watch"
 	clientMapClientInflight             = "client_inflight"
 	clientMapClientScratch              = "client_scratch"
 	clientMapConnCtx                    = "conn_ctx"
 	clientMapConnCtxArmed               = "conn_ctx_armed"
 	clientMapCounters                   = "counters"
 	clientMapEvents                     = "events"
+	clientMapGenaiSuffixLens            = "genai_suffix_lens"
+	clientMapGenaiSuffixes              = "genai_suffixes"
 	clientMapGoCtx                      = "go_ctx"
 	clientMapHeaderCtx                  = "header_ctx"
 	clientMapHeaderScratch              = "header_scratch"
+	clientProgPconnRead                 = "pconn_read"
+	clientProgPconnWrite                = "pconn_write"
 	clientProgPersistConnRoundTripEnter = "persist_conn_round_trip_enter"
 	clientProgRoundTripAltReturn        = "round_trip_alt_return"
 	clientProgRoundTripEnd              = "round_trip_end"
 	clientProgRoundTripEnter            = "round_trip_enter"
 	clientProgRoundTripReturn           = "round_trip_return"
+	clientProgTcpCopyWrite              = "tcp_copy_write"
+	clientProgTlsConnWrite              = "tls_conn_write"
 	clientProgWriteSubsetEnter          = "write_subset_enter"
 	clientVarBufioWriterWriteFn         = "bufio_writer_write_fn"
+	clientVarCaptureBodies              = "capture_bodies"
 	clientVarErrorstringErrorFn         = "errorstring_error_fn"
 	clientVarInjectWriteUser            = "inject_write_user"
 	clientVarOffBufioBuf                = "off_bufio_buf"
@@ -108,6 +158,8 @@ const (
 	clientVarOffNetfdLaddr              = "off_netfd_laddr"
 	clientVarOffNetfdRaddr              = "off_netfd_raddr"
 	clientVarOffPconnConn               = "off_pconn_conn"
+	clientVarOffPconnReadP              = "off_pconn_read_p"
+	clientVarOffPconnReadPc             = "off_pconn_read_pc"
 	clientVarOffReqContentLength        = "off_req_content_length"
 	clientVarOffReqHeader               = "off_req_header"
 	clientVarOffReqMethod               = "off_req_method"
@@ -127,6 +179,10 @@ const (
 	clientVarRespReadSize               = "resp_read_size"
 	clientVarRtClosureErr               = "rt_closure_err"
 	clientVarTcpconnCloseFn             = "tcpconn_close_fn"
+	clientVarTlsconnCloseFn             = "tlsconn_close_fn"
+	clientVarUnusedHttpClientBody       = "unused_http_client_body"
+	clientVarUnusedHttpClientBodyFlags  = "unused_http_client_body_flags"
+	clientVarUnusedHttpClientBodyRecord = "unused_http_client_body_record"
 	clientVarUnusedHttpClientEvent      = "unused_http_client_event"
 	clientVarUnusedHttpClientInfo       = "unused_http_client_info"
 	clientVarUnusedHttpClientRecord     = "unused_http_client_record"
@@ -176,11 +232,15 @@ type clientSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientProgramSpecs struct {
+	PconnRead                 *ebpf.ProgramSpec `ebpf:"pconn_read"`
+	PconnWrite                *ebpf.ProgramSpec `ebpf:"pconn_write"`
 	PersistConnRoundTripEnter *ebpf.ProgramSpec `ebpf:"persist_conn_round_trip_enter"`
 	RoundTripAltReturn        *ebpf.ProgramSpec `ebpf:"round_trip_alt_return"`
 	RoundTripEnd              *ebpf.ProgramSpec `ebpf:"round_trip_end"`
 	RoundTripEnter            *ebpf.ProgramSpec `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.ProgramSpec `ebpf:"round_trip_return"`
+	TcpCopyWrite              *ebpf.ProgramSpec `ebpf:"tcp_copy_write"`
+	TlsConnWrite              *ebpf.ProgramSpec `ebpf:"tls_conn_write"`
 	WriteSubsetEnter          *ebpf.ProgramSpec `ebpf:"write_subset_enter"`
 }
 
@@ -188,60 +248,72 @@ type clientProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientMapSpecs struct {
-	ClientInflight *ebpf.MapSpec `ebpf:"client_inflight"`
-	ClientScratch  *ebpf.MapSpec `ebpf:"client_scratch"`
-	ConnCtx        *ebpf.MapSpec `ebpf:"conn_ctx"`
-	ConnCtxArmed   *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
-	Counters       *ebpf.MapSpec `ebpf:"counters"`
-	Events         *ebpf.MapSpec `ebpf:"events"`
-	GoCtx          *ebpf.MapSpec `ebpf:"go_ctx"`
-	HeaderCtx      *ebpf.MapSpec `ebpf:"header_ctx"`
-	HeaderScratch  *ebpf.MapSpec `ebpf:"header_scratch"`
+	BodyConn        *ebpf.MapSpec `ebpf:"body_conn"`
+	BodyScratch     *ebpf.MapSpec `ebpf:"body_scratch"`
+	BodyWatch       *ebpf.MapSpec `ebpf:"body_watch"`
+	ClientInflight  *ebpf.MapSpec `ebpf:"client_inflight"`
+	ClientScratch   *ebpf.MapSpec `ebpf:"client_scratch"`
+	ConnCtx         *ebpf.MapSpec `ebpf:"conn_ctx"`
+	ConnCtxArmed    *ebpf.MapSpec `ebpf:"conn_ctx_armed"`
+	Counters        *ebpf.MapSpec `ebpf:"counters"`
+	Events          *ebpf.MapSpec `ebpf:"events"`
+	GenaiSuffixLens *ebpf.MapSpec `ebpf:"genai_suffix_lens"`
+	GenaiSuffixes   *ebpf.MapSpec `ebpf:"genai_suffixes"`
+	GoCtx           *ebpf.MapSpec `ebpf:"go_ctx"`
+	HeaderCtx       *ebpf.MapSpec `ebpf:"header_ctx"`
+	HeaderScratch   *ebpf.MapSpec `ebpf:"header_scratch"`
 }
 
 // clientVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientVariableSpecs struct {
-	BufioWriterWriteFn     *ebpf.VariableSpec `ebpf:"bufio_writer_write_fn"`
-	ErrorstringErrorFn     *ebpf.VariableSpec `ebpf:"errorstring_error_fn"`
-	InjectWriteUser        *ebpf.VariableSpec `ebpf:"inject_write_user"`
-	OffBufioBuf            *ebpf.VariableSpec `ebpf:"off_bufio_buf"`
-	OffBufioN              *ebpf.VariableSpec `ebpf:"off_bufio_n"`
-	OffG_goid              *ebpf.VariableSpec `ebpf:"off_g_goid"`
-	OffG_parentGoid        *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
-	OffGroupsData          *ebpf.VariableSpec `ebpf:"off_groups_data"`
-	OffGroupsLengthMask    *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
-	OffMapDirLen           *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
-	OffMapDirPtr           *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
-	OffNetconnFd           *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
-	OffNetfdLaddr          *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
-	OffNetfdRaddr          *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
-	OffPconnConn           *ebpf.VariableSpec `ebpf:"off_pconn_conn"`
-	OffReqContentLength    *ebpf.VariableSpec `ebpf:"off_req_content_length"`
-	OffReqHeader           *ebpf.VariableSpec `ebpf:"off_req_header"`
-	OffReqMethod           *ebpf.VariableSpec `ebpf:"off_req_method"`
-	OffReqUrl              *ebpf.VariableSpec `ebpf:"off_req_url"`
-	OffRespRequest         *ebpf.VariableSpec `ebpf:"off_resp_request"`
-	OffRespStatusCode      *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
-	OffRtErr               *ebpf.VariableSpec `ebpf:"off_rt_err"`
-	OffRtResp              *ebpf.VariableSpec `ebpf:"off_rt_resp"`
-	OffTableGroups         *ebpf.VariableSpec `ebpf:"off_table_groups"`
-	OffTcpaddrIp           *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
-	OffTcpaddrPort         *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
-	OffUrlHost             *ebpf.VariableSpec `ebpf:"off_url_host"`
-	OffUrlPath             *ebpf.VariableSpec `ebpf:"off_url_path"`
-	OffUrlRawQuery         *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
-	OffUrlScheme           *ebpf.VariableSpec `ebpf:"off_url_scheme"`
-	ReqReadSize            *ebpf.VariableSpec `ebpf:"req_read_size"`
-	RespReadSize           *ebpf.VariableSpec `ebpf:"resp_read_size"`
-	RtClosureErr           *ebpf.VariableSpec `ebpf:"rt_closure_err"`
-	TcpconnCloseFn         *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
-	UnusedHttpClientEvent  *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
-	UnusedHttpClientInfo   *ebpf.VariableSpec `ebpf:"unused_http_client_info"`
-	UnusedHttpClientRecord *ebpf.VariableSpec `ebpf:"unused_http_client_record"`
-	UrlReadSize            *ebpf.VariableSpec `ebpf:"url_read_size"`
-	WakeupThreshold        *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
+	BufioWriterWriteFn         *ebpf.VariableSpec `ebpf:"bufio_writer_write_fn"`
+	CaptureBodies              *ebpf.VariableSpec `ebpf:"capture_bodies"`
+	ErrorstringErrorFn         *ebpf.VariableSpec `ebpf:"errorstring_error_fn"`
+	InjectWriteUser            *ebpf.VariableSpec `ebpf:"inject_write_user"`
+	OffBufioBuf                *ebpf.VariableSpec `ebpf:"off_bufio_buf"`
+	OffBufioN                  *ebpf.VariableSpec `ebpf:"off_bufio_n"`
+	OffG_goid                  *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffG_parentGoid            *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
+	OffGroupsData              *ebpf.VariableSpec `ebpf:"off_groups_data"`
+	OffGroupsLengthMask        *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
+	OffMapDirLen               *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
+	OffMapDirPtr               *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
+	OffNetconnFd               *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr              *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr              *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffPconnConn               *ebpf.VariableSpec `ebpf:"off_pconn_conn"`
+	OffPconnReadP              *ebpf.VariableSpec `ebpf:"off_pconn_read_p"`
+	OffPconnReadPc             *ebpf.VariableSpec `ebpf:"off_pconn_read_pc"`
+	OffReqContentLength        *ebpf.VariableSpec `ebpf:"off_req_content_length"`
+	OffReqHeader               *ebpf.VariableSpec `ebpf:"off_req_header"`
+	OffReqMethod               *ebpf.VariableSpec `ebpf:"off_req_method"`
+	OffReqUrl                  *ebpf.VariableSpec `ebpf:"off_req_url"`
+	OffRespRequest             *ebpf.VariableSpec `ebpf:"off_resp_request"`
+	OffRespStatusCode          *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
+	OffRtErr                   *ebpf.VariableSpec `ebpf:"off_rt_err"`
+	OffRtResp                  *ebpf.VariableSpec `ebpf:"off_rt_resp"`
+	OffTableGroups             *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	OffTcpaddrIp               *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort             *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffUrlHost                 *ebpf.VariableSpec `ebpf:"off_url_host"`
+	OffUrlPath                 *ebpf.VariableSpec `ebpf:"off_url_path"`
+	OffUrlRawQuery             *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
+	OffUrlScheme               *ebpf.VariableSpec `ebpf:"off_url_scheme"`
+	ReqReadSize                *ebpf.VariableSpec `ebpf:"req_read_size"`
+	RespReadSize               *ebpf.VariableSpec `ebpf:"resp_read_size"`
+	RtClosureErr               *ebpf.VariableSpec `ebpf:"rt_closure_err"`
+	TcpconnCloseFn             *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
+	TlsconnCloseFn             *ebpf.VariableSpec `ebpf:"tlsconn_close_fn"`
+	UnusedHttpClientBody       *ebpf.VariableSpec `ebpf:"unused_http_client_body"`
+	UnusedHttpClientBodyFlags  *ebpf.VariableSpec `ebpf:"unused_http_client_body_flags"`
+	UnusedHttpClientBodyRecord *ebpf.VariableSpec `ebpf:"unused_http_client_body_record"`
+	UnusedHttpClientEvent      *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
+	UnusedHttpClientInfo       *ebpf.VariableSpec `ebpf:"unused_http_client_info"`
+	UnusedHttpClientRecord     *ebpf.VariableSpec `ebpf:"unused_http_client_record"`
+	UrlReadSize                *ebpf.VariableSpec `ebpf:"url_read_size"`
+	WakeupThreshold            *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
 // clientObjects contains all objects after they have been loaded into the kernel.
@@ -264,25 +336,35 @@ func (o *clientObjects) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientMaps struct {
-	ClientInflight *ebpf.Map `ebpf:"client_inflight"`
-	ClientScratch  *ebpf.Map `ebpf:"client_scratch"`
-	ConnCtx        *ebpf.Map `ebpf:"conn_ctx"`
-	ConnCtxArmed   *ebpf.Map `ebpf:"conn_ctx_armed"`
-	Counters       *ebpf.Map `ebpf:"counters"`
-	Events         *ebpf.Map `ebpf:"events"`
-	GoCtx          *ebpf.Map `ebpf:"go_ctx"`
-	HeaderCtx      *ebpf.Map `ebpf:"header_ctx"`
-	HeaderScratch  *ebpf.Map `ebpf:"header_scratch"`
+	BodyConn        *ebpf.Map `ebpf:"body_conn"`
+	BodyScratch     *ebpf.Map `ebpf:"body_scratch"`
+	BodyWatch       *ebpf.Map `ebpf:"body_watch"`
+	ClientInflight  *ebpf.Map `ebpf:"client_inflight"`
+	ClientScratch   *ebpf.Map `ebpf:"client_scratch"`
+	ConnCtx         *ebpf.Map `ebpf:"conn_ctx"`
+	ConnCtxArmed    *ebpf.Map `ebpf:"conn_ctx_armed"`
+	Counters        *ebpf.Map `ebpf:"counters"`
+	Events          *ebpf.Map `ebpf:"events"`
+	GenaiSuffixLens *ebpf.Map `ebpf:"genai_suffix_lens"`
+	GenaiSuffixes   *ebpf.Map `ebpf:"genai_suffixes"`
+	GoCtx           *ebpf.Map `ebpf:"go_ctx"`
+	HeaderCtx       *ebpf.Map `ebpf:"header_ctx"`
+	HeaderScratch   *ebpf.Map `ebpf:"header_scratch"`
 }
 
 func (m *clientMaps) Close() error {
 	return _ClientClose(
+		m.BodyConn,
+		m.BodyScratch,
+		m.BodyWatch,
 		m.ClientInflight,
 		m.ClientScratch,
 		m.ConnCtx,
 		m.ConnCtxArmed,
 		m.Counters,
 		m.Events,
+		m.GenaiSuffixLens,
+		m.GenaiSuffixes,
 		m.GoCtx,
 		m.HeaderCtx,
 		m.HeaderScratch,
@@ -293,66 +375,81 @@ func (m *clientMaps) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientVariables struct {
-	BufioWriterWriteFn     *ebpf.Variable `ebpf:"bufio_writer_write_fn"`
-	ErrorstringErrorFn     *ebpf.Variable `ebpf:"errorstring_error_fn"`
-	InjectWriteUser        *ebpf.Variable `ebpf:"inject_write_user"`
-	OffBufioBuf            *ebpf.Variable `ebpf:"off_bufio_buf"`
-	OffBufioN              *ebpf.Variable `ebpf:"off_bufio_n"`
-	OffG_goid              *ebpf.Variable `ebpf:"off_g_goid"`
-	OffG_parentGoid        *ebpf.Variable `ebpf:"off_g_parent_goid"`
-	OffGroupsData          *ebpf.Variable `ebpf:"off_groups_data"`
-	OffGroupsLengthMask    *ebpf.Variable `ebpf:"off_groups_length_mask"`
-	OffMapDirLen           *ebpf.Variable `ebpf:"off_map_dir_len"`
-	OffMapDirPtr           *ebpf.Variable `ebpf:"off_map_dir_ptr"`
-	OffNetconnFd           *ebpf.Variable `ebpf:"off_netconn_fd"`
-	OffNetfdLaddr          *ebpf.Variable `ebpf:"off_netfd_laddr"`
-	OffNetfdRaddr          *ebpf.Variable `ebpf:"off_netfd_raddr"`
-	OffPconnConn           *ebpf.Variable `ebpf:"off_pconn_conn"`
-	OffReqContentLength    *ebpf.Variable `ebpf:"off_req_content_length"`
-	OffReqHeader           *ebpf.Variable `ebpf:"off_req_header"`
-	OffReqMethod           *ebpf.Variable `ebpf:"off_req_method"`
-	OffReqUrl              *ebpf.Variable `ebpf:"off_req_url"`
-	OffRespRequest         *ebpf.Variable `ebpf:"off_resp_request"`
-	OffRespStatusCode      *ebpf.Variable `ebpf:"off_resp_status_code"`
-	OffRtErr               *ebpf.Variable `ebpf:"off_rt_err"`
-	OffRtResp              *ebpf.Variable `ebpf:"off_rt_resp"`
-	OffTableGroups         *ebpf.Variable `ebpf:"off_table_groups"`
-	OffTcpaddrIp           *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
-	OffTcpaddrPort         *ebpf.Variable `ebpf:"off_tcpaddr_port"`
-	OffUrlHost             *ebpf.Variable `ebpf:"off_url_host"`
-	OffUrlPath             *ebpf.Variable `ebpf:"off_url_path"`
-	OffUrlRawQuery         *ebpf.Variable `ebpf:"off_url_raw_query"`
-	OffUrlScheme           *ebpf.Variable `ebpf:"off_url_scheme"`
-	ReqReadSize            *ebpf.Variable `ebpf:"req_read_size"`
-	RespReadSize           *ebpf.Variable `ebpf:"resp_read_size"`
-	RtClosureErr           *ebpf.Variable `ebpf:"rt_closure_err"`
-	TcpconnCloseFn         *ebpf.Variable `ebpf:"tcpconn_close_fn"`
-	UnusedHttpClientEvent  *ebpf.Variable `ebpf:"unused_http_client_event"`
-	UnusedHttpClientInfo   *ebpf.Variable `ebpf:"unused_http_client_info"`
-	UnusedHttpClientRecord *ebpf.Variable `ebpf:"unused_http_client_record"`
-	UrlReadSize            *ebpf.Variable `ebpf:"url_read_size"`
-	WakeupThreshold        *ebpf.Variable `ebpf:"wakeup_threshold"`
+	BufioWriterWriteFn         *ebpf.Variable `ebpf:"bufio_writer_write_fn"`
+	CaptureBodies              *ebpf.Variable `ebpf:"capture_bodies"`
+	ErrorstringErrorFn         *ebpf.Variable `ebpf:"errorstring_error_fn"`
+	InjectWriteUser            *ebpf.Variable `ebpf:"inject_write_user"`
+	OffBufioBuf                *ebpf.Variable `ebpf:"off_bufio_buf"`
+	OffBufioN                  *ebpf.Variable `ebpf:"off_bufio_n"`
+	OffG_goid                  *ebpf.Variable `ebpf:"off_g_goid"`
+	OffG_parentGoid            *ebpf.Variable `ebpf:"off_g_parent_goid"`
+	OffGroupsData              *ebpf.Variable `ebpf:"off_groups_data"`
+	OffGroupsLengthMask        *ebpf.Variable `ebpf:"off_groups_length_mask"`
+	OffMapDirLen               *ebpf.Variable `ebpf:"off_map_dir_len"`
+	OffMapDirPtr               *ebpf.Variable `ebpf:"off_map_dir_ptr"`
+	OffNetconnFd               *ebpf.Variable `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr              *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr              *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffPconnConn               *ebpf.Variable `ebpf:"off_pconn_conn"`
+	OffPconnReadP              *ebpf.Variable `ebpf:"off_pconn_read_p"`
+	OffPconnReadPc             *ebpf.Variable `ebpf:"off_pconn_read_pc"`
+	OffReqContentLength        *ebpf.Variable `ebpf:"off_req_content_length"`
+	OffReqHeader               *ebpf.Variable `ebpf:"off_req_header"`
+	OffReqMethod               *ebpf.Variable `ebpf:"off_req_method"`
+	OffReqUrl                  *ebpf.Variable `ebpf:"off_req_url"`
+	OffRespRequest             *ebpf.Variable `ebpf:"off_resp_request"`
+	OffRespStatusCode          *ebpf.Variable `ebpf:"off_resp_status_code"`
+	OffRtErr                   *ebpf.Variable `ebpf:"off_rt_err"`
+	OffRtResp                  *ebpf.Variable `ebpf:"off_rt_resp"`
+	OffTableGroups             *ebpf.Variable `ebpf:"off_table_groups"`
+	OffTcpaddrIp               *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort             *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffUrlHost                 *ebpf.Variable `ebpf:"off_url_host"`
+	OffUrlPath                 *ebpf.Variable `ebpf:"off_url_path"`
+	OffUrlRawQuery             *ebpf.Variable `ebpf:"off_url_raw_query"`
+	OffUrlScheme               *ebpf.Variable `ebpf:"off_url_scheme"`
+	ReqReadSize                *ebpf.Variable `ebpf:"req_read_size"`
+	RespReadSize               *ebpf.Variable `ebpf:"resp_read_size"`
+	RtClosureErr               *ebpf.Variable `ebpf:"rt_closure_err"`
+	TcpconnCloseFn             *ebpf.Variable `ebpf:"tcpconn_close_fn"`
+	TlsconnCloseFn             *ebpf.Variable `ebpf:"tlsconn_close_fn"`
+	UnusedHttpClientBody       *ebpf.Variable `ebpf:"unused_http_client_body"`
+	UnusedHttpClientBodyFlags  *ebpf.Variable `ebpf:"unused_http_client_body_flags"`
+	UnusedHttpClientBodyRecord *ebpf.Variable `ebpf:"unused_http_client_body_record"`
+	UnusedHttpClientEvent      *ebpf.Variable `ebpf:"unused_http_client_event"`
+	UnusedHttpClientInfo       *ebpf.Variable `ebpf:"unused_http_client_info"`
+	UnusedHttpClientRecord     *ebpf.Variable `ebpf:"unused_http_client_record"`
+	UrlReadSize                *ebpf.Variable `ebpf:"url_read_size"`
+	WakeupThreshold            *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 
 // clientPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientPrograms struct {
+	PconnRead                 *ebpf.Program `ebpf:"pconn_read"`
+	PconnWrite                *ebpf.Program `ebpf:"pconn_write"`
 	PersistConnRoundTripEnter *ebpf.Program `ebpf:"persist_conn_round_trip_enter"`
 	RoundTripAltReturn        *ebpf.Program `ebpf:"round_trip_alt_return"`
 	RoundTripEnd              *ebpf.Program `ebpf:"round_trip_end"`
 	RoundTripEnter            *ebpf.Program `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.Program `ebpf:"round_trip_return"`
+	TcpCopyWrite              *ebpf.Program `ebpf:"tcp_copy_write"`
+	TlsConnWrite              *ebpf.Program `ebpf:"tls_conn_write"`
 	WriteSubsetEnter          *ebpf.Program `ebpf:"write_subset_enter"`
 }
 
 func (p *clientPrograms) Close() error {
 	return _ClientClose(
+		p.PconnRead,
+		p.PconnWrite,
 		p.PersistConnRoundTripEnter,
 		p.RoundTripAltReturn,
 		p.RoundTripEnd,
 		p.RoundTripEnter,
 		p.RoundTripReturn,
+		p.TcpCopyWrite,
+		p.TlsConnWrite,
 		p.WriteSubsetEnter,
 	)
 }

@@ -3,9 +3,14 @@
 package client
 
 import (
-	"github.com/cilium/ebpf"
+	"fmt"
 
+	"github.com/cilium/ebpf"
+	"golang.org/x/arch/x86/x86asm"
+
+	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 	"github.com/zerotrace/zerotrace/probes"
+	"github.com/zerotrace/zerotrace/probes/gobin"
 	"github.com/zerotrace/zerotrace/probes/offsets"
 )
 
@@ -49,6 +54,37 @@ const WriteSubsetSymbol = "net/http.Header.writeSubset"
 // binaries too (pclntab), unlike the itab's own symbol.
 const bufioWriterWrite = "bufio.(*Writer).Write"
 
+// WriteSymbol takes every byte an HTTP/1.x client connection writes
+// (request heads and bodies, as bufio.Writer flushes them): its entry
+// copies a model call's request.
+const WriteSymbol = "net/http.persistConnWriter.Write"
+
+// ReadSymbol reads every byte an HTTP/1.x client connection receives
+// (bufio.Reader fills): on the conditional jump right after its call
+// pc.conn.Read(p), a model call's response bytes are copied, n in RAX.
+const ReadSymbol = "net/http.(*persistConn).Read"
+
+// CopyWriteSymbols write what io.Copy copies into a *net.TCPConn through
+// its generic ReadFrom: where a request body longer than net/http's write
+// buffer goes (persistConnWriter.ReadFrom), bypassing WriteSymbol. The
+// copies' tail holds what the Go SDKs write last ("model", "stream").
+var CopyWriteSymbols = []string{"net.tcpConnWithoutReadFrom.Write"}
+
+// TLSWriteSymbol takes the plaintext of every write of a TLS connection:
+// where the bytes of a model call over HTTP/1.1 over TLS are copied (its
+// body bypasses WriteSymbol when io.Copy writes it). tlsConnClose
+// recognises a *tls.Conn behind a net.Conn.
+const (
+	TLSWriteSymbol = "crypto/tls.(*Conn).Write"
+	tlsConnClose   = "crypto/tls.(*Conn).Close"
+)
+
+// readSite finds ReadSymbol's jump after pc.conn.Read(p), and the spill
+// slots of p's pointer (RBX at entry) and pc (RAX).
+func readSite(b *gobin.Binary, f gobin.Func) (gobin.CallResult, error) {
+	return b.CallResultSite(f, x86asm.RBX, x86asm.RAX)
+}
+
 // The fields only this probe reads.
 var (
 	// HTTPResponseStatusCode is net/http.Response.StatusCode, what a client
@@ -67,7 +103,35 @@ var (
 )
 
 // Probe is the net/http client instrumentation.
-var Probe = probes.Declare("net/http client", loadClient, declare, record)
+var Probe = probes.Declare("net/http client", load, declare, record, bodyRecord)
+
+// load is the object with genai_suffixes filled from the path endings
+// correlate/protocols/genai recognises, so that BPF copies the bytes of the
+// calls user space will read.
+func load() (*ebpf.CollectionSpec, error) {
+	spec, err := loadClient()
+	if err != nil {
+		return nil, err
+	}
+	m, lens := spec.Maps["genai_suffixes"], spec.Maps["genai_suffix_lens"]
+	if m == nil || lens == nil {
+		return nil, fmt.Errorf("net/http client: no genai_suffixes map")
+	}
+	var mask uint32
+	for _, d := range genai.DefaultSuffixes {
+		var k clientGenaiSuffix
+		if len(d.Suffix) >= len(k.S) {
+			return nil, fmt.Errorf("net/http client: model API path ending %q longer than %d bytes", d.Suffix, len(k.S)-1)
+		}
+		for i := 0; i < len(d.Suffix); i++ {
+			k.S[i] = int8(d.Suffix[i])
+		}
+		m.Contents = append(m.Contents, ebpf.MapKV{Key: k, Value: uint8(d.API)})
+		mask |= 1 << len(d.Suffix)
+	}
+	lens.Contents = []ebpf.MapKV{{Key: uint32(0), Value: mask}}
+	return spec, nil
+}
 
 func declare(s *clientSpecs) probes.Declaration {
 	var buf clientScratch
@@ -96,12 +160,29 @@ func declare(s *clientSpecs) probes.Declaration {
 		Requires: []*probes.Part{peer},
 	}
 
+	// Model calls' bodies: the bytes of the request and response of a call
+	// to a model API, read where net/http writes and reads an HTTP/1.x
+	// connection. The read site is found in each binary's code; where it
+	// is not, spans of model calls are plain HTTP client spans.
+	bodies := &probes.Part{
+		Gives:    "GenAI attributes of model calls over HTTP/1.x (request and response bodies), and their end at the response body's",
+		Flag:     s.CaptureBodies,
+		Requires: []*probes.Part{peer},
+	}
+
 	return probes.Declaration{
 		Uprobes: append(append([]probes.Uprobe{
 			// The ends before the start (see probes.Uprobe).
 			{Symbol: EndSymbol, Entry: s.RoundTripEnd, Part: deferred},
 			{Symbol: Symbol, Return: s.RoundTripReturn, Part: rets},
 		}, alt(AltSymbols, s, deferred)...),
+			// The copies before the watch that arms them (in ConnSymbol's
+			// program).
+			probes.Uprobe{Symbol: ReadSymbol, Entry: s.PconnRead, Part: bodies,
+				At: readSite, Slots: []*ebpf.VariableSpec{s.OffPconnReadP, s.OffPconnReadPc}},
+			probes.Uprobe{Symbol: WriteSymbol, Entry: s.PconnWrite, Part: bodies},
+			probes.Uprobe{Symbol: CopyWriteSymbols[0], Entry: s.TcpCopyWrite, Part: bodies, Optional: true},
+			probes.Uprobe{Symbol: TLSWriteSymbol, Entry: s.TlsConnWrite, Part: bodies, Optional: true},
 			probes.Uprobe{Symbol: Symbol, Entry: s.RoundTripEnter},
 			probes.Uprobe{Symbol: ConnSymbol, Entry: s.PersistConnRoundTripEnter, Part: peer},
 			probes.Uprobe{Symbol: WriteSubsetSymbol, Entry: s.WriteSubsetEnter, Part: writeUser},
@@ -147,6 +228,7 @@ func declare(s *clientSpecs) probes.Declaration {
 			{Symbol: errorStringError, Addr: s.ErrorstringErrorFn, Part: deferred, Optional: true},
 			{Symbol: probes.TCPConnClose, Addr: s.TcpconnCloseFn, Part: peer},
 			{Symbol: bufioWriterWrite, Addr: s.BufioWriterWriteFn, Part: writeUser},
+			{Symbol: tlsConnClose, Addr: s.TlsconnCloseFn, Part: bodies, Optional: true},
 		},
 	}
 }

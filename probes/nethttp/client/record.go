@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"net/netip"
 	"time"
 	"unsafe"
@@ -23,7 +24,50 @@ var record = events.Record{
 		// all a record allocates besides its strings.
 		var r RoundTrip
 		decodeInto(&r, (*clientHttpClientEvent)(unsafe.Pointer(&raw[0])), d)
+		if r.ModelCall {
+			// Held by the correlator until its response's body ends.
+			return &correlate.GoModelCall{Span: r.Span()}, nil
+		}
 		return r.Span(), nil
+	},
+}
+
+// bodyHeader is the size of struct http_client_body before its data.
+const bodyHeader = int(unsafe.Offsetof(clientHttpClientBody{}.Data))
+
+// Bits of http_client_body.flags.
+const (
+	bodyWrite = uint8(clientHttpClientBodyFlagsHTTP_BODY_WRITE)
+	bodyTail  = uint8(clientHttpClientBodyFlagsHTTP_BODY_TAIL)
+	bodyEOF   = uint8(clientHttpClientBodyFlagsHTTP_BODY_EOF)
+)
+
+// bodyRecord is struct http_client_body: the bytes of one write or read of
+// a connection a model call uses, as long as its data.
+var bodyRecord = events.Record{
+	Type:    uint8(clientHttpClientBodyRecordEVENT_HTTP_CLIENT_BODY),
+	Name:    "http_client_body",
+	MinSize: bodyHeader,
+	Decode: func(raw []byte, d *events.Decoder) (correlate.Event, error) {
+		var e clientHttpClientBody
+		copy(unsafe.Slice((*byte)(unsafe.Pointer(&e)), bodyHeader), raw[:bodyHeader])
+		n := int(e.Len)
+		if bodyHeader+n > len(raw) || n > len(e.Data) {
+			return nil, fmt.Errorf("http_client_body: %d data bytes in a record of %d", n, len(raw))
+		}
+		b := &correlate.GoBody{
+			PID:    e.Hdr.Pid,
+			Conn:   e.Conn,
+			SpanID: trace.SpanID(e.SpanId),
+			Time:   d.Clock.Wall(e.Hdr.TsNs),
+			Offset: e.Offset,
+			Total:  e.Total,
+			Write:  e.Flags&bodyWrite != 0,
+			Tail:   e.Flags&bodyTail != 0,
+			EOF:    e.Flags&bodyEOF != 0,
+			Data:   append([]byte(nil), raw[bodyHeader:bodyHeader+n]...),
+		}
+		return b, nil
 	},
 }
 
@@ -32,6 +76,7 @@ const (
 	infoResponse = uint8(clientHttpClientInfoHTTP_CLIENT_INFO_RESPONSE)
 	infoError    = uint8(clientHttpClientInfoHTTP_CLIENT_INFO_ERROR)
 	infoPeerAddr = uint8(clientHttpClientInfoHTTP_CLIENT_INFO_PEER_ADDR)
+	infoGenAI    = uint8(clientHttpClientInfoHTTP_CLIENT_INFO_GENAI)
 )
 
 // RoundTrip is one round trip made by a traced Go net/http client,
@@ -60,6 +105,9 @@ type RoundTrip struct {
 	Err       bool
 	ErrType   string
 	Truncated bool
+	// ModelCall: the request called a model API over HTTP/1.x, and its
+	// bytes come in body records (the span ends with the response body).
+	ModelCall bool
 }
 
 // Span returns the round trip's CLIENT span, taken from the span pool
@@ -110,6 +158,7 @@ func decodeInto(r *RoundTrip, e *clientHttpClientEvent, d *events.Decoder) {
 		r.HasResponse = true
 		r.Status = int(e.Status)
 	}
+	r.ModelCall = e.Info&infoGenAI != 0
 	if e.Info&infoPeerAddr != 0 {
 		r.Peer = events.AddrPort(e.PeerIp, e.PeerIpLen, e.PeerPort)
 	}
