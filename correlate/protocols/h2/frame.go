@@ -131,18 +131,24 @@ type side struct {
 	blockEnd     bool // the block's HEADERS had END_STREAM
 
 	buf []byte // the bytes kept while resynchronising
-	t   time.Time
+	// bufSeg: buf starts where a segment (a write, a read) started.
+	bufSeg bool
+	t      time.Time
 }
 
 // feed reads p, which went this way at t.
 func (s *side) feed(t time.Time, p []byte) {
 	s.t = t
+	whole := true // p is a whole segment
 	for len(p) > 0 {
 		switch s.state {
 		case stStart:
+			n := len(p)
 			p = s.start(p)
+			whole = whole && len(p) == n
 		case stFramed:
 			p = s.framed(p)
+			whole = false
 		case stResync:
 			if len(s.buf)+len(p) > maxResyncBuf {
 				// Keep the newest bytes: a plausible header and its
@@ -150,11 +156,18 @@ func (s *side) feed(t time.Time, p []byte) {
 				keep := max(0, maxResyncBuf-len(p))
 				drop := len(s.buf) - min(len(s.buf), keep)
 				s.c.stats.Skipped += uint64(drop)
+				if drop > 0 {
+					s.bufSeg = false
+				}
 				s.buf = append(s.buf[:0], s.buf[drop:]...)
 				if len(p) > maxResyncBuf {
 					s.c.stats.Skipped += uint64(len(p) - maxResyncBuf)
 					p = p[len(p)-maxResyncBuf:]
+					whole = false
 				}
+			}
+			if len(s.buf) == 0 {
+				s.bufSeg = whole
 			}
 			s.buf = append(s.buf, p...)
 			p = s.resync()
@@ -234,28 +247,45 @@ func (s *side) resync() []byte {
 			continue
 		}
 		next := i + frameHeaderLen + int(h.length)
+		if i == 0 && s.bufSeg && next == len(b) {
+			// A frame that is exactly what a write or read carried:
+			// writers and readers of HTTP/2 work in whole frames
+			// more often than not, so it needs no confirmation (a
+			// stream's last frame would otherwise wait for the
+			// connection's next one). A wrong guess is caught at
+			// the next implausible header.
+			return s.synced(0)
+		}
 		if next+frameHeaderLen > len(b) {
 			// Wait for the confirmation.
 			s.c.stats.Skipped += uint64(i)
+			s.bufSeg = s.bufSeg && i == 0
 			s.buf = append(s.buf[:0], b[i:]...)
 			return nil
 		}
 		if _, ok := plausible(b[next : next+frameHeaderLen]); !ok {
 			continue
 		}
-		s.c.stats.Skipped += uint64(i)
-		s.c.stats.Resyncs++
-		s.state = stFramed
-		s.nhdr = 0
-		rest := append([]byte(nil), b[i:]...)
-		s.buf = s.buf[:0]
-		return rest
+		return s.synced(i)
 	}
 	// Keep the last bytes, which may start a header.
 	keep := min(len(b), frameHeaderLen-1)
 	s.c.stats.Skipped += uint64(len(b) - keep)
 	s.buf = append(s.buf[:0], b[len(b)-keep:]...)
+	s.bufSeg = false
 	return nil
+}
+
+// synced takes the framing as found at buf[i] and returns the bytes from
+// there, to be read framed.
+func (s *side) synced(i int) []byte {
+	s.c.stats.Skipped += uint64(i)
+	s.c.stats.Resyncs++
+	s.state = stFramed
+	s.nhdr = 0
+	rest := append([]byte(nil), s.buf[i:]...)
+	s.buf, s.bufSeg = s.buf[:0], false
+	return rest
 }
 
 // framed reads p at a known place in the framing and returns what is left
@@ -275,6 +305,7 @@ func (s *side) framed(p []byte) []byte {
 				if _, ok := plausible(s.hdr[:]); !ok {
 					s.c.stats.Skipped += frameHeaderLen
 					s.buf = append(s.buf[:0], s.hdr[1:]...)
+					s.bufSeg = false
 					s.toResync()
 					return p
 				}

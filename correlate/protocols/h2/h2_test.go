@@ -397,3 +397,31 @@ func TestGarbageBounded(t *testing.T) {
 		t.Fatal("preface")
 	}
 }
+
+// Joined mid-way, a write or read that is exactly one frame is taken as
+// framed at once: a stream whose only frames seen are its last ones ends
+// with them, not at the connection's next frame.
+func TestMidwayWholeFrames(t *testing.T) {
+	w := newWire()
+	w.fr[ToServer].WriteHeaders(http2.HeadersFrameParam{StreamID: 9, BlockFragment: []byte{0x82, 0x86}, EndHeaders: true})
+	w.flush(ToServer, 1)
+	w.fr[ToServer].WriteData(9, true, []byte(embedReq))
+	w.flush(ToServer, 2)
+	w.fr[ToClient].WriteHeaders(http2.HeadersFrameParam{StreamID: 9, BlockFragment: []byte{0x88}, EndHeaders: true})
+	w.flush(ToClient, 30)
+	w.fr[ToClient].WriteData(9, true, []byte(embedResp))
+	w.flush(ToClient, 31)
+	c := NewConn(Options{})
+	c.Hint(9, "POST", "/v1/embeddings")
+	out := feed(c, w.segs, nil)
+	if len(out) != 1 {
+		t.Fatalf("%d streams ended, %+v", len(out), c.Stats())
+	}
+	s := out[0]
+	if s.How != EndStream || !s.End.Equal(w.at(31)) || s.GenAI == nil || s.GenAI.Usage.Input != 1 || s.GenAI.Cut != 0 {
+		t.Fatalf("stream %+v GenAI %+v", s, s.GenAI)
+	}
+	if st := c.Stats(); st.Resyncs != 2 || st.Skipped != 0 || st.Undecoded != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
