@@ -425,3 +425,45 @@ func TestMidwayWholeFrames(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// BenchmarkFeed reads the connection of TestFromPreface (four streams, two
+// of them model calls) per iteration, one segment at a time.
+func BenchmarkFeed(b *testing.B) {
+	w, _ := connSegments()
+	n := 0
+	for _, s := range w.segs {
+		n += len(s.b)
+	}
+	b.SetBytes(int64(n))
+	b.ReportAllocs()
+	for b.Loop() {
+		c := NewConn(Options{})
+		feed(c, w.segs, nil)
+	}
+}
+
+// BenchmarkStreamData is the cost of one response DATA frame of a
+// streamed model call (an SSE chunk) on a connection already followed.
+func BenchmarkStreamData(b *testing.B) {
+	w := newWire()
+	w.start(4096)
+	w.request(1, 2, "POST", "/v1/chat/completions", chatReq)
+	blk := w.block(ToClient, ":status", "200", "content-type", "text/event-stream")
+	w.fr[ToClient].WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndHeaders: true})
+	w.fr[ToClient].WriteData(1, false, []byte(chatStream[0]))
+	w.flush(ToClient, 80)
+	c := NewConn(Options{})
+	feed(c, w.segs, nil)
+	w.segs = nil
+	w.fr[ToClient].WriteData(1, false, []byte(chatStream[1]))
+	w.flush(ToClient, 100)
+	frame := w.segs[0].b
+	b.SetBytes(int64(len(frame)))
+	b.ReportAllocs()
+	for b.Loop() {
+		c.Feed(nil, ToClient, w.at(100), frame)
+	}
+	if c.streams[1] == nil || c.streams[1].ResponseBytes < int64(b.N*len(chatStream[1])) {
+		b.Fatal("the stream was not followed")
+	}
+}
