@@ -60,3 +60,41 @@ func TestCopySite(t *testing.T) {
 		})
 	}
 }
+
+// What the HTTP/2 side of a Go model call needs of a binary besides the
+// TLS read site, checked on the fixture in every build variant: an
+// emulated entry on (*http2clientStream).encodeAndWriteHeaders (the stream
+// has its ID there; the request is the round trip's shallow copy, joined
+// by its URL), and, from DWARF, the stream's ID and connection and the
+// connection's net.Conn (the *tls.Conn the TLS probes see).
+func TestH2StreamSite(t *testing.T) {
+	const fn = "net/http.(*http2clientStream).encodeAndWriteHeaders"
+	for _, v := range variants[:4] {
+		t.Run(v.name, func(t *testing.T) {
+			b := openFixture(t, v)
+			f, err := b.Func(fn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			off, err := b.EntryOffset(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if inst, err := b.ProbedInstruction(off); err != nil || !inst.Emulated {
+				t.Errorf("%s's entry %+v is not emulated (%v)", fn, inst, err)
+			}
+			if v.stripped {
+				return
+			}
+			for _, f := range [][2]string{
+				{"net/http.http2clientStream", "ID"},
+				{"net/http.http2clientStream", "cc"},
+				{"net/http.http2ClientConn", "tconn"},
+			} {
+				if _, err := b.FieldOffset(f[0], f[1]); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+}
