@@ -441,6 +441,34 @@ func (s *side) payload(p []byte) {
 	}
 }
 
+// gap passes over n bytes of the current frame's payload that were not
+// captured; false when they are not all inside one DATA or header block
+// frame's payload after its pad length.
+func (s *side) gap(n int) bool {
+	if s.state != stFramed || s.nhdr < frameHeaderLen || !s.padKnown || uint64(n) > uint64(s.f.length-s.off) {
+		return false
+	}
+	switch s.f.typ {
+	case frameData, frameHeaders, frameContinuation:
+	default:
+		return false
+	}
+	start := s.off
+	s.off += uint32(n)
+	if lo, hi := max(start, s.lo), min(s.off, s.hi); lo < hi {
+		if s.f.typ == frameData {
+			s.c.dataGap(s.dir, s.st, hi-lo, s.t)
+		} else if s.blockDecoded {
+			// Part of a header block is lost: so is the table.
+			s.hpackError()
+		}
+	}
+	if s.off == s.f.length {
+		s.end()
+	}
+	return true
+}
+
 // end ends the current frame.
 func (s *side) end() {
 	c := s.c

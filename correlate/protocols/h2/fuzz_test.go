@@ -7,7 +7,8 @@ import (
 )
 
 // encodeOps writes segments as the fuzz input: per segment a direction
-// byte (bit 0; bit 1 asks for a Lost first, bit 2 for a hint), a 2-byte
+// byte (bit 0; bit 1 asks for a Lost first, or with bit 7 a Gap of the
+// segment's length plus one, bit 2 for a hint), a 2-byte
 // length, the bytes.
 func encodeOps(segs []seg) []byte {
 	var b []byte
@@ -42,7 +43,11 @@ func FuzzConn(f *testing.F) {
 			in = in[3+n:]
 			d := Dir(op & 1)
 			if op&2 != 0 {
-				c.Lost(d)
+				if op&0x80 != 0 {
+					c.Gap(d, n+1)
+				} else {
+					c.Lost(d)
+				}
 			}
 			if op&4 != 0 {
 				c.Hint(uint32(op>>3)*2+1, "POST", "/v1/chat/completions")
@@ -55,6 +60,11 @@ func FuzzConn(f *testing.F) {
 			}
 			if len(c.streams) > 16 || len(c.hints) > maxHints {
 				t.Fatalf("%d streams, %d hints", len(c.streams), len(c.hints))
+			}
+			for _, st := range c.streams {
+				if len(st.tail[0]) > maxTail || len(st.tail[1]) > maxTail {
+					t.Fatalf("stream %d keeps tails of %d and %d bytes", st.ID, len(st.tail[0]), len(st.tail[1]))
+				}
 			}
 			for d := range c.sides {
 				if len(c.sides[d].buf) > maxResyncBuf {

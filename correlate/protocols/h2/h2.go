@@ -131,6 +131,8 @@ const (
 	// header confirming it fit in the bytes kept meanwhile.
 	maxResyncFrame = 16 << 10
 	maxResyncBuf   = maxResyncFrame + 2*frameHeaderLen
+	// maxTail bounds the last bytes of a body kept after a gap.
+	maxTail = 4 << 10
 	// recentClosed is how many ended stream IDs are remembered, so that a
 	// late frame does not open them again.
 	recentClosed = 32
@@ -167,6 +169,10 @@ type stream struct {
 	x                   *genai.Exchange
 	reqEnded, headFinal bool
 	reqCut, respCut     bool
+	// gap: a direction's body lost bytes in its middle (Gap); its last
+	// bytes since are kept in tail, read as the body's tail at its end.
+	gap  [2]bool
+	tail [2][]byte
 }
 
 // NewConn returns a Conn following a new connection.
@@ -222,6 +228,22 @@ func (c *Conn) Lost(d Dir) {
 		} else {
 			st.respCut = true
 		}
+	}
+}
+
+// Gap says that n bytes going d's way were not captured, between the
+// bytes fed before and after (a probe copied only the first and last bytes
+// of a long write or read). When they fall inside the payload of one DATA
+// frame (or a header block's), the framing is kept: the stream's body
+// continues after a gap, its last bytes read as the body's tail when it
+// ends (a model call's request names its model after its messages). Else
+// it is as Lost.
+func (c *Conn) Gap(d Dir, n int) {
+	if d > ToClient || n <= 0 {
+		return
+	}
+	if !c.sides[d].gap(n) {
+		c.Lost(d)
 	}
 }
 
@@ -372,6 +394,7 @@ func (c *Conn) finish(st *stream, how How, t time.Time) {
 	}
 	if x := st.x; x != nil {
 		st.x = nil
+		c.readTails(st, x)
 		if st.reqCut || !st.reqEnded {
 			x.MarkCut(model.GenAICutRequest)
 		}
@@ -460,6 +483,24 @@ func (c *Conn) data(d Dir, st *stream, t time.Time, p []byte) {
 	if st == nil || len(p) == 0 {
 		return
 	}
+	if st.gap[d] {
+		if d == ToServer {
+			st.RequestBytes += int64(len(p))
+		} else {
+			st.ResponseBytes += int64(len(p))
+			st.End = t
+		}
+		if st.x != nil {
+			if len(p) >= maxTail {
+				p = p[len(p)-maxTail:]
+			}
+			if drop := len(st.tail[d]) + len(p) - maxTail; drop > 0 {
+				st.tail[d] = append(st.tail[d][:0], st.tail[d][drop:]...)
+			}
+			st.tail[d] = append(st.tail[d], p...)
+		}
+		return
+	}
 	if d == ToServer {
 		st.RequestBytes += int64(len(p))
 		if st.x != nil && !st.reqCut {
@@ -472,6 +513,33 @@ func (c *Conn) data(d Dir, st *stream, t time.Time, p []byte) {
 	if st.x != nil && !st.respCut {
 		st.x.ResponseBody(t, p)
 	}
+}
+
+// dataGap takes n bytes of DATA payload going d's way on st that were
+// not captured: what follows is the body's tail.
+func (c *Conn) dataGap(d Dir, st *stream, n uint32, t time.Time) {
+	if st == nil || n == 0 {
+		return
+	}
+	st.gap[d] = true
+	st.tail[d] = st.tail[d][:0]
+	if d == ToServer {
+		st.RequestBytes += int64(n)
+	} else {
+		st.ResponseBytes += int64(n)
+		st.End = t
+	}
+}
+
+// readTails gives x the bodies' last bytes seen after a gap.
+func (c *Conn) readTails(st *stream, x *genai.Exchange) {
+	if st.gap[ToServer] && !st.reqCut {
+		x.RequestTail(st.tail[ToServer])
+	}
+	if st.gap[ToClient] && !st.respCut {
+		x.ResponseTail(st.tail[ToClient])
+	}
+	st.tail = [2][]byte{}
 }
 
 // endStream takes an END_STREAM going d's way on st at t.

@@ -467,3 +467,61 @@ func BenchmarkStreamData(b *testing.B) {
 		b.Fatal("the stream was not followed")
 	}
 }
+
+// A long request captured as each write's first and last bytes (Gap in
+// between): the framing holds, and the model named after the messages is
+// read from the body's tail; the request is marked cut. A gap that is not
+// inside one frame's payload loses the framing, found again after.
+func TestGap(t *testing.T) {
+	const head, tailLen = 4096, 1024
+	prompt := strings.Repeat("lorem ipsum ", 20000)
+	body := `{"messages":[{"content":"` + prompt + `","role":"user"}],"model":"gpt-4o-mini","stream":true}`
+	w := newWire()
+	w.start(4096)
+	blk := w.block(ToServer, ":method", "POST", ":scheme", "https", ":authority", "api.example.test", ":path", "/v1/chat/completions")
+	w.fr[ToServer].WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: blk, EndHeaders: true})
+	w.flush(ToServer, 2)
+	for rest := body; len(rest) > 0; {
+		n := min(len(rest), 16384)
+		w.fr[ToServer].WriteData(1, n == len(rest), []byte(rest[:n]))
+		w.flush(ToServer, 3)
+		rest = rest[n:]
+	}
+	end := w.response(1, 80, 200, "text/event-stream", chatStream...)
+	c := NewConn(Options{})
+	var out []*Stream
+	gaps := 0
+	for _, s := range w.segs {
+		if len(s.b) <= head+tailLen {
+			out = c.Feed(out, s.dir, s.t, s.b)
+			continue
+		}
+		gaps++
+		out = c.Feed(out, s.dir, s.t, s.b[:head])
+		c.Gap(s.dir, len(s.b)-head-tailLen)
+		out = c.Feed(out, s.dir, s.t, s.b[len(s.b)-tailLen:])
+	}
+	if gaps < 10 || len(out) != 1 {
+		t.Fatalf("%d gaps, %d streams", gaps, len(out))
+	}
+	s := out[0]
+	g := s.GenAI
+	if s.RequestBytes != int64(len(body)) || !s.End.Equal(w.at(end)) || g == nil || g.RequestModel != "gpt-4o-mini" ||
+		!g.Stream || g.Cut != model.GenAICutRequest || g.Usage.Output != 2 || g.End != model.GenAIEndDone {
+		t.Fatalf("stream %+v GenAI %+v", s, g)
+	}
+	if st := c.Stats(); st.Resyncs != 0 || st.HPACKErrors != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// A gap over a frame header: as Lost.
+	c = NewConn(Options{})
+	segs := w.segs
+	out = feed(c, segs[:3], nil)
+	last := segs[3].b
+	c.Feed(nil, ToServer, segs[3].t, last[:10])
+	c.Gap(ToServer, len(last)-10+9+100)
+	if st := c.Stats(); c.sides[ToServer].state != stResync || st.Resyncs != 0 {
+		t.Fatalf("state %d, stats %+v", c.sides[ToServer].state, st)
+	}
+}
