@@ -133,7 +133,10 @@ type side struct {
 	buf []byte // the bytes kept while resynchronising
 	// bufSeg: buf starts where a segment (a write, a read) started.
 	bufSeg bool
-	t      time.Time
+	// resynced: the framing was searched for (not followed from the
+	// start), so every header read is checked for plausibility.
+	resynced bool
+	t        time.Time
 }
 
 // feed reads p, which went this way at t.
@@ -226,6 +229,7 @@ func (s *side) initHPACK() {
 // toResync starts looking for the framing, HPACK given up.
 func (s *side) toResync() {
 	s.state = stResync
+	s.resynced = true
 	s.hpackOK = false
 	s.nhdr = 0
 	s.inBlock, s.block = false, nil
@@ -299,9 +303,10 @@ func (s *side) framed(p []byte) []byte {
 			if s.nhdr < frameHeaderLen {
 				return nil
 			}
-			if s.c.decided && !s.c.fromStart {
-				// Joined mid-way: the framing might have been found
-				// at a wrong place; an implausible header says so.
+			if s.resynced {
+				// The framing was searched for: it might have been
+				// found at a wrong place; an implausible header says
+				// so.
 				if _, ok := plausible(s.hdr[:]); !ok {
 					s.c.stats.Skipped += frameHeaderLen
 					s.buf = append(s.buf[:0], s.hdr[1:]...)

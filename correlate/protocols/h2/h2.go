@@ -169,6 +169,7 @@ type stream struct {
 	x                   *genai.Exchange
 	reqEnded, headFinal bool
 	reqCut, respCut     bool
+	done                bool // handed out
 	// gap: a direction's body lost bytes in its middle (Gap); its last
 	// bytes since are kept in tail, read as the body's tail at its end.
 	gap  [2]bool
@@ -380,12 +381,21 @@ func (c *Conn) isClosed(id uint32) bool {
 
 // finish ends st as how says at t and hands it out.
 func (c *Conn) finish(st *stream, how How, t time.Time) {
+	if st.done {
+		return
+	}
+	st.done = true
 	delete(c.streams, st.ID)
 	c.closed[c.nclosed%recentClosed] = st.ID
 	c.nclosed++
 	for d := range c.sides {
+		// A frame of it may be half read on either side (it was
+		// evicted meanwhile): the rest of that frame is not its.
 		if c.sides[d].block == st {
 			c.sides[d].block = nil
+		}
+		if c.sides[d].st == st {
+			c.sides[d].st = nil
 		}
 	}
 	st.How = how

@@ -525,3 +525,31 @@ func TestGap(t *testing.T) {
 		t.Fatalf("state %d, stats %+v", c.sides[ToServer].state, st)
 	}
 }
+
+// A stream evicted while one of its frames is half read is handed out
+// once: the rest of that frame is no longer its.
+func TestEvictedMidFrame(t *testing.T) {
+	w := newWire()
+	w.start(4096)
+	w.request(1, 2, "POST", "/v1/chat/completions", chatReq)
+	w.response(1, 80, 200, "text/event-stream", chatStream[0], chatStream[1])
+	w.request(3, 95, "POST", "/v1/chat/completions", chatReq)
+	// Move the second request before the end of the first response's
+	// last DATA frame.
+	n := len(w.segs)
+	last, req3 := w.segs[n-2], w.segs[n-1]
+	c := NewConn(Options{MaxStreams: 1})
+	var out []*Stream
+	out = feed(c, w.segs[:n-2], nil)
+	out = c.Feed(out, last.dir, last.t, last.b[:20])
+	out = c.Feed(out, req3.dir, req3.t, req3.b)
+	out = c.Feed(out, last.dir, last.t, last.b[20:])
+	out = c.Close(out, w.at(200))
+	ids := map[uint32]int{}
+	for _, s := range out {
+		ids[s.ID]++
+	}
+	if len(out) != 2 || ids[1] != 1 || ids[3] != 1 || c.Stats().Evicted != 1 {
+		t.Fatalf("streams %v, stats %+v", ids, c.Stats())
+	}
+}
