@@ -65,15 +65,19 @@ func parseHeader(b []byte) frameHeader {
 
 // plausible says whether b (9 bytes) looks like a frame header that a
 // client or server of HTTP/2 sends: a known type with only its flags, a
-// length its type allows and below maxResyncFrame, a stream ID where its
-// type needs one (a client's: odd) and none where it does not, and the
-// reserved bit clear. It is how the framing is found mid-connection.
-func plausible(b []byte) (frameHeader, bool) {
+// length its type allows and at most maxLen, a stream ID where its type
+// needs one (a client's: odd) and none where it does not, and the reserved
+// bit clear. It is how the framing is found mid-connection (maxLen
+// maxResyncFrame, so that a candidate and its confirmation fit in the
+// bytes kept), and how a place found that way is checked afterwards
+// (maxLen maxFrame: frames longer than the default are common then, such
+// as an embeddings response in one DATA frame).
+func plausible(b []byte, maxLen uint32) (frameHeader, bool) {
 	if b[5]&0x80 != 0 {
 		return frameHeader{}, false
 	}
 	h := parseHeader(b)
-	if h.length > maxResyncFrame {
+	if h.length > maxLen {
 		return h, false
 	}
 	stream := h.id != 0 && h.id&1 == 1
@@ -246,7 +250,7 @@ func (s *side) lose() {
 func (s *side) resync() []byte {
 	b := s.buf
 	for i := 0; i+frameHeaderLen <= len(b); i++ {
-		h, ok := plausible(b[i : i+frameHeaderLen])
+		h, ok := plausible(b[i:i+frameHeaderLen], maxResyncFrame)
 		if !ok {
 			continue
 		}
@@ -267,16 +271,18 @@ func (s *side) resync() []byte {
 			s.buf = append(s.buf[:0], b[i:]...)
 			return nil
 		}
-		if _, ok := plausible(b[next : next+frameHeaderLen]); !ok {
+		if _, ok := plausible(b[next:next+frameHeaderLen], maxFrame); !ok {
 			continue
 		}
 		return s.synced(i)
 	}
 	// Keep the last bytes, which may start a header.
 	keep := min(len(b), frameHeaderLen-1)
-	s.c.stats.Skipped += uint64(len(b) - keep)
-	s.buf = append(s.buf[:0], b[len(b)-keep:]...)
-	s.bufSeg = false
+	if keep < len(b) {
+		s.c.stats.Skipped += uint64(len(b) - keep)
+		s.buf = append(s.buf[:0], b[len(b)-keep:]...)
+		s.bufSeg = false
+	}
 	return nil
 }
 
@@ -307,7 +313,7 @@ func (s *side) framed(p []byte) []byte {
 				// The framing was searched for: it might have been
 				// found at a wrong place; an implausible header says
 				// so.
-				if _, ok := plausible(s.hdr[:]); !ok {
+				if _, ok := plausible(s.hdr[:], maxFrame); !ok {
 					s.c.stats.Skipped += frameHeaderLen
 					s.buf = append(s.buf[:0], s.hdr[1:]...)
 					s.bufSeg = false

@@ -131,6 +131,10 @@ const (
 	// header confirming it fit in the bytes kept meanwhile.
 	maxResyncFrame = 16 << 10
 	maxResyncBuf   = maxResyncFrame + 2*frameHeaderLen
+	// maxFrame is the longest frame believed once the framing was
+	// found: the SETTINGS_MAX_FRAME_SIZE Go's client and server
+	// advertise (the protocol allows up to 16 MiB, rarely asked for).
+	maxFrame = 1 << 20
 	// maxTail bounds the last bytes of a body kept after a gap.
 	maxTail = 4 << 10
 	// recentClosed is how many ended stream IDs are remembered, so that a

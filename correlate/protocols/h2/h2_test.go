@@ -553,3 +553,38 @@ func TestEvictedMidFrame(t *testing.T) {
 		t.Fatalf("streams %v, stats %+v", ids, c.Stats())
 	}
 }
+
+// Once the framing is found mid-way, frames longer than the default
+// maximum (an embeddings response in one DATA frame) keep it.
+func TestMidwayLongFrame(t *testing.T) {
+	for seed := range uint64(20) {
+		midwayLongFrame(t, seed)
+	}
+}
+
+func midwayLongFrame(t *testing.T, seed uint64) {
+	vec := strings.Repeat("0.0123456789,", 4000)
+	resp := `{"object":"list","data":[{"object":"embedding","index":0,"embedding":[` + vec + `0]}],` +
+		`"model":"text-embedding-3-small","usage":{"prompt_tokens":3,"total_tokens":3}}`
+	w := newWire()
+	w.fr[ToServer].WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: []byte{0x83, 0x86}, EndHeaders: true})
+	w.fr[ToServer].WriteData(5, true, []byte(embedReq))
+	w.flush(ToServer, 1)
+	w.fr[ToClient].WriteHeaders(http2.HeadersFrameParam{StreamID: 5, BlockFragment: []byte{0x88}, EndHeaders: true})
+	w.flush(ToClient, 20)
+	w.fr[ToClient].WriteData(5, true, []byte(resp))
+	w.flush(ToClient, 21)
+	c := NewConn(Options{})
+	c.Hint(5, "POST", "/v1/embeddings")
+	out := feed(c, w.segs, rand.New(rand.NewPCG(seed, 3)))
+	if len(out) != 1 || len(resp) <= maxResyncFrame {
+		t.Fatalf("%d streams, %+v", len(out), c.Stats())
+	}
+	s := out[0]
+	if s.How != EndStream || s.ResponseBytes != int64(len(resp)) || s.GenAI == nil || s.GenAI.Usage.Input != 3 || s.GenAI.Cut != 0 {
+		t.Fatalf("stream %+v GenAI %+v", s, s.GenAI)
+	}
+	if st := c.Stats(); st.Resyncs != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+}
