@@ -366,8 +366,13 @@ func (s *side) begin(h frameHeader) {
 		}
 	case frameData:
 		// On a connection joined mid-way a stream's first frame seen
-		// may be DATA.
+		// may be DATA: its body is then read from the middle, as a
+		// body's tail.
+		_, known := c.streams[h.id]
 		s.st = c.open(h.id, s.t, !c.fromStart)
+		if s.st != nil && !known {
+			s.st.gap[s.dir] = true
+		}
 		if h.flags&flagPadded == 0 {
 			s.padKnown = true
 		}

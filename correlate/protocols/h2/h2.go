@@ -22,6 +22,7 @@
 package h2
 
 import (
+	"bytes"
 	"time"
 
 	"golang.org/x/net/http2/hpack"
@@ -174,6 +175,7 @@ type stream struct {
 	reqEnded, headFinal bool
 	reqCut, respCut     bool
 	done                bool // handed out
+	fed                 bool // response bytes went to the exchange in order
 	// gap: a direction's body lost bytes in its middle (Gap); its last
 	// bytes since are kept in tail, read as the body's tail at its end.
 	gap  [2]bool
@@ -525,6 +527,7 @@ func (c *Conn) data(d Dir, st *stream, t time.Time, p []byte) {
 	st.ResponseBytes += int64(len(p))
 	st.End = t
 	if st.x != nil && !st.respCut {
+		st.fed = true
 		st.x.ResponseBody(t, p)
 	}
 }
@@ -551,9 +554,26 @@ func (c *Conn) readTails(st *stream, x *genai.Exchange) {
 		x.RequestTail(st.tail[ToServer])
 	}
 	if st.gap[ToClient] && !st.respCut {
+		if !st.headFinal && !st.fed {
+			// Nothing but the tail was seen of the response, not
+			// even its head: its shape is guessed from the tail.
+			x.ResponseHead(st.Status, tailType(st.tail[ToClient]), "")
+		}
 		x.ResponseTail(st.tail[ToClient])
 	}
 	st.tail = [2][]byte{}
+}
+
+// tailType is the content type a response body's last bytes look like:
+// server-sent events, newline-delimited JSON, or one JSON document.
+func tailType(p []byte) string {
+	switch {
+	case bytes.Contains(p, []byte("data:")) || bytes.Contains(p, []byte("event:")):
+		return "text/event-stream"
+	case bytes.Contains(p, []byte("}\n{")):
+		return "application/x-ndjson"
+	}
+	return "application/json"
 }
 
 // endStream takes an END_STREAM going d's way on st at t.

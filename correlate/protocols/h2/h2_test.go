@@ -588,3 +588,28 @@ func midwayLongFrame(t *testing.T, seed uint64) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// Joined in the middle of a streamed answer (the stream's first frame
+// seen is DATA, cut inside an event): the answer is read as a body's tail,
+// from its next event, and marked cut.
+func TestMidwayInsideAnswer(t *testing.T) {
+	w := newWire()
+	w.fr[ToClient].WriteData(7, false, []byte(chatStream[1][20:]+chatStream[2]+chatStream[3]))
+	w.flush(ToClient, 50)
+	// More than a tail's worth of events after the cut.
+	for range 30 {
+		w.fr[ToClient].WriteData(7, false, []byte(chatStream[2]))
+	}
+	w.fr[ToClient].WriteData(7, true, []byte(chatStream[3]+chatStream[4]+chatStream[5]))
+	w.flush(ToClient, 60)
+	c := NewConn(Options{})
+	c.Hint(7, "POST", "/v1/chat/completions")
+	out := feed(c, w.segs, nil)
+	if len(out) != 1 {
+		t.Fatalf("%d streams, %+v", len(out), c.Stats())
+	}
+	g := out[0].GenAI
+	if g == nil || g.Cut&model.GenAICutResponse == 0 || g.Usage.Output != 2 || g.NFinish != 1 || g.End != model.GenAIEndDone {
+		t.Fatalf("stream %+v GenAI %+v", out[0], g)
+	}
+}
