@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -155,12 +156,11 @@ func runTracedClientLoading(t *testing.T, zt, driver string, ms *testenv.ModelSe
 // checkTLSClientSpans requires one CLIENT span from the kernel path per
 // call, made over TLS and read at the TLS library: url.full the call's
 // https URL, its status, the server's address and port, and the client's
-// process; and, since the path is a model API's, a GenAI span (operation
-// and provider, which its request head tells). What the kernel path's
-// client side reads of the bodies (request model, tokens, the stream's
-// end) is that path's to assert, over TLS as in the clear: follow-up
-// TestKernelTLSGenAIClientBodies once client GenAI spans are on main.
-func checkTLSClientSpans(t *testing.T, a *agent, calls []modelspec.Call, path string) []observed {
+// process; and, since the path is a model API's, the GenAI span the kernel
+// path makes of a plain-HTTP call (checkKernelClientSpan: model, tokens,
+// finish reasons, the stream measured whole, its first chunk and token
+// between the server's write and the client's read), over TLS.
+func checkTLSClientSpans(t *testing.T, a *agent, ms *testenv.ModelServer, b modelspec.Batch, calls []modelspec.Call, path string) []observed {
 	t.Helper()
 	if len(calls) == 0 {
 		t.Fatal("the client made no call")
@@ -209,6 +209,13 @@ func checkTLSClientSpans(t *testing.T, a *agent, calls []modelspec.Call, path st
 		if s.Start.Before(c.Times.Start.Add(-slack)) || s.End.Before(s.Start) || s.End.After(c.Times.End.Add(slack)) {
 			t.Errorf("call %d: span %v..%v, call %v..%v", i, s.Start, s.End, c.Times.Start, c.Times.End)
 		}
+		// The JSON lines print an array attribute as [a b]; the check
+		// expects Jaeger's JSON form.
+		if fr := s.Attrs["gen_ai.response.finish_reasons"]; strings.HasPrefix(fr, "[") && !strings.HasPrefix(fr, `["`) {
+			j, _ := json.Marshal(strings.Fields(strings.Trim(fr, "[]")))
+			s.Attrs["gen_ai.response.finish_reasons"] = string(j)
+		}
+		checkKernelClientSpan(t, kernelClientCall{batch: b, operation: "chat"}, c, ms.Exchange(t, c), s)
 	}
 	return got
 }
@@ -220,12 +227,13 @@ func checkTLSClientSpans(t *testing.T, a *agent, calls []modelspec.Call, path st
 func TestKernelTLSPython(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
-	ms := testenv.StartModelServer(t)
-	calls, a := runTracedClient(t, zt, modelspec.DriverPython, ms, modelspec.Batch{API: modelspec.OpenAIChat, N: 3, Stream: true})
+	ms := testenv.StartModelServer(t, "-defaults", "ttft=60,gap=10")
+	batch := modelspec.Batch{API: modelspec.OpenAIChat, N: 3, Stream: true, IncludeUsage: true, Model: "gpt-tls"}
+	calls, a := runTracedClient(t, zt, modelspec.DriverPython, ms, batch)
 	if !strings.Contains(a.Stderr(), "TLS plaintext read at ssl_read_internal and ssl_write_internal of") {
 		t.Fatalf("no TLS probes on the Python client:\n%s", a.Stderr())
 	}
-	for _, s := range checkTLSClientSpans(t, a, calls, "/v1/chat/completions") {
+	for _, s := range checkTLSClientSpans(t, a, ms, batch, calls, "/v1/chat/completions") {
 		t.Logf("%s %s %v %v", s.Name, s.Kind, s.End.Sub(s.Start), s.Attrs)
 	}
 }
@@ -235,12 +243,13 @@ func TestKernelTLSPython(t *testing.T) {
 func TestKernelTLSLoadedLater(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
-	ms := testenv.StartModelServer(t)
-	calls, a := runTracedClientLoading(t, zt, modelspec.DriverPython, ms, modelspec.Batch{API: modelspec.OpenAIChat, N: 2}, "late")
+	ms := testenv.StartModelServer(t, "-defaults", "ttft=60,gap=10")
+	batch := modelspec.Batch{API: modelspec.OpenAIChat, N: 2, Model: "gpt-tls"}
+	calls, a := runTracedClientLoading(t, zt, modelspec.DriverPython, ms, batch, "late")
 	if !strings.Contains(a.Stderr(), "loaded OpenSSL: TLS plaintext read at ssl_read_internal") {
 		t.Fatalf("no TLS probes once the library was loaded:\n%s", a.Stderr())
 	}
-	checkTLSClientSpans(t, a, calls, "/v1/chat/completions")
+	checkTLSClientSpans(t, a, ms, batch, calls, "/v1/chat/completions")
 }
 
 // TestKernelTLSForkedChild: the calls of a child that a traced Python
@@ -249,9 +258,10 @@ func TestKernelTLSLoadedLater(t *testing.T) {
 func TestKernelTLSForkedChild(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
-	ms := testenv.StartModelServer(t)
-	calls, a := runTracedClientLoading(t, zt, modelspec.DriverPython, ms, modelspec.Batch{API: modelspec.OpenAIChat, N: 2}, "fork")
-	checkTLSClientSpans(t, a, calls, "/v1/chat/completions")
+	ms := testenv.StartModelServer(t, "-defaults", "ttft=60,gap=10")
+	batch := modelspec.Batch{API: modelspec.OpenAIChat, N: 2, Model: "gpt-tls"}
+	calls, a := runTracedClientLoading(t, zt, modelspec.DriverPython, ms, batch, "fork")
+	checkTLSClientSpans(t, a, ms, batch, calls, "/v1/chat/completions")
 }
 
 // TestKernelTLSNode traces the Node client (the openai npm package, whose
@@ -261,12 +271,13 @@ func TestKernelTLSForkedChild(t *testing.T) {
 func TestKernelTLSNode(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
-	ms := testenv.StartModelServer(t)
-	calls, a := runTracedClient(t, zt, modelspec.DriverNode, ms, modelspec.Batch{API: modelspec.OpenAIChat, N: 3, Stream: true})
+	ms := testenv.StartModelServer(t, "-defaults", "ttft=60,gap=10")
+	batch := modelspec.Batch{API: modelspec.OpenAIChat, N: 3, Stream: true, IncludeUsage: true, Model: "gpt-tls"}
+	calls, a := runTracedClient(t, zt, modelspec.DriverNode, ms, batch)
 	if !strings.Contains(a.Stderr(), "TLS plaintext read at SSL_read and SSL_write of") {
 		t.Fatalf("no TLS probes on the Node client:\n%s", a.Stderr())
 	}
-	for _, s := range checkTLSClientSpans(t, a, calls, "/v1/chat/completions") {
+	for _, s := range checkTLSClientSpans(t, a, ms, batch, calls, "/v1/chat/completions") {
 		t.Logf("%s %s %v %v", s.Name, s.Kind, s.End.Sub(s.Start), s.Attrs)
 	}
 }
