@@ -53,7 +53,7 @@ vet:
 # Unit tests that need no privilege.
 test-unit:
 	$(GO) test $(TESTFLAGS) ./correlate/... ./export/... ./probes/gobin/... ./probes/offsets/... ./probes/events/... \
-		./probes/registry/... ./probes/session/... ./probes/nethttp/... ./probes/dbsql/... ./probes/syscalls/... \
+		./probes/registry/... ./probes/session/... ./probes/nethttp/... ./probes/dbsql/... ./probes/syscalls/... ./probes/openssl/... \
 		./tests/modelserver/... ./tests/internal/modelspec/...
 
 # Everything, including the tests that load BPF and trace real processes.

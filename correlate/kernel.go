@@ -187,10 +187,12 @@ func (k *kernelTracer) handle(d *SockData) []*model.Span {
 		}
 		st = &sockStream{k: k, pid: d.PID, conn: protocols.Conn{Source: model.SourceKernel, GenAI: k.genai}}
 		k.streams[key] = st
-		if k.recognised != nil {
+		if k.recognised != nil && !d.TLS {
+			// (A TLS connection stays one, with its server name.)
 			k.recognised(d, "")
 		}
 	}
+	st.conn.TLS = st.conn.TLS || d.TLS
 	if d.Local.IsValid() {
 		if d.Remote != st.conn.Remote {
 			st.conn.RemoteAddr = d.Remote.Addr().String()

@@ -93,6 +93,10 @@ type SockData struct {
 	// it is a Unix-domain socket.
 	Local, Remote netip.AddrPort
 	Unix          bool
+	// TLS: the bytes are the plaintext of a TLS connection, read at the
+	// TLS library (probes/openssl) rather than at the socket, and fed into
+	// the same socket's stream.
+	TLS bool
 }
 
 // ProcessID implements Event.

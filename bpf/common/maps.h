@@ -42,6 +42,9 @@ enum counter {
 	// its byte budget, or longer than a record's head and tail): the span
 	// says which body was cut.
 	COUNTER_GENAI_UNCOPIED = 12,
+	// TLS plaintext was read or written (bpf/openssl) whose socket could
+	// not be found: it was not reported.
+	COUNTER_TLS_NO_SOCKET = 15,
 	COUNTER_MAX = 16,
 };
 

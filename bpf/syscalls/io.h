@@ -12,6 +12,13 @@
 #include "syscalls/mysql.h"
 #include "syscalls/genai.h"
 
+// The record type of the sock_data_events these handlers make. The TLS
+// plaintext probes (bpf/openssl) run the same handlers on the bytes a TLS
+// library reads and writes, under a type of their own.
+#ifndef SOCK_DATA_RECORD
+#define SOCK_DATA_RECORD EVENT_SOCK_DATA
+#endif
+
 // A read in progress: where its data goes.
 struct pending_read {
 	__u64 buf;
@@ -114,7 +121,7 @@ static __always_inline void emit_short(__u64 id, __s32 fd, __u8 dir, __u8 proto,
 		count(COUNTER_RINGBUF_FULL);
 		return;
 	}
-	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	fill_header(&e->hdr, SOCK_DATA_RECORD);
 	e->tid = (__u32)id;
 	e->fd = fd;
 	e->len = len > 0xffffffff ? 0xffffffff : len;
@@ -144,7 +151,7 @@ static __always_inline void emit_genai_tail(__u64 id, __s32 fd, __u8 dir, __u64 
 		count(COUNTER_RINGBUF_FULL);
 		return;
 	}
-	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	fill_header(&e->hdr, SOCK_DATA_RECORD);
 	e->tid = (__u32)id;
 	e->fd = fd;
 	e->len = len > 0xffffffff ? 0xffffffff : len;
@@ -223,7 +230,7 @@ __attribute__((noinline)) int genai_segment(__u64 id, __u64 src, __u64 last, __u
 		count(COUNTER_RINGBUF_FULL);
 		return 0;
 	}
-	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	fill_header(&e->hdr, SOCK_DATA_RECORD);
 	e->tid = (__u32)id;
 	e->fd = fd;
 	e->len = total;
@@ -323,6 +330,7 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		proto = SOCK_PROTO_MYSQL;
 		flags = was;
 	} else if (was & FD_TLS) {
+		tls_socket_used(id, fd);
 		return;
 	} else if (looks_like_http(head)) {
 		// A request read: watch the next read. A response, or a
@@ -381,6 +389,7 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 	} else if (looks_like_tls_client_hello(head, len)) {
 		proto = SOCK_PROTO_TLS;
 		flags = FD_TLS;
+		tls_socket_used(id, fd);
 	} else if (looks_like_mysql_command(head, len)) {
 		proto = SOCK_PROTO_MYSQL;
 		flags = FD_MYSQL;
@@ -399,7 +408,7 @@ static __always_inline void emit(__u64 id, __s32 fd, __u64 buf, __s64 len, __u8 
 		count(COUNTER_RINGBUF_FULL);
 		return;
 	}
-	fill_header(&e->hdr, EVENT_SOCK_DATA);
+	fill_header(&e->hdr, SOCK_DATA_RECORD);
 	e->tid = (__u32)id;
 	e->fd = fd;
 	__u64 total = end ? end->total : (__u64)len;

@@ -29,6 +29,7 @@ const (
 	commonCounterCOUNTER_INJECT_REPLACED_FORWARDED commonCounter = 10
 	commonCounterCOUNTER_INJECT_KEPT_FORWARDED     commonCounter = 11
 	commonCounterCOUNTER_GENAI_UNCOPIED            commonCounter = 12
+	commonCounterCOUNTER_TLS_NO_SOCKET             commonCounter = 15
 	commonCounterCOUNTER_MAX                       commonCounter = 16
 )
 

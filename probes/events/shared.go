@@ -32,7 +32,9 @@ const (
 	CounterTracedFull = commonCounterCOUNTER_TRACED_FULL
 	// A write or read of a model call's body was not copied whole.
 	CounterGenAIUncopied = commonCounterCOUNTER_GENAI_UNCOPIED
-	numCounters          = commonCounterCOUNTER_MAX
+	// TLS plaintext whose socket could not be found went unreported.
+	CounterTLSNoSocket = commonCounterCOUNTER_TLS_NO_SOCKET
+	numCounters        = commonCounterCOUNTER_MAX
 )
 
 // String names the counter in logs and metrics.
@@ -64,6 +66,8 @@ func (c commonCounter) String() string {
 		return "inject_kept_forwarded"
 	case CounterGenAIUncopied:
 		return "genai_bytes_uncopied"
+	case CounterTLSNoSocket:
+		return "tls_no_socket"
 	}
 	return fmt.Sprintf("counter_%d", int(c))
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/zerotrace/zerotrace/probes/nethttp/client"
 	"github.com/zerotrace/zerotrace/probes/nethttp/server"
 	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/openssl"
 	"github.com/zerotrace/zerotrace/probes/phases"
 	"github.com/zerotrace/zerotrace/probes/runtime/goroutines"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
@@ -91,7 +92,8 @@ func RequestEnds() phases.RequestEnds {
 }
 
 // Records builds the reader's dispatch table: the records of every
-// registered probe, and those of the kernel-level tracing (probes/syscalls).
+// registered probe, and those of the kernel-level tracing (probes/syscalls)
+// and its TLS plaintext (probes/openssl).
 // Two records with one type number are an error.
 func Records() (*events.Records, error) {
 	var recs []events.Record
@@ -102,5 +104,6 @@ func Records() (*events.Records, error) {
 	// Phases are attached from the configuration, not declared (see
 	// probes/phases), but their record is read like the others.
 	recs = append(recs, phases.Record)
+	recs = append(recs, openssl.Records()...)
 	return events.NewRecords(recs...)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/zerotrace/zerotrace/probes/gobin/gobintest"
 	"github.com/zerotrace/zerotrace/probes/nethttp/server"
 	"github.com/zerotrace/zerotrace/probes/offsets"
+	"github.com/zerotrace/zerotrace/probes/openssl"
 	"github.com/zerotrace/zerotrace/probes/phases"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
@@ -121,6 +122,7 @@ func TestRecordTypesAreUnique(t *testing.T) {
 	}
 	all = append(all, syscalls.Records()...)
 	all = append(all, phases.Record)
+	all = append(all, openssl.Records()...)
 	for _, r := range all {
 		if r.Type == 0 {
 			t.Errorf("%s has type 0, which no record may have (a zeroed header)", r.Name)

@@ -206,6 +206,7 @@ const (
 	httpsysMapPendingBodies        = "pending_bodies"
 	httpsysMapPendingReads         = "pending_reads"
 	httpsysMapSockFds              = "sock_fds"
+	httpsysMapTlsThreads           = "tls_threads"
 	httpsysMapTracedPorts          = "traced_ports"
 	httpsysMapTracedTgids          = "traced_tgids"
 	httpsysProgConnBytes           = "conn_bytes"
@@ -299,6 +300,7 @@ type httpsysMapSpecs struct {
 	PendingBodies *ebpf.MapSpec `ebpf:"pending_bodies"`
 	PendingReads  *ebpf.MapSpec `ebpf:"pending_reads"`
 	SockFds       *ebpf.MapSpec `ebpf:"sock_fds"`
+	TlsThreads    *ebpf.MapSpec `ebpf:"tls_threads"`
 	TracedPorts   *ebpf.MapSpec `ebpf:"traced_ports"`
 	TracedTgids   *ebpf.MapSpec `ebpf:"traced_tgids"`
 }
@@ -358,6 +360,7 @@ type httpsysMaps struct {
 	PendingBodies *ebpf.Map `ebpf:"pending_bodies"`
 	PendingReads  *ebpf.Map `ebpf:"pending_reads"`
 	SockFds       *ebpf.Map `ebpf:"sock_fds"`
+	TlsThreads    *ebpf.Map `ebpf:"tls_threads"`
 	TracedPorts   *ebpf.Map `ebpf:"traced_ports"`
 	TracedTgids   *ebpf.Map `ebpf:"traced_tgids"`
 }
@@ -377,6 +380,7 @@ func (m *httpsysMaps) Close() error {
 		m.PendingBodies,
 		m.PendingReads,
 		m.SockFds,
+		m.TlsThreads,
 		m.TracedPorts,
 		m.TracedTgids,
 	)

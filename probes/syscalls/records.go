@@ -111,3 +111,14 @@ func decodeSockData(raw []byte, clock *events.Clock) (*correlate.SockData, error
 	d.Data, d.Tail = buf[:n:n], buf[n:]
 	return d, nil
 }
+
+// DecodeSockData decodes a struct sock_data_event whatever its record type:
+// the TLS plaintext probes (probes/openssl) send the same record under
+// their own.
+func DecodeSockData(raw []byte, d *events.Decoder) (*correlate.SockData, error) {
+	return decodeSockData(raw, d.Clock)
+}
+
+// SockDataSize is the size of a struct sock_data_event, and SockDataMin
+// where its data starts (a record without data stops there).
+var SockDataSize, SockDataMin = int(unsafe.Sizeof(httpsysSockDataEvent{})), sockDataMin

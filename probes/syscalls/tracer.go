@@ -484,3 +484,31 @@ func (t *Tracer) GenAILosses() (GenAILosses, error) {
 	}
 	return out, nil
 }
+
+// TLSMaps returns the maps the TLS plaintext probes (probes/openssl) share
+// with the syscall programs: the descriptors the kernel path marked
+// (sock_fds, where a TLS socket is FD_TLS), the TLS socket each thread
+// used last (tls_threads), and the count of model calls' body bytes not
+// copied (genai_losses, which GenAILosses reads).
+func (t *Tracer) TLSMaps() (sockFDs, tlsThreads, genaiLosses *ebpf.Map) {
+	return t.objs.SockFds, t.objs.TlsThreads, t.objs.GenaiLosses
+}
+
+// Children lists the processes traced from the kernel as the children of
+// traced ones (forked after their parent was selected).
+func (t *Tracer) Children() []int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var (
+		pid  uint32
+		how  uint8
+		pids []int
+	)
+	it := t.objs.TracedTgids.Iterate()
+	for it.Next(&pid, &how) {
+		if how == Child {
+			pids = append(pids, int(pid))
+		}
+	}
+	return pids
+}

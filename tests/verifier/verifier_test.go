@@ -21,6 +21,7 @@ import (
 
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/inject"
+	"github.com/zerotrace/zerotrace/probes/openssl"
 	"github.com/zerotrace/zerotrace/probes/phases"
 	"github.com/zerotrace/zerotrace/probes/session"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
@@ -103,6 +104,12 @@ func TestVerifierAcceptsEveryProgram(t *testing.T) {
 	}
 	for _, prog := range sortedPrograms(spec) {
 		results = append(results, loadOne(t, "kernel HTTP", prog, "any", spec, shared))
+	}
+	if spec, err = openssl.Spec(shared); err != nil {
+		t.Fatal(err)
+	}
+	for _, prog := range sortedPrograms(spec) {
+		results = append(results, loadOne(t, "TLS plaintext (OpenSSL)", prog, "any", spec, shared))
 	}
 	report(t, results)
 }

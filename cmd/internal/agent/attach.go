@@ -19,6 +19,7 @@ import (
 	"github.com/zerotrace/zerotrace/probes/events"
 	"github.com/zerotrace/zerotrace/probes/gobin"
 	"github.com/zerotrace/zerotrace/probes/inject"
+	"github.com/zerotrace/zerotrace/probes/openssl"
 	"github.com/zerotrace/zerotrace/probes/session"
 	"github.com/zerotrace/zerotrace/probes/syscalls"
 )
@@ -43,10 +44,21 @@ type attacher struct {
 	// genaiFinal is what sys counted of model calls' bodies not copied,
 	// read as it closed.
 	genaiFinal syscalls.GenAILosses
-	plans      []*session.Plan // closed at the end
-	attached   []*session.Attached
-	traced     []int // every PID attached, Go or not
-	detached   bool  // set at the end: no attach after that
+	tls        *openssl.Tracer // nil until a process needs it, or when it cannot load
+	tlsTried   bool
+	// noTLS are the processes traced from the kernel that had no OpenSSL
+	// when attached: each is looked at again once a second, since a
+	// program may load libssl later (Python imports ssl when it first
+	// needs it).
+	noTLS map[int]bool
+	// tlsChildren are the children of processes traced from the kernel
+	// (forked after the attach: a pre-forking server's new workers) whose
+	// TLS plaintext is read, or tried, true once attached.
+	tlsChildren map[int]bool
+	plans       []*session.Plan // closed at the end
+	attached    []*session.Attached
+	traced      []int // every PID attached, Go or not
+	detached    bool  // set at the end: no attach after that
 	// live are the attached processes still held, by PID: the reaper
 	// takes each off once it has exited.
 	live map[int]*liveProc
@@ -113,6 +125,7 @@ func (a *attacher) reap(ctx context.Context) {
 			return
 		case now := <-t.C:
 			a.reapOnce(now)
+			a.retryTLS()
 		}
 	}
 }
@@ -147,6 +160,11 @@ func (a *attacher) reapOnce(now time.Time) {
 		}
 		if lp.pidfd >= 0 {
 			unix.Close(lp.pidfd)
+		}
+		if a.tls != nil {
+			if err := a.tls.Detach(pid); err != nil {
+				a.cfg.Log.Warn("detaching the TLS probes of an exited process", "pid", pid, "err", err)
+			}
 		}
 		if a.sys != nil {
 			// The kernel forgot it at its exit; this detaches what no
@@ -368,8 +386,104 @@ func (a *attacher) attachKernel(pid int) error {
 	}
 	a.traced = append(a.traced, pid)
 	a.watch(pid, nil, nil)
-	fmt.Fprintf(a.cfg.Out, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (raw syscall tracepoints on its socket reads, writes and closes)\n", pid, exe)
+	tls := a.attachTLS(pid)
+	fmt.Fprintf(a.cfg.Out, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (raw syscall tracepoints on its socket reads, writes and closes)%s\n", pid, exe, tls)
 	return nil
+}
+
+// attachTLS reads the TLS plaintext of process pid, traced from the
+// kernel, at its OpenSSL, and says how for the attach line. Without it the
+// process is still traced (a TLS connection then shows with its server
+// name only). Call with a.mu held.
+func (a *attacher) attachTLS(pid int) string {
+	if !a.tlsTried {
+		a.tlsTried = true
+		fds, threads, losses := a.sys.TLSMaps()
+		t, err := openssl.NewTracer(a.shared, fds, threads, losses)
+		if err != nil {
+			fmt.Fprintf(a.cfg.Out, "zerotrace: no TLS plaintext for programs that are not Go: %v\n", err)
+		}
+		a.tls = t
+	}
+	if a.tls == nil {
+		return ""
+	}
+	s, err := a.tls.Attach(pid)
+	switch {
+	case errors.Is(err, openssl.ErrNoTLS):
+		if a.noTLS == nil {
+			a.noTLS = map[int]bool{}
+		}
+		a.noTLS[pid] = true
+		return ""
+	case err != nil:
+		return "; its TLS plaintext is not read: " + err.Error()
+	}
+	return "; TLS plaintext read at " + s.String()
+}
+
+// retryTLS looks again at the processes that had no OpenSSL when attached,
+// and reads the TLS plaintext of those that have loaded it since, and of
+// the children traced processes forked since (uprobes are per process: a
+// child has none of its parent's).
+func (a *attacher) retryTLS() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.detached || a.tls == nil {
+		return
+	}
+	a.childrenTLS()
+	for pid := range a.noTLS {
+		if _, live := a.live[pid]; !live {
+			delete(a.noTLS, pid)
+			continue
+		}
+		s, err := a.tls.AttachLoaded(pid)
+		if errors.Is(err, openssl.ErrNoTLS) {
+			continue
+		}
+		delete(a.noTLS, pid)
+		if err != nil {
+			fmt.Fprintf(a.cfg.Out, "zerotrace: pid %d loaded a TLS library whose plaintext is not read: %v\n", pid, err)
+			continue
+		}
+		fmt.Fprintf(a.cfg.Out, "zerotrace: pid %d loaded OpenSSL: TLS plaintext read at %s\n", pid, s)
+	}
+}
+
+// childrenTLS reads the TLS plaintext of the children of traced processes
+// that appeared since the last look, and takes the probes off those that
+// are gone. Call with a.mu held.
+func (a *attacher) childrenTLS() {
+	if a.tlsChildren == nil {
+		a.tlsChildren = map[int]bool{}
+	}
+	now := map[int]bool{}
+	for _, pid := range a.sys.Children() {
+		now[pid] = true
+		if _, seen := a.tlsChildren[pid]; seen {
+			continue
+		}
+		s, err := a.tls.Attach(pid)
+		a.tlsChildren[pid] = err == nil
+		switch {
+		case err == nil:
+			a.cfg.Log.Debug("TLS plaintext of a child read", "pid", pid, "sites", s.String())
+		case !errors.Is(err, openssl.ErrNoTLS):
+			a.cfg.Log.Debug("TLS plaintext of a child not read", "pid", pid, "err", err)
+		}
+	}
+	for pid, attached := range a.tlsChildren {
+		if now[pid] {
+			continue
+		}
+		if attached {
+			if err := a.tls.Detach(pid); err != nil {
+				a.cfg.Log.Warn("detaching the TLS probes of an exited child", "pid", pid, "err", err)
+			}
+		}
+		delete(a.tlsChildren, pid)
+	}
 }
 
 // attachOne attaches a process found by the watcher.
@@ -446,6 +560,12 @@ func (a *attacher) close() error {
 		}
 	}
 	a.attached = nil
+	if a.tls != nil {
+		if err := a.tls.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("detaching the TLS plaintext probes: %w", err))
+		}
+		a.tls = nil
+	}
 	if a.sys != nil {
 		// Its counts outlive it, for the final report.
 		if g, err := a.sys.GenAILosses(); err == nil {

@@ -58,6 +58,7 @@ func (r *reporter) losses() []metrics.Count {
 		// Writes and reads of Go model calls (net/http client probe) not
 		// copied whole.
 		goCut = kc[events.CounterGenAIUncopied]
+		add("kernel_tls_no_socket", kc[events.CounterTLSNoSocket])
 	}
 	if r.genai != nil || goCut > 0 {
 		// Reads and writes of model calls' bodies the kernel did not

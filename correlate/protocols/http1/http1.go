@@ -388,6 +388,9 @@ func (p *parser) span(h *head, status int, end time.Time, kind trace.SpanKind) *
 		x.Local, x.Peer = conn.Local, conn.Remote
 	} else {
 		x.Peer = conn.Remote
+		if conn.TLS && x.Scheme == "" {
+			x.Scheme = "https"
+		}
 	}
 	s.Kind = kind
 	s.Start, s.End = h.start, end
