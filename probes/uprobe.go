@@ -48,6 +48,7 @@ type Site struct {
 	Symbol  string
 	Program string
 	Return  bool   // at one of the function's RETs, not its entry
+	Inside  bool   // on an instruction inside the function (AttachUprobe.At), not its entry
 	Offset  uint64 // file offset of the probed instruction
 	gobin.Instruction
 }
@@ -108,6 +109,7 @@ func (a *Attachment) attach(t *Target, ex *link.Executable, u AttachUprobe) erro
 		a.links = append(a.links, l)
 		a.Entries++
 		a.site(t, u.Symbol, u.EntryName, false, entry)
+		a.Sites[len(a.Sites)-1].Inside = u.At != 0
 	}
 	return nil
 }

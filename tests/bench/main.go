@@ -337,8 +337,8 @@ func uprobeSites(agentLog string) map[string]string {
 	parts := map[string][]string{}
 	for k, n := range counts {
 		what := k.inst // a RET
-		if k.at == "entry" {
-			what = "entry " + k.inst
+		if k.at == "entry" || k.at == "inside" {
+			what = k.at + " " + k.inst
 		}
 		if n > 1 {
 			what = fmt.Sprint(n, "× ", what)

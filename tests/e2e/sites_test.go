@@ -460,8 +460,9 @@ var uprobeLine = regexp.MustCompile(`msg="uprobe attached" .*function=("[^"]*"|\
 
 // TestUprobeCostsLogged: at debug level the agent says, per uprobe, which
 // instruction it is on and whether the kernel emulates it: the entries of
-// the sample app's probes are all on the emulated stack-check JBE; any
-// RET left is single-stepped.
+// the sample app's probes are all on the emulated stack-check JBE; a probe
+// inside a function (the jump after a call whose result it reads) is on an
+// emulated instruction too; any RET left is single-stepped.
 func TestUprobeCostsLogged(t *testing.T) {
 	testenv.RequireRoot(t)
 	zt := testenv.BuildZerotrace(t)
@@ -482,7 +483,9 @@ func TestUprobeCostsLogged(t *testing.T) {
 			t.Errorf("%s: entry uprobe on %s, %s; want the emulated JBE", fn, inst, cost)
 		case at == "RET" && (inst != "RET" || cost != "single-stepped"):
 			t.Errorf("%s: uprobe at a RET on %s, %s; want RET, single-stepped", fn, inst, cost)
-		case at != "entry" && at != "RET":
+		case at == "inside" && cost != "emulated":
+			t.Errorf("%s: uprobe inside the function on %s, %s; want an emulated instruction", fn, inst, cost)
+		case at != "entry" && at != "RET" && at != "inside":
 			t.Errorf("%s: uprobe at %q", fn, at)
 		}
 	}

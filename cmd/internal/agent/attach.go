@@ -354,8 +354,11 @@ func (a *attacher) attachPlan(p *session.Plan) error {
 			cost = "emulated"
 		}
 		at := "entry"
-		if u.Return {
+		switch {
+		case u.Return:
 			at = "RET"
+		case u.Inside:
+			at = "inside" // a chosen instruction in the body, such as the jump after a call
 		}
 		a.cfg.Log.Debug("uprobe attached", "target", p.Target.String(), "instrumentation", u.Instrumentation,
 			"function", u.Symbol, "program", u.Program, "at", at, "offset", fmt.Sprintf("%#x", u.Offset),
