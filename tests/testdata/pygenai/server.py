@@ -416,7 +416,9 @@ class Handler(BaseHTTPRequestHandler):
         if "error_type" not in x["response"] and "error_message" not in x["response"]:
             self.send_events(self.closing(api, rid, created, with_usage))
         x["response"]["text"] = "".join(text)
-        x["times"]["end"] = rfc3339(time.time())
+        # The exchange ended at the last event's write (send_events stamped
+        # it): a client stops reading there ([DONE], message_stop, done:true)
+        # and may finish before this terminal chunk is even written.
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()
 
