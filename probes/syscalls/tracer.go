@@ -46,10 +46,20 @@ type Tracer struct {
 }
 
 // tracerObjects are the programs and maps, and the .bss holding tgid_bits,
-// which user space changes with atomic adds through its own mapping.
+// which user space changes with atomic adds through its own mapping. It
+// leaves out bpf2go's Variables on purpose: loading them makes cilium/ebpf
+// map the .bss too, and the kernel populates every page of a BPF array's
+// mapping at mmap time, so a second mapping of the 2 MB bitmap cost the
+// agent 2 MB of resident memory for nothing.
 type tracerObjects struct {
-	httpsysObjects
+	httpsysPrograms
+	httpsysMaps
 	Bss *ebpf.Map `ebpf:".bss"`
+}
+
+// Close closes the programs and the maps (not Bss).
+func (o *tracerObjects) Close() error {
+	return errors.Join(o.httpsysPrograms.Close(), o.httpsysMaps.Close())
 }
 
 // Spec returns the programs and maps, ready to load with
