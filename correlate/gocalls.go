@@ -9,6 +9,7 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
+	"github.com/zerotrace/zerotrace/correlate/protocols/http1"
 )
 
 // GoBody is the bytes of one write or read of a Go net/http client's
@@ -111,7 +112,7 @@ type goSide struct {
 	lost     bool // a gap: bytes were not copied
 	tail     []byte
 	tailEnd  uint64
-	dc       dechunker
+	dc       http1.Dechunk
 	started  bool
 	status   int
 	finished bool
@@ -424,7 +425,7 @@ func (c *goCall) response(b *GoBody) {
 			return
 		}
 		c.x.ResponseHead(s.status, ctype, cenc)
-		s.dc.chunked = s.chunked
+		s.dc = http1.NewDechunk(s.chunked)
 		if s.bodyLen == 0 {
 			c.ended, c.end, c.how = true, b.Time, model.GenAIEndFraming
 			return
@@ -440,7 +441,7 @@ func (c *goCall) response(b *GoBody) {
 		}
 	}
 	done := false
-	s.dc.feed(data, func(p []byte) {
+	s.dc.Feed(data, func(p []byte) {
 		if c.x.ResponseBody(b.Time, p) {
 			done = true
 		}
@@ -448,88 +449,7 @@ func (c *goCall) response(b *GoBody) {
 	switch {
 	case done:
 		c.ended, c.end, c.how = true, b.Time, model.GenAIEndDone
-	case s.dc.chunked && s.dc.state == chunkTrailer:
+	case s.dc.Ended():
 		c.ended, c.end, c.how = true, b.Time, model.GenAIEndFraming
 	}
-}
-
-// dechunker takes the chunked framing off a body's bytes as they come.
-type dechunker struct {
-	chunked bool
-	state   chunkPhase
-	size    int64
-	left    int64
-}
-
-type chunkPhase uint8
-
-const (
-	chunkSizeLine chunkPhase = iota
-	chunkExtension
-	chunkBody
-	chunkEnd
-	chunkTrailer
-)
-
-func (d *dechunker) feed(b []byte, out func([]byte)) {
-	if !d.chunked {
-		if len(b) > 0 {
-			out(b)
-		}
-		return
-	}
-	for len(b) > 0 {
-		switch d.state {
-		case chunkSizeLine:
-			ch := b[0]
-			b = b[1:]
-			switch {
-			case '0' <= ch && ch <= '9':
-				d.size = d.size<<4 | int64(ch-'0')
-			case 'a' <= ch && ch <= 'f':
-				d.size = d.size<<4 | int64(ch-'a'+10)
-			case 'A' <= ch && ch <= 'F':
-				d.size = d.size<<4 | int64(ch-'A'+10)
-			case ch == '\n':
-				d.startChunk()
-			default:
-				d.state = chunkExtension
-			}
-			if d.size > 1<<40 {
-				d.chunked, d.state = false, chunkTrailer
-				return
-			}
-		case chunkExtension:
-			i := bytes.IndexByte(b, '\n')
-			if i < 0 {
-				return
-			}
-			b = b[i+1:]
-			d.startChunk()
-		case chunkBody:
-			k := min(int64(len(b)), d.left)
-			out(b[:k])
-			b = b[k:]
-			if d.left -= k; d.left == 0 {
-				d.state = chunkEnd
-			}
-		case chunkEnd:
-			i := bytes.IndexByte(b, '\n')
-			if i < 0 {
-				return
-			}
-			b = b[i+1:]
-			d.state, d.size = chunkSizeLine, 0
-		case chunkTrailer:
-			return
-		}
-	}
-}
-
-func (d *dechunker) startChunk() {
-	if d.size == 0 {
-		d.state = chunkTrailer
-		return
-	}
-	d.state, d.left = chunkBody, d.size
 }

@@ -102,7 +102,7 @@ func (p *parser) dropGenAI(h *head) {
 // of its segment) and the body bytes after it in data. It returns the
 // body's decoder, for the bytes that follow (what the segment held past
 // data is the caller's: reply.past).
-func responseHead(h *head, status int, data []byte, t time.Time) (dc dechunk) {
+func responseHead(h *head, status int, data []byte, t time.Time) (dc Dechunk) {
 	x := h.gx
 	_, fields, found := bytes.Cut(data, crlf)
 	if !found {
@@ -117,7 +117,7 @@ func responseHead(h *head, status int, data []byte, t time.Time) (dc dechunk) {
 		return dc
 	}
 	dc.chunked = body == bodyChunked
-	dc.feed(rest, func(b []byte) { x.ResponseBody(t, b) })
+	dc.Feed(rest, func(b []byte) { x.ResponseBody(t, b) })
 	return dc
 }
 
@@ -168,9 +168,10 @@ func (p *parser) finishGenAI(s *model.Span, h *head, end model.GenAIEnd) {
 	}
 }
 
-// dechunk takes the framing off a chunked body's bytes as they come; a
-// body with no chunked framing passes through.
-type dechunk struct {
+// Dechunk takes the framing off a chunked body's bytes as they come; a
+// body with no chunked framing passes through. The kernel path's model
+// calls and the Go probes' (correlate) read their bodies through it.
+type Dechunk struct {
 	chunked bool
 	lost    bool  // bytes were not captured: the framing's place is lost
 	left    int64 // data bytes left in the current chunk
@@ -188,8 +189,15 @@ const (
 	chunkTrail                   // after the last chunk
 )
 
-// feed passes the body bytes in b to out, without the chunk framing.
-func (d *dechunk) feed(b []byte, out func([]byte)) {
+// NewDechunk reads a body framed with chunks when chunked is true, else
+// passes it through.
+func NewDechunk(chunked bool) Dechunk { return Dechunk{chunked: chunked} }
+
+// Ended says the chunked body's last (zero-length) chunk was read.
+func (d *Dechunk) Ended() bool { return d.chunked && d.state == chunkTrail }
+
+// Feed passes the body bytes in b to out, without the chunk framing.
+func (d *Dechunk) Feed(b []byte, out func([]byte)) {
 	if d.lost {
 		return
 	}
@@ -247,7 +255,7 @@ func (d *dechunk) feed(b []byte, out func([]byte)) {
 	}
 }
 
-func (d *dechunk) startChunk() {
+func (d *Dechunk) startChunk() {
 	if d.size == 0 {
 		d.state = chunkTrail
 		return

@@ -165,11 +165,11 @@ func TestGenAINotACall(t *testing.T) {
 func TestDechunk(t *testing.T) {
 	body := "5;ext=1\r\nhello\r\n0a\r\n0123456789\r\n0\r\n\r\n"
 	for step := 1; step <= len(body); step++ {
-		var d dechunk
+		var d Dechunk
 		d.chunked = true
 		var got strings.Builder
 		for i := 0; i < len(body); i += step {
-			d.feed([]byte(body[i:min(i+step, len(body))]), func(b []byte) { got.Write(b) })
+			d.Feed([]byte(body[i:min(i+step, len(body))]), func(b []byte) { got.Write(b) })
 		}
 		if got.String() != "hello0123456789" || d.state != chunkTrail {
 			t.Fatalf("step %d: %q state %d", step, got.String(), d.state)

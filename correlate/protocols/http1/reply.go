@@ -29,7 +29,7 @@ type reply struct {
 	last    time.Time // when its last write began
 	framing framing
 	left    int64   // body bytes still to come (framedLength)
-	dc      dechunk // a model call's body, as it is read
+	dc      Dechunk // a model call's body, as it is read
 	// tail is the newest last bytes of a model call's body seen since
 	// bytes were lost: read backwards at the end (genai's ResponseTail).
 	tail []byte
@@ -77,7 +77,7 @@ func (r *reply) more(s *protocols.Segment) bool {
 	r.last = s.Time
 	if x := r.req.gx; x != nil {
 		// A model call's body: what the capture holds of it.
-		r.dc.feed(s.Data, func(b []byte) { x.ResponseBody(s.Time, b) })
+		r.dc.Feed(s.Data, func(b []byte) { x.ResponseBody(s.Time, b) })
 		r.past(s)
 	}
 	if s.Partial {
@@ -104,7 +104,7 @@ func (r *reply) past(s *protocols.Segment) {
 	x := r.req.gx
 	whole := int(s.Len) <= len(s.Data)
 	if !whole && len(s.End) > 0 && int(s.Len) == len(s.Data)+len(s.End) {
-		r.dc.feed(s.End, func(b []byte) { x.ResponseBody(s.Time, b) })
+		r.dc.Feed(s.End, func(b []byte) { x.ResponseBody(s.Time, b) })
 		whole = true
 	}
 	if !whole {
