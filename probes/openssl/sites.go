@@ -44,7 +44,8 @@ type Sites struct {
 }
 
 // ErrNoTLS: the process maps no OpenSSL (libssl) and its executable
-// exports no SSL_read/SSL_write.
+// exports no SSL_read/SSL_write, or it is a Go program, whose TLS the Go
+// probes read.
 var ErrNoTLS = errors.New("no OpenSSL in the process")
 
 // FindSites finds the TLS library of process pid: a libssl it maps, or its

@@ -8,6 +8,7 @@
 package openssl
 
 import (
+	"debug/buildinfo"
 	"errors"
 	"fmt"
 	"sync"
@@ -108,6 +109,15 @@ func (t *Tracer) AttachLoaded(pid int) (*Sites, error) {
 }
 
 func (t *Tracer) attach(pid int, s *Sites) (*Sites, error) {
+	// The return programs are uretprobes, which replace the function's
+	// return address on the stack: safe in C code, fatal in a Go program,
+	// whose runtime crashes when it finds the trampoline on a goroutine
+	// stack. So never into a Go program, not even one linking OpenSSL
+	// through cgo (the Go probes trace those); a traced process's child may
+	// have exec'd one.
+	if _, err := buildinfo.ReadFile(fmt.Sprintf("/proc/%d/exe", pid)); err == nil {
+		return nil, fmt.Errorf("%w: pid %d runs a Go program (no uretprobe goes into Go programs)", ErrNoTLS, pid)
+	}
 	ex, err := link.OpenExecutable(s.Path)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.Name, err)
