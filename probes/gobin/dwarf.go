@@ -187,36 +187,9 @@ func (b *Binary) leanStructs(wanted map[string]bool) (map[string]map[string]uint
 		if _, err := r.r.Peek(1); err == io.EOF {
 			break
 		}
-		var u unit
-		length := uint64(r.u32())
-		u.offsetSize = 4
-		if length == 0xffffffff {
-			length, u.offsetSize = r.u64(), 8
-		} else if length >= 0xfffffff0 {
-			return nil, fmt.Errorf("%w: reserved unit length %#x", errLean, length)
-		}
-		end := r.pos + length
-		u.version = r.u16()
-		var abbrevOff uint64
-		switch {
-		case u.version >= 5:
-			kind := r.u8()
-			u.addrSize = uint64(r.u8())
-			abbrevOff = r.offset(u)
-			switch kind {
-			case 4, 5: // skeleton, split compile: dwo_id
-				r.skip(8)
-			case 2, 6: // type units: signature, type offset
-				r.skip(8 + u.offsetSize)
-			}
-		case u.version >= 2:
-			abbrevOff = r.offset(u)
-			u.addrSize = uint64(r.u8())
-		default:
-			return nil, fmt.Errorf("%w: DWARF version %d", errLean, u.version)
-		}
-		if r.err != nil {
-			return nil, r.err
+		u, end, abbrevOff, err := r.unitHeader()
+		if err != nil {
+			return nil, err
 		}
 		tab, ok := tables[abbrevOff]
 		if !ok {
@@ -683,4 +656,36 @@ func (b *Binary) stdStructs(wanted map[string]bool) (map[string]map[string]uint6
 		found[name] = fields
 	}
 	return found, nil
+}
+
+// unitHeader reads a compilation unit's header: the unit, where it ends
+// and the offset of its abbreviation table.
+func (r *dieReader) unitHeader() (u unit, end, abbrevOff uint64, err error) {
+	length := uint64(r.u32())
+	u.offsetSize = 4
+	if length == 0xffffffff {
+		length, u.offsetSize = r.u64(), 8
+	} else if length >= 0xfffffff0 {
+		return u, 0, 0, fmt.Errorf("%w: reserved unit length %#x", errLean, length)
+	}
+	end = r.pos + length
+	u.version = r.u16()
+	switch {
+	case u.version >= 5:
+		kind := r.u8()
+		u.addrSize = uint64(r.u8())
+		abbrevOff = r.offset(u)
+		switch kind {
+		case 4, 5: // skeleton, split compile: dwo_id
+			r.skip(8)
+		case 2, 6: // type units: signature, type offset
+			r.skip(8 + u.offsetSize)
+		}
+	case u.version >= 2:
+		abbrevOff = r.offset(u)
+		u.addrSize = uint64(r.u8())
+	default:
+		return u, 0, 0, fmt.Errorf("%w: DWARF version %d", errLean, u.version)
+	}
+	return u, end, abbrevOff, r.err
 }

@@ -50,36 +50,9 @@ func (b *Binary) InlinedCalls(names []string) (map[string]int, error) {
 			break
 		}
 		start := r.pos
-		var u unit
-		length := uint64(r.u32())
-		u.offsetSize = 4
-		if length == 0xffffffff {
-			length, u.offsetSize = r.u64(), 8
-		} else if length >= 0xfffffff0 {
-			return nil, fmt.Errorf("%w: reserved unit length %#x", errLean, length)
-		}
-		end := r.pos + length
-		u.version = r.u16()
-		var abbrevOff uint64
-		switch {
-		case u.version >= 5:
-			kind := r.u8()
-			u.addrSize = uint64(r.u8())
-			abbrevOff = r.offset(u)
-			switch kind {
-			case 4, 5:
-				r.skip(8)
-			case 2, 6:
-				r.skip(8 + u.offsetSize)
-			}
-		case u.version >= 2:
-			abbrevOff = r.offset(u)
-			u.addrSize = uint64(r.u8())
-		default:
-			return nil, fmt.Errorf("%w: DWARF version %d", errLean, u.version)
-		}
-		if r.err != nil {
-			return nil, r.err
+		u, end, abbrevOff, err := r.unitHeader()
+		if err != nil {
+			return nil, err
 		}
 		tab, ok := tables[abbrevOff]
 		if !ok {
