@@ -220,10 +220,33 @@ func (o Options) WriteUser() bool { return o.InjectWriteUser }
 // Probe is one declared instrumentation, ready for the generic loader.
 type Probe struct {
 	name    string
-	base    func() (*ebpf.CollectionSpec, error)
+	load    func() (*ebpf.CollectionSpec, error)
 	declare func(*ebpf.CollectionSpec) (Declaration, error)
 	records []events.Record
 	pkg     string
+
+	mu   sync.Mutex
+	base *ebpf.CollectionSpec // the embedded object parsed, until ReleaseSpecs
+}
+
+// declared are all the Probes, for ReleaseSpecs.
+var declared struct {
+	sync.Mutex
+	probes []*Probe
+}
+
+// ReleaseSpecs drops every instrumentation's parsed object once a burst of
+// attaching is over: about 2.5 MB of heap for the four Go ones, held for
+// the agent's life otherwise. The next Spec parses the embedded object
+// again, a few milliseconds.
+func ReleaseSpecs() {
+	declared.Lock()
+	defer declared.Unlock()
+	for _, p := range declared.probes {
+		p.mu.Lock()
+		p.base = nil
+		p.mu.Unlock()
+	}
 }
 
 // Declare makes an instrumentation called name from its bpf2go output:
@@ -231,10 +254,9 @@ type Probe struct {
 // declare builds the declaration from an S assigned from a fresh copy of
 // the spec. records are the ring-buffer records its programs send.
 func Declare[S any](name string, load func() (*ebpf.CollectionSpec, error), declare func(*S) Declaration, records ...events.Record) *Probe {
-	return &Probe{
+	p := &Probe{
 		name: name,
-		// The embedded object is parsed once; each use gets a copy.
-		base: sync.OnceValues(load),
+		load: load,
 		declare: func(spec *ebpf.CollectionSpec) (Declaration, error) {
 			var s S
 			if err := spec.Assign(&s); err != nil {
@@ -245,6 +267,10 @@ func Declare[S any](name string, load func() (*ebpf.CollectionSpec, error), decl
 		records: records,
 		pkg:     reflect.TypeFor[S]().PkgPath(),
 	}
+	declared.Lock()
+	declared.probes = append(declared.probes, p)
+	declared.Unlock()
+	return p
 }
 
 // Name is how messages refer to the instrumentation, such as
@@ -260,16 +286,30 @@ func (p *Probe) Package() string { return p.pkg }
 // Spec returns a fresh copy of the instrumentation's programs and maps, no
 // constant set, with its declaration, which refers into that copy.
 func (p *Probe) Spec() (*ebpf.CollectionSpec, Declaration, error) {
-	base, err := p.base()
+	spec, err := p.copySpec()
 	if err != nil {
-		return nil, Declaration{}, fmt.Errorf("%s: %w", p.name, err)
+		return nil, Declaration{}, err
 	}
-	spec := base.Copy()
 	d, err := p.declare(spec)
 	if err != nil {
 		return nil, Declaration{}, fmt.Errorf("%s: %w", p.name, err)
 	}
 	return spec, d, nil
+}
+
+// copySpec returns a copy of the embedded object, parsed once until
+// ReleaseSpecs.
+func (p *Probe) copySpec() (*ebpf.CollectionSpec, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.base == nil {
+		base, err := p.load()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
+		p.base = base
+	}
+	return p.base.Copy(), nil
 }
 
 // Constants lists every constant the declaration sets, the shared ones

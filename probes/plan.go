@@ -109,11 +109,10 @@ func (p *Planned) Spec(shared *events.Shared) (*ebpf.CollectionSpec, error) {
 	if !p.Runs() {
 		return nil, fmt.Errorf("%s: %s is %s", p.target, p.Name(), p.State)
 	}
-	spec, err := p.Probe.base()
+	spec, err := p.Probe.copySpec()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p.Name(), err)
+		return nil, err
 	}
-	spec = spec.Copy()
 	for name := range spec.Programs {
 		if !p.keep[name] {
 			delete(spec.Programs, name)
@@ -164,7 +163,7 @@ func (p *Planned) Load(shared *events.Shared) (*Loaded, error) {
 		}
 	}
 	sizeForOneProcess(spec, replace)
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
+	coll, err := ebpf.NewCollectionWithOptions(spec, *shared.Options(replace))
 	if err != nil {
 		return nil, fmt.Errorf("%s: loading the %s programs: %w", p.target, p.Name(), err)
 	}

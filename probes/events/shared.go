@@ -3,8 +3,10 @@ package events
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/btf"
 )
 
 // Counter indexes the kernel-side loss counters (enum counter in
@@ -76,6 +78,9 @@ func (c commonCounter) String() string {
 type Shared struct {
 	objs      commonObjects
 	threshold uint64
+
+	typesMu sync.Mutex
+	types   *btf.Cache // the kernel's types while a burst of loading lasts
 }
 
 // DefaultRingSize is the ring buffer size in bytes: room for about 4,000
@@ -107,6 +112,32 @@ func (s *Shared) Replacements() map[string]*ebpf.Map {
 		commonMapConnCtx:      s.objs.ConnCtx,
 		commonMapConnCtxArmed: s.objs.ConnCtxArmed,
 	}
+}
+
+// Options returns the options every probe collection loads with: replace
+// as its map replacements, and the kernel's types shared by all loads until
+// ReleaseKernelTypes. Without the sharing, each collection decodes the
+// kernel's BTF anew for its CO-RE relocations: on a kernel whose
+// /sys/kernel/btf/vmlinux cannot be mapped (before Linux 6.16) that is a
+// 5-6 MB read onto the heap per collection, about 60 MB of garbage for one
+// Go process's probes, and a heap that size leaves runtime metadata and
+// fragments resident for the agent's life.
+func (s *Shared) Options(replace map[string]*ebpf.Map) *ebpf.CollectionOptions {
+	s.typesMu.Lock()
+	defer s.typesMu.Unlock()
+	if s.types == nil {
+		s.types = btf.NewCache()
+	}
+	return &ebpf.CollectionOptions{MapReplacements: replace, Cache: s.types}
+}
+
+// ReleaseKernelTypes drops the kernel's types once a burst of loading is
+// over, so that they are not held for the agent's life; the next load
+// decodes them again.
+func (s *Shared) ReleaseKernelTypes() {
+	s.typesMu.Lock()
+	s.types = nil
+	s.typesMu.Unlock()
 }
 
 // WakeupThreshold is the value every probe must get for its

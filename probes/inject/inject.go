@@ -229,8 +229,7 @@ func NewInjector(shared *events.Shared) (*Injector, error) {
 		return nil, err
 	}
 	inj := &Injector{cgroups: map[string]link.Link{}, mount: mnt}
-	opts := &ebpf.CollectionOptions{MapReplacements: shared.Replacements()}
-	if err := spec.LoadAndAssign(&inj.objs, opts); err != nil {
+	if err := spec.LoadAndAssign(&inj.objs, shared.Options(shared.Replacements())); err != nil {
 		mnt.Close()
 		return nil, fmt.Errorf("the kernel refuses the sk_msg programs: %w", firstLine(err))
 	}

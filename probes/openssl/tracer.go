@@ -79,7 +79,7 @@ func NewTracer(shared *events.Shared, kernelFDs, tlsThreads, genaiLosses *ebpf.M
 	repl[opensslMapTlsThreads] = tlsThreads
 	repl[opensslMapGenaiLosses] = genaiLosses
 	t := &Tracer{procs: map[int][]link.Link{}}
-	if err := spec.LoadAndAssign(&t.objs, &ebpf.CollectionOptions{MapReplacements: repl}); err != nil {
+	if err := spec.LoadAndAssign(&t.objs, shared.Options(repl)); err != nil {
 		return nil, fmt.Errorf("loading the TLS plaintext probes: %w", err)
 	}
 	return t, nil

@@ -319,7 +319,7 @@ func Attach(t *probes.Target, shared *events.Shared, patterns []string, ends Req
 			delete(replace, name)
 		}
 	}
-	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{MapReplacements: replace})
+	coll, err := ebpf.NewCollectionWithOptions(spec, *shared.Options(replace))
 	if err != nil {
 		return nil, fmt.Errorf("%s: loading the phase programs: %w", t, err)
 	}

@@ -88,8 +88,7 @@ func NewTracer(shared *events.Shared) (*Tracer, error) {
 		return nil, errors.New("loading the kernel tracing programs: no tgid_bits in .bss, or not of the size expected")
 	}
 	t.bitsOff = int(v.Offset)
-	opts := &ebpf.CollectionOptions{MapReplacements: shared.Replacements()}
-	if err := spec.LoadAndAssign(&t.objs, opts); err != nil {
+	if err := spec.LoadAndAssign(&t.objs, shared.Options(shared.Replacements())); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("loading the kernel tracing programs: %w", err)
 	}

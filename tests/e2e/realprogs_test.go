@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -271,8 +273,9 @@ func memoryBudget(t *testing.T, a *agent, binaries int) {
 		t.Fatal(err)
 	}
 	budget := int64(40+2*(binaries-1)) << 20
-	t.Logf("agent memory traced to %d %s: VmRSS %.1f MB, VmHWM %.1f MB (budget %d MB)",
-		binaries, plural(binaries, "binary", "different binaries"), float64(rss)/(1<<20), float64(hwm)/(1<<20), budget>>20)
+	t.Logf("agent memory traced to %d %s: VmRSS %.1f MB, VmHWM %.1f MB (budget %d MB); resident by mapping: %s",
+		binaries, plural(binaries, "binary", "different binaries"), float64(rss)/(1<<20), float64(hwm)/(1<<20), budget>>20,
+		residentByMapping(a.cmd.Process.Pid))
 	if rss > budget {
 		t.Errorf("agent VmRSS %.1f MB traced to %d %s, over the budget of %d MB (40 MB for one, 2 MB for each further binary)",
 			float64(rss)/(1<<20), binaries, plural(binaries, "binary", "different binaries"), budget>>20)
@@ -304,6 +307,44 @@ func procMemory(pid int) (rss, hwm int64, err error) {
 		return 0, 0, fmt.Errorf("no VmRSS or VmHWM in /proc/%d/status", pid)
 	}
 	return rss, hwm, nil
+}
+
+// residentByMapping sums the resident memory of pid's mappings by what they
+// map (the agent's binary, anonymous memory: the Go heap and stacks, BPF
+// maps: the ring buffer and the kernel tracer's filter), largest first, so
+// that a budget overrun says where the memory is.
+func residentByMapping(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid))
+	if err != nil {
+		return err.Error()
+	}
+	kb := map[string]int64{}
+	name := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			name = "anonymous " + f[1]
+			if len(f) >= 6 {
+				name = filepath.Base(f[5]) + " " + f[1]
+			}
+		case len(f) == 3 && f[0] == "Rss:":
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			kb[name] += n
+		}
+	}
+	names := make([]string, 0, len(kb))
+	for n := range kb {
+		if kb[n] >= 256 {
+			names = append(names, n)
+		}
+	}
+	slices.SortFunc(names, func(x, y string) int { return cmp.Compare(kb[y], kb[x]) })
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s %.1f MB", n, float64(kb[n])/1024)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // startReal runs a real program until the end of the test, waiting until

@@ -208,12 +208,17 @@ func (a *attacher) prepare(pid int) (*session.Plan, error) {
 	return p, nil
 }
 
-// returnMemory gives the heap freed by parsing binaries back to the system
-// once a burst of attaching is over. Without it the agent would keep about
-// twice the heap that planning the largest binary took, for its whole life:
-// the Go runtime returns only memory above its heap goal, and an idle agent
+// returnMemory gives the heap freed by parsing binaries and loading probes
+// back to the system once a burst of attaching is over, the kernel's types
+// shared by the loads and the parsed probe objects first. Without it the agent would keep about twice
+// the heap that planning the largest binary took, for its whole life: the
+// Go runtime returns only memory above its heap goal, and an idle agent
 // triggers no collection that would lower the goal.
-func returnMemory() { debug.FreeOSMemory() }
+func (a *attacher) returnMemory() {
+	a.shared.ReleaseKernelTypes()
+	probes.ReleaseSpecs()
+	debug.FreeOSMemory()
+}
 
 // prepareAll inspects every process of pids; a bad one (one line each in
 // the error) leaves nothing prepared.
@@ -261,7 +266,7 @@ func (a *attacher) attachPrepared(ctx context.Context) error {
 			return err
 		}
 	}
-	returnMemory()
+	a.returnMemory()
 	return nil
 }
 
@@ -491,6 +496,7 @@ func (a *attacher) childrenTLS() {
 
 // attachOne attaches a process found by the watcher.
 func (a *attacher) attachOne(pid int) error {
+	defer a.returnMemory() // also after a failure: planning and loading are done
 	p, err := a.prepare(pid)
 	if errors.Is(err, gobin.ErrNotGo) {
 		if err := a.startKernelTracing(true); err != nil {
@@ -512,7 +518,6 @@ func (a *attacher) attachOne(pid int) error {
 	a.mu.Lock()
 	a.plans = append(a.plans, p) // closed with the others at the end
 	a.mu.Unlock()
-	returnMemory()
 	return nil
 }
 
