@@ -44,15 +44,25 @@ type goH2Conn struct {
 	next [2]uint64
 	seen [2]bool
 	last time.Time
+	// maxID is the highest stream ID a call was given on it: IDs only
+	// grow on a connection, so a lower one is another connection at the
+	// same address (the first was closed and its memory reused).
+	maxID uint32
 }
 
 // h2stream handles a GoH2Stream record.
 func (g *goCalls) h2stream(e *GoH2Stream) []*model.Span {
 	g.out = g.out[:0]
 	g.maybeSweep(e.Time)
-	hc := g.h2conn(goConnKey{e.PID, e.Conn}, e.Time)
+	ck := goConnKey{e.PID, e.Conn}
 	key := goCallKey{e.PID, e.SpanID}
 	c := g.byID[key]
+	if old := g.h2[ck]; old != nil && e.StreamID <= old.maxID && !(c != nil && c.h2 == old && c.stream == e.StreamID) {
+		g.closeH2(old, e.Time)
+		c = g.byID[key]
+	}
+	hc := g.h2conn(ck, e.Time)
+	hc.maxID = max(hc.maxID, e.StreamID)
 	switch {
 	case c != nil && c.h2 == hc && c.stream == e.StreamID:
 		// The probe fired twice for one call (morestack).

@@ -201,3 +201,34 @@ func TestGoModelCallH2Reset(t *testing.T) {
 		t.Errorf("span ends at %v, %v", spans[0].End.Sub(t0), a)
 	}
 }
+
+// TestGoModelCallH2Reused: a connection closed and another one opened at
+// the same address (its *tls.Conn's memory reused) starts again from
+// stream 1: it is followed as a new connection, and the call left open on
+// the first one ends there.
+func TestGoModelCallH2Reused(t *testing.T) {
+	c := New(slog.Default(), nil)
+	c.Register(model.NewProcess(7, "/app", "app", "go1.26"))
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	r := newH2Records()
+	c.HandleAll(&GoH2Stream{PID: 7, Conn: r.conn, SpanID: trace.SpanID{1}, StreamID: 5, Time: at(0), Path: "/v1/chat/completions"})
+	c.HandleAll(h2RoundTrip(trace.SpanID{1}, t0, at(10)))
+	// The connection's bytes were never seen: it ends, without GenAI,
+	// when a stream 1 comes at its address.
+	spans := c.HandleAll(&GoH2Stream{PID: 7, Conn: r.conn, SpanID: trace.SpanID{2}, StreamID: 1, Time: at(20), Path: "/v1/chat/completions"})
+	if len(spans) != 1 || spans[0].SpanID != (trace.SpanID{1}) || spans[0].GenAI != nil {
+		t.Fatalf("spans %v when the address was reused, want the first call's, plain", spans)
+	}
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0xbe}, EndHeaders: true})
+	r.fr.WriteData(1, true, []byte(`{"model":"gpt-two","messages":[]}`))
+	r.flush(true, at(20))
+	r.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: []byte{0x88}, EndHeaders: true})
+	r.fr.WriteData(1, true, []byte(`{"id":"c2","model":"gpt-two","choices":[{"index":0,"message":{"role":"assistant","content":"x"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}`))
+	r.flush(false, at(30))
+	r.feed(c)
+	spans = c.HandleAll(h2RoundTrip(trace.SpanID{2}, at(20), at(30)))
+	if len(spans) != 1 || spans[0].Name != "chat gpt-two" {
+		t.Fatalf("spans %v, want the second call's", spans)
+	}
+}
