@@ -9,8 +9,8 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
-	"github.com/zerotrace/zerotrace/correlate/protocols/http1"
 	"github.com/zerotrace/zerotrace/correlate/protocols/h2"
+	"github.com/zerotrace/zerotrace/correlate/protocols/http1"
 )
 
 // GoBody is the bytes of one write or read of a Go net/http client's
