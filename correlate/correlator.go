@@ -185,6 +185,12 @@ func (c *Correlator) handle(ev Event) []*model.Span {
 			c.finishGo(s)
 		}
 		return spans
+	case *GoH2Stream:
+		spans := c.goCalls.h2stream(e)
+		for _, s := range spans {
+			c.finishGo(s)
+		}
+		return spans
 	case *GoBody:
 		spans := c.goCalls.body(e)
 		for _, s := range spans {

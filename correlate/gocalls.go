@@ -9,6 +9,7 @@ import (
 
 	"github.com/zerotrace/zerotrace/correlate/model"
 	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
+	"github.com/zerotrace/zerotrace/correlate/protocols/h2"
 	"github.com/zerotrace/zerotrace/correlate/protocols/http1"
 )
 
@@ -28,9 +29,11 @@ type GoBody struct {
 	Total  uint32
 	// Write: request bytes, else response bytes. Tail: Data are the
 	// write's or read's last bytes, those before them not copied. EOF:
-	// the read returned nothing, the connection ended.
-	Write, Tail, EOF bool
-	Data             []byte
+	// the read returned nothing, the connection ended. H2: the bytes of
+	// an HTTP/2 connection (Conn is its *tls.Conn, SpanID zero, Offset
+	// counted from when it was first watched; see GoH2Stream).
+	Write, Tail, EOF, H2 bool
+	Data                 []byte
 }
 
 // ProcessID implements Event.
@@ -79,10 +82,18 @@ type goCalls struct {
 	out     []*model.Span
 	// free are exchanges kept for reuse (a few KiB each).
 	free []*genai.Exchange
+	// h2 are the HTTP/2 connections model calls used (goh2.go).
+	h2    map[goConnKey]*goH2Conn
+	h2out []*h2.Stream
 }
 
 func newGoCalls() *goCalls {
-	return &goCalls{byID: map[goCallKey]*goCall{}, byConn: map[goConnKey]*goCall{}, strings: genai.NewStrings()}
+	return &goCalls{
+		byID:    map[goCallKey]*goCall{},
+		byConn:  map[goConnKey]*goCall{},
+		h2:      map[goConnKey]*goH2Conn{},
+		strings: genai.NewStrings(),
+	}
 }
 
 // goCall is one model call being read.
@@ -100,6 +111,12 @@ type goCall struct {
 	ended     bool // the response's body ended
 	end       time.Time
 	how       model.GenAIEnd
+
+	// Over HTTP/2: the connection and stream (x is then unused), and
+	// what the stream carried once it ended.
+	h2     *goH2Conn
+	stream uint32
+	h2x    *model.GenAI
 }
 
 // goSide is one direction of a call: its head, then its body.
@@ -122,6 +139,9 @@ type goSide struct {
 
 // body handles one GoBody record.
 func (g *goCalls) body(b *GoBody) []*model.Span {
+	if b.H2 {
+		return g.h2body(b)
+	}
 	g.out = g.out[:0]
 	key := goCallKey{b.PID, b.SpanID}
 	c := g.byID[key]
@@ -146,10 +166,7 @@ func (g *goCalls) body(b *GoBody) []*model.Span {
 		g.byConn[ck] = c
 	}
 	c.last = b.Time
-	if b.Time.Sub(g.swept) > time.Minute {
-		g.swept = b.Time
-		g.sweep(b.Time)
-	}
+	g.maybeSweep(b.Time)
 	if c.ended {
 		return g.out
 	}
@@ -186,8 +203,22 @@ func (g *goCalls) call(m *GoModelCall) []*model.Span {
 	return g.out
 }
 
-// sweep ends the calls idle since before now-goCallIdle.
+// maybeSweep sweeps at most once a minute.
+func (g *goCalls) maybeSweep(now time.Time) {
+	if now.Sub(g.swept) > time.Minute {
+		g.swept = now
+		g.sweep(now)
+	}
+}
+
+// sweep ends the calls idle since before now-goCallIdle, and stops
+// following the HTTP/2 connections idle as long.
 func (g *goCalls) sweep(now time.Time) {
+	for _, hc := range g.h2 {
+		if now.Sub(hc.last) > goCallIdle {
+			g.closeH2(hc, hc.last)
+		}
+	}
 	for _, c := range g.byID {
 		if now.Sub(c.last) > goCallIdle {
 			g.endCall(c, c.last, model.GenAIEndUnknown)
@@ -198,6 +229,11 @@ func (g *goCalls) sweep(now time.Time) {
 // flush ends every call (the events stopped).
 func (g *goCalls) flush(pid uint32, all bool) []*model.Span {
 	g.out = g.out[:0]
+	for _, hc := range g.h2 {
+		if all || hc.key.pid == pid {
+			g.closeH2(hc, hc.last)
+		}
+	}
 	for _, c := range g.byID {
 		if all || c.key.pid == pid {
 			g.endCall(c, c.last, model.GenAIEndUnknown)
@@ -232,8 +268,11 @@ func (g *goCalls) endCall(c *goCall, t time.Time, how model.GenAIEnd) {
 }
 
 func (g *goCalls) forget(c *goCall) {
-	if c.span == nil && len(g.free) < 4 {
+	if c.span == nil && c.x != nil && len(g.free) < 4 {
 		g.free = append(g.free, c.x)
+	}
+	if c.h2 != nil && c.h2.calls[c.stream] == c {
+		delete(c.h2.calls, c.stream)
 	}
 	delete(g.byID, c.key)
 	if g.byConn[c.conn] == c {
@@ -243,6 +282,10 @@ func (g *goCalls) forget(c *goCall) {
 
 // finish gives c's span its GenAI exchange and end, and sends it.
 func (g *goCalls) finish(c *goCall) {
+	if c.h2 != nil {
+		g.finishH2(c)
+		return
+	}
 	g.forget(c)
 	s := c.span
 	if c.end.After(s.End) {

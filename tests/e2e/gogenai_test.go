@@ -27,6 +27,8 @@ type genaiCase struct {
 	errType bool
 	// cut: the server cut the stream; the span ends with the connection.
 	cut bool
+	// h2: the call must have gone over HTTP/2.
+	h2 bool
 }
 
 // callGenAIApp asks the Go driver service at addr to make the calls in q
@@ -81,7 +83,7 @@ func TestGoGenAIClient(t *testing.T) {
 // TestGoGenAIClientTLSHTTP1: the same service over HTTPS with HTTP/2 off
 // (GODEBUG=http2client=0), so that the SDKs speak HTTP/1.1 over TLS: the
 // plaintext the connection's reads and writes carry gives the same spans.
-// (Go's default HTTPS is HTTP/2, which these probes do not read.)
+// (Go's default HTTPS is HTTP/2: TestGoGenAIClientTLSHTTP2.)
 func TestGoGenAIClientTLSHTTP1(t *testing.T) {
 	testenv.RequireRoot(t)
 	ms := testenv.StartModelServer(t)
@@ -89,6 +91,26 @@ func TestGoGenAIClientTLSHTTP1(t *testing.T) {
 	testGoGenAI(t, nil, ms, ms.TLSURL(), append(ms.TrustEnv(), "GODEBUG=http2client=0"), []genaiCase{
 		{name: "chat stream usage", batch: q("api", modelspec.OpenAIChat, "n", "2", "stream", "1", "include_usage", "1", "model", "gpt-test@ttft=60,gap=10,chunks=5"), op: "chat"},
 		{name: "anthropic", batch: q("api", modelspec.AnthropicMessages, "model", "claude-test"), op: "chat"},
+	})
+}
+
+// TestGoGenAIClientTLSHTTP2: the same service over HTTPS as Go makes it by
+// default, HTTP/2 (the server checks it saw HTTP/2.0): the frames of the
+// connection's TLS plaintext, joined to the round trip by its stream, give
+// the same spans as over HTTP/1.1, streams ending with their last event, a
+// cut stream (RST_STREAM) as stream_cut, and the model of a 2 MB prompt
+// from the last bytes of its request.
+func TestGoGenAIClientTLSHTTP2(t *testing.T) {
+	testenv.RequireRoot(t)
+	ms := testenv.StartModelServer(t)
+	q := genaiQuery
+	testGoGenAI(t, nil, ms, ms.TLSURL(), ms.TrustEnv(), []genaiCase{
+		{name: "chat stream usage", batch: q("api", modelspec.OpenAIChat, "n", "2", "stream", "1", "include_usage", "1", "model", "gpt-test@ttft=60,gap=10,chunks=5"), op: "chat", h2: true},
+		{name: "chat", batch: q("api", modelspec.OpenAIChat, "model", "gpt-test@ttft=20"), op: "chat", h2: true},
+		{name: "anthropic stream", batch: q("api", modelspec.AnthropicMessages, "stream", "1", "model", "claude-test@ttft=30,gap=5"), op: "chat", h2: true},
+		{name: "error", batch: q("api", modelspec.OpenAIChat, "model", "gpt-test@status=429"), op: "chat", errType: true, h2: true},
+		{name: "cut", batch: q("api", modelspec.OpenAIChat, "stream", "1", "model", "gpt-test@ttft=20,gap=5,chunks=6,cut=3"), op: "chat", cut: true, h2: true},
+		{name: "big prompt", batch: q("api", modelspec.OpenAIChat, "prompt_bytes", strconv.Itoa(2<<20), "model", "gpt-test"), op: "chat", h2: true},
 	})
 }
 
@@ -122,7 +144,11 @@ func testGoGenAI(t *testing.T, j *jaeger.Jaeger, ms *testenv.ModelServer, base s
 			if !c.errType && !c.cut && (call.Error != "" || call.Status != 200) {
 				t.Fatalf("%s: the call failed: %+v", c.name, call)
 			}
-			all = append(all, genaiMade{c, call, ms.Exchange(t, call)})
+			x := ms.Exchange(t, call)
+			if c.h2 && x.Proto != "HTTP/2.0" {
+				t.Fatalf("%s: the call went over %s, not HTTP/2", c.name, x.Proto)
+			}
+			all = append(all, genaiMade{c, call, x})
 		}
 	}
 	if !alive(app.Process.Pid) {

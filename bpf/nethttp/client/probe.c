@@ -43,6 +43,8 @@ enum http_client_info *unused_http_client_info __attribute__((unused));
 struct http_client_body *unused_http_client_body __attribute__((unused));
 enum http_client_body_record *unused_http_client_body_record __attribute__((unused));
 enum http_client_body_flags *unused_http_client_body_flags __attribute__((unused));
+struct http_client_h2_stream *unused_http_client_h2_stream __attribute__((unused));
+enum http_client_h2_stream_record *unused_http_client_h2_stream_record __attribute__((unused));
 
 volatile const __u64 off_g_goid;
 volatile const __u64 off_g_parent_goid;
@@ -86,6 +88,19 @@ volatile const __u64 tlsconn_close_fn;
 volatile const __s64 off_pconn_read_p;
 volatile const __s64 off_pconn_read_pc;
 
+// Model calls over HTTP/2 (the h2 part): on when user space found the
+// stream's write-headers entry and crypto/tls.(*Conn).Read's copy site in
+// this binary. The request's URL in what encodeAndWriteHeaders gets (a
+// *net/http.Request in Go 1.26, a *ClientRequest since 1.27), the stream's
+// ID and connection, the connection's net.Conn, and where
+// crypto/tls.(*Conn).Read keeps its receiver.
+volatile const bool capture_h2;
+volatile const __u64 off_h2req_url;
+volatile const __u64 off_cs_id;
+volatile const __u64 off_cs_cc;
+volatile const __u64 off_cc_tconn;
+volatile const __s64 off_tls_read_conn;
+
 // Sizes of the struct prefixes copied in one read each.
 volatile const __u64 req_read_size;
 volatile const __u64 url_read_size;
@@ -102,9 +117,14 @@ struct inflight {
 	// Set by persist_conn_round_trip_enter; ip_len stays 0 when the
 	// request did not go out on a plain TCP connection.
 	struct tcp_addr peer;
-	// The request is a model call whose bytes are copied (body_watch).
+	// The request is a model call whose bytes are copied (body_watch,
+	// or h2_watch once HTTP/2 gives it a stream).
 	__u8 genai;
-	__u8 pad[7];
+	// The request calls a model API (is_genai_request), computed once.
+	__u8 model;
+	// Its URL is in genai_url, for an HTTP/2 stream to find it by.
+	__u8 h2_url;
+	__u8 pad[5];
 };
 
 // Round trips in progress, by goroutine (g pointer).
@@ -153,46 +173,6 @@ struct {
 	(*(type *)((buf) + ((off) <= sizeof(buf) - sizeof(type) ? (off) : 0)))
 #define COPY(buf, size, addr) \
 	bpf_probe_read_user((buf), (size) < sizeof(buf) ? (size) : sizeof(buf), (void *)(addr))
-
-SEC("uprobe/Transport_roundTrip")
-int round_trip_enter(struct pt_regs *ctx)
-{
-	__u64 g = GO_G(ctx);
-	__u64 req = GO_ARG2(ctx);
-	__u64 goid = read_u64(g + off_g_goid);
-	struct inflight *cur = bpf_map_lookup_elem(&client_inflight, &g);
-
-	// A second hit for the same call after morestack (see the server probe).
-	if (cur && cur->req == req && cur->goid == goid)
-		return 0;
-
-	struct inflight in = {
-		.start_ns = bpf_ktime_get_ns(),
-		.goid = goid,
-		.req = req,
-	};
-	struct go_key key = go_key_of(goid);
-	struct go_trace_ctx *parent = bpf_map_lookup_elem(&go_ctx, &key);
-	if (!parent) {
-		__u64 pgoid = read_u64(g + off_g_parent_goid);
-		if (pgoid) {
-			key.goid = pgoid;
-			parent = bpf_map_lookup_elem(&go_ctx, &key);
-		}
-	}
-	if (parent) {
-		__builtin_memcpy(in.ids.trace_id, parent->trace_id, sizeof(in.ids.trace_id));
-		__builtin_memcpy(in.ids.parent_id, parent->span_id, sizeof(in.ids.parent_id));
-		__builtin_memcpy(in.received_parent, parent->received_parent, sizeof(in.received_parent));
-	} else {
-		random_bytes(in.ids.trace_id, sizeof(in.ids.trace_id));
-	}
-	random_bytes(in.ids.span_id, sizeof(in.ids.span_id));
-	if (bpf_map_update_elem(&client_inflight, &g, &in, BPF_ANY))
-		count(COUNTER_INFLIGHT_FULL);
-	return 0;
-}
-
 
 // Model calls (issue 13). A round trip that POSTs to a model API's path
 // (the path's last two segments, or its last, in genai_suffixes, which user
@@ -323,7 +303,7 @@ static __always_inline void watch_bodies(struct inflight *in, __u64 pc)
 	struct go_iface conn = {};
 	bpf_probe_read_user(&conn, sizeof(conn), (void *)(pc + off_pconn_conn));
 	struct watch_key ck = {.tgid = k.tgid, .pc = conn.data};
-	if (!is_genai_request(in->req)) {
+	if (!in->model) {
 		// A keep-alive connection a model call used before.
 		if (bpf_map_delete_elem(&body_watch, &k) == 0)
 			bpf_map_delete_elem(&body_conn, &ck);
@@ -407,6 +387,234 @@ static __always_inline void copy_body(__u64 pc, __u64 ptr, __s64 total, bool wri
 	send_body(e, ptr + total - tail, tail, dir | HTTP_BODY_TAIL);
 }
 
+// Model calls over HTTP/2 (Go's HTTPS default). Net/http hands such a
+// request to its HTTP/2 transport, which never reaches persistConn: the
+// round trip's entry keeps the request's URL (genai_url), which the
+// stream's request (a shallow copy of the *Request, or since Go 1.27 a
+// *ClientRequest) shares; where the stream writes its headers, by then
+// holding its ID, the URL finds the span, the connection's *tls.Conn is
+// watched (h2_watch) and a stream record tells user space which stream of
+// that connection is the call. Every write (crypto/tls.(*Conn).Write) and
+// read (the copy inside crypto/tls.(*Conn).Read) of a watched connection
+// is copied; user space follows its frames (correlate/protocols/h2).
+
+struct url_key {
+	__u32 tgid;
+	__u32 pad;
+	__u64 url;
+};
+
+// Model calls in progress by their request's *url.URL.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct url_key);
+	__type(value, struct span_ids);
+} genai_url SEC(".maps");
+
+struct h2_watch {
+	// Bytes of each direction since the connection was first watched.
+	__u64 written;
+	__u64 read;
+	// Bytes of each direction since its last model call's stream began,
+	// against the copy budgets.
+	__u64 wspent;
+	__u64 rspent;
+};
+
+// HTTP/2 connections (*tls.Conn) a model call used, by process.
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct watch_key);
+	__type(value, struct h2_watch);
+} h2_watch SEC(".maps");
+
+// Keep the URL of the round trip in (a model call) for its HTTP/2 stream.
+static __always_inline void remember_url(struct inflight *in)
+{
+	struct url_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .url = read_u64(in->req + off_req_url)};
+	if (!k.url || bpf_map_update_elem(&genai_url, &k, &in->ids, BPF_ANY))
+		return;
+	in->h2_url = 1;
+	in->genai = 1;
+}
+
+// Copy a write or read of a watched HTTP/2 connection: its first bytes
+// while the direction's budget since the last model call began lasts, at
+// least a frame header's worth after that, and its last bytes when those
+// did not hold it all.
+static __always_inline void copy_h2(__u64 conn, __u64 ptr, __s64 total, bool write)
+{
+	struct watch_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = conn};
+	struct h2_watch *w = bpf_map_lookup_elem(&h2_watch, &k);
+	if (!w || total <= 0)
+		return;
+	__u32 zero = 0;
+	struct http_client_body *e = bpf_map_lookup_elem(&body_scratch, &zero);
+	if (!e)
+		return;
+	__u64 *done = write ? &w->written : &w->read;
+	__u64 *spent = write ? &w->wspent : &w->rspent;
+	__u64 budget = write ? GENAI_REQ_BUDGET : GENAI_RESP_BUDGET;
+	fill_header(&e->hdr, EVENT_HTTP_CLIENT_BODY);
+	e->conn = conn;
+	__builtin_memset(e->span_id, 0, sizeof(e->span_id));
+	e->offset = *done;
+	e->total = total;
+	e->pad = 0;
+	__u8 flags = HTTP_BODY_H2 | (write ? HTTP_BODY_WRITE : 0);
+	__u64 head = *spent < budget ? budget - *spent : 0;
+	if (head < HTTP_BODY_H2_MIN)
+		head = HTTP_BODY_H2_MIN;
+	if (head > (__u64)total)
+		head = total;
+	if (head > HTTP_BODY_MAX)
+		head = HTTP_BODY_MAX;
+	*done += total;
+	*spent += total;
+	send_body(e, ptr, head, flags);
+	if (head == (__u64)total)
+		return;
+	count(COUNTER_GENAI_UNCOPIED);
+	__u64 tail = total - head;
+	if (tail > HTTP_BODY_TAIL_MAX)
+		tail = HTTP_BODY_TAIL_MAX;
+	send_body(e, ptr + total - tail, tail, flags | HTTP_BODY_TAIL);
+}
+
+// func (cs *http2clientStream) encodeAndWriteHeaders(req *Request) error
+// (Go 1.26; since 1.27 net/http/internal/http2.(*clientStream), req a
+// *ClientRequest)
+//
+// Entry (emulated): RAX = cs, RBX = req. Runs on the goroutine that writes
+// the request, once cs has its stream ID (addStreamLocked) and before any
+// byte of the request is written.
+SEC("uprobe/http2clientStream_encodeAndWriteHeaders")
+int h2_write_headers(struct pt_regs *ctx)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	struct url_key uk = {.tgid = tgid, .url = read_u64(GO_ARG2(ctx) + off_h2req_url)};
+	if (!uk.url)
+		return 0;
+	struct span_ids *ids = bpf_map_lookup_elem(&genai_url, &uk);
+	if (!ids)
+		return 0;
+	__u64 cs = GO_ARG1(ctx);
+	__u64 cc = read_u64(cs + off_cs_cc);
+	__u32 id = 0;
+	struct go_iface tc = {};
+	if (!cc || bpf_probe_read_user(&id, sizeof(id), (void *)(cs + off_cs_id)) ||
+	    bpf_probe_read_user(&tc, sizeof(tc), (void *)(cc + off_cc_tconn))) {
+		count(COUNTER_READ_FAILED);
+		return 0;
+	}
+	if (!id || !tc.data || !itab_is(tc.tab, tlsconn_close_fn))
+		return 0; // not over crypto/tls (h2c, or another wrapper)
+	struct watch_key wk = {.tgid = tgid, .pc = tc.data};
+	struct h2_watch *w = bpf_map_lookup_elem(&h2_watch, &wk);
+	if (w) {
+		w->wspent = 0;
+		w->rspent = 0;
+	} else {
+		struct h2_watch nw = {};
+		if (bpf_map_update_elem(&h2_watch, &wk, &nw, BPF_ANY)) {
+			count(COUNTER_INFLIGHT_FULL);
+			return 0;
+		}
+	}
+	struct http_client_h2_stream *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(COUNTER_RINGBUF_FULL);
+		return 0;
+	}
+	fill_header(&e->hdr, EVENT_HTTP_CLIENT_H2_STREAM);
+	e->conn = tc.data;
+	__builtin_memcpy(e->span_id, ids->span_id, sizeof(e->span_id));
+	e->stream_id = id;
+	e->path_len = 0;
+	e->path_cut = 0;
+	e->pad = 0;
+	struct go_string path = {};
+	if (!bpf_probe_read_user(&path, sizeof(path), (void *)(uk.url + off_url_path)) && path.len > 0) {
+		__u64 n = path.len;
+		if (n > HTTP_H2_PATH_MAX) {
+			n = HTTP_H2_PATH_MAX;
+			e->path_cut = 1;
+		}
+		n &= (HTTP_H2_PATH_MAX * 2 - 1);
+		if (n > HTTP_H2_PATH_MAX)
+			n = HTTP_H2_PATH_MAX;
+		if (!bpf_probe_read_user(e->path, n, (void *)(path.ptr + path.len - n)))
+			e->path_len = n;
+	}
+	bpf_ringbuf_submit(e, wakeup_flags());
+	return 0;
+}
+
+// func (c *tls.Conn) Read(b []byte) (int, error)
+//
+// On the CALL runtime.memmove of the bytes.Reader.Read it inlines (n =
+// copy(b, c.input.s[c.input.i:]); emulated; found per binary,
+// gobin.CopySite): RBX = the plaintext handed to the caller, RCX = n, c in
+// the spill slot off_tls_read_conn from SP. Every TLS read of the process
+// that returns data pays the trap and one hash lookup; only watched HTTP/2
+// connections are copied.
+SEC("uprobe/tls_Conn_Read_copy")
+int tls_conn_read_copy(struct pt_regs *ctx)
+{
+	__u64 c = read_u64(ctx->sp + off_tls_read_conn);
+	if (!c)
+		return 0;
+	copy_h2(c, ctx->bx, (__s64)ctx->cx, false);
+	return 0;
+}
+
+SEC("uprobe/Transport_roundTrip")
+int round_trip_enter(struct pt_regs *ctx)
+{
+	__u64 g = GO_G(ctx);
+	__u64 req = GO_ARG2(ctx);
+	__u64 goid = read_u64(g + off_g_goid);
+	struct inflight *cur = bpf_map_lookup_elem(&client_inflight, &g);
+
+	// A second hit for the same call after morestack (see the server probe).
+	if (cur && cur->req == req && cur->goid == goid)
+		return 0;
+
+	struct inflight in = {
+		.start_ns = bpf_ktime_get_ns(),
+		.goid = goid,
+		.req = req,
+	};
+	struct go_key key = go_key_of(goid);
+	struct go_trace_ctx *parent = bpf_map_lookup_elem(&go_ctx, &key);
+	if (!parent) {
+		__u64 pgoid = read_u64(g + off_g_parent_goid);
+		if (pgoid) {
+			key.goid = pgoid;
+			parent = bpf_map_lookup_elem(&go_ctx, &key);
+		}
+	}
+	if (parent) {
+		__builtin_memcpy(in.ids.trace_id, parent->trace_id, sizeof(in.ids.trace_id));
+		__builtin_memcpy(in.ids.parent_id, parent->span_id, sizeof(in.ids.parent_id));
+		__builtin_memcpy(in.received_parent, parent->received_parent, sizeof(in.received_parent));
+	} else {
+		random_bytes(in.ids.trace_id, sizeof(in.ids.trace_id));
+	}
+	random_bytes(in.ids.span_id, sizeof(in.ids.span_id));
+	if (capture_bodies && is_genai_request(req)) {
+		in.model = 1;
+		if (capture_h2)
+			remember_url(&in);
+	}
+	if (bpf_map_update_elem(&client_inflight, &g, &in, BPF_ANY))
+		count(COUNTER_INFLIGHT_FULL);
+	return 0;
+}
+
+
 // func (w persistConnWriter) Write(p []byte) (n int, err error)
 //
 // Every byte an HTTP/1.x client connection writes, request head and body
@@ -440,15 +648,20 @@ int tcp_copy_write(struct pt_regs *ctx)
 // Every write of a TLS connection: RAX = c, RBX/RCX = b (plaintext).
 // Entry (emulated). Copied only for connections a model call is using over
 // HTTP/1.x (body_conn): the request head that persistConnWriter.Write
-// passes on, and the body io.Copy writes past it. Every TLS write of the
-// process pays the trap and one hash lookup.
+// passes on, and the body io.Copy writes past it; and for HTTP/2
+// connections a model call used (h2_watch), whose every write is copied.
+// Every TLS write of the process pays the trap and one or two hash
+// lookups.
 SEC("uprobe/tls_Conn_Write")
 int tls_conn_write(struct pt_regs *ctx)
 {
 	struct watch_key ck = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = GO_ARG1(ctx)};
 	__u64 *pc = bpf_map_lookup_elem(&body_conn, &ck);
-	if (!pc)
+	if (!pc) {
+		if (capture_h2)
+			copy_h2(ck.pc, GO_ARG2(ctx), GO_ARG3(ctx), true);
 		return 0;
+	}
 	copy_body(*pc, GO_ARG2(ctx), GO_ARG3(ctx), true, true);
 	return 0;
 }
@@ -601,6 +814,10 @@ static __always_inline void end_round_trip(__u64 g, __u64 resp, __u64 err_tab, b
 		return;
 	struct inflight in = *found;
 	bpf_map_delete_elem(&client_inflight, &g);
+	if (in.h2_url) {
+		struct url_key uk = {.tgid = bpf_get_current_pid_tgid() >> 32, .url = read_u64(in.req + off_req_url)};
+		bpf_map_delete_elem(&genai_url, &uk);
+	}
 
 	__u32 zero = 0;
 	struct scratch *s = bpf_map_lookup_elem(&client_scratch, &zero);

@@ -71,6 +71,12 @@ enum http_client_body_flags {
 	HTTP_BODY_TAIL = 1 << 1,
 	// The read returned no byte: the connection ended (EOF or an error).
 	HTTP_BODY_EOF = 1 << 2,
+	// The bytes of an HTTP/2 connection (the plaintext of a *tls.Conn a
+	// model call's stream uses, http_client_h2_stream): conn is the
+	// *tls.Conn, offset counts the direction's bytes since the connection
+	// was first watched, span_id is zero (the connection's streams are
+	// told apart by their frames).
+	HTTP_BODY_H2 = 1 << 3,
 };
 
 // Bytes a body record holds at most: a read of the connection's buffered
@@ -79,6 +85,11 @@ enum http_client_body_flags {
 // Bytes of a write or read's end sent as a second record when the first
 // could not hold it all.
 #define HTTP_BODY_TAIL_MAX 1024
+
+// Bytes of an HTTP/2 write or read copied once the budgets are spent: a
+// frame header and a little more, so that the framing holds across the
+// bytes not copied.
+#define HTTP_BODY_H2_MIN 64
 
 // The bytes one write or read of a model call's HTTP/1.x connection
 // carried (net/http's persistConn), sent only for connections a model call
@@ -93,4 +104,28 @@ struct http_client_body {
 	__u8 flags;       // enum http_client_body_flags
 	__u8 pad;
 	__u8 data[HTTP_BODY_MAX];
+};
+
+// The HTTP/2 stream record's type in event_header.
+enum http_client_h2_stream_record {
+	EVENT_HTTP_CLIENT_H2_STREAM = 17,
+};
+
+// Bytes of the request's path an HTTP/2 stream record holds: its end,
+// which is what recognises a model API.
+#define HTTP_H2_PATH_MAX 64
+
+// A model call's request given an HTTP/2 stream, sent when net/http writes
+// its headers (encodeAndWriteHeaders): from then on the connection's
+// plaintext comes in http_client_body records flagged HTTP_BODY_H2, and
+// the stream's frames in them are the call's.
+struct http_client_h2_stream {
+	struct event_header hdr;
+	__u64 conn;      // the *tls.Conn
+	__u8 span_id[8]; // the round trip's span
+	__u32 stream_id;
+	__u16 path_len;  // bytes in path
+	__u8 path_cut;   // path holds the path's last bytes only
+	__u8 pad;
+	char path[HTTP_H2_PATH_MAX];
 };

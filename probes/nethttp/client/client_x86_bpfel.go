@@ -44,6 +44,7 @@ const (
 	clientHttpClientBodyFlagsHTTP_BODY_WRITE clientHttpClientBodyFlags = 1
 	clientHttpClientBodyFlagsHTTP_BODY_TAIL  clientHttpClientBodyFlags = 2
 	clientHttpClientBodyFlagsHTTP_BODY_EOF   clientHttpClientBodyFlags = 4
+	clientHttpClientBodyFlagsHTTP_BODY_H2    clientHttpClientBodyFlags = 8
 )
 
 type clientHttpClientBodyRecord uint32
@@ -92,6 +93,31 @@ type clientHttpClientEvent struct {
 	Query         [256]int8
 }
 
+type clientHttpClientH2Stream struct {
+	_   structs.HostLayout
+	Hdr struct {
+		_     structs.HostLayout
+		Type  uint8
+		Flags uint8
+		Pad   uint16
+		Pid   uint32
+		TsNs  uint64
+	}
+	Conn     uint64
+	SpanId   [8]uint8
+	StreamId uint32
+	PathLen  uint16
+	PathCut  uint8
+	Pad      uint8
+	Path     [64]int8
+}
+
+type clientHttpClientH2StreamRecord uint32
+
+const (
+	clientHttpClientH2StreamRecordEVENT_HTTP_CLIENT_H2STREAM clientHttpClientH2StreamRecord = 17
+)
+
 type clientHttpClientInfo uint32
 
 const (
@@ -118,76 +144,88 @@ type clientScratch struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
-	clientMapBodyConn                   = "body_conn"
-	clientMapBodyScratch                = "body_scratch"
-	clientMapBodyWatch                  = "body_watch"
-	clientMapClientInflight             = "client_inflight"
-	clientMapClientScratch              = "client_scratch"
-	clientMapConnCtx                    = "conn_ctx"
-	clientMapConnCtxArmed               = "conn_ctx_armed"
-	clientMapCounters                   = "counters"
-	clientMapEvents                     = "events"
-	clientMapGenaiSuffixLens            = "genai_suffix_lens"
-	clientMapGenaiSuffixes              = "genai_suffixes"
-	clientMapGoCtx                      = "go_ctx"
-	clientMapHeaderCtx                  = "header_ctx"
-	clientMapHeaderScratch              = "header_scratch"
-	clientProgPconnRead                 = "pconn_read"
-	clientProgPconnWrite                = "pconn_write"
-	clientProgPersistConnRoundTripEnter = "persist_conn_round_trip_enter"
-	clientProgRoundTripAltReturn        = "round_trip_alt_return"
-	clientProgRoundTripEnd              = "round_trip_end"
-	clientProgRoundTripEnter            = "round_trip_enter"
-	clientProgRoundTripReturn           = "round_trip_return"
-	clientProgTcpCopyWrite              = "tcp_copy_write"
-	clientProgTlsConnWrite              = "tls_conn_write"
-	clientProgWriteSubsetEnter          = "write_subset_enter"
-	clientVarBufioWriterWriteFn         = "bufio_writer_write_fn"
-	clientVarCaptureBodies              = "capture_bodies"
-	clientVarErrorstringErrorFn         = "errorstring_error_fn"
-	clientVarInjectWriteUser            = "inject_write_user"
-	clientVarOffBufioBuf                = "off_bufio_buf"
-	clientVarOffBufioN                  = "off_bufio_n"
-	clientVarOffG_goid                  = "off_g_goid"
-	clientVarOffG_parentGoid            = "off_g_parent_goid"
-	clientVarOffGroupsData              = "off_groups_data"
-	clientVarOffGroupsLengthMask        = "off_groups_length_mask"
-	clientVarOffMapDirLen               = "off_map_dir_len"
-	clientVarOffMapDirPtr               = "off_map_dir_ptr"
-	clientVarOffNetconnFd               = "off_netconn_fd"
-	clientVarOffNetfdLaddr              = "off_netfd_laddr"
-	clientVarOffNetfdRaddr              = "off_netfd_raddr"
-	clientVarOffPconnConn               = "off_pconn_conn"
-	clientVarOffPconnReadP              = "off_pconn_read_p"
-	clientVarOffPconnReadPc             = "off_pconn_read_pc"
-	clientVarOffReqContentLength        = "off_req_content_length"
-	clientVarOffReqHeader               = "off_req_header"
-	clientVarOffReqMethod               = "off_req_method"
-	clientVarOffReqUrl                  = "off_req_url"
-	clientVarOffRespRequest             = "off_resp_request"
-	clientVarOffRespStatusCode          = "off_resp_status_code"
-	clientVarOffRtErr                   = "off_rt_err"
-	clientVarOffRtResp                  = "off_rt_resp"
-	clientVarOffTableGroups             = "off_table_groups"
-	clientVarOffTcpaddrIp               = "off_tcpaddr_ip"
-	clientVarOffTcpaddrPort             = "off_tcpaddr_port"
-	clientVarOffUrlHost                 = "off_url_host"
-	clientVarOffUrlPath                 = "off_url_path"
-	clientVarOffUrlRawQuery             = "off_url_raw_query"
-	clientVarOffUrlScheme               = "off_url_scheme"
-	clientVarReqReadSize                = "req_read_size"
-	clientVarRespReadSize               = "resp_read_size"
-	clientVarRtClosureErr               = "rt_closure_err"
-	clientVarTcpconnCloseFn             = "tcpconn_close_fn"
-	clientVarTlsconnCloseFn             = "tlsconn_close_fn"
-	clientVarUnusedHttpClientBody       = "unused_http_client_body"
-	clientVarUnusedHttpClientBodyFlags  = "unused_http_client_body_flags"
-	clientVarUnusedHttpClientBodyRecord = "unused_http_client_body_record"
-	clientVarUnusedHttpClientEvent      = "unused_http_client_event"
-	clientVarUnusedHttpClientInfo       = "unused_http_client_info"
-	clientVarUnusedHttpClientRecord     = "unused_http_client_record"
-	clientVarUrlReadSize                = "url_read_size"
-	clientVarWakeupThreshold            = "wakeup_threshold"
+	clientMapBodyConn                       = "body_conn"
+	clientMapBodyScratch                    = "body_scratch"
+	clientMapBodyWatch                      = "body_watch"
+	clientMapClientInflight                 = "client_inflight"
+	clientMapClientScratch                  = "client_scratch"
+	clientMapConnCtx                        = "conn_ctx"
+	clientMapConnCtxArmed                   = "conn_ctx_armed"
+	clientMapCounters                       = "counters"
+	clientMapEvents                         = "events"
+	clientMapGenaiSuffixLens                = "genai_suffix_lens"
+	clientMapGenaiSuffixes                  = "genai_suffixes"
+	clientMapGenaiUrl                       = "genai_url"
+	clientMapGoCtx                          = "go_ctx"
+	clientMapH2Watch                        = "h2_watch"
+	clientMapHeaderCtx                      = "header_ctx"
+	clientMapHeaderScratch                  = "header_scratch"
+	clientProgH2WriteHeaders                = "h2_write_headers"
+	clientProgPconnRead                     = "pconn_read"
+	clientProgPconnWrite                    = "pconn_write"
+	clientProgPersistConnRoundTripEnter     = "persist_conn_round_trip_enter"
+	clientProgRoundTripAltReturn            = "round_trip_alt_return"
+	clientProgRoundTripEnd                  = "round_trip_end"
+	clientProgRoundTripEnter                = "round_trip_enter"
+	clientProgRoundTripReturn               = "round_trip_return"
+	clientProgTcpCopyWrite                  = "tcp_copy_write"
+	clientProgTlsConnReadCopy               = "tls_conn_read_copy"
+	clientProgTlsConnWrite                  = "tls_conn_write"
+	clientProgWriteSubsetEnter              = "write_subset_enter"
+	clientVarBufioWriterWriteFn             = "bufio_writer_write_fn"
+	clientVarCaptureBodies                  = "capture_bodies"
+	clientVarCaptureH2                      = "capture_h2"
+	clientVarErrorstringErrorFn             = "errorstring_error_fn"
+	clientVarInjectWriteUser                = "inject_write_user"
+	clientVarOffBufioBuf                    = "off_bufio_buf"
+	clientVarOffBufioN                      = "off_bufio_n"
+	clientVarOffCcTconn                     = "off_cc_tconn"
+	clientVarOffCsCc                        = "off_cs_cc"
+	clientVarOffCsId                        = "off_cs_id"
+	clientVarOffG_goid                      = "off_g_goid"
+	clientVarOffG_parentGoid                = "off_g_parent_goid"
+	clientVarOffGroupsData                  = "off_groups_data"
+	clientVarOffGroupsLengthMask            = "off_groups_length_mask"
+	clientVarOffH2reqUrl                    = "off_h2req_url"
+	clientVarOffMapDirLen                   = "off_map_dir_len"
+	clientVarOffMapDirPtr                   = "off_map_dir_ptr"
+	clientVarOffNetconnFd                   = "off_netconn_fd"
+	clientVarOffNetfdLaddr                  = "off_netfd_laddr"
+	clientVarOffNetfdRaddr                  = "off_netfd_raddr"
+	clientVarOffPconnConn                   = "off_pconn_conn"
+	clientVarOffPconnReadP                  = "off_pconn_read_p"
+	clientVarOffPconnReadPc                 = "off_pconn_read_pc"
+	clientVarOffReqContentLength            = "off_req_content_length"
+	clientVarOffReqHeader                   = "off_req_header"
+	clientVarOffReqMethod                   = "off_req_method"
+	clientVarOffReqUrl                      = "off_req_url"
+	clientVarOffRespRequest                 = "off_resp_request"
+	clientVarOffRespStatusCode              = "off_resp_status_code"
+	clientVarOffRtErr                       = "off_rt_err"
+	clientVarOffRtResp                      = "off_rt_resp"
+	clientVarOffTableGroups                 = "off_table_groups"
+	clientVarOffTcpaddrIp                   = "off_tcpaddr_ip"
+	clientVarOffTcpaddrPort                 = "off_tcpaddr_port"
+	clientVarOffTlsReadConn                 = "off_tls_read_conn"
+	clientVarOffUrlHost                     = "off_url_host"
+	clientVarOffUrlPath                     = "off_url_path"
+	clientVarOffUrlRawQuery                 = "off_url_raw_query"
+	clientVarOffUrlScheme                   = "off_url_scheme"
+	clientVarReqReadSize                    = "req_read_size"
+	clientVarRespReadSize                   = "resp_read_size"
+	clientVarRtClosureErr                   = "rt_closure_err"
+	clientVarTcpconnCloseFn                 = "tcpconn_close_fn"
+	clientVarTlsconnCloseFn                 = "tlsconn_close_fn"
+	clientVarUnusedHttpClientBody           = "unused_http_client_body"
+	clientVarUnusedHttpClientBodyFlags      = "unused_http_client_body_flags"
+	clientVarUnusedHttpClientBodyRecord     = "unused_http_client_body_record"
+	clientVarUnusedHttpClientEvent          = "unused_http_client_event"
+	clientVarUnusedHttpClientH2Stream       = "unused_http_client_h2_stream"
+	clientVarUnusedHttpClientH2StreamRecord = "unused_http_client_h2_stream_record"
+	clientVarUnusedHttpClientInfo           = "unused_http_client_info"
+	clientVarUnusedHttpClientRecord         = "unused_http_client_record"
+	clientVarUrlReadSize                    = "url_read_size"
+	clientVarWakeupThreshold                = "wakeup_threshold"
 )
 
 // loadClient returns the embedded CollectionSpec for client.
@@ -232,6 +270,7 @@ type clientSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientProgramSpecs struct {
+	H2WriteHeaders            *ebpf.ProgramSpec `ebpf:"h2_write_headers"`
 	PconnRead                 *ebpf.ProgramSpec `ebpf:"pconn_read"`
 	PconnWrite                *ebpf.ProgramSpec `ebpf:"pconn_write"`
 	PersistConnRoundTripEnter *ebpf.ProgramSpec `ebpf:"persist_conn_round_trip_enter"`
@@ -240,6 +279,7 @@ type clientProgramSpecs struct {
 	RoundTripEnter            *ebpf.ProgramSpec `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.ProgramSpec `ebpf:"round_trip_return"`
 	TcpCopyWrite              *ebpf.ProgramSpec `ebpf:"tcp_copy_write"`
+	TlsConnReadCopy           *ebpf.ProgramSpec `ebpf:"tls_conn_read_copy"`
 	TlsConnWrite              *ebpf.ProgramSpec `ebpf:"tls_conn_write"`
 	WriteSubsetEnter          *ebpf.ProgramSpec `ebpf:"write_subset_enter"`
 }
@@ -259,7 +299,9 @@ type clientMapSpecs struct {
 	Events          *ebpf.MapSpec `ebpf:"events"`
 	GenaiSuffixLens *ebpf.MapSpec `ebpf:"genai_suffix_lens"`
 	GenaiSuffixes   *ebpf.MapSpec `ebpf:"genai_suffixes"`
+	GenaiUrl        *ebpf.MapSpec `ebpf:"genai_url"`
 	GoCtx           *ebpf.MapSpec `ebpf:"go_ctx"`
+	H2Watch         *ebpf.MapSpec `ebpf:"h2_watch"`
 	HeaderCtx       *ebpf.MapSpec `ebpf:"header_ctx"`
 	HeaderScratch   *ebpf.MapSpec `ebpf:"header_scratch"`
 }
@@ -268,52 +310,60 @@ type clientMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientVariableSpecs struct {
-	BufioWriterWriteFn         *ebpf.VariableSpec `ebpf:"bufio_writer_write_fn"`
-	CaptureBodies              *ebpf.VariableSpec `ebpf:"capture_bodies"`
-	ErrorstringErrorFn         *ebpf.VariableSpec `ebpf:"errorstring_error_fn"`
-	InjectWriteUser            *ebpf.VariableSpec `ebpf:"inject_write_user"`
-	OffBufioBuf                *ebpf.VariableSpec `ebpf:"off_bufio_buf"`
-	OffBufioN                  *ebpf.VariableSpec `ebpf:"off_bufio_n"`
-	OffG_goid                  *ebpf.VariableSpec `ebpf:"off_g_goid"`
-	OffG_parentGoid            *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
-	OffGroupsData              *ebpf.VariableSpec `ebpf:"off_groups_data"`
-	OffGroupsLengthMask        *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
-	OffMapDirLen               *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
-	OffMapDirPtr               *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
-	OffNetconnFd               *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
-	OffNetfdLaddr              *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
-	OffNetfdRaddr              *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
-	OffPconnConn               *ebpf.VariableSpec `ebpf:"off_pconn_conn"`
-	OffPconnReadP              *ebpf.VariableSpec `ebpf:"off_pconn_read_p"`
-	OffPconnReadPc             *ebpf.VariableSpec `ebpf:"off_pconn_read_pc"`
-	OffReqContentLength        *ebpf.VariableSpec `ebpf:"off_req_content_length"`
-	OffReqHeader               *ebpf.VariableSpec `ebpf:"off_req_header"`
-	OffReqMethod               *ebpf.VariableSpec `ebpf:"off_req_method"`
-	OffReqUrl                  *ebpf.VariableSpec `ebpf:"off_req_url"`
-	OffRespRequest             *ebpf.VariableSpec `ebpf:"off_resp_request"`
-	OffRespStatusCode          *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
-	OffRtErr                   *ebpf.VariableSpec `ebpf:"off_rt_err"`
-	OffRtResp                  *ebpf.VariableSpec `ebpf:"off_rt_resp"`
-	OffTableGroups             *ebpf.VariableSpec `ebpf:"off_table_groups"`
-	OffTcpaddrIp               *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
-	OffTcpaddrPort             *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
-	OffUrlHost                 *ebpf.VariableSpec `ebpf:"off_url_host"`
-	OffUrlPath                 *ebpf.VariableSpec `ebpf:"off_url_path"`
-	OffUrlRawQuery             *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
-	OffUrlScheme               *ebpf.VariableSpec `ebpf:"off_url_scheme"`
-	ReqReadSize                *ebpf.VariableSpec `ebpf:"req_read_size"`
-	RespReadSize               *ebpf.VariableSpec `ebpf:"resp_read_size"`
-	RtClosureErr               *ebpf.VariableSpec `ebpf:"rt_closure_err"`
-	TcpconnCloseFn             *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
-	TlsconnCloseFn             *ebpf.VariableSpec `ebpf:"tlsconn_close_fn"`
-	UnusedHttpClientBody       *ebpf.VariableSpec `ebpf:"unused_http_client_body"`
-	UnusedHttpClientBodyFlags  *ebpf.VariableSpec `ebpf:"unused_http_client_body_flags"`
-	UnusedHttpClientBodyRecord *ebpf.VariableSpec `ebpf:"unused_http_client_body_record"`
-	UnusedHttpClientEvent      *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
-	UnusedHttpClientInfo       *ebpf.VariableSpec `ebpf:"unused_http_client_info"`
-	UnusedHttpClientRecord     *ebpf.VariableSpec `ebpf:"unused_http_client_record"`
-	UrlReadSize                *ebpf.VariableSpec `ebpf:"url_read_size"`
-	WakeupThreshold            *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
+	BufioWriterWriteFn             *ebpf.VariableSpec `ebpf:"bufio_writer_write_fn"`
+	CaptureBodies                  *ebpf.VariableSpec `ebpf:"capture_bodies"`
+	CaptureH2                      *ebpf.VariableSpec `ebpf:"capture_h2"`
+	ErrorstringErrorFn             *ebpf.VariableSpec `ebpf:"errorstring_error_fn"`
+	InjectWriteUser                *ebpf.VariableSpec `ebpf:"inject_write_user"`
+	OffBufioBuf                    *ebpf.VariableSpec `ebpf:"off_bufio_buf"`
+	OffBufioN                      *ebpf.VariableSpec `ebpf:"off_bufio_n"`
+	OffCcTconn                     *ebpf.VariableSpec `ebpf:"off_cc_tconn"`
+	OffCsCc                        *ebpf.VariableSpec `ebpf:"off_cs_cc"`
+	OffCsId                        *ebpf.VariableSpec `ebpf:"off_cs_id"`
+	OffG_goid                      *ebpf.VariableSpec `ebpf:"off_g_goid"`
+	OffG_parentGoid                *ebpf.VariableSpec `ebpf:"off_g_parent_goid"`
+	OffGroupsData                  *ebpf.VariableSpec `ebpf:"off_groups_data"`
+	OffGroupsLengthMask            *ebpf.VariableSpec `ebpf:"off_groups_length_mask"`
+	OffH2reqUrl                    *ebpf.VariableSpec `ebpf:"off_h2req_url"`
+	OffMapDirLen                   *ebpf.VariableSpec `ebpf:"off_map_dir_len"`
+	OffMapDirPtr                   *ebpf.VariableSpec `ebpf:"off_map_dir_ptr"`
+	OffNetconnFd                   *ebpf.VariableSpec `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr                  *ebpf.VariableSpec `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr                  *ebpf.VariableSpec `ebpf:"off_netfd_raddr"`
+	OffPconnConn                   *ebpf.VariableSpec `ebpf:"off_pconn_conn"`
+	OffPconnReadP                  *ebpf.VariableSpec `ebpf:"off_pconn_read_p"`
+	OffPconnReadPc                 *ebpf.VariableSpec `ebpf:"off_pconn_read_pc"`
+	OffReqContentLength            *ebpf.VariableSpec `ebpf:"off_req_content_length"`
+	OffReqHeader                   *ebpf.VariableSpec `ebpf:"off_req_header"`
+	OffReqMethod                   *ebpf.VariableSpec `ebpf:"off_req_method"`
+	OffReqUrl                      *ebpf.VariableSpec `ebpf:"off_req_url"`
+	OffRespRequest                 *ebpf.VariableSpec `ebpf:"off_resp_request"`
+	OffRespStatusCode              *ebpf.VariableSpec `ebpf:"off_resp_status_code"`
+	OffRtErr                       *ebpf.VariableSpec `ebpf:"off_rt_err"`
+	OffRtResp                      *ebpf.VariableSpec `ebpf:"off_rt_resp"`
+	OffTableGroups                 *ebpf.VariableSpec `ebpf:"off_table_groups"`
+	OffTcpaddrIp                   *ebpf.VariableSpec `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort                 *ebpf.VariableSpec `ebpf:"off_tcpaddr_port"`
+	OffTlsReadConn                 *ebpf.VariableSpec `ebpf:"off_tls_read_conn"`
+	OffUrlHost                     *ebpf.VariableSpec `ebpf:"off_url_host"`
+	OffUrlPath                     *ebpf.VariableSpec `ebpf:"off_url_path"`
+	OffUrlRawQuery                 *ebpf.VariableSpec `ebpf:"off_url_raw_query"`
+	OffUrlScheme                   *ebpf.VariableSpec `ebpf:"off_url_scheme"`
+	ReqReadSize                    *ebpf.VariableSpec `ebpf:"req_read_size"`
+	RespReadSize                   *ebpf.VariableSpec `ebpf:"resp_read_size"`
+	RtClosureErr                   *ebpf.VariableSpec `ebpf:"rt_closure_err"`
+	TcpconnCloseFn                 *ebpf.VariableSpec `ebpf:"tcpconn_close_fn"`
+	TlsconnCloseFn                 *ebpf.VariableSpec `ebpf:"tlsconn_close_fn"`
+	UnusedHttpClientBody           *ebpf.VariableSpec `ebpf:"unused_http_client_body"`
+	UnusedHttpClientBodyFlags      *ebpf.VariableSpec `ebpf:"unused_http_client_body_flags"`
+	UnusedHttpClientBodyRecord     *ebpf.VariableSpec `ebpf:"unused_http_client_body_record"`
+	UnusedHttpClientEvent          *ebpf.VariableSpec `ebpf:"unused_http_client_event"`
+	UnusedHttpClientH2Stream       *ebpf.VariableSpec `ebpf:"unused_http_client_h2_stream"`
+	UnusedHttpClientH2StreamRecord *ebpf.VariableSpec `ebpf:"unused_http_client_h2_stream_record"`
+	UnusedHttpClientInfo           *ebpf.VariableSpec `ebpf:"unused_http_client_info"`
+	UnusedHttpClientRecord         *ebpf.VariableSpec `ebpf:"unused_http_client_record"`
+	UrlReadSize                    *ebpf.VariableSpec `ebpf:"url_read_size"`
+	WakeupThreshold                *ebpf.VariableSpec `ebpf:"wakeup_threshold"`
 }
 
 // clientObjects contains all objects after they have been loaded into the kernel.
@@ -347,7 +397,9 @@ type clientMaps struct {
 	Events          *ebpf.Map `ebpf:"events"`
 	GenaiSuffixLens *ebpf.Map `ebpf:"genai_suffix_lens"`
 	GenaiSuffixes   *ebpf.Map `ebpf:"genai_suffixes"`
+	GenaiUrl        *ebpf.Map `ebpf:"genai_url"`
 	GoCtx           *ebpf.Map `ebpf:"go_ctx"`
+	H2Watch         *ebpf.Map `ebpf:"h2_watch"`
 	HeaderCtx       *ebpf.Map `ebpf:"header_ctx"`
 	HeaderScratch   *ebpf.Map `ebpf:"header_scratch"`
 }
@@ -365,7 +417,9 @@ func (m *clientMaps) Close() error {
 		m.Events,
 		m.GenaiSuffixLens,
 		m.GenaiSuffixes,
+		m.GenaiUrl,
 		m.GoCtx,
+		m.H2Watch,
 		m.HeaderCtx,
 		m.HeaderScratch,
 	)
@@ -375,58 +429,67 @@ func (m *clientMaps) Close() error {
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientVariables struct {
-	BufioWriterWriteFn         *ebpf.Variable `ebpf:"bufio_writer_write_fn"`
-	CaptureBodies              *ebpf.Variable `ebpf:"capture_bodies"`
-	ErrorstringErrorFn         *ebpf.Variable `ebpf:"errorstring_error_fn"`
-	InjectWriteUser            *ebpf.Variable `ebpf:"inject_write_user"`
-	OffBufioBuf                *ebpf.Variable `ebpf:"off_bufio_buf"`
-	OffBufioN                  *ebpf.Variable `ebpf:"off_bufio_n"`
-	OffG_goid                  *ebpf.Variable `ebpf:"off_g_goid"`
-	OffG_parentGoid            *ebpf.Variable `ebpf:"off_g_parent_goid"`
-	OffGroupsData              *ebpf.Variable `ebpf:"off_groups_data"`
-	OffGroupsLengthMask        *ebpf.Variable `ebpf:"off_groups_length_mask"`
-	OffMapDirLen               *ebpf.Variable `ebpf:"off_map_dir_len"`
-	OffMapDirPtr               *ebpf.Variable `ebpf:"off_map_dir_ptr"`
-	OffNetconnFd               *ebpf.Variable `ebpf:"off_netconn_fd"`
-	OffNetfdLaddr              *ebpf.Variable `ebpf:"off_netfd_laddr"`
-	OffNetfdRaddr              *ebpf.Variable `ebpf:"off_netfd_raddr"`
-	OffPconnConn               *ebpf.Variable `ebpf:"off_pconn_conn"`
-	OffPconnReadP              *ebpf.Variable `ebpf:"off_pconn_read_p"`
-	OffPconnReadPc             *ebpf.Variable `ebpf:"off_pconn_read_pc"`
-	OffReqContentLength        *ebpf.Variable `ebpf:"off_req_content_length"`
-	OffReqHeader               *ebpf.Variable `ebpf:"off_req_header"`
-	OffReqMethod               *ebpf.Variable `ebpf:"off_req_method"`
-	OffReqUrl                  *ebpf.Variable `ebpf:"off_req_url"`
-	OffRespRequest             *ebpf.Variable `ebpf:"off_resp_request"`
-	OffRespStatusCode          *ebpf.Variable `ebpf:"off_resp_status_code"`
-	OffRtErr                   *ebpf.Variable `ebpf:"off_rt_err"`
-	OffRtResp                  *ebpf.Variable `ebpf:"off_rt_resp"`
-	OffTableGroups             *ebpf.Variable `ebpf:"off_table_groups"`
-	OffTcpaddrIp               *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
-	OffTcpaddrPort             *ebpf.Variable `ebpf:"off_tcpaddr_port"`
-	OffUrlHost                 *ebpf.Variable `ebpf:"off_url_host"`
-	OffUrlPath                 *ebpf.Variable `ebpf:"off_url_path"`
-	OffUrlRawQuery             *ebpf.Variable `ebpf:"off_url_raw_query"`
-	OffUrlScheme               *ebpf.Variable `ebpf:"off_url_scheme"`
-	ReqReadSize                *ebpf.Variable `ebpf:"req_read_size"`
-	RespReadSize               *ebpf.Variable `ebpf:"resp_read_size"`
-	RtClosureErr               *ebpf.Variable `ebpf:"rt_closure_err"`
-	TcpconnCloseFn             *ebpf.Variable `ebpf:"tcpconn_close_fn"`
-	TlsconnCloseFn             *ebpf.Variable `ebpf:"tlsconn_close_fn"`
-	UnusedHttpClientBody       *ebpf.Variable `ebpf:"unused_http_client_body"`
-	UnusedHttpClientBodyFlags  *ebpf.Variable `ebpf:"unused_http_client_body_flags"`
-	UnusedHttpClientBodyRecord *ebpf.Variable `ebpf:"unused_http_client_body_record"`
-	UnusedHttpClientEvent      *ebpf.Variable `ebpf:"unused_http_client_event"`
-	UnusedHttpClientInfo       *ebpf.Variable `ebpf:"unused_http_client_info"`
-	UnusedHttpClientRecord     *ebpf.Variable `ebpf:"unused_http_client_record"`
-	UrlReadSize                *ebpf.Variable `ebpf:"url_read_size"`
-	WakeupThreshold            *ebpf.Variable `ebpf:"wakeup_threshold"`
+	BufioWriterWriteFn             *ebpf.Variable `ebpf:"bufio_writer_write_fn"`
+	CaptureBodies                  *ebpf.Variable `ebpf:"capture_bodies"`
+	CaptureH2                      *ebpf.Variable `ebpf:"capture_h2"`
+	ErrorstringErrorFn             *ebpf.Variable `ebpf:"errorstring_error_fn"`
+	InjectWriteUser                *ebpf.Variable `ebpf:"inject_write_user"`
+	OffBufioBuf                    *ebpf.Variable `ebpf:"off_bufio_buf"`
+	OffBufioN                      *ebpf.Variable `ebpf:"off_bufio_n"`
+	OffCcTconn                     *ebpf.Variable `ebpf:"off_cc_tconn"`
+	OffCsCc                        *ebpf.Variable `ebpf:"off_cs_cc"`
+	OffCsId                        *ebpf.Variable `ebpf:"off_cs_id"`
+	OffG_goid                      *ebpf.Variable `ebpf:"off_g_goid"`
+	OffG_parentGoid                *ebpf.Variable `ebpf:"off_g_parent_goid"`
+	OffGroupsData                  *ebpf.Variable `ebpf:"off_groups_data"`
+	OffGroupsLengthMask            *ebpf.Variable `ebpf:"off_groups_length_mask"`
+	OffH2reqUrl                    *ebpf.Variable `ebpf:"off_h2req_url"`
+	OffMapDirLen                   *ebpf.Variable `ebpf:"off_map_dir_len"`
+	OffMapDirPtr                   *ebpf.Variable `ebpf:"off_map_dir_ptr"`
+	OffNetconnFd                   *ebpf.Variable `ebpf:"off_netconn_fd"`
+	OffNetfdLaddr                  *ebpf.Variable `ebpf:"off_netfd_laddr"`
+	OffNetfdRaddr                  *ebpf.Variable `ebpf:"off_netfd_raddr"`
+	OffPconnConn                   *ebpf.Variable `ebpf:"off_pconn_conn"`
+	OffPconnReadP                  *ebpf.Variable `ebpf:"off_pconn_read_p"`
+	OffPconnReadPc                 *ebpf.Variable `ebpf:"off_pconn_read_pc"`
+	OffReqContentLength            *ebpf.Variable `ebpf:"off_req_content_length"`
+	OffReqHeader                   *ebpf.Variable `ebpf:"off_req_header"`
+	OffReqMethod                   *ebpf.Variable `ebpf:"off_req_method"`
+	OffReqUrl                      *ebpf.Variable `ebpf:"off_req_url"`
+	OffRespRequest                 *ebpf.Variable `ebpf:"off_resp_request"`
+	OffRespStatusCode              *ebpf.Variable `ebpf:"off_resp_status_code"`
+	OffRtErr                       *ebpf.Variable `ebpf:"off_rt_err"`
+	OffRtResp                      *ebpf.Variable `ebpf:"off_rt_resp"`
+	OffTableGroups                 *ebpf.Variable `ebpf:"off_table_groups"`
+	OffTcpaddrIp                   *ebpf.Variable `ebpf:"off_tcpaddr_ip"`
+	OffTcpaddrPort                 *ebpf.Variable `ebpf:"off_tcpaddr_port"`
+	OffTlsReadConn                 *ebpf.Variable `ebpf:"off_tls_read_conn"`
+	OffUrlHost                     *ebpf.Variable `ebpf:"off_url_host"`
+	OffUrlPath                     *ebpf.Variable `ebpf:"off_url_path"`
+	OffUrlRawQuery                 *ebpf.Variable `ebpf:"off_url_raw_query"`
+	OffUrlScheme                   *ebpf.Variable `ebpf:"off_url_scheme"`
+	ReqReadSize                    *ebpf.Variable `ebpf:"req_read_size"`
+	RespReadSize                   *ebpf.Variable `ebpf:"resp_read_size"`
+	RtClosureErr                   *ebpf.Variable `ebpf:"rt_closure_err"`
+	TcpconnCloseFn                 *ebpf.Variable `ebpf:"tcpconn_close_fn"`
+	TlsconnCloseFn                 *ebpf.Variable `ebpf:"tlsconn_close_fn"`
+	UnusedHttpClientBody           *ebpf.Variable `ebpf:"unused_http_client_body"`
+	UnusedHttpClientBodyFlags      *ebpf.Variable `ebpf:"unused_http_client_body_flags"`
+	UnusedHttpClientBodyRecord     *ebpf.Variable `ebpf:"unused_http_client_body_record"`
+	UnusedHttpClientEvent          *ebpf.Variable `ebpf:"unused_http_client_event"`
+	UnusedHttpClientH2Stream       *ebpf.Variable `ebpf:"unused_http_client_h2_stream"`
+	UnusedHttpClientH2StreamRecord *ebpf.Variable `ebpf:"unused_http_client_h2_stream_record"`
+	UnusedHttpClientInfo           *ebpf.Variable `ebpf:"unused_http_client_info"`
+	UnusedHttpClientRecord         *ebpf.Variable `ebpf:"unused_http_client_record"`
+	UrlReadSize                    *ebpf.Variable `ebpf:"url_read_size"`
+	WakeupThreshold                *ebpf.Variable `ebpf:"wakeup_threshold"`
 }
 
 // clientPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientPrograms struct {
+	H2WriteHeaders            *ebpf.Program `ebpf:"h2_write_headers"`
 	PconnRead                 *ebpf.Program `ebpf:"pconn_read"`
 	PconnWrite                *ebpf.Program `ebpf:"pconn_write"`
 	PersistConnRoundTripEnter *ebpf.Program `ebpf:"persist_conn_round_trip_enter"`
@@ -435,12 +498,14 @@ type clientPrograms struct {
 	RoundTripEnter            *ebpf.Program `ebpf:"round_trip_enter"`
 	RoundTripReturn           *ebpf.Program `ebpf:"round_trip_return"`
 	TcpCopyWrite              *ebpf.Program `ebpf:"tcp_copy_write"`
+	TlsConnReadCopy           *ebpf.Program `ebpf:"tls_conn_read_copy"`
 	TlsConnWrite              *ebpf.Program `ebpf:"tls_conn_write"`
 	WriteSubsetEnter          *ebpf.Program `ebpf:"write_subset_enter"`
 }
 
 func (p *clientPrograms) Close() error {
 	return _ClientClose(
+		p.H2WriteHeaders,
 		p.PconnRead,
 		p.PconnWrite,
 		p.PersistConnRoundTripEnter,
@@ -449,6 +514,7 @@ func (p *clientPrograms) Close() error {
 		p.RoundTripEnter,
 		p.RoundTripReturn,
 		p.TcpCopyWrite,
+		p.TlsConnReadCopy,
 		p.TlsConnWrite,
 		p.WriteSubsetEnter,
 	)

@@ -79,6 +79,30 @@ const (
 	tlsConnClose   = "crypto/tls.(*Conn).Close"
 )
 
+// H2HeadersSymbols write the headers of a request HTTP/2 sends, on a
+// stream that has its ID (Go 1.26 bundles HTTP/2 into net/http, Go 1.27
+// moved it to net/http/internal/http2): their entry ties a model call's
+// round trip (by its request's URL) to its stream and its *tls.Conn.
+var H2HeadersSymbols = []string{
+	"net/http.(*http2clientStream).encodeAndWriteHeaders",
+	"net/http/internal/http2.(*clientStream).encodeAndWriteHeaders",
+}
+
+// TLSReadSymbol hands the plaintext of every read of a TLS connection to
+// its caller: at the copy it inlines (gobin.CopySite), the bytes a model
+// call's HTTP/2 connection receives are copied.
+const TLSReadSymbol = "crypto/tls.(*Conn).Read"
+
+// copySite finds TLSReadSymbol's copy into the caller's buffer, as a
+// uprobe site whose one slot is the receiver's.
+func copySite(b *gobin.Binary, f gobin.Func) (gobin.CallResult, error) {
+	site, err := b.CopySite(f)
+	if err != nil {
+		return gobin.CallResult{}, err
+	}
+	return gobin.CallResult{Offset: site.Offset, Slots: []int64{site.ReceiverSlot}}, nil
+}
+
 // readSite finds ReadSymbol's jump after pc.conn.Read(p), and the spill
 // slots of p's pointer (RBX at entry) and pc (RAX).
 func readSite(b *gobin.Binary, f gobin.Func) (gobin.CallResult, error) {
@@ -100,10 +124,26 @@ var (
 	BufioWriterBuf = offsets.Field{Struct: "bufio.Writer", Name: "buf"}
 	// BufioWriterN is bufio.Writer.n, how many bytes of buf are in use.
 	BufioWriterN = offsets.Field{Struct: "bufio.Writer", Name: "n"}
+
+	// H2ClientRequestURL is the URL of the request HTTP/2 writes since Go
+	// 1.27 (a *ClientRequest, sharing the *Request's URL); before, that
+	// request is a *net/http.Request (offsets.RequestURL).
+	H2ClientRequestURL = offsets.Field{Struct: "net/http/internal/http2.ClientRequest", Name: "URL"}
+	// H2ClientStreamID is the HTTP/2 client stream's ID, and
+	// H2ClientStreamConn its *ClientConn (Go 1.26 names; Alt: 1.27's).
+	H2ClientStreamID   = offsets.Field{Struct: "net/http.http2clientStream", Name: "ID"}
+	H2ClientStreamConn = offsets.Field{Struct: "net/http.http2clientStream", Name: "cc"}
+	// H2ClientConnTConn is the HTTP/2 client connection's net.Conn (a
+	// *tls.Conn for HTTPS).
+	H2ClientConnTConn = offsets.Field{Struct: "net/http.http2ClientConn", Name: "tconn"}
+
+	h2ClientStreamID   = offsets.Field{Struct: "net/http/internal/http2.clientStream", Name: "ID"}
+	h2ClientStreamConn = offsets.Field{Struct: "net/http/internal/http2.clientStream", Name: "cc"}
+	h2ClientConnTConn  = offsets.Field{Struct: "net/http/internal/http2.ClientConn", Name: "tconn"}
 )
 
 // Probe is the net/http client instrumentation.
-var Probe = probes.Declare("net/http client", load, declare, record, bodyRecord)
+var Probe = probes.Declare("net/http client", load, declare, record, bodyRecord, h2StreamRecord)
 
 // load is the object with genai_suffixes filled from the path endings
 // correlate/protocols/genai recognises, so that BPF copies the bytes of the
@@ -169,6 +209,15 @@ func declare(s *clientSpecs) probes.Declaration {
 		Flag:     s.CaptureBodies,
 		Requires: []*probes.Part{peer},
 	}
+	// The same over HTTP/2 (Go's HTTPS default): the stream a model call
+	// gets, and the plaintext of its connection's every write and read.
+	// Where the binary's code or fields do not allow it, spans of model
+	// calls over HTTP/2 are plain HTTP client spans.
+	h2 := &probes.Part{
+		Gives:    "GenAI attributes of model calls over HTTP/2 (their streams' frames in the TLS plaintext), and their end at the response stream's",
+		Flag:     s.CaptureH2,
+		Requires: []*probes.Part{bodies},
+	}
 
 	return probes.Declaration{
 		Uprobes: append(append([]probes.Uprobe{
@@ -183,6 +232,10 @@ func declare(s *clientSpecs) probes.Declaration {
 			probes.Uprobe{Symbol: WriteSymbol, Entry: s.PconnWrite, Part: bodies},
 			probes.Uprobe{Symbol: CopyWriteSymbols[0], Entry: s.TcpCopyWrite, Part: bodies, Optional: true},
 			probes.Uprobe{Symbol: TLSWriteSymbol, Entry: s.TlsConnWrite, Part: bodies, Optional: true},
+			probes.Uprobe{Symbol: TLSReadSymbol, Entry: s.TlsConnReadCopy, Part: h2, Optional: true,
+				At: copySite, Slots: []*ebpf.VariableSpec{s.OffTlsReadConn}},
+			probes.Uprobe{Symbol: H2HeadersSymbols[0], Entry: s.H2WriteHeaders, Part: h2, Optional: true},
+			probes.Uprobe{Symbol: H2HeadersSymbols[1], Entry: s.H2WriteHeaders, Part: h2, Optional: true},
 			probes.Uprobe{Symbol: Symbol, Entry: s.RoundTripEnter},
 			probes.Uprobe{Symbol: ConnSymbol, Entry: s.PersistConnRoundTripEnter, Part: peer},
 			probes.Uprobe{Symbol: WriteSubsetSymbol, Entry: s.WriteSubsetEnter, Part: writeUser},
@@ -214,6 +267,11 @@ func declare(s *clientSpecs) probes.Declaration {
 			{Field: offsets.NetFDRaddr, Offset: s.OffNetfdRaddr, Size: probes.Iface, Part: peer},
 			{Field: offsets.TCPAddrIP, Offset: s.OffTcpaddrIp, Size: probes.Slice, Part: peer},
 			{Field: offsets.TCPAddrPort, Offset: s.OffTcpaddrPort, Size: probes.Word, Part: peer},
+
+			{Field: H2ClientRequestURL, Alt: []offsets.Field{offsets.RequestURL}, Offset: s.OffH2reqUrl, Size: probes.Word, Part: h2},
+			{Field: H2ClientStreamID, Alt: []offsets.Field{h2ClientStreamID}, Offset: s.OffCsId, Size: 4, Part: h2},
+			{Field: H2ClientStreamConn, Alt: []offsets.Field{h2ClientStreamConn}, Offset: s.OffCsCc, Size: probes.Word, Part: h2},
+			{Field: H2ClientConnTConn, Alt: []offsets.Field{h2ClientConnTConn}, Offset: s.OffCcTconn, Size: probes.Iface, Part: h2},
 
 			{Field: offsets.RequestHeader, Offset: s.OffReqHeader, Size: probes.Word, Part: writeUser},
 			{Field: offsets.SwissMapDirPtr, Offset: s.OffMapDirPtr, Size: probes.Word, Part: writeUser},

@@ -40,6 +40,7 @@ const (
 	bodyWrite = uint8(clientHttpClientBodyFlagsHTTP_BODY_WRITE)
 	bodyTail  = uint8(clientHttpClientBodyFlagsHTTP_BODY_TAIL)
 	bodyEOF   = uint8(clientHttpClientBodyFlagsHTTP_BODY_EOF)
+	bodyH2    = uint8(clientHttpClientBodyFlagsHTTP_BODY_H2)
 )
 
 // bodyRecord is struct http_client_body: the bytes of one write or read of
@@ -65,9 +66,36 @@ var bodyRecord = events.Record{
 			Write:  e.Flags&bodyWrite != 0,
 			Tail:   e.Flags&bodyTail != 0,
 			EOF:    e.Flags&bodyEOF != 0,
+			H2:     e.Flags&bodyH2 != 0,
 			Data:   append([]byte(nil), raw[bodyHeader:bodyHeader+n]...),
 		}
 		return b, nil
+	},
+}
+
+// h2StreamRecord is struct http_client_h2_stream: the HTTP/2 stream a
+// model call's request was given, on a connection whose bytes come in body
+// records from then on.
+var h2StreamRecord = events.Record{
+	Type:    uint8(clientHttpClientH2StreamRecordEVENT_HTTP_CLIENT_H2STREAM),
+	Name:    "http_client_h2_stream",
+	MinSize: int(unsafe.Sizeof(clientHttpClientH2Stream{})),
+	Decode: func(raw []byte, d *events.Decoder) (correlate.Event, error) {
+		e := (*clientHttpClientH2Stream)(unsafe.Pointer(&raw[0]))
+		n := min(int(e.PathLen), len(e.Path))
+		path := make([]byte, n)
+		for i := range path {
+			path[i] = byte(e.Path[i])
+		}
+		return &correlate.GoH2Stream{
+			PID:      e.Hdr.Pid,
+			Conn:     e.Conn,
+			SpanID:   trace.SpanID(e.SpanId),
+			StreamID: e.StreamId,
+			Time:     d.Clock.Wall(e.Hdr.TsNs),
+			Path:     string(path),
+			PathCut:  e.PathCut != 0,
+		}, nil
 	},
 }
 
