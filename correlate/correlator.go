@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -52,6 +53,9 @@ type Correlator struct {
 	// genai configures model calls: what the parsers keep of them, and
 	// the provider and cost every GenAI span gets before semconv.
 	genai *genai.Config
+	// exited are the processes Unregister was told of, forgotten at the
+	// next Tick (under mu).
+	exited []uint32
 }
 
 // New returns a Correlator that knows no process yet. Every span it builds
@@ -93,17 +97,46 @@ func (c *Correlator) Register(p *model.Process) {
 	c.mu.Unlock()
 }
 
-// Unregister forgets process pid, which exited: it is marked gone, so
+// Unregister forgets process pid, which exited, at the next Tick: what
+// is still open of its model calls ends there, then it is marked gone, so
 // that sinks drop what they keep for it, and later events from it count
-// as from an unknown process. Call it once its last records were read.
+// as from an unknown process. Call it once its last records were read;
+// safe from any goroutine.
 func (c *Correlator) Unregister(pid uint32) {
 	c.mu.Lock()
-	p := c.procs[pid]
-	delete(c.procs, pid)
+	c.exited = append(c.exited, pid)
 	c.mu.Unlock()
-	if p != nil {
+}
+
+// Tick does what is due with no event to trigger it, giving each span it
+// ends to yield: it forgets the processes Unregister was told of, ending
+// their open model calls first (a streamed call cut by the exit would
+// otherwise wait for the idle sweep), and ends the model calls no byte came
+// for in a long while (the sweep runs on event times too, but an idle
+// agent has none). Call it from HandleAll's goroutine, between events.
+func (c *Correlator) Tick(now time.Time, yield func(*model.Span)) {
+	c.mu.Lock()
+	exited := c.exited
+	c.exited = nil
+	c.mu.Unlock()
+	for _, pid := range exited {
+		c.mu.RLock()
+		p := c.procs[pid]
+		c.mu.RUnlock()
+		if p == nil {
+			continue
+		}
+		for _, s := range c.goCalls.flush(pid, false) {
+			c.finish(s, p)
+			c.stats.Spans.Add(1)
+			yield(s)
+		}
+		c.mu.Lock()
+		delete(c.procs, pid)
+		c.mu.Unlock()
 		p.MarkGone()
 	}
+	c.yieldAll(c.goCalls.maybeSweepAt(now), yield)
 }
 
 // Processes is how many processes the correlator knows now.

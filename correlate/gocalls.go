@@ -211,6 +211,14 @@ func (g *goCalls) maybeSweep(now time.Time) {
 	}
 }
 
+// maybeSweepAt is maybeSweep with no event, at the wall clock's now: the
+// spans it ends.
+func (g *goCalls) maybeSweepAt(now time.Time) []*model.Span {
+	g.out = g.out[:0]
+	g.maybeSweep(now)
+	return g.out
+}
+
 // sweep ends the calls idle since before now-goCallIdle, and stops
 // following the HTTP/2 connections idle as long.
 func (g *goCalls) sweep(now time.Time) {

@@ -114,6 +114,66 @@ func TestGoModelCallStream(t *testing.T) {
 	}
 }
 
+// TestGoModelCallEndsWithoutEvents: a streamed call whose stream stops
+// mid-way ends at Tick, at its last read or its round trip's end, whichever
+// is later, its end unknown (not a stream's end), when
+// its process exits (at once) or when it has been idle for goCallIdle on
+// the wall clock with no further event (the agent idle); until then Tick
+// leaves it open.
+func TestGoModelCallEndsWithoutEvents(t *testing.T) {
+	for _, exit := range []bool{true, false} {
+		c := New(slog.Default(), nil)
+		c.Register(model.NewProcess(7, "/app", "app", "go1.26"))
+		start := time.Now().Add(-time.Second)
+		g := &goRecords{pid: 7, span: trace.SpanID{4, 5, 6}, start: start}
+		body := `{"model":"gpt-test","stream":true,"messages":[]}`
+		g.add(true, time.Millisecond, 0, fmt.Sprintf("POST /v1/chat/completions HTTP/1.1\r\nHost: m\r\nContent-Length: %d\r\n\r\n", len(body))+body)
+		ev := `data: {"id":"c1","model":"gpt-test-1","choices":[{"delta":{"content":"a"},"finish_reason":null}]}` + "\n\n"
+		g.add(false, 80*time.Millisecond, 0, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"+fmt.Sprintf("%x\r\n%s\r\n", len(ev), ev))
+		var spans []*model.Span
+		for _, r := range g.recs {
+			spans = append(spans, c.HandleAll(r)...)
+		}
+		rt := model.NewSpan()
+		rt.UseHTTP().Method = "POST"
+		rt.HTTP.Path = "/v1/chat/completions"
+		rt.Kind = trace.SpanKindClient
+		rt.PID, rt.Start, rt.End = 7, start, start.Add(81*time.Millisecond)
+		rt.SetIDs(model.SpanIDs{TraceID: trace.TraceID{9}, SpanID: g.span})
+		spans = append(spans, c.HandleAll(&GoModelCall{Span: rt})...)
+		tick := func(now time.Time) {
+			c.Tick(now, func(s *model.Span) { spans = append(spans, s) })
+		}
+		tick(time.Now())
+		if len(spans) != 0 {
+			t.Fatalf("exit %v: %d spans while the stream is open", exit, len(spans))
+		}
+		if exit {
+			c.Unregister(7)
+			tick(time.Now())
+		} else {
+			tick(time.Now().Add(goCallIdle / 2))
+			if len(spans) != 0 {
+				t.Fatalf("%d spans before the call was idle for %v", len(spans), goCallIdle)
+			}
+			tick(time.Now().Add(goCallIdle + 2*time.Minute))
+		}
+		if len(spans) != 1 {
+			t.Fatalf("exit %v: %d spans, want 1", exit, len(spans))
+		}
+		s := spans[0]
+		if d := s.End.Sub(start); d != 81*time.Millisecond {
+			t.Errorf("exit %v: span ends %v after its start, want 81ms (the round trip's end)", exit, d)
+		}
+		if s.Process == nil || s.GenAI == nil || s.GenAI.End != model.GenAIEndUnknown || s.Name != "chat gpt-test" {
+			t.Errorf("exit %v: span %q, process %v, GenAI %v", exit, s.Name, s.Process, s.GenAI)
+		}
+		if exit != (c.Processes() == 0) {
+			t.Errorf("exit %v: %d processes known after the tick", exit, c.Processes())
+		}
+	}
+}
+
 // BenchmarkGoModelCall: what the correlator spends on one streamed Go
 // model call (a 1 KiB request, an 8-event chunked stream read in 4
 // reads), from its body records to its finished span.

@@ -81,6 +81,13 @@ func (p *pipeline) flush() {
 	p.batch = make([]*model.Span, 0, maxBatch)
 }
 
+// drained runs whenever the ring buffer was read empty or a poll found
+// nothing: what the correlator ends with no event, then the batch.
+func (p *pipeline) drained() {
+	p.corr.Tick(time.Now(), func(s *model.Span) { p.batch = append(p.batch, s) })
+	p.flush()
+}
+
 func (p *pipeline) start() {
 	p.fan.Start()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -88,7 +95,7 @@ func (p *pipeline) start() {
 	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
-		p.err = p.reader.Run(ctx, p.handle, p.flush)
+		p.err = p.reader.Run(ctx, p.handle, p.drained)
 	}()
 }
 
