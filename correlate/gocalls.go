@@ -145,6 +145,10 @@ func (g *goCalls) body(b *GoBody) []*model.Span {
 	g.out = g.out[:0]
 	key := goCallKey{b.PID, b.SpanID}
 	c := g.byID[key]
+	if c == nil && b.EOF {
+		// The connection of a call already ended closed.
+		return g.out
+	}
 	if c == nil {
 		ck := goConnKey{b.PID, b.Conn}
 		if old := g.byConn[ck]; old != nil {

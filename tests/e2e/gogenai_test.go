@@ -266,3 +266,61 @@ func checkGenAISpans(t *testing.T, where string, spans []observed, all []genaiMa
 		}
 	}
 }
+
+// TestGoGenAIClientStopped: a Go client that closes a streamed answer after
+// three chunks (a user stopping the answer) makes net/http close the
+// connection with the stream still coming. The call's span must go out
+// then, while the agent runs (not at the idle sweep ten minutes later, nor
+// only when the agent detaches and ends what is open), ending when the
+// client stopped, its stream marked cut. The same over HTTPS with HTTP/2.
+func TestGoGenAIClientStopped(t *testing.T) {
+	testenv.RequireRoot(t)
+	ms := testenv.StartModelServer(t)
+	t.Run("http1", func(t *testing.T) { testGoGenAIStopped(t, ms, ms.URL()) })
+	// Over HTTP/2 the stream is reset (RST_STREAM), the connection kept.
+	t.Run("http2", func(t *testing.T) { testGoGenAIStopped(t, ms, ms.TLSURL(), ms.TrustEnv()...) })
+}
+
+func testGoGenAIStopped(t *testing.T, ms *testenv.ModelServer, base string, env ...string) {
+	zt := testenv.BuildZerotrace(t)
+	app, addr := testenv.StartGenAIApp(t, base, env...)
+	a := startAgent(t, zt, nil, "attach", "--pid", fmt.Sprint(app.Process.Pid), "--output", "json")
+	const model = "gpt-test@ttft=20,gap=50,chunks=60"
+	calls := callGenAIApp(t, addr, genaiQuery("api", modelspec.OpenAIChat, "stream", "1", "stop_after", "3", "model", model))
+	call := calls[0]
+	if call.Chunks != 3 || call.Error != "" {
+		t.Fatalf("the client did not stop after 3 chunks: %+v", call)
+	}
+	if x := ms.Exchange(t, call); strings.HasPrefix(base, "https:") != (x.Proto == "HTTP/2.0") {
+		t.Fatalf("the call to %s went over %s", base, x.Proto)
+	}
+	var found []observed
+	deadline := time.Now().Add(testenv.Timeout(t, 10*time.Second))
+	for len(found) == 0 && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+		for _, s := range fromJSON(a.jsonSpans()) {
+			if s.Kind == "client" && strings.HasSuffix(s.Attrs["url.full"], "/v1/chat/completions") {
+				found = append(found, s)
+			}
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d client spans while the agent runs, %v after the client stopped the stream; want 1", len(found), testenv.Timeout(t, 10*time.Second))
+	}
+	s := found[0]
+	ct := call.Times
+	t.Logf("span %q %v to %v after the call's start, the client stopped at %v; attributes %v", s.Name, s.Start.Sub(ct.Start), s.End.Sub(ct.Start), ct.End.Sub(ct.Start), s.Attrs)
+	if s.Name != "chat "+model || s.Attrs["error.type"] != "stream_cut" {
+		t.Errorf("span %q, error.type %q; want %q, stream_cut", s.Name, s.Attrs["error.type"], "chat "+model)
+	}
+	// It ends when the connection closed: after the last chunk the client
+	// read, as the client stopped (net/http closes it on another
+	// goroutine, a moment later), long before the stream would have ended.
+	if s.End.Before(ct.FirstChunk) || s.End.After(ct.End.Add(testenv.Timeout(t, 200*time.Millisecond))) {
+		t.Errorf("span ends at %v, the client stopped at %v", s.End.Sub(ct.Start), ct.End.Sub(ct.Start))
+	}
+	a.stop()
+	if !alive(app.Process.Pid) {
+		t.Fatal("the traced service died")
+	}
+}

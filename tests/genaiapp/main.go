@@ -62,6 +62,7 @@ type batch struct {
 	MaxTokens    int64
 	Inputs       int
 	Parallel     int
+	StopAfter    int
 }
 
 func (b *batch) flags(fs *flag.FlagSet) {
@@ -75,6 +76,7 @@ func (b *batch) flags(fs *flag.FlagSet) {
 	fs.Int64Var(&b.MaxTokens, "max-tokens", 64, "max output tokens (0: not sent, except Anthropic, which requires it)")
 	fs.IntVar(&b.Inputs, "inputs", 1, "embeddings: number of inputs")
 	fs.IntVar(&b.Parallel, "parallel", 1, "calls in flight at once (load tests; the lines then come in completion order)")
+	fs.IntVar(&b.StopAfter, "stop-after", 0, "openai.chat streams: close the stream after this many chunks, as a user stopping the answer would (0: read it whole)")
 }
 
 // fromQuery reads a batch from /call's query, with the flags' defaults.

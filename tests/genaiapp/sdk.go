@@ -139,6 +139,12 @@ func (c *clients) openAIChat(ctx context.Context, b batch, k *call) {
 		if ch.JSON.Usage.Valid() {
 			k.Usage = openAIUsage(ch.Usage)
 		}
+		if b.StopAfter > 0 && k.Chunks >= b.StopAfter {
+			// Closing the body before its end makes net/http close the
+			// connection.
+			s.Close()
+			break
+		}
 	}
 	k.Times.End = time.Now()
 	k.openAIError(s.Err())

@@ -681,6 +681,31 @@ int pconn_read(struct pt_regs *ctx)
 	return 0;
 }
 
+// func (pc *persistConn) closeLocked(err error)
+//
+// The connection closes (RAX = pc). For one a model call is still reading,
+// the call's response ends here: its client closed the body before the end
+// (a user stopping the answer, a cancelled context), net/http then closes
+// the connection, and no read would ever tell. Entry (emulated); runs
+// about once per connection closed, a hash lookup for any but a watched
+// one.
+SEC("uprobe/persistConn_closeLocked")
+int pconn_close(struct pt_regs *ctx)
+{
+	struct watch_key k = {.tgid = bpf_get_current_pid_tgid() >> 32, .pc = GO_ARG1(ctx)};
+	if (!bpf_map_lookup_elem(&body_watch, &k))
+		return 0;
+	struct go_iface conn = {};
+	if (!bpf_probe_read_user(&conn, sizeof(conn), (void *)(k.pc + off_pconn_conn)) && conn.data) {
+		struct watch_key ck = {.tgid = k.tgid, .pc = conn.data};
+		bpf_map_delete_elem(&body_conn, &ck);
+	}
+	// As a read that returned nothing: an end-of-connection record, and
+	// the watch removed.
+	copy_body(k.pc, 0, 0, false, false);
+	return 0;
+}
+
 // func (pc *persistConn) roundTrip(req *transportRequest) (*Response, error)
 //
 // Called by Transport.roundTrip, on the same goroutine, once the connection

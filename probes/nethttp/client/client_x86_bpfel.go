@@ -161,6 +161,7 @@ const (
 	clientMapHeaderCtx                      = "header_ctx"
 	clientMapHeaderScratch                  = "header_scratch"
 	clientProgH2WriteHeaders                = "h2_write_headers"
+	clientProgPconnClose                    = "pconn_close"
 	clientProgPconnRead                     = "pconn_read"
 	clientProgPconnWrite                    = "pconn_write"
 	clientProgPersistConnRoundTripEnter     = "persist_conn_round_trip_enter"
@@ -271,6 +272,7 @@ type clientSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type clientProgramSpecs struct {
 	H2WriteHeaders            *ebpf.ProgramSpec `ebpf:"h2_write_headers"`
+	PconnClose                *ebpf.ProgramSpec `ebpf:"pconn_close"`
 	PconnRead                 *ebpf.ProgramSpec `ebpf:"pconn_read"`
 	PconnWrite                *ebpf.ProgramSpec `ebpf:"pconn_write"`
 	PersistConnRoundTripEnter *ebpf.ProgramSpec `ebpf:"persist_conn_round_trip_enter"`
@@ -490,6 +492,7 @@ type clientVariables struct {
 // It can be passed to loadClientObjects or ebpf.CollectionSpec.LoadAndAssign.
 type clientPrograms struct {
 	H2WriteHeaders            *ebpf.Program `ebpf:"h2_write_headers"`
+	PconnClose                *ebpf.Program `ebpf:"pconn_close"`
 	PconnRead                 *ebpf.Program `ebpf:"pconn_read"`
 	PconnWrite                *ebpf.Program `ebpf:"pconn_write"`
 	PersistConnRoundTripEnter *ebpf.Program `ebpf:"persist_conn_round_trip_enter"`
@@ -506,6 +509,7 @@ type clientPrograms struct {
 func (p *clientPrograms) Close() error {
 	return _ClientClose(
 		p.H2WriteHeaders,
+		p.PconnClose,
 		p.PconnRead,
 		p.PconnWrite,
 		p.PersistConnRoundTripEnter,

@@ -64,6 +64,11 @@ const WriteSymbol = "net/http.persistConnWriter.Write"
 // pc.conn.Read(p), a model call's response bytes are copied, n in RAX.
 const ReadSymbol = "net/http.(*persistConn).Read"
 
+// CloseSymbol closes an HTTP/1.x client connection: a model call whose
+// response was not read to its end (the body closed early, the context
+// cancelled) ends there.
+const CloseSymbol = "net/http.(*persistConn).closeLocked"
+
 // CopyWriteSymbols write what io.Copy copies into a *net.TCPConn through
 // its generic ReadFrom: where a request body longer than net/http's write
 // buffer goes (persistConnWriter.ReadFrom), bypassing WriteSymbol. The
@@ -230,6 +235,7 @@ func declare(s *clientSpecs) probes.Declaration {
 			probes.Uprobe{Symbol: ReadSymbol, Entry: s.PconnRead, Part: bodies,
 				At: readSite, Slots: []*ebpf.VariableSpec{s.OffPconnReadP, s.OffPconnReadPc}},
 			probes.Uprobe{Symbol: WriteSymbol, Entry: s.PconnWrite, Part: bodies},
+			probes.Uprobe{Symbol: CloseSymbol, Entry: s.PconnClose, Part: bodies, Optional: true},
 			probes.Uprobe{Symbol: CopyWriteSymbols[0], Entry: s.TcpCopyWrite, Part: bodies, Optional: true},
 			probes.Uprobe{Symbol: TLSWriteSymbol, Entry: s.TlsConnWrite, Part: bodies, Optional: true},
 			probes.Uprobe{Symbol: TLSReadSymbol, Entry: s.TlsConnReadCopy, Part: h2, Optional: true,
