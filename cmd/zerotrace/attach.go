@@ -66,7 +66,7 @@ func newAttachCommand() *cobra.Command {
 	f.IntSliceVar(&o.ports, "port", nil, "trace processes listening on this TCP port, now and as they start (repeatable)")
 	f.StringVarP(&o.output, "output", "o", "", "stdout format: text, json or none (default text, or none when an OTLP endpoint is set)")
 	f.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "OTLP/HTTP endpoint, e.g. http://localhost:4318 (default from OTEL_EXPORTER_OTLP_*)")
-	f.StringVar(&o.serviceName, "service-name", "", "service.name of the traced processes (default OTEL_SERVICE_NAME, else the executable name)")
+	f.StringVar(&o.serviceName, "service-name", "", "service.name of traced processes that no services: rule of the config and not their own OTEL_SERVICE_NAME names (default: the agent's OTEL_SERVICE_NAME, else the executable's name)")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level on stderr: debug, info, warn or error")
 	f.DurationVar(&o.statsInterval, "stats-interval", 30*time.Second, "how often to report lost events on stderr (0 disables)")
 	f.IntVar(&o.queueLen, "queue", 16384, "spans queued for each exporter before dropping")
@@ -187,11 +187,16 @@ func runAttach(ctx context.Context, o *attachOptions, stdout, stderr io.Writer) 
 			n, o.configPath)
 	}
 
+	services, err := cfg.services()
+	if err != nil {
+		return fail(stderr, fmt.Errorf("config %s: services: %w", o.configPath, err))
+	}
+
 	a, err := agent.New(agent.Config{
 		Log: log, Out: stderr, ServiceName: serviceName, Inject: injectMode,
 		Redactor: red, QueueLen: o.queueLen, Listen: o.listen,
 		DropBackground: cfg.Spans.DropBackground, GenAI: gen,
-		Phases: cfg.Phases,
+		Phases: cfg.Phases, Services: services,
 	})
 	if err != nil {
 		return fail(stderr, err)

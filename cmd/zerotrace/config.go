@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/zerotrace/zerotrace/cmd/internal/agent"
 	"github.com/zerotrace/zerotrace/correlate/protocols/genai"
 	"github.com/zerotrace/zerotrace/correlate/redact"
 )
@@ -36,6 +38,12 @@ import (
 //	  routes:                       # more paths that are model APIs
 //	    - path: /llm/v2/generate    # a whole path, or one or two last segments
 //	      api: openai.chat_completions
+//	services:                       # service.name by process, before its own OTEL_SERVICE_NAME
+//	  - name: checkout              # every field given must match
+//	    exe: "checkout-svc*"        # a glob on the executable's name (on its path if it has a /)
+//	    cgroup: "/system.slice/checkout*.service"  # a glob on its cgroup (v2) path
+//	    pid: 0                      # one process
+//	    attributes: {deployment.environment.name: prod}
 //	phases:                         # Go functions whose calls become INTERNAL spans
 //	  - main.buildPrompt
 //	  - github.com/acme/rag.(*Store).Search
@@ -54,6 +62,39 @@ type fileConfig struct {
 	// of a generic function or type. A function the binary lacks, or
 	// that the compiler inlined everywhere, is refused with the reason.
 	Phases []string `yaml:"phases"`
+	// Services name the processes they match (the first rule that does),
+	// before the process's own OTEL_SERVICE_NAME, --service-name and its
+	// executable's name.
+	Services []serviceConfig `yaml:"services"`
+}
+
+// serviceConfig is one rule of the services section.
+type serviceConfig struct {
+	Name       string            `yaml:"name"`
+	PID        int               `yaml:"pid"`
+	Exe        string            `yaml:"exe"`
+	Cgroup     string            `yaml:"cgroup"`
+	Attributes map[string]string `yaml:"attributes"`
+}
+
+// services checks the rules and turns them into the agent's.
+func (c fileConfig) services() ([]agent.ServiceRule, error) {
+	var rules []agent.ServiceRule
+	for i, r := range c.Services {
+		if strings.TrimSpace(r.Name) == "" {
+			return nil, fmt.Errorf("rule %d: no name", i+1)
+		}
+		if r.PID == 0 && r.Exe == "" && r.Cgroup == "" {
+			return nil, fmt.Errorf("rule %d (%s): matches every process: give pid, exe or cgroup", i+1, r.Name)
+		}
+		for what, glob := range map[string]string{"exe": r.Exe, "cgroup": r.Cgroup} {
+			if _, err := path.Match(glob, ""); err != nil {
+				return nil, fmt.Errorf("rule %d (%s): %s %q: %w", i+1, r.Name, what, glob, err)
+			}
+		}
+		rules = append(rules, agent.ServiceRule{Name: r.Name, PID: r.PID, Exe: r.Exe, Cgroup: r.Cgroup, Attributes: r.Attributes})
+	}
+	return rules, nil
 }
 
 // spansConfig chooses which spans are exported.
@@ -184,6 +225,9 @@ func loadConfig(path string) (fileConfig, error) {
 	}
 	if _, err := cfg.GenAI.genAI(); err != nil {
 		return fileConfig{}, fmt.Errorf("config %s: gen_ai: %w", path, err)
+	}
+	if _, err := cfg.services(); err != nil {
+		return fileConfig{}, fmt.Errorf("config %s: services: %w", path, err)
 	}
 	return cfg, nil
 }

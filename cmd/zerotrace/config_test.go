@@ -106,3 +106,40 @@ func TestLoadConfigGenAI(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadConfigServices(t *testing.T) {
+	dir := t.TempDir()
+	write := func(text string) string {
+		p := filepath.Join(dir, "c.yaml")
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg, err := loadConfig(write(`services:
+  - name: checkout
+    exe: "checkout-svc*"
+    attributes: {deployment.environment.name: prod}
+  - name: worker
+    cgroup: "/system.slice/worker*.service"
+    pid: 42
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, err := cfg.services()
+	if err != nil || len(rules) != 2 || rules[0].Name != "checkout" || rules[0].Attributes["deployment.environment.name"] != "prod" ||
+		rules[1].PID != 42 || rules[1].Cgroup != "/system.slice/worker*.service" {
+		t.Fatalf("rules %+v, %v", rules, err)
+	}
+	for _, bad := range []string{
+		"services:\n  - exe: x\n",                // no name
+		"services:\n  - name: all\n",             // matches every process
+		"services:\n  - name: b\n    exe: '['\n", // a bad glob
+		"services:\n  - name: b\n    host: x\n",  // an unknown key
+	} {
+		if _, err := loadConfig(write(bad)); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}

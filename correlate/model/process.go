@@ -11,8 +11,12 @@ import (
 // Process describes a traced process. Its resource attributes travel with
 // every span the process produces.
 type Process struct {
-	PID            uint32
-	ServiceName    string
+	PID         uint32
+	ServiceName string
+	// ServiceSource says where ServiceName came from (the agent's
+	// configuration, the process's environment, a flag, the executable),
+	// "" when not told.
+	ServiceSource  string
 	ExecutableName string
 	ExecutablePath string
 	RuntimeVersion string // the Go version the binary was built with, "" for other programs
@@ -33,6 +37,23 @@ const (
 
 // Version is the agent's version, set at build time by cmd.
 var Version = "dev"
+
+// AddResource adds resource attributes to the process's, before the first
+// of its spans is made: keys it has already are left as they are.
+func (p *Process) AddResource(kvs ...attribute.KeyValue) {
+	for _, kv := range kvs {
+		known := false
+		for _, have := range p.resource {
+			if have.Key == kv.Key {
+				known = true
+				break
+			}
+		}
+		if !known {
+			p.resource = append(p.resource, kv)
+		}
+	}
+}
 
 // NewProcess fills in a Process and computes its resource attributes once.
 // An empty serviceName defaults to the executable name.

@@ -41,6 +41,10 @@ type Node struct {
 	// GenAI summarises the model calls the node answered: a model
 	// endpoint's (KindModel), or a traced model server's.
 	GenAI *ModelStats `json:"gen_ai,omitempty"`
+	// NameSource says where a traced service's name came from: "config",
+	// "env" (its OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES), "flag"
+	// (--service-name) or "executable".
+	NameSource string `json:"name_source,omitempty"`
 }
 
 // Stats summarise the calls of an edge over a period.
@@ -255,7 +259,14 @@ func (g *Graph) serviceNode(s *model.Span) Node {
 	if s.Process != nil {
 		name = s.Process.ServiceName
 	}
-	return g.node(nodeKey{kind: KindService, name: name})
+	k := nodeKey{kind: KindService, name: name}
+	n := g.node(k)
+	if n.NameSource == "" && s.Process != nil && s.Process.ServiceSource != "" {
+		n.NameSource = s.Process.ServiceSource
+		g.known[k] = n
+		g.nodes[n.ID] = n
+	}
+	return n
 }
 
 // calleeKey names what a client span called when that is not a traced

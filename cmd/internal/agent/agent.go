@@ -33,10 +33,13 @@ type Config struct {
 	// ("zerotrace: attached to …"), both on stderr.
 	Log *slog.Logger
 	Out io.Writer
-	// ServiceName overrides every traced process's service.name.
+	// ServiceName is the service.name of traced processes that neither
+	// a rule in Services nor their own environment names (identity.go).
 	ServiceName string
-	Inject      inject.Mode
-	Redactor    *redact.Redactor
+	// Services name the processes they match, before anything else.
+	Services []ServiceRule
+	Inject   inject.Mode
+	Redactor *redact.Redactor
 	// Sinks are the exporters the user chose (OTLP, text, JSON); the
 	// service map and the metrics are added by the agent. OTLP, when set,
 	// is the OTLP sink among them, for its counts.

@@ -317,7 +317,7 @@ func (a *attacher) attachPlan(p *session.Plan) error {
 	}
 	// Register first: events can arrive as soon as the probes are in.
 	a.namer.add(p.Target)
-	a.corr.Register(model.NewProcess(uint32(p.Target.PID), p.Target.Exe, a.cfg.ServiceName, p.Target.Bin.GoVersion))
+	id := a.register(p.Target.PID, p.Target.Exe, p.Target.Bin.GoVersion)
 	att, err := session.Attach(p, a.shared)
 	if err != nil {
 		return err
@@ -370,7 +370,7 @@ func (a *attacher) attachPlan(p *session.Plan) error {
 			"instruction", u.Text, "cost", cost)
 	}
 	// Last: tests and scripts take this line to mean ready.
-	fmt.Fprintln(a.cfg.Out, "zerotrace:", att.Summary)
+	fmt.Fprintf(a.cfg.Out, "zerotrace: %s; service %q (from %s)\n", att.Summary, id.name, id.source)
 	return nil
 }
 
@@ -385,7 +385,7 @@ func (a *attacher) attachKernel(pid int) error {
 	if a.sys == nil {
 		return fmt.Errorf("pid %d (%s) is not a Go program and kernel-level tracing cannot run here", pid, exe)
 	}
-	a.corr.Register(model.NewProcess(uint32(pid), exe, a.cfg.ServiceName, ""))
+	id := a.register(pid, exe, "")
 	if err := a.followConnections(pid); err != nil {
 		return err
 	}
@@ -395,8 +395,19 @@ func (a *attacher) attachKernel(pid int) error {
 	a.traced = append(a.traced, pid)
 	a.watch(pid, nil, nil)
 	tls := a.attachTLS(pid)
-	fmt.Fprintf(a.cfg.Out, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (raw syscall tracepoints on its socket reads, writes and closes)%s\n", pid, exe, tls)
+	fmt.Fprintf(a.cfg.Out, "zerotrace: attached to pid %d (%s): not a Go program, so its HTTP/1.x is traced from the kernel (raw syscall tracepoints on its socket reads, writes and closes)%s; service %q (from %s)\n", pid, exe, tls, id.name, id.source)
 	return nil
+}
+
+// register names process pid (identity.go) and makes its events
+// attributable to it.
+func (a *attacher) register(pid int, exe, goVersion string) identity {
+	id := resolveIdentity(pid, exe, a.cfg.ServiceName, a.cfg.Services, a.cfg.Redactor)
+	p := model.NewProcess(uint32(pid), exe, id.name, goVersion)
+	p.ServiceSource = id.source
+	p.AddResource(id.attrs...)
+	a.corr.Register(p)
+	return id
 }
 
 // attachTLS reads the TLS plaintext of process pid, traced from the
